@@ -1,0 +1,140 @@
+"""`festmon db migrate` and `festmon db status`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from typing import Any
+
+from festmon_tui.db.connect import DatabaseUnavailable, connect
+from festmon_tui.db.migrations import MigrationError, MigrationStatus, migrate, status
+from festmon_tui.db.target import open_target
+from festmon_tui.settings import Settings
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def register(sub: Any, settings_parent: argparse.ArgumentParser) -> None:
+    db = sub.add_parser("db", help="deploy and inspect festmon's database schema")
+    db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    mig = db_sub.add_parser(
+        "migrate", parents=[settings_parent], help="apply pending migrations (one transaction)"
+    )
+    mig.add_argument(
+        "--with-payment-schema",
+        action="store_true",
+        help="also create the reference payment tables (demo and tests; never on a real festival)",
+    )
+    mig.set_defaults(handler=run_migrate)
+    st = db_sub.add_parser(
+        "status", parents=[settings_parent], help="applied / pending migrations, payment tables"
+    )
+    st.add_argument("--json", action="store_true", help="print a JSON document")
+    st.set_defaults(handler=run_status)
+    serve = db_sub.add_parser(
+        "serve",
+        parents=[settings_parent],
+        help="start the embedded server, print its DSN for psql, keep it up until interrupted",
+    )
+    serve.set_defaults(handler=run_serve)
+
+
+def run_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    return asyncio.run(_migrate(settings, args.with_payment_schema))
+
+
+async def _migrate(settings: Settings, with_payment_schema: bool) -> int:
+    try:
+        async with open_target(settings) as target:
+            conn = await connect(target.options)
+            try:
+                applied = await migrate(conn, with_payment_schema=with_payment_schema)
+            finally:
+                await conn.close()
+    except (DatabaseUnavailable, MigrationError) as exc:
+        sys.stderr.write(f"festmon: migrate failed: {exc}\n")
+        return EXIT_FAILED
+    if applied:
+        for f in applied:
+            print(f"applied {f.display}")
+        print(f"{len(applied)} migration(s) applied to {target.label}")
+    else:
+        print(f"nothing to apply: {target.label} is up to date")
+    return EXIT_OK
+
+
+def run_status(settings: Settings, args: argparse.Namespace) -> int:
+    return asyncio.run(_status(settings, args.json))
+
+
+def _status_document(result: MigrationStatus, database: str) -> dict[str, Any]:
+    return {
+        "database": database,
+        "applied": [f"{s}/{name}" for s, name in result.applied],
+        "pending": [f"{f.migration_set}/{f.filename}" for f in result.pending],
+        "modified_after_apply": [f"{f.migration_set}/{f.filename}" for f in result.modified],
+        "payment_schema_applied": result.payment_schema_applied,
+        "payment_tables": {
+            "ok": result.payment_tables_ok,
+            "missing_tables": result.missing_payment_tables,
+            "missing_columns": result.missing_payment_columns,
+        },
+    }
+
+
+async def _status(settings: Settings, as_json: bool) -> int:
+    try:
+        async with open_target(settings) as target:
+            conn = await connect(target.options)
+            try:
+                result = await status(conn)
+            finally:
+                await conn.close()
+    except (DatabaseUnavailable, MigrationError) as exc:
+        sys.stderr.write(f"festmon: status failed: {exc}\n")
+        return EXIT_FAILED
+    doc = _status_document(result, target.label)
+    if as_json:
+        print(json.dumps(doc, indent=2))
+    else:
+        print(f"database: {target.label}")
+        print(f"applied migrations: {len(result.applied)}")
+        for name in doc["applied"]:
+            print(f"  applied  {name}")
+        for name in doc["pending"]:
+            print(f"  pending  {name}")
+        for name in doc["modified_after_apply"]:
+            print(f"  MODIFIED {name} (changed after it was applied)")
+        if not result.pending and not result.modified:
+            print("schema: up to date")
+        if result.payment_tables_ok:
+            print("payment tables: present (table_cards, app_transaction_log, nfc_scan_log)")
+        else:
+            for table in result.missing_payment_tables:
+                print(f"payment tables: MISSING {table}")
+            for table, cols in result.missing_payment_columns.items():
+                print(f"payment tables: {table} lacks column(s) {', '.join(cols)}")
+    healthy = not result.pending and not result.modified and result.payment_tables_ok
+    return EXIT_OK if healthy else EXIT_FAILED
+
+
+def run_serve(settings: Settings, args: argparse.Namespace) -> int:
+    if settings.dsn is not None:
+        sys.stderr.write("festmon: db serve is for the embedded server; DATABASE_URL is set\n")
+        return EXIT_USAGE
+    return asyncio.run(_serve(settings))
+
+
+async def _serve(settings: Settings) -> int:
+    async with open_target(settings) as target:
+        print(f"embedded PostgreSQL ready: {target.options.dsn}", flush=True)
+        print("press Ctrl+C to stop it (other festmon processes keep it alive)", flush=True)
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            pass
+    return EXIT_OK

@@ -1,0 +1,254 @@
+"""Flyway-style migration runner: V files once, in order; R files again when their text changes."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+
+from festmon_tui.resources import migrations_dir
+
+MONITORING = "monitoring"
+PAYMENTS = "payments"
+
+# Any constant shared by every festmon; transaction-scoped so it works through poolers too.
+_MIGRATE_LOCK_KEY = 0x6665_7374_6D6F_6E  # "festmon"
+
+_VERSIONED = re.compile(r"^V(\d+)__([A-Za-z0-9_]+)\.sql$")
+_REPEATABLE = re.compile(r"^R__([A-Za-z0-9_]+)\.sql$")
+
+LEDGER_DDL = """
+CREATE TABLE IF NOT EXISTS festmon_schema_migrations (
+    migration_set  text        NOT NULL,
+    filename       text        NOT NULL,
+    kind           text        NOT NULL CHECK (kind IN ('versioned', 'repeatable')),
+    checksum       text        NOT NULL,
+    applied_at     timestamptz NOT NULL DEFAULT now(),
+    execution_ms   integer     NOT NULL DEFAULT 0,
+    PRIMARY KEY (migration_set, filename)
+);
+COMMENT ON TABLE festmon_schema_migrations IS
+    'Ledger of festmon migrations (festmon db status); V files run once, R files when changed';
+"""
+
+# Required payment tables and columns festmon reads (SPEC §5.1).
+REQUIRED_PAYMENT_COLUMNS: dict[str, tuple[str, ...]] = {
+    "table_cards": ("id", "amount", "created_at", "updated_at"),
+    "app_transaction_log": (
+        "log_id",
+        "transaction_id",
+        "card_id",
+        "transaction_type",
+        "status",
+        "amount_involved",
+        "previous_balance",
+        "new_balance",
+        "details",
+        "client_request_id",
+        "timestamp",
+    ),
+    "nfc_scan_log": (
+        "scan_log_id",
+        "card_id_scanned",
+        "scan_timestamp",
+        "scan_status",
+        "processing_duration_ms",
+    ),
+}
+
+
+class MigrationError(Exception):
+    """A migration could not be applied; nothing of the run was kept."""
+
+
+@dataclass(frozen=True)
+class MigrationFile:
+    """One SQL file of a migration set."""
+
+    migration_set: str
+    path: Path
+    kind: str
+    sort_key: tuple[int, str]
+
+    @property
+    def filename(self) -> str:
+        return self.path.name
+
+    @property
+    def sql(self) -> str:
+        return self.path.read_text(encoding="utf-8")
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.path.read_bytes()).hexdigest()
+
+    @property
+    def display(self) -> str:
+        return f"migrations/{self.migration_set}/{self.filename}"
+
+
+@dataclass
+class MigrationStatus:
+    """What is applied and pending, and whether the payment tables festmon reads exist."""
+
+    applied: list[tuple[str, str]] = field(default_factory=list)
+    pending: list[MigrationFile] = field(default_factory=list)
+    modified: list[MigrationFile] = field(default_factory=list)
+    payment_schema_applied: bool = False
+    missing_payment_tables: list[str] = field(default_factory=list)
+    missing_payment_columns: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def payment_tables_ok(self) -> bool:
+        return not self.missing_payment_tables and not self.missing_payment_columns
+
+
+def discover(migration_set: str, root: Path | None = None) -> list[MigrationFile]:
+    """The files of one set in the order they apply: versioned by number, then repeatables."""
+    folder = (root or migrations_dir()) / migration_set
+    files: list[MigrationFile] = []
+    for path in sorted(folder.glob("*.sql")):
+        if match := _VERSIONED.match(path.name):
+            files.append(MigrationFile(migration_set, path, "versioned", (int(match[1]), "")))
+        elif match := _REPEATABLE.match(path.name):
+            files.append(MigrationFile(migration_set, path, "repeatable", (1 << 62, match[1])))
+        else:
+            raise MigrationError(
+                f"{folder / path.name}: not a migration name (V0001__name.sql or R__name.sql)"
+            )
+    return sorted(files, key=lambda f: f.sort_key)
+
+
+def _sets(with_payment_schema: bool, already_has_payments: bool) -> list[str]:
+    # The reference payment schema is applied first, and only when asked (or already there).
+    return [PAYMENTS, MONITORING] if with_payment_schema or already_has_payments else [MONITORING]
+
+
+async def _ledger(conn: asyncpg.Connection) -> dict[tuple[str, str], str]:
+    exists = await conn.fetchval("SELECT to_regclass('festmon_schema_migrations') IS NOT NULL")
+    if not exists:
+        return {}
+    rows = await conn.fetch(
+        "SELECT migration_set, filename, checksum FROM festmon_schema_migrations"
+    )
+    return {(r["migration_set"], r["filename"]): r["checksum"] for r in rows}
+
+
+def _pending(
+    files: list[MigrationFile], ledger: dict[tuple[str, str], str]
+) -> tuple[list[MigrationFile], list[MigrationFile]]:
+    pending: list[MigrationFile] = []
+    modified: list[MigrationFile] = []
+    for f in files:
+        recorded = ledger.get((f.migration_set, f.filename))
+        if recorded is None:
+            pending.append(f)
+        elif recorded != f.checksum:
+            (pending if f.kind == "repeatable" else modified).append(f)
+    return pending, modified
+
+
+def _line_of(sql: str, position: str | None) -> int | None:
+    if not position or not position.isdigit():
+        return None
+    return sql.count("\n", 0, int(position) - 1) + 1
+
+
+def _describe_failure(f: MigrationFile, exc: asyncpg.PostgresError) -> str:
+    line = _line_of(f.sql, getattr(exc, "position", None))
+    where = f"{f.display}" + (f" line {line}" if line else "")
+    detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    context = getattr(exc, "context", None)
+    if not line and context:
+        where += f" ({context.splitlines()[-1]})"
+    return f"{where}: {detail}"
+
+
+async def migrate(
+    conn: asyncpg.Connection, *, with_payment_schema: bool = False, root: Path | None = None
+) -> list[MigrationFile]:
+    """Apply every pending migration in one transaction; return the files applied.
+
+    Safe to run concurrently: a transaction-scoped advisory lock serialises runners and the
+    second one finds nothing pending. On any error nothing of the run is kept.
+    """
+    applied: list[MigrationFile] = []
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATE_LOCK_KEY)
+        await conn.execute(LEDGER_DDL)
+        ledger = await _ledger(conn)
+        has_payments = any(s == PAYMENTS for s, _ in ledger)
+        for migration_set in _sets(with_payment_schema, has_payments):
+            files = discover(migration_set, root)
+            pending, modified = _pending(files, ledger)
+            if modified:
+                names = ", ".join(f.display for f in modified)
+                raise MigrationError(
+                    f"{names} changed after it was applied; versioned migrations are immutable "
+                    "(add a new V file instead)"
+                )
+            for f in pending:
+                started = time.perf_counter()
+                try:
+                    async with conn.transaction():  # a savepoint, so the error names this file
+                        await conn.execute(f.sql)
+                except asyncpg.PostgresError as exc:
+                    raise MigrationError(_describe_failure(f, exc)) from None
+                elapsed_ms = int((time.perf_counter() - started) * 1000)
+                await conn.execute(
+                    """
+                    INSERT INTO festmon_schema_migrations
+                        (migration_set, filename, kind, checksum, execution_ms)
+                    VALUES ($1, $2, $3, $4, $5)
+                    ON CONFLICT (migration_set, filename) DO UPDATE
+                        SET checksum = EXCLUDED.checksum, applied_at = now(),
+                            execution_ms = EXCLUDED.execution_ms
+                    """,
+                    f.migration_set,
+                    f.filename,
+                    f.kind,
+                    f.checksum,
+                    elapsed_ms,
+                )
+                applied.append(f)
+        hook = await conn.fetchval("SELECT to_regproc('festmon_after_migrate') IS NOT NULL")
+        if hook:
+            try:
+                await conn.execute("SELECT festmon_after_migrate()")
+            except asyncpg.PostgresError as exc:
+                raise MigrationError(f"festmon_after_migrate(): {exc}") from None
+    return applied
+
+
+async def status(conn: asyncpg.Connection, *, root: Path | None = None) -> MigrationStatus:
+    """Applied and pending migrations, and what the payment tables lack."""
+    ledger = await _ledger(conn)
+    result = MigrationStatus(applied=sorted(ledger))
+    result.payment_schema_applied = any(s == PAYMENTS for s, _ in ledger)
+    for migration_set in _sets(False, result.payment_schema_applied):
+        pending, modified = _pending(discover(migration_set, root), ledger)
+        result.pending.extend(pending)
+        result.modified.extend(modified)
+    rows = await conn.fetch(
+        """
+        SELECT table_name::text AS table_name, column_name::text AS column_name
+        FROM information_schema.columns
+        WHERE table_schema = current_schema() AND table_name = ANY($1::text[])
+        """,
+        list(REQUIRED_PAYMENT_COLUMNS),
+    )
+    present: dict[str, set[str]] = {}
+    for r in rows:
+        present.setdefault(r["table_name"], set()).add(r["column_name"])
+    for table, columns in REQUIRED_PAYMENT_COLUMNS.items():
+        if table not in present:
+            result.missing_payment_tables.append(table)
+            continue
+        missing = [c for c in columns if c not in present[table]]
+        if missing:
+            result.missing_payment_columns[table] = missing
+    return result

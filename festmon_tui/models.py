@@ -1,0 +1,188 @@
+"""Frozen dataclasses and enums shared by every layer; no I/O here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+from uuid import UUID
+
+
+class Severity(StrEnum):
+    """Event severity, as the original's CHECK list."""
+
+    CRITICAL = "CRITICAL"
+    HIGH = "HIGH"
+    MEDIUM = "MEDIUM"
+    LOW = "LOW"
+    INFO = "INFO"
+
+    @property
+    def weight(self) -> int:
+        """Sort weight of the original UI: CRITICAL 5 … INFO 1."""
+        return _SEVERITY_WEIGHT[self]
+
+
+_SEVERITY_WEIGHT = {
+    Severity.CRITICAL: 5,
+    Severity.HIGH: 4,
+    Severity.MEDIUM: 3,
+    Severity.LOW: 2,
+    Severity.INFO: 1,
+}
+
+
+class EventType(StrEnum):
+    """What kind of problem an event reports."""
+
+    TRANSACTION_FAILURE = "transaction_failure"
+    BALANCE_DISCREPANCY = "balance_discrepancy"
+    DUPLICATE_NFC = "duplicate_nfc"
+    RACE_CONDITION = "race_condition"
+    SYSTEM_HEALTH = "system_health"
+
+
+class EventStatus(StrEnum):
+    """Lifecycle of an event: OPEN → INVESTIGATING → RESOLVED | FALSE_POSITIVE."""
+
+    OPEN = "OPEN"
+    INVESTIGATING = "INVESTIGATING"
+    RESOLVED = "RESOLVED"
+    FALSE_POSITIVE = "FALSE_POSITIVE"
+
+    @property
+    def is_active(self) -> bool:
+        return self in (EventStatus.OPEN, EventStatus.INVESTIGATING)
+
+
+class HealthStatus(StrEnum):
+    """Overall health of the payment system."""
+
+    HEALTHY = "HEALTHY"
+    WARNING = "WARNING"
+    CRITICAL = "CRITICAL"
+    UNKNOWN = "UNKNOWN"
+
+    @property
+    def exit_code(self) -> int:
+        """Nagios-style exit code of `festmon health`."""
+        return _HEALTH_EXIT[self]
+
+
+_HEALTH_EXIT = {
+    HealthStatus.HEALTHY: 0,
+    HealthStatus.WARNING: 1,
+    HealthStatus.CRITICAL: 2,
+    HealthStatus.UNKNOWN: 3,
+}
+
+
+class BreakerState(StrEnum):
+    """Circuit breaker state."""
+
+    CLOSED = "CLOSED"
+    OPEN = "OPEN"
+    HALF_OPEN = "HALF_OPEN"
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who did an action: OS user, SSH client address, host, tty and optional operator name."""
+
+    os_user: str
+    host: str
+    ssh_client: str | None = None
+    tty: str | None = None
+    operator: str | None = None
+
+    def as_json(self) -> dict[str, str | None]:
+        return {
+            "os_user": self.os_user,
+            "host": self.host,
+            "ssh_client": self.ssh_client,
+            "tty": self.tty,
+            "operator": self.operator,
+        }
+
+    @property
+    def label(self) -> str:
+        who = self.operator or self.os_user
+        return f"{who}@{self.ssh_client}" if self.ssh_client else f"{who}@{self.host}"
+
+
+@dataclass(frozen=True)
+class Event:
+    """One monitoring event (a row of monitoring_events)."""
+
+    event_id: int
+    event_type: EventType
+    severity: Severity
+    detection_algorithm: str
+    status: EventStatus
+    detection_timestamp: datetime
+    card_id: str | None = None
+    transaction_id: UUID | None = None
+    affected_amount: Decimal | None = None
+    confidence_score: Decimal | None = None
+    event_data: dict[str, Any] = field(default_factory=dict)
+    context_data: dict[str, Any] = field(default_factory=dict)
+    occurrence_count: int = 1
+    last_seen_at: datetime | None = None
+    acknowledged_by: str | None = None
+    acknowledged_at: datetime | None = None
+    resolved_at: datetime | None = None
+    resolution_notes: str | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class EventAction:
+    """One row of the append-only action log of an event."""
+
+    action_id: int
+    event_id: int
+    action: str
+    from_status: str | None
+    to_status: str | None
+    actor: dict[str, Any]
+    note: str | None
+    acted_at: datetime
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """What the operator asked to see; the same filters in the TUI and `festmon events`."""
+
+    severities: frozenset[Severity] = frozenset()
+    event_types: frozenset[EventType] = frozenset()
+    statuses: frozenset[EventStatus] = frozenset()
+    search: str | None = None
+    card_id: str | None = None
+    since: datetime | None = None
+    limit: int = 1000
+
+
+@dataclass(frozen=True)
+class HealthSnapshot:
+    """One row of system_health_snapshots."""
+
+    snapshot_id: int
+    snapshot_timestamp: datetime
+    overall_health_status: HealthStatus
+    total_transactions_last_hour: int = 0
+    successful_transactions_last_hour: int = 0
+    failed_transactions_last_hour: int = 0
+    success_rate_percent: Decimal | None = None
+    total_nfc_scans_last_hour: int = 0
+    duplicate_nfc_scans_last_hour: int = 0
+    nfc_success_rate_percent: Decimal | None = None
+    avg_processing_time_ms: int | None = None
+    p95_processing_time_ms: int | None = None
+    max_processing_time_ms: int | None = None
+    active_cards_count: int | None = None
+    total_system_balance: Decimal | None = None
+    monitoring_events_last_hour: int = 0
+    critical_events_last_hour: int = 0
+    metrics_data: dict[str, Any] = field(default_factory=dict)

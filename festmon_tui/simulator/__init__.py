@@ -1,0 +1,1 @@
+"""A simulated festival: traffic, injected anomalies with ground truth, and an accuracy report."""

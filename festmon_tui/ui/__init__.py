@@ -1,0 +1,1 @@
+"""The Textual dashboard; talks to the scheduler's service object, never to the database."""

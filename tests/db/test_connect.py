@@ -1,0 +1,42 @@
+"""Connections carry festmon's name, timeouts and pooler-safe options against a real server."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+from festmon_tui.db.connect import ConnectOptions, DatabaseUnavailable, connect
+
+
+async def test_a_connection_names_itself_festmon_and_has_a_statement_timeout(
+    empty_db_dsn: str,
+) -> None:
+    conn = await connect(ConnectOptions(empty_db_dsn, False, 5.0, 1234))
+    try:
+        assert await conn.fetchval("SHOW application_name") == "festmon"
+        assert await conn.fetchval("SHOW statement_timeout") == "1234ms"
+        with pytest.raises(asyncpg.QueryCanceledError):
+            await conn.execute("SELECT pg_sleep(5)")
+    finally:
+        await conn.close()
+
+
+async def test_pooled_mode_runs_queries_without_prepared_statement_cache(empty_db_dsn: str) -> None:
+    conn = await connect(ConnectOptions(empty_db_dsn, True, 5.0, 30000))
+    try:
+        for _ in range(3):
+            assert await conn.fetchval("SELECT $1::int + 1", 41) == 42
+        assert conn._stmt_cache.get_max_size() == 0  # the point of pooled mode
+    finally:
+        await conn.close()
+
+
+async def test_a_missing_database_is_a_clear_error_without_the_password(empty_db_dsn: str) -> None:
+    parts = urlsplit(empty_db_dsn.replace("postgres:@", "postgres:hunter2@"))
+    bad = urlunsplit((parts.scheme, parts.netloc, "/no_such_database", parts.query, ""))
+    with pytest.raises(DatabaseUnavailable) as info:
+        await connect(ConnectOptions(bad, False, 5.0, 30000))
+    assert "does not exist" in str(info.value)
+    assert "hunter2" not in str(info.value)

@@ -1,0 +1,158 @@
+"""Settings: the original's names and units, .env, command-line overrides, one-line errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from festmon_tui.settings import PoolerMode, SettingsError, load_settings, redact_dsn
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in list(os.environ):
+        if key.startswith("MONITORING_") or key in ("DATABASE_URL", "ENVIRONMENT"):
+            monkeypatch.delenv(key)
+
+
+def test_defaults_are_the_originals() -> None:
+    s = load_settings(env_file=None)
+    assert (
+        s.monitoring_interval_critical,
+        s.monitoring_interval_medium,
+        s.monitoring_interval_health,
+        s.monitoring_interval_cleanup,
+    ) == (30000, 120000, 300000, 3600000)
+    assert (
+        s.monitoring_circuit_failure_threshold,
+        s.monitoring_circuit_recovery_timeout_ms,
+        s.monitoring_circuit_half_open_max_calls,
+        s.monitoring_circuit_timeout_ms,
+    ) == (5, 60000, 2, 30000)
+    assert s.monitoring_cleanup_retention_days == 30
+    assert s.monitoring_batch_size == 500
+    assert s.environment == "development"
+    assert s.dsn is None
+
+
+def test_environment_variables_use_the_original_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ENVIRONMENT", "production")
+    monkeypatch.setenv("MONITORING_INTERVAL_CRITICAL", "15000")
+    monkeypatch.setenv("MONITORING_CIRCUIT_FAILURE_THRESHOLD", "3")
+    s = load_settings(env_file=None)
+    assert s.environment == "production"
+    assert s.monitoring_interval_critical == 15000
+    assert s.monitoring_circuit_failure_threshold == 3
+
+
+def test_a_dotenv_file_is_read_and_the_environment_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = tmp_path / ".env"
+    env.write_text("MONITORING_INTERVAL_MEDIUM=60000\nMONITORING_BATCH_SIZE=100\n")
+    monkeypatch.setenv("MONITORING_BATCH_SIZE", "250")
+    s = load_settings(env_file=str(env))
+    assert s.monitoring_interval_medium == 60000
+    assert s.monitoring_batch_size == 250
+
+
+def test_command_line_overrides_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MONITORING_INTERVAL_HEALTH", "1000")
+    s = load_settings({"monitoring_interval_health": "2000"}, env_file=None)
+    assert s.monitoring_interval_health == 2000
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("MONITORING_INTERVAL_CRITICAL", "0"),
+        ("MONITORING_INTERVAL_MEDIUM", "-5"),
+        ("MONITORING_CLEANUP_RETENTION_DAYS", "-1"),
+        ("MONITORING_CIRCUIT_FAILURE_THRESHOLD", "many"),
+        ("ENVIRONMENT", "staging"),
+        ("MONITORING_TIMEZONE", "Mars/Olympus"),
+        ("MONITORING_POOLER_MODE", "sometimes"),
+        ("DATABASE_URL", "mysql://root:hunter2@db/festival"),
+    ],
+)
+def test_a_bad_value_is_one_message_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError) as info:
+        load_settings(env_file=None)
+    message = str(info.value)
+    assert message.startswith(f"invalid setting {variable}")
+    assert "\n" not in message
+    assert "hunter2" not in message
+
+
+def test_the_password_never_appears_in_displays() -> None:
+    s = load_settings({"database_url": "postgresql://ops:s3cr3t@db.example:5432/festival"}, None)
+    assert "s3cr3t" not in s.redacted_dsn
+    assert "s3cr3t" not in repr(s)
+    assert "s3cr3t" not in str(s.model_dump())
+    assert redact_dsn("postgresql://u:p@h/d?password=p2&sslmode=require") == (
+        "postgresql://u:***@h/d?password=***&sslmode=require"
+    )
+
+
+def test_pooler_mode_defaults_to_auto() -> None:
+    assert load_settings(env_file=None).monitoring_pooler_mode is PoolerMode.AUTO
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("MONITORING_") and k not in ("DATABASE_URL", "ENVIRONMENT")
+    }
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "festmon_tui", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=60,
+    )
+
+
+def test_the_cli_reports_a_bad_setting_in_one_line_and_exits_2() -> None:
+    result = _cli("db", "status", env={"MONITORING_INTERVAL_CRITICAL": "0"})
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "festmon: invalid setting MONITORING_INTERVAL_CRITICAL='0': Input should be greater than 0"
+    ]
+    assert "Traceback" not in result.stderr
+
+
+def test_the_cli_reports_a_bad_option_value_in_one_line_and_exits_2() -> None:
+    result = _cli("db", "migrate", "--monitoring-cleanup-retention-days", "-3")
+    assert result.returncode == 2
+    assert "MONITORING_CLEANUP_RETENTION_DAYS" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_an_unknown_command_is_one_line_and_exit_2() -> None:
+    result = _cli("frobnicate")
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_an_unreachable_database_is_a_clear_message_without_the_password() -> None:
+    result = _cli(
+        "db",
+        "status",
+        env={
+            "DATABASE_URL": "postgresql://ops:topsecret@127.0.0.1:1/festival",
+            "MONITORING_CONNECT_TIMEOUT_MS": "2000",
+        },
+    )
+    assert result.returncode == 1
+    assert "cannot reach the database" in result.stderr
+    assert "topsecret" not in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
