@@ -186,3 +186,171 @@ class HealthSnapshot:
     monitoring_events_last_hour: int = 0
     critical_events_last_hour: int = 0
     metrics_data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    """One app_transaction_log row of a card, with whether its balance chain holds."""
+
+    log_id: int
+    transaction_id: UUID | None
+    timestamp: datetime
+    transaction_type: str
+    status: str
+    amount_involved: Decimal | None
+    previous_balance: Decimal | None
+    new_balance: Decimal | None
+    client_request_id: str | None
+    chain_ok: bool | None = None
+
+
+@dataclass(frozen=True)
+class ScanRow:
+    """One nfc_scan_log row of a card."""
+
+    scan_log_id: int
+    scan_timestamp: datetime
+    scan_status: str
+    processing_duration_ms: int | None
+    device_identifier: str | None
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One alert_history row."""
+
+    alert_id: int
+    event_id: int | None
+    alert_level: str
+    alert_message: str
+    alert_timestamp: datetime
+    escalation_level: int = 0
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = None
+
+
+@dataclass(frozen=True)
+class EventDetail:
+    """Everything the detail screen shows about one event."""
+
+    event: Event
+    actions: tuple[EventAction, ...] = ()
+    ledger: tuple[LedgerRow, ...] = ()
+    scans: tuple[ScanRow, ...] = ()
+    alerts: tuple[Alert, ...] = ()
+    current_balance: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class DetectorResult:
+    """One detector's part of a cycle: counts per algorithm, or the error that stopped it."""
+
+    name: str
+    success: bool
+    events_created: int = 0
+    events_updated: int = 0
+    per_algorithm: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class CycleResult:
+    """The result of one detection cycle (SPEC §6.4), plus the raw document."""
+
+    cycle_timestamp: datetime
+    cycle_duration_seconds: float
+    total_events_created: int
+    success: bool
+    health_snapshot_id: int | None
+    detectors: tuple[DetectorResult, ...] = ()
+    document: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BreakerStatus:
+    """What the UI and the status document show of a circuit breaker."""
+
+    name: str
+    state: BreakerState
+    failure_count: int
+    last_error: str | None = None
+    opened_at: datetime | None = None
+    seconds_to_probe: float | None = None
+    half_open_calls: int = 0
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """One scheduled job: last run, its outcome, and the next run."""
+
+    name: str
+    interval_ms: int
+    running: bool = False
+    last_started_at: datetime | None = None
+    last_duration_ms: int | None = None
+    last_success: bool | None = None
+    last_result: str | None = None
+    next_run_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class LeaderInfo:
+    """Who runs the scheduled jobs on this database."""
+
+    holder_id: str | None
+    host: str | None
+    pid: int | None
+    since: datetime | None
+    expires_at: datetime | None
+    is_self: bool = False
+
+    @property
+    def label(self) -> str:
+        if self.holder_id is None:
+            return "no leader"
+        return f"{self.host}/{self.pid}" + (" (this process)" if self.is_self else "")
+
+
+class ConnectionState(StrEnum):
+    """Whether festmon can talk to its database right now."""
+
+    CONNECTING = "CONNECTING"
+    CONNECTED = "CONNECTED"
+    UNAVAILABLE = "UNAVAILABLE"
+
+
+@dataclass(frozen=True)
+class MonitorState:
+    """The latest known state of everything the dashboard shows, with its age."""
+
+    connection: ConnectionState
+    database_label: str
+    environment: str
+    health: HealthSnapshot | None = None
+    health_reasons: tuple[str, ...] = ()
+    breaker: BreakerStatus | None = None
+    jobs: tuple[JobStatus, ...] = ()
+    leader: LeaderInfo | None = None
+    last_cycle: CycleResult | None = None
+    refreshed_at: datetime | None = None
+    last_error: str | None = None
+    viewer: bool = False
+
+
+class ChangeKind(StrEnum):
+    """What a live update says happened."""
+
+    EVENT_INSERTED = "EVENT_INSERTED"
+    EVENT_UPDATED = "EVENT_UPDATED"
+    STATE = "STATE"
+
+
+@dataclass(frozen=True)
+class Change:
+    """One live update delivered to subscribers (from LISTEN/NOTIFY or polling)."""
+
+    kind: ChangeKind
+    event_id: int | None = None
+    event_type: str | None = None
+    severity: str | None = None
+    status: str | None = None

@@ -1,0 +1,56 @@
+"""The interface the dashboard and CLI consume: one service object, no SQL in callers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Protocol
+
+from festmon_tui.models import (
+    Change,
+    CycleResult,
+    Event,
+    EventDetail,
+    EventFilter,
+    HealthSnapshot,
+    MonitorState,
+)
+
+
+class ActionRefused(Exception):
+    """The database refused a lifecycle action (illegal transition, missing note, no privilege)."""
+
+
+class MonitorService(Protocol):
+    """Everything a dashboard needs; expected failures are states, not exceptions."""
+
+    @property
+    def state(self) -> MonitorState:
+        """The latest known state (never blocks; carries its own age)."""
+        ...
+
+    async def list_events(self, event_filter: EventFilter) -> list[Event]: ...
+
+    async def event_detail(self, event_id: int) -> EventDetail: ...
+
+    async def acknowledge(self, event_id: int, note: str | None = None) -> Event: ...
+
+    async def unacknowledge(self, event_id: int, note: str | None = None) -> Event: ...
+
+    async def resolve(self, event_id: int, note: str) -> Event: ...
+
+    async def mark_false_positive(self, event_id: int, note: str) -> Event: ...
+
+    async def add_note(self, event_id: int, note: str) -> None: ...
+
+    async def run_cycle_now(self) -> CycleResult: ...
+
+    async def health_history(self, since: datetime) -> list[HealthSnapshot]: ...
+
+    async def event_counts_by_hour(self, since: datetime) -> list[tuple[datetime, str, int]]:
+        """(hour, severity, count) rows, from the monitoring_dashboard_summary view."""
+        ...
+
+    def changes(self) -> AsyncIterator[Change]:
+        """Live updates: new events, status changes, and STATE when `state` changed."""
+        ...
