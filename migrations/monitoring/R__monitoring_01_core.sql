@@ -1,0 +1,406 @@
+-- festmon core: settings access, the exactly-once event upsert, create_monitoring_event(), and
+-- the watermark claim that makes incremental rules examine every source row once.
+--
+-- Repeatable migration: CREATE OR REPLACE only (grants survive). Every function is plpgsql,
+-- so this file also applies to a database without the payment tables.
+
+
+-- ---------------------------------------------------------------------------------------------
+-- monitoring_settings_get() -> monitoring_settings
+--   The settings row (id = 1). Raises if it is missing (festmon db migrate re-creates it).
+-- ---------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION monitoring_settings_get()
+RETURNS monitoring_settings
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_settings monitoring_settings;
+BEGIN
+    SELECT * INTO v_settings FROM monitoring_settings WHERE id = 1;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'monitoring_settings has no row id = 1'
+            USING ERRCODE = 'P0002', HINT = 'run festmon db migrate to restore the defaults';
+    END IF;
+    RETURN v_settings;
+END;
+$$;
+
+
+-- ---------------------------------------------------------------------------------------------
+-- monitoring_severity_rank(severity text) -> integer
+--   CRITICAL 5, HIGH 4, MEDIUM 3, LOW 2, INFO 1 (the original UI's sort weights), else 0.
+-- ---------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION monitoring_severity_rank(p_severity text)
+RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE p_severity
+               WHEN 'CRITICAL' THEN 5 WHEN 'HIGH' THEN 4 WHEN 'MEDIUM' THEN 3
+               WHEN 'LOW' THEN 2 WHEN 'INFO' THEN 1 ELSE 0 END
+$$;
+
+
+-- ---------------------------------------------------------------------------------------------
+-- monitoring_interval_ms(interval) -> text
+--   An interval as a GUC value in milliseconds ('1500ms'), for set_config of timeouts.
+-- ---------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION monitoring_interval_ms(p_value interval)
+RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT (round(extract(epoch FROM p_value) * 1000))::bigint::text || 'ms'
+$$;
+
+
+-- ---------------------------------------------------------------------------------------------
+-- monitoring_upsert_events(p_algorithm text, p_detections jsonb) -> jsonb
+--
+--   Writes the detections of one rule run, exactly once per active problem:
+--   INSERT ... ON CONFLICT (detection_algorithm, fingerprint) WHERE status IN ('OPEN',
+--   'INVESTIGATING') DO UPDATE. A repeat of an active problem adds its occurrences, moves
+--   last_seen_at, replaces event_data with the latest evidence, merges context_data and keeps
+--   the higher severity; an OPEN / INVESTIGATING status is kept. Two concurrent writers of
+--   the same problem serialise on the unique index: one inserts, the other updates.
+--
+--   p_detections: array of objects
+--     {event_type, severity, confidence_score, card_id, transaction_id, affected_amount,
+--      fingerprint (required), occurrences (default 1), evidence_key, event_data,
+--      context_data}
+--   evidence_key (optional): identifies the evidence of a state-based rule (e.g. actual and
+--   expected balance). It is stored in event_data.evidence_key, and a detection whose
+--   fingerprint AND evidence_key match an event marked FALSE_POSITIVE is suppressed: an
+--   operator's "this is fine" holds until the evidence changes.
+--
+--   Result: {"created": int, "updated": int, "suppressed": int, "event_ids": [bigint, ...]}
+-- ---------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION monitoring_upsert_events(p_algorithm text, p_detections jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_total      integer;
+    v_created    integer := 0;
+    v_updated    integer := 0;
+    v_event_ids  jsonb := '[]'::jsonb;
+BEGIN
+    v_total := coalesce(jsonb_array_length(p_detections), 0);
+    IF v_total = 0 THEN
+        RETURN jsonb_build_object('created', 0, 'updated', 0, 'suppressed', 0,
+                                  'event_ids', '[]'::jsonb);
+    END IF;
+
+    WITH detections AS (
+        SELECT DISTINCT ON (d.fingerprint) d.*
+          FROM jsonb_to_recordset(p_detections) AS d (
+                   event_type text, severity text, confidence_score numeric,
+                   card_id text, transaction_id uuid, affected_amount numeric,
+                   fingerprint text, occurrences integer, evidence_key text,
+                   event_data jsonb, context_data jsonb)
+         WHERE d.fingerprint IS NOT NULL
+         ORDER BY d.fingerprint
+    ), kept AS (
+        SELECT d.*
+          FROM detections d
+         WHERE d.evidence_key IS NULL
+            OR NOT EXISTS (
+                   SELECT 1
+                     FROM monitoring_events fp
+                    WHERE fp.detection_algorithm = p_algorithm
+                      AND fp.fingerprint = d.fingerprint
+                      AND fp.status = 'FALSE_POSITIVE'
+                      AND fp.event_data ->> 'evidence_key' = d.evidence_key)
+    ), written AS (
+        INSERT INTO monitoring_events AS e (
+            event_type, severity, card_id, transaction_id, affected_amount,
+            detection_algorithm, confidence_score, event_data, context_data,
+            fingerprint, occurrence_count, last_seen_at)
+        SELECT k.event_type, k.severity, k.card_id, k.transaction_id, k.affected_amount,
+               p_algorithm, coalesce(k.confidence_score, 1.0),
+               coalesce(k.event_data, '{}'::jsonb)
+                   || CASE WHEN k.evidence_key IS NULL THEN '{}'::jsonb
+                           ELSE jsonb_build_object('evidence_key', k.evidence_key) END,
+               coalesce(k.context_data, '{}'::jsonb),
+               k.fingerprint, greatest(coalesce(k.occurrences, 1), 1), now()
+          FROM kept k
+         ORDER BY k.fingerprint
+        ON CONFLICT (detection_algorithm, fingerprint) WHERE status IN ('OPEN', 'INVESTIGATING')
+        DO UPDATE SET
+            occurrence_count = e.occurrence_count + EXCLUDED.occurrence_count,
+            last_seen_at     = EXCLUDED.last_seen_at,
+            event_data       = EXCLUDED.event_data,
+            context_data     = coalesce(e.context_data, '{}'::jsonb) || EXCLUDED.context_data,
+            affected_amount  = coalesce(EXCLUDED.affected_amount, e.affected_amount),
+            transaction_id   = coalesce(EXCLUDED.transaction_id, e.transaction_id),
+            confidence_score = EXCLUDED.confidence_score,
+            severity         = CASE WHEN monitoring_severity_rank(EXCLUDED.severity)
+                                         > monitoring_severity_rank(e.severity)
+                                    THEN EXCLUDED.severity ELSE e.severity END
+        RETURNING e.event_id, (e.xmax = 0) AS inserted
+    )
+    SELECT count(*) FILTER (WHERE inserted),
+           count(*) FILTER (WHERE NOT inserted),
+           coalesce(jsonb_agg(event_id ORDER BY event_id), '[]'::jsonb)
+      INTO v_created, v_updated, v_event_ids
+      FROM written;
+
+    RETURN jsonb_build_object('created', v_created, 'updated', v_updated,
+                              'suppressed', v_total - v_created - v_updated,
+                              'event_ids', v_event_ids);
+END;
+$$;
+
+
+-- ---------------------------------------------------------------------------------------------
+-- create_monitoring_event(p_event_type text, p_severity text, p_detection_algorithm text,
+--                         p_card_id text DEFAULT NULL, p_transaction_id uuid DEFAULT NULL,
+--                         p_affected_amount numeric DEFAULT NULL,
+--                         p_confidence_score numeric DEFAULT 1.0,
+--                         p_event_data jsonb DEFAULT '{}', p_context_data jsonb DEFAULT '{}')
+--   -> bigint (the event id)
+--
+--   The original's entry point (deployment guide §3.3). Rejects an unknown event type or
+--   severity, a confidence outside [0, 1] and a blank algorithm with SQLSTATE 22023 and a
+--   message naming the bad value. Deduplicated like every rule: the fingerprint is
+--   'tx:<transaction_id>', else 'card:<card_id>', else 'system'; calling it again for the same
+--   active problem returns the existing event id (occurrence_count + 1, latest event_data).
+-- ---------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION create_monitoring_event(
+    p_event_type           text,
+    p_severity             text,
+    p_detection_algorithm  text,
+    p_card_id              text    DEFAULT NULL,
+    p_transaction_id       uuid    DEFAULT NULL,
+    p_affected_amount      numeric DEFAULT NULL,
+    p_confidence_score     numeric DEFAULT 1.0,
+    p_event_data           jsonb   DEFAULT '{}'::jsonb,
+    p_context_data         jsonb   DEFAULT '{}'::jsonb
+) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_result  jsonb;
+BEGIN
+    IF p_event_type IS NULL OR p_event_type NOT IN (
+            'transaction_failure', 'balance_discrepancy', 'duplicate_nfc',
+            'race_condition', 'system_health') THEN
+        RAISE EXCEPTION 'invalid event_type %: expected one of transaction_failure, '
+                        'balance_discrepancy, duplicate_nfc, race_condition, system_health',
+                        coalesce(quote_literal(p_event_type), 'NULL')
+            USING ERRCODE = '22023';
+    END IF;
+    IF p_severity IS NULL OR p_severity NOT IN ('CRITICAL', 'HIGH', 'MEDIUM', 'LOW', 'INFO') THEN
+        RAISE EXCEPTION 'invalid severity %: expected one of CRITICAL, HIGH, MEDIUM, LOW, INFO',
+                        coalesce(quote_literal(p_severity), 'NULL')
+            USING ERRCODE = '22023';
+    END IF;
+    IF p_confidence_score IS NULL OR p_confidence_score < 0 OR p_confidence_score > 1 THEN
+        RAISE EXCEPTION 'invalid confidence_score %: expected a number between 0.0 and 1.0',
+                        coalesce(p_confidence_score::text, 'NULL')
+            USING ERRCODE = '22023';
+    END IF;
+    IF coalesce(btrim(p_detection_algorithm), '') = '' THEN
+        RAISE EXCEPTION 'invalid detection_algorithm: a non-blank name is required'
+            USING ERRCODE = '22023';
+    END IF;
+    IF p_event_data IS NOT NULL AND jsonb_typeof(p_event_data) <> 'object' THEN
+        RAISE EXCEPTION 'invalid event_data: expected a JSON object, got %', jsonb_typeof(p_event_data)
+            USING ERRCODE = '22023';
+    END IF;
+    IF p_context_data IS NOT NULL AND jsonb_typeof(p_context_data) <> 'object' THEN
+        RAISE EXCEPTION 'invalid context_data: expected a JSON object, got %', jsonb_typeof(p_context_data)
+            USING ERRCODE = '22023';
+    END IF;
+
+    v_result := monitoring_upsert_events(p_detection_algorithm, jsonb_build_array(jsonb_build_object(
+        'event_type', p_event_type,
+        'severity', p_severity,
+        'confidence_score', p_confidence_score,
+        'card_id', p_card_id,
+        'transaction_id', p_transaction_id,
+        'affected_amount', p_affected_amount,
+        'fingerprint', coalesce('tx:' || p_transaction_id::text, 'card:' || p_card_id, 'system'),
+        'occurrences', 1,
+        'event_data', coalesce(p_event_data, '{}'::jsonb),
+        'context_data', coalesce(p_context_data, '{}'::jsonb))));
+    RETURN (v_result -> 'event_ids' ->> 0)::bigint;
+END;
+$$;
+
+
+-- ---------------------------------------------------------------------------------------------
+-- monitoring_claim_rows(p_detector text, p_source text,
+--                       OUT new_ids bigint[], OUT backlog boolean, OUT late_count integer)
+--
+--   The source rows (ids of app_transaction_log or nfc_scan_log) that incremental rule
+--   p_detector has not examined yet, and records them as examined: each committed row is
+--   returned exactly once over the life of the watermark, however late it commits.
+--
+--   How (see the comment on monitoring_detector_watermarks in V0001):
+--   * the watermark row is locked FOR UPDATE until the caller's transaction ends: runs of one
+--     rule serialise, so concurrent cycles never examine a row twice (waiting at most
+--     watermark_lock_timeout; the caller's lock_timeout is restored for the source reads);
+--   * one statement reads the rows above last_log_id (at most detection_batch_size; more is
+--     reported as backlog), the rows whose ids were gaps (late commits), and its own snapshot;
+--   * ids in (last_log_id, new last] not visible now become gaps; a gap is dropped once every
+--     transaction that could still fill it has ended: its run's snapshot xmax is <= a later
+--     snapshot's xmin (and late_commit_grace has passed). A transaction that calls nextval()
+--     before a snapshot and only gets its xid after it is not covered by that test; the grace
+--     period covers it in practice (bigserial defaults evaluate nextval() inside the INSERT).
+--     Sequences with CACHE > 1 break id order across sessions and are not supported.
+--   * first run: starts after the newest row older than initial_lookback (NULL: all history).
+--
+--   Callers must run at READ COMMITTED (the default).
+-- ---------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION monitoring_claim_rows(
+    p_detector    text,
+    p_source      text,
+    OUT new_ids    bigint[],
+    OUT backlog    boolean,
+    OUT late_count integer
+)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_lock_timeout  text := current_setting('lock_timeout');
+    v_settings      monitoring_settings;
+    v_wm            monitoring_detector_watermarks;
+    v_id_col        text;
+    v_ts_col        text;
+    v_start         bigint;
+    v_late          bigint[];
+    v_fresh         bigint[];
+    v_xmin          bigint;
+    v_xmax          bigint;
+    v_snapshot      text;
+    v_new_last      bigint;
+    v_safe          bigint;
+    v_gaps          int8multirange;
+    v_runs          jsonb;
+    v_count         integer;
+BEGIN
+    CASE p_source
+        WHEN 'app_transaction_log' THEN v_id_col := 'log_id';      v_ts_col := 'timestamp';
+        WHEN 'nfc_scan_log'        THEN v_id_col := 'scan_log_id'; v_ts_col := 'scan_timestamp';
+        ELSE RAISE EXCEPTION 'unknown source table %', p_source USING ERRCODE = '22023';
+    END CASE;
+    IF to_regclass(p_source) IS NULL THEN
+        RAISE EXCEPTION 'payment table % is missing', p_source
+            USING ERRCODE = '42P01',
+                  HINT = 'festmon reads the payment tables of SPEC §5.1; create them or run festmon db migrate --with-payment-schema';
+    END IF;
+
+    v_settings := monitoring_settings_get();
+    PERFORM set_config('lock_timeout', monitoring_interval_ms(v_settings.watermark_lock_timeout), true);
+
+    INSERT INTO monitoring_detector_watermarks (detector_name, source_table)
+    VALUES (p_detector, p_source)
+    ON CONFLICT (detector_name) DO NOTHING;
+
+    SELECT * INTO v_wm
+      FROM monitoring_detector_watermarks
+     WHERE detector_name = p_detector
+       FOR UPDATE;
+    -- Waiting for another run of this rule is normal; waiting on a payment table is not.
+    PERFORM set_config('lock_timeout', v_lock_timeout, true);
+
+    IF v_wm.last_log_id IS NULL THEN
+        IF v_settings.initial_lookback IS NULL THEN
+            v_start := 0;
+        ELSE
+            -- Backward scan of the primary key: stops at the newest row older than the lookback.
+            EXECUTE format('SELECT %1$I FROM %2$I WHERE %3$I < $1 ORDER BY %1$I DESC LIMIT 1',
+                           v_id_col, p_source, v_ts_col)
+               INTO v_start
+              USING now() - v_settings.initial_lookback;
+            v_start := coalesce(v_start, 0);
+        END IF;
+        v_wm.last_log_id := v_start;
+        v_wm.safe_log_id := v_start;
+        v_wm.pending_gaps := '{}';
+        v_wm.pending_runs := '[]';
+        v_wm.initialized_at := now();
+    END IF;
+
+    -- One statement, one snapshot: the rows it returns and the snapshot recorded with them.
+    EXECUTE format($sql$
+        WITH snap AS MATERIALIZED (
+            SELECT pg_current_snapshot() AS s
+        ), late AS (
+            SELECT t.%1$I AS id
+              FROM unnest($1::int8multirange) AS g (r)
+              JOIN %2$I AS t ON t.%1$I >= lower(g.r) AND t.%1$I < upper(g.r)
+        ), fresh AS (
+            SELECT t.%1$I AS id
+              FROM %2$I AS t
+             WHERE t.%1$I > $2
+             ORDER BY t.%1$I
+             LIMIT $3
+        )
+        SELECT (SELECT array_agg(id ORDER BY id) FROM late),
+               (SELECT array_agg(id ORDER BY id) FROM fresh),
+               pg_snapshot_xmin(snap.s)::text::bigint,
+               pg_snapshot_xmax(snap.s)::text::bigint,
+               snap.s::text
+          FROM snap
+        $sql$, v_id_col, p_source)
+       INTO v_late, v_fresh, v_xmin, v_xmax, v_snapshot
+      USING v_wm.pending_gaps, v_wm.last_log_id, v_settings.detection_batch_size + 1;
+
+    v_late := coalesce(v_late, '{}');
+    v_fresh := coalesce(v_fresh, '{}');
+    backlog := cardinality(v_fresh) > v_settings.detection_batch_size;
+    IF backlog THEN
+        v_fresh := v_fresh[1:v_settings.detection_batch_size];
+    END IF;
+    v_new_last := greatest(v_wm.last_log_id, v_fresh[cardinality(v_fresh)]);
+
+    -- Gaps: the old ones not filled yet, plus every id up to the new last one not seen now.
+    SELECT (v_wm.pending_gaps
+               - coalesce((SELECT range_agg(int8range(x, x + 1)) FROM unnest(v_late) AS x),
+                          '{}'::int8multirange))
+           + (int8multirange(int8range(v_wm.last_log_id + 1, v_new_last + 1))
+               - coalesce((SELECT range_agg(int8range(x, x + 1)) FROM unnest(v_fresh) AS x),
+                          '{}'::int8multirange))
+      INTO v_gaps;
+
+    -- Safe horizon: the newest recorded run whose snapshot xmax is now below xmin.
+    v_runs := v_wm.pending_runs || jsonb_build_array(jsonb_build_object(
+                  'last_log_id', v_new_last, 'xmax', v_xmax, 'at', now()));
+    SELECT greatest(v_wm.safe_log_id, max((r ->> 'last_log_id')::bigint))
+      INTO v_safe
+      FROM jsonb_array_elements(v_runs) AS r
+     WHERE (r ->> 'xmax')::bigint <= v_xmin
+       AND (r ->> 'at')::timestamptz <= now() - v_settings.late_commit_grace;
+    v_safe := coalesce(v_safe, v_wm.safe_log_id);
+    SELECT coalesce(jsonb_agg(r ORDER BY (r ->> 'last_log_id')::bigint), '[]'::jsonb)
+      INTO v_runs
+      FROM (SELECT r
+              FROM jsonb_array_elements(v_runs) AS r
+             WHERE (r ->> 'last_log_id')::bigint > v_safe
+             ORDER BY (r ->> 'last_log_id')::bigint DESC
+             LIMIT 1000) AS recent;
+    v_gaps := v_gaps * int8multirange(int8range(v_safe + 1, NULL));
+
+    new_ids := v_late || v_fresh;
+    late_count := cardinality(v_late);
+    v_count := cardinality(new_ids);
+
+    UPDATE monitoring_detector_watermarks
+       SET last_log_id = v_new_last,
+           safe_log_id = v_safe,
+           pending_gaps = v_gaps,
+           pending_runs = v_runs,
+           backlog = monitoring_claim_rows.backlog,
+           last_examined_at = now(),
+           last_examined_count = v_count,
+           total_examined = total_examined + v_count,
+           last_snapshot = v_snapshot,
+           initialized_at = v_wm.initialized_at,
+           updated_at = now()
+     WHERE detector_name = p_detector;
+END;
+$$;
+
+
+REVOKE ALL ON FUNCTION monitoring_settings_get() FROM PUBLIC;
+REVOKE ALL ON FUNCTION monitoring_upsert_events(text, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION create_monitoring_event(text, text, text, text, uuid, numeric, numeric, jsonb, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION monitoring_claim_rows(text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION monitoring_settings_get() TO monitoring_writer;
+GRANT EXECUTE ON FUNCTION monitoring_upsert_events(text, jsonb) TO monitoring_writer;
+GRANT EXECUTE ON FUNCTION create_monitoring_event(text, text, text, text, uuid, numeric, numeric, jsonb, jsonb) TO monitoring_writer;
+GRANT EXECUTE ON FUNCTION monitoring_claim_rows(text, text) TO monitoring_writer;

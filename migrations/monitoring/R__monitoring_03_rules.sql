@@ -1,0 +1,1013 @@
+-- festmon detection rules (SPEC §6.1): one plpgsql function per rule, called through
+-- monitoring_run_rule(), which isolates its failure in a sub-transaction.
+--
+-- Every rule:
+--   * reads payment tables with plain SELECTs only (no FOR UPDATE, no writes);
+--   * writes through monitoring_upsert_events() (exactly one active event per fingerprint);
+--   * is incremental when it judges source rows (monitoring_claim_rows: each row once, late
+--     commits included), or a sweep when it judges the current state of every card;
+--   * returns {"success": true, "events_created", "events_updated", "events_suppressed",
+--     "rows_examined", "late_rows", "backlog"} (monitoring_rule_result).
+--
+-- Log rows whose edge_function_name is in settings.mirror_edge_function_names (the original's
+-- bar_orders trigger wrote a second, balance-less row per order) are ignored everywhere.
+-- Ledger order on a card is log_id order: writers hold the card row lock while they log, so
+-- ids follow the order in which balances changed.
+--
+-- Fingerprints (identity of a problem; a repeat while the event is active updates it):
+--   balance_deduction_on_failure  tx:<transaction_id>   one event per failed transaction
+--   balance_chain_break           tx:<transaction_id>   one event per broken ledger row
+--   consecutive_failures          card:<card_id>        one active burst per card
+--   temporal_duplicate_detection  card:<card_id>        duplicate pairs of a card accumulate
+--   concurrent_transaction_detection card:<card_id>     racing pairs of a card accumulate
+--   balance_mismatch_detection    card:<card_id>        (+ evidence_key actual|expected)
+--   negative_balance_detection    card:<card_id>        (+ evidence_key amount)
+--   system_failure_spike          system                one active spike at a time
+-- ('log:<log_id>' replaces tx:... for a log row without transaction_id.)
+
+
+-- ---------------------------------------------------------------------------------------------
+-- monitoring_rule_result(p_upsert jsonb, p_rows_examined int, p_late_rows int, p_backlog bool)
+--   -> jsonb  The common success document of a rule run (see the file header).
+-- ---------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION monitoring_rule_result(
+    p_upsert         jsonb,
+    p_rows_examined  integer,
+    p_late_rows      integer DEFAULT 0,
+    p_backlog        boolean DEFAULT false
+) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    RETURN jsonb_build_object(
+        'success', true,
+        'events_created', coalesce((p_upsert ->> 'created')::integer, 0),
+        'events_updated', coalesce((p_upsert ->> 'updated')::integer, 0),
+        'events_suppressed', coalesce((p_upsert ->> 'suppressed')::integer, 0),
+        'rows_examined', coalesce(p_rows_examined, 0),
+        'late_rows', coalesce(p_late_rows, 0),
+        'backlog', coalesce(p_backlog, false));
+END;
+$$;
+
+
+-- ---------------------------------------------------------------------------------------------
+-- balance_deduction_on_failure (transaction_failure, CRITICAL, 1.0), incremental.
+-- A 'failed' row whose new_balance differs from previous_balance (both known), whatever the
+-- card: a LEFT JOIN keeps failures on cards missing from table_cards (ORIGINAL §9.2.6).
+-- event_data: {log_id, transaction_id, transaction_type, transaction_timestamp,
+--   amount_involved, previous_balance, new_balance, discrepancy (previous - new),
+--   current_balance, card_known, client_request_id, edge_function_name}
+-- ---------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION monitoring_rule_balance_deduction_on_failure()
+RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_claim       record;
+    v_detections  jsonb;
+BEGIN
+    SELECT * INTO v_claim
+      FROM monitoring_claim_rows('balance_deduction_on_failure', 'app_transaction_log');
+
+    SELECT coalesce(jsonb_agg(x.d ORDER BY x.fp), '[]'::jsonb)
+      INTO v_detections
+      FROM (
+        SELECT coalesce('tx:' || l.transaction_id::text, 'log:' || l.log_id) AS fp,
+               jsonb_build_object(
+                   'event_type', 'transaction_failure',
+                   'severity', 'CRITICAL',
+                   'confidence_score', 1.0,
+                   'card_id', l.card_id,
+                   'transaction_id', l.transaction_id,
+                   'affected_amount', coalesce(l.amount_involved,
+                                               abs(l.previous_balance - l.new_balance)),
+                   'fingerprint', coalesce('tx:' || l.transaction_id::text, 'log:' || l.log_id),
+                   'event_data', jsonb_build_object(
+                       'log_id', l.log_id,
+                       'transaction_id', l.transaction_id,
+                       'transaction_type', l.transaction_type,
+                       'transaction_timestamp', l."timestamp",
+                       'amount_involved', l.amount_involved,
+                       'previous_balance', l.previous_balance,
+                       'new_balance', l.new_balance,
+                       'discrepancy', l.previous_balance - l.new_balance,
+                       'current_balance', c.amount,
+                       'card_known', c.id IS NOT NULL,
+                       'client_request_id', l.client_request_id,
+                       'edge_function_name', l.edge_function_name),
+                   'context_data', jsonb_build_object(
+                       'transaction_details', l.details,
+                       'detection_time', now(),
+                       'requires_immediate_investigation', true,
+                       'unknown_card', c.id IS NULL)) AS d
+          FROM unnest(v_claim.new_ids) AS n (id)
+          JOIN app_transaction_log AS l ON l.log_id = n.id
+          LEFT JOIN table_cards AS c ON c.id = l.card_id
+         WHERE l.status = 'failed'
+           AND l.previous_balance IS NOT NULL
+           AND l.new_balance IS NOT NULL
+           AND l.new_balance <> l.previous_balance
+      ) AS x;
+
+    RETURN monitoring_rule_result(
+        monitoring_upsert_events('balance_deduction_on_failure', v_detections),
+        cardinality(v_claim.new_ids), v_claim.late_count, v_claim.backlog);
+END;
+$$;
+
+
+-- ---------------------------------------------------------------------------------------------
+-- consecutive_failures (transaction_failure, HIGH, 0.9), incremental.
+-- >= consecutive_failure_count failed rows of one card within any window of
+-- consecutive_failure_window (inclusive span; sliding, not buckets). The card is reported when
+-- a new failed row lies in such a window; occurrences = new failures that complete a
+-- qualifying window (at least 1): a first burst of 3 is one occurrence, a 4th failure within
+-- the window is another. Evidence = the latest qualifying window.
+-- event_data: {failure_count, failed_transactions [tx ids by time], failed_log_ids,
+--   first_failure, last_failure, time_span_minutes, window_minutes, threshold_count,
+--   new_failures_in_window, total_failed_amount}
+-- ---------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION monitoring_rule_consecutive_failures()
+RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_settings    monitoring_settings;
+    v_claim       record;
+    v_window      interval;
+    v_count       integer;
+    v_limit       integer;
+    v_detections  jsonb;
+BEGIN
+    v_settings := monitoring_settings_get();
+    v_window := v_settings.consecutive_failure_window;
+    v_count := v_settings.consecutive_failure_count;
+    v_limit := v_settings.evidence_list_limit;
+
+    SELECT * INTO v_claim
+      FROM monitoring_claim_rows('consecutive_failures', 'app_transaction_log');
+
+    WITH new_failures AS (
+        SELECT l.log_id, l.card_id, l."timestamp" AS ts
+          FROM unnest(v_claim.new_ids) AS n (id)
+          JOIN app_transaction_log AS l ON l.log_id = n.id
+         WHERE l.status = 'failed' AND l."timestamp" IS NOT NULL
+    ), spans AS (
+        SELECT card_id, min(ts) - v_window AS lo, max(ts) + v_window AS hi
+          FROM new_failures
+         GROUP BY card_id
+    ), failures AS MATERIALIZED (
+        SELECT l.log_id, l.transaction_id, l.card_id, l."timestamp" AS ts, l.amount_involved,
+               EXISTS (SELECT 1 FROM new_failures nf WHERE nf.log_id = l.log_id) AS is_new
+          FROM spans
+          JOIN app_transaction_log AS l
+            ON l.card_id = spans.card_id AND l."timestamp" BETWEEN spans.lo AND spans.hi
+         WHERE l.status = 'failed'
+    ), ending AS (
+        -- failures in the window that ends at this row
+        SELECT f.*,
+               count(*) OVER (PARTITION BY f.card_id ORDER BY f.ts
+                              RANGE BETWEEN v_window PRECEDING AND CURRENT ROW) AS count_ending
+          FROM failures AS f
+    ), judged AS (
+        -- a row is part of a qualifying window iff a window ending within v_window after it
+        -- qualifies
+        SELECT e.*,
+               bool_or(e.count_ending >= v_count)
+                   OVER (PARTITION BY e.card_id ORDER BY e.ts
+                         RANGE BETWEEN CURRENT ROW AND v_window FOLLOWING) AS in_burst
+          FROM ending AS e
+    ), hits AS (
+        SELECT card_id,
+               greatest(1, count(*) FILTER (WHERE is_new AND count_ending >= v_count)) AS new_hits,
+               max(ts) FILTER (WHERE count_ending >= v_count) AS window_end
+          FROM judged
+         GROUP BY card_id
+        HAVING count(*) FILTER (WHERE is_new AND in_burst) > 0
+    ), windows AS (
+        SELECT h.card_id, h.new_hits,
+               count(*) AS failure_count,
+               min(f.ts) AS first_failure,
+               max(f.ts) AS last_failure,
+               sum(f.amount_involved) AS total_amount,
+               (array_agg(f.transaction_id ORDER BY f.ts, f.log_id))[1:v_limit] AS tx_ids,
+               (array_agg(f.log_id ORDER BY f.ts, f.log_id))[1:v_limit] AS log_ids,
+               (array_agg(f.transaction_id ORDER BY f.ts DESC, f.log_id DESC))[1] AS last_tx
+          FROM hits AS h
+          JOIN failures AS f
+            ON f.card_id = h.card_id AND f.ts BETWEEN h.window_end - v_window AND h.window_end
+         GROUP BY h.card_id, h.new_hits
+    )
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'event_type', 'transaction_failure',
+               'severity', 'HIGH',
+               'confidence_score', 0.9,
+               'card_id', w.card_id,
+               'transaction_id', w.last_tx,
+               'affected_amount', NULL,
+               'fingerprint', 'card:' || w.card_id,
+               'occurrences', w.new_hits,
+               'event_data', jsonb_build_object(
+                   'failure_count', w.failure_count,
+                   'failed_transactions', to_jsonb(w.tx_ids),
+                   'failed_log_ids', to_jsonb(w.log_ids),
+                   'first_failure', w.first_failure,
+                   'last_failure', w.last_failure,
+                   'time_span_minutes',
+                       round(extract(epoch FROM w.last_failure - w.first_failure) / 60.0, 2),
+                   'window_minutes', round(extract(epoch FROM v_window) / 60.0, 2),
+                   'threshold_count', v_count,
+                   'new_failures_in_window', w.new_hits,
+                   'total_failed_amount', w.total_amount),
+               'context_data', jsonb_build_object(
+                   'detection_time', now(),
+                   'pattern_type', 'consecutive_failures',
+                   'requires_card_investigation', true))
+               ORDER BY w.card_id), '[]'::jsonb)
+      INTO v_detections
+      FROM windows AS w;
+
+    RETURN monitoring_rule_result(
+        monitoring_upsert_events('consecutive_failures', v_detections),
+        cardinality(v_claim.new_ids), v_claim.late_count, v_claim.backlog);
+END;
+$$;
+
+
+-- ---------------------------------------------------------------------------------------------
+-- system_failure_spike (transaction_failure, MEDIUM 0.8; HIGH above the high rate), incremental.
+-- For every window of failure_spike_window that ends at a new row's timestamp: more than
+-- failure_spike_min_transactions rows and failed / all > failure_spike_rate_percent. Windows
+-- ending at new rows make a spike during monitor downtime visible on catch-up. Cost: the
+-- rows within one window of the new rows (islands of new timestamps), not the history.
+-- event_data (the worst window): {total_transactions, failed_transactions,
+--   failure_rate_percent, threshold_percent, high_threshold_percent, min_transactions,
+--   time_window_minutes, window_start, window_end}
+-- ---------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION monitoring_rule_system_failure_spike()
+RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_settings    monitoring_settings;
+    v_claim       record;
+    v_window      interval;
+    v_detections  jsonb;
+BEGIN
+    v_settings := monitoring_settings_get();
+    v_window := v_settings.failure_spike_window;
+
+    SELECT * INTO v_claim
+      FROM monitoring_claim_rows('system_failure_spike', 'app_transaction_log');
+
+    WITH new_times AS (
+        SELECT DISTINCT l."timestamp" AS ts
+          FROM unnest(v_claim.new_ids) AS n (id)
+          JOIN app_transaction_log AS l ON l.log_id = n.id
+         WHERE l."timestamp" IS NOT NULL
+           AND coalesce(l.edge_function_name, '') <> ALL (v_settings.mirror_edge_function_names)
+    ), islands AS (
+        SELECT ts, sum(starts) OVER (ORDER BY ts) AS island
+          FROM (SELECT ts,
+                       CASE WHEN ts - lag(ts) OVER (ORDER BY ts) <= v_window THEN 0 ELSE 1 END
+                           AS starts
+                  FROM new_times) AS t
+    ), ranges AS (
+        SELECT min(ts) - v_window AS lo, max(ts) AS hi FROM islands GROUP BY island
+    ), source AS (
+        SELECT l."timestamp" AS ts, l.status
+          FROM ranges
+          JOIN app_transaction_log AS l ON l."timestamp" BETWEEN ranges.lo AND ranges.hi
+         WHERE coalesce(l.edge_function_name, '') <> ALL (v_settings.mirror_edge_function_names)
+    ), windows AS (
+        SELECT DISTINCT ts,
+               count(*) OVER w AS total,
+               count(*) FILTER (WHERE status = 'failed') OVER w AS failed
+          FROM source
+        WINDOW w AS (ORDER BY ts RANGE BETWEEN v_window PRECEDING AND CURRENT ROW)
+    ), spikes AS (
+        SELECT w.ts, w.total, w.failed, round(100.0 * w.failed / w.total, 2) AS rate,
+               count(*) OVER () AS spike_windows
+          FROM windows AS w
+         WHERE w.ts IN (SELECT ts FROM new_times)
+           AND w.total > v_settings.failure_spike_min_transactions
+           AND 100.0 * w.failed / w.total > v_settings.failure_spike_rate_percent
+         ORDER BY 100.0 * w.failed / w.total DESC, w.ts DESC
+         LIMIT 1
+    )
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'event_type', 'transaction_failure',
+               'severity', CASE WHEN s.rate > v_settings.failure_spike_high_rate_percent
+                                THEN 'HIGH' ELSE 'MEDIUM' END,
+               'confidence_score', 0.8,
+               'fingerprint', 'system',
+               'occurrences', 1,
+               'event_data', jsonb_build_object(
+                   'total_transactions', s.total,
+                   'failed_transactions', s.failed,
+                   'failure_rate_percent', s.rate,
+                   'threshold_percent', v_settings.failure_spike_rate_percent,
+                   'high_threshold_percent', v_settings.failure_spike_high_rate_percent,
+                   'min_transactions', v_settings.failure_spike_min_transactions,
+                   'time_window_minutes', round(extract(epoch FROM v_window) / 60.0, 2),
+                   'window_start', s.ts - v_window,
+                   'window_end', s.ts,
+                   'spike_windows_seen', s.spike_windows),
+               'context_data', jsonb_build_object(
+                   'detection_time', now(),
+                   'system_wide_issue', true,
+                   'requires_system_investigation',
+                       s.rate > v_settings.failure_spike_high_rate_percent))), '[]'::jsonb)
+      INTO v_detections
+      FROM spikes AS s;
+
+    RETURN monitoring_rule_result(
+        monitoring_upsert_events('system_failure_spike', v_detections),
+        cardinality(v_claim.new_ids), v_claim.late_count, v_claim.backlog);
+END;
+$$;
+
+
+-- ---------------------------------------------------------------------------------------------
+-- balance_mismatch_detection (balance_discrepancy, CRITICAL, 1.0).
+-- p_mode 'sweep': every card; 'incremental': the cards of new log rows.
+-- expected = new_balance of the card's latest completed row carrying balances (log_id order),
+-- else the signed sum of completed credits (settings.credit_transaction_types) minus debits
+-- (debit_transaction_types). Not flagged: cards without completed ledger rows, cards whose
+-- expected balance is indeterminate (no balance-carrying row and a row of unclassified type
+-- or without amount). Flagged when |actual - expected| >= discrepancy_threshold (1 cent
+-- included); the sign is kept: discrepancy = actual - expected.
+-- event_data: {actual_balance, expected_balance, discrepancy, absolute_discrepancy,
+--   expected_source ('last_balance_row' | 'signed_sum'), transaction_count,
+--   last_transaction, last_balance_log_id, last_balance_transaction_id, evidence_key}
+-- Sweeps serialise on an advisory lock (2 x int4 key: 1718969198, 4).
+-- ---------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION monitoring_rule_balance_mismatch_detection(p_mode text DEFAULT 'sweep')
+RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_settings    monitoring_settings;
+    v_claim       record;
+    v_rows        integer := 0;
+    v_late        integer := 0;
+    v_backlog     boolean := false;
+    v_cards       text[];
+    v_examined    integer;
+    v_detections  jsonb;
+BEGIN
+    IF p_mode NOT IN ('sweep', 'incremental') THEN
+        RAISE EXCEPTION 'invalid mode %: expected sweep or incremental', p_mode USING ERRCODE = '22023';
+    END IF;
+    v_settings := monitoring_settings_get();
+    PERFORM pg_advisory_xact_lock(1718969198, 4);
+
+    IF p_mode = 'incremental' THEN
+        SELECT * INTO v_claim
+          FROM monitoring_claim_rows('balance_mismatch_detection', 'app_transaction_log');
+        v_rows := cardinality(v_claim.new_ids);
+        v_late := v_claim.late_count;
+        v_backlog := v_claim.backlog;
+        SELECT coalesce(array_agg(DISTINCT l.card_id), '{}')
+          INTO v_cards
+          FROM unnest(v_claim.new_ids) AS n (id)
+          JOIN app_transaction_log AS l ON l.log_id = n.id;
+        IF cardinality(v_cards) = 0 THEN
+            RETURN monitoring_rule_result(NULL, v_rows, v_late, v_backlog)
+                || jsonb_build_object('cards_checked', 0);
+        END IF;
+    END IF;
+
+    EXECUTE format($sql$
+        WITH ledger AS (
+            SELECT l.card_id,
+                   count(*) AS completed_rows,
+                   max(l.log_id) FILTER (WHERE l.new_balance IS NOT NULL) AS last_balance_log_id,
+                   sum(CASE WHEN l.transaction_type = ANY ($1) THEN l.amount_involved
+                            WHEN l.transaction_type = ANY ($2) THEN -l.amount_involved END)
+                       AS signed_sum,
+                   count(*) FILTER (WHERE l.amount_involved IS NULL
+                                       OR NOT (l.transaction_type = ANY ($1)
+                                               OR l.transaction_type = ANY ($2)))
+                       AS indeterminate_rows,
+                   max(l."timestamp") AS last_transaction
+              FROM app_transaction_log AS l
+             WHERE l.status = 'completed'
+               AND coalesce(l.edge_function_name, '') <> ALL ($3)
+               %s
+             GROUP BY l.card_id
+        ), compared AS (
+            SELECT c.id AS card_id,
+                   coalesce(c.amount, 0) AS actual,
+                   g.completed_rows, g.last_transaction, g.last_balance_log_id,
+                   lb.transaction_id AS last_balance_transaction_id,
+                   CASE WHEN lb.log_id IS NOT NULL THEN lb.new_balance
+                        WHEN g.indeterminate_rows = 0 THEN g.signed_sum END AS expected,
+                   CASE WHEN lb.log_id IS NOT NULL THEN 'last_balance_row'
+                        ELSE 'signed_sum' END AS expected_source
+              FROM ledger AS g
+              JOIN table_cards AS c ON c.id = g.card_id
+              LEFT JOIN app_transaction_log AS lb ON lb.log_id = g.last_balance_log_id
+        )
+        SELECT count(*)::integer,
+               coalesce(jsonb_agg(jsonb_build_object(
+                   'event_type', 'balance_discrepancy',
+                   'severity', 'CRITICAL',
+                   'confidence_score', 1.0,
+                   'card_id', x.card_id,
+                   'affected_amount', abs(x.actual - x.expected),
+                   'fingerprint', 'card:' || x.card_id,
+                   'occurrences', 1,
+                   'evidence_key', x.actual::text || '|' || x.expected::text,
+                   'event_data', jsonb_build_object(
+                       'actual_balance', x.actual,
+                       'expected_balance', x.expected,
+                       'discrepancy', x.actual - x.expected,
+                       'absolute_discrepancy', abs(x.actual - x.expected),
+                       'expected_source', x.expected_source,
+                       'transaction_count', x.completed_rows,
+                       'last_transaction', x.last_transaction,
+                       'last_balance_log_id', x.last_balance_log_id,
+                       'last_balance_transaction_id', x.last_balance_transaction_id),
+                   'context_data', jsonb_build_object(
+                       'detection_time', now(),
+                       'detection_mode', $5,
+                       'discrepancy_direction',
+                           CASE WHEN x.actual > x.expected THEN 'card_holds_more_than_ledger'
+                                ELSE 'card_holds_less_than_ledger' END,
+                       'requires_immediate_investigation', abs(x.actual - x.expected) > $6,
+                       'financial_impact',
+                           CASE WHEN abs(x.actual - x.expected) > $6 THEN 'high' ELSE 'low' END))
+                   ORDER BY x.card_id) FILTER (WHERE abs(x.actual - x.expected) >= $7),
+                   '[]'::jsonb)
+          FROM compared AS x
+         WHERE x.expected IS NOT NULL
+        $sql$,
+        CASE WHEN p_mode = 'incremental' THEN 'AND l.card_id = ANY ($4)' ELSE '' END)
+       INTO v_examined, v_detections
+      USING v_settings.credit_transaction_types, v_settings.debit_transaction_types,
+            v_settings.mirror_edge_function_names, v_cards, p_mode,
+            v_settings.discrepancy_investigation_amount, v_settings.discrepancy_threshold;
+
+    RETURN monitoring_rule_result(
+        monitoring_upsert_events('balance_mismatch_detection', v_detections),
+        CASE WHEN p_mode = 'incremental' THEN v_rows ELSE v_examined END, v_late, v_backlog)
+        || jsonb_build_object('cards_checked', v_examined);
+END;
+$$;
+
+
+-- ---------------------------------------------------------------------------------------------
+-- negative_balance_detection (balance_discrepancy, HIGH, 1.0).
+-- p_mode 'sweep': every card with amount < 0; 'incremental': the cards of new log rows.
+-- event_data: {negative_balance, impossible_scenario: true, evidence_key}
+-- Serialised on advisory lock (1718969198, 6).
+-- ---------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION monitoring_rule_negative_balance_detection(p_mode text DEFAULT 'sweep')
+RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_claim       record;
+    v_rows        integer := 0;
+    v_late        integer := 0;
+    v_backlog     boolean := false;
+    v_cards       text[];
+    v_detections  jsonb;
+    v_examined    integer;
+BEGIN
+    IF p_mode NOT IN ('sweep', 'incremental') THEN
+        RAISE EXCEPTION 'invalid mode %: expected sweep or incremental', p_mode USING ERRCODE = '22023';
+    END IF;
+    PERFORM pg_advisory_xact_lock(1718969198, 6);
+
+    IF p_mode = 'incremental' THEN
+        SELECT * INTO v_claim
+          FROM monitoring_claim_rows('negative_balance_detection', 'app_transaction_log');
+        v_rows := cardinality(v_claim.new_ids);
+        v_late := v_claim.late_count;
+        v_backlog := v_claim.backlog;
+        SELECT coalesce(array_agg(DISTINCT l.card_id), '{}')
+          INTO v_cards
+          FROM unnest(v_claim.new_ids) AS n (id)
+          JOIN app_transaction_log AS l ON l.log_id = n.id;
+    END IF;
+
+    SELECT count(*)::integer,
+           coalesce(jsonb_agg(jsonb_build_object(
+               'event_type', 'balance_discrepancy',
+               'severity', 'HIGH',
+               'confidence_score', 1.0,
+               'card_id', c.id,
+               'affected_amount', abs(c.amount),
+               'fingerprint', 'card:' || c.id,
+               'occurrences', 1,
+               'evidence_key', c.amount::text,
+               'event_data', jsonb_build_object(
+                   'negative_balance', c.amount,
+                   'impossible_scenario', true,
+                   'card_updated_at', c.updated_at),
+               'context_data', jsonb_build_object(
+                   'detection_time', now(),
+                   'detection_mode', p_mode,
+                   'requires_immediate_investigation', true,
+                   'system_integrity_issue', true))
+               ORDER BY c.id), '[]'::jsonb)
+      INTO v_examined, v_detections
+      FROM (-- one branch runs, the other is cut by its one-time filter on p_mode
+            SELECT t.id, t.amount, t.updated_at
+              FROM table_cards AS t
+             WHERE p_mode = 'sweep' AND t.amount < 0
+            UNION ALL
+            SELECT t.id, t.amount, t.updated_at
+              FROM table_cards AS t
+             WHERE p_mode = 'incremental' AND t.id = ANY (v_cards) AND t.amount < 0) AS c;
+
+    RETURN monitoring_rule_result(
+        monitoring_upsert_events('negative_balance_detection', v_detections),
+        CASE WHEN p_mode = 'incremental' THEN v_rows ELSE v_examined END, v_late, v_backlog);
+END;
+$$;
+
+
+-- ---------------------------------------------------------------------------------------------
+-- balance_chain_break (balance_discrepancy, HIGH, 0.9), incremental. New rule.
+-- A completed row carrying balances whose previous_balance differs from the new_balance of the
+-- card's previous completed balance-carrying row ('chain_gap': a lost update or a torn write),
+-- or whose change (new - previous) disagrees with its amount and type ('amount_mismatch':
+-- +amount for credit types, -amount for debit types; other types are not judged on amount).
+-- A card's first balance-carrying row has no predecessor: a pre-existing balance is fine.
+-- New rows and the next row after each of them are judged (a late row changes its
+-- successor's predecessor).
+-- event_data: {log_id, transaction_id, transaction_type, transaction_timestamp,
+--   amount_involved, previous_balance, new_balance, break_kinds [..], preceding_log_id,
+--   preceding_transaction_id, preceding_new_balance, chain_gap, actual_change,
+--   expected_change}
+-- ---------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION monitoring_rule_balance_chain_break()
+RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_settings    monitoring_settings;
+    v_claim       record;
+    v_detections  jsonb;
+BEGIN
+    v_settings := monitoring_settings_get();
+
+    SELECT * INTO v_claim
+      FROM monitoring_claim_rows('balance_chain_break', 'app_transaction_log');
+
+    WITH new_rows AS (
+        SELECT l.log_id, l.card_id
+          FROM unnest(v_claim.new_ids) AS n (id)
+          JOIN app_transaction_log AS l ON l.log_id = n.id
+         WHERE l.status = 'completed'
+           AND l.new_balance IS NOT NULL
+           AND coalesce(l.edge_function_name, '') <> ALL (v_settings.mirror_edge_function_names)
+    ), checked AS (
+        SELECT log_id FROM new_rows
+        UNION
+        SELECT nx.log_id
+          FROM new_rows AS r
+          CROSS JOIN LATERAL (
+              SELECT l.log_id
+                FROM app_transaction_log AS l
+               WHERE l.card_id = r.card_id
+                 AND l.log_id > r.log_id
+                 AND l.status = 'completed'
+                 AND l.new_balance IS NOT NULL
+                 AND coalesce(l.edge_function_name, '') <> ALL (v_settings.mirror_edge_function_names)
+               ORDER BY l.log_id
+               LIMIT 1) AS nx
+    ), judged AS (
+        SELECT l.*,
+               p.log_id AS prev_log_id,
+               p.transaction_id AS prev_transaction_id,
+               p.new_balance AS prev_new_balance,
+               l.new_balance - l.previous_balance AS actual_change,
+               CASE WHEN l.transaction_type = ANY (v_settings.credit_transaction_types)
+                        THEN l.amount_involved
+                    WHEN l.transaction_type = ANY (v_settings.debit_transaction_types)
+                        THEN -l.amount_involved END AS expected_change
+          FROM checked
+          JOIN app_transaction_log AS l ON l.log_id = checked.log_id
+          LEFT JOIN LATERAL (
+              SELECT pr.log_id, pr.transaction_id, pr.new_balance
+                FROM app_transaction_log AS pr
+               WHERE pr.card_id = l.card_id
+                 AND pr.log_id < l.log_id
+                 AND pr.status = 'completed'
+                 AND pr.new_balance IS NOT NULL
+                 AND coalesce(pr.edge_function_name, '') <> ALL (v_settings.mirror_edge_function_names)
+               ORDER BY pr.log_id DESC
+               LIMIT 1) AS p ON true
+         WHERE l.previous_balance IS NOT NULL
+    ), breaks AS (
+        SELECT j.*,
+               (j.prev_log_id IS NOT NULL AND j.previous_balance <> j.prev_new_balance) AS chain_gap,
+               (j.expected_change IS NOT NULL AND j.actual_change <> j.expected_change) AS amount_mismatch
+          FROM judged AS j
+    )
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'event_type', 'balance_discrepancy',
+               'severity', 'HIGH',
+               'confidence_score', 0.9,
+               'card_id', b.card_id,
+               'transaction_id', b.transaction_id,
+               'affected_amount', greatest(
+                   CASE WHEN b.chain_gap THEN abs(b.previous_balance - b.prev_new_balance) END,
+                   CASE WHEN b.amount_mismatch THEN abs(b.actual_change - b.expected_change) END),
+               'fingerprint', coalesce('tx:' || b.transaction_id::text, 'log:' || b.log_id),
+               'occurrences', 1,
+               'event_data', jsonb_build_object(
+                   'log_id', b.log_id,
+                   'transaction_id', b.transaction_id,
+                   'transaction_type', b.transaction_type,
+                   'transaction_timestamp', b."timestamp",
+                   'amount_involved', b.amount_involved,
+                   'previous_balance', b.previous_balance,
+                   'new_balance', b.new_balance,
+                   'break_kinds', to_jsonb(array_remove(ARRAY[
+                       CASE WHEN b.chain_gap THEN 'chain_gap' END,
+                       CASE WHEN b.amount_mismatch THEN 'amount_mismatch' END], NULL)),
+                   'preceding_log_id', b.prev_log_id,
+                   'preceding_transaction_id', b.prev_transaction_id,
+                   'preceding_new_balance', b.prev_new_balance,
+                   'chain_gap', b.previous_balance - b.prev_new_balance,
+                   'actual_change', b.actual_change,
+                   'expected_change', b.expected_change),
+               'context_data', jsonb_build_object(
+                   'detection_time', now(),
+                   'pattern_type', 'balance_chain_break',
+                   'possible_lost_update', b.chain_gap,
+                   'requires_immediate_investigation', true))
+               ORDER BY b.log_id), '[]'::jsonb)
+      INTO v_detections
+      FROM breaks AS b
+     WHERE b.chain_gap OR b.amount_mismatch;
+
+    RETURN monitoring_rule_result(
+        monitoring_upsert_events('balance_chain_break', v_detections),
+        cardinality(v_claim.new_ids), v_claim.late_count, v_claim.backlog);
+END;
+$$;
+
+
+-- ---------------------------------------------------------------------------------------------
+-- temporal_duplicate_detection (duplicate_nfc, MEDIUM, 0.8), incremental on nfc_scan_log.
+-- Two consecutive scans of one card (in scan_timestamp order, ignoring scans whose status is
+-- in settings.duplicate_nfc_ignored_statuses, default 'duplicate' = already stopped by the
+-- debouncer) less than duplicate_nfc_window apart. Pairwise: a third scan far away does not
+-- hide a close pair. Each new scan is paired with its neighbours on both sides; each pair is
+-- counted once. One active event per card; every new pair adds an occurrence.
+-- event_data: {scan_count, scan_ids [..], scan_timestamps [..], time_span_seconds,
+--   threshold_seconds, pair_count, min_gap_seconds, pairs [{first_scan_id, second_scan_id,
+--   first_scan_timestamp, second_scan_timestamp, gap_seconds, statuses, devices}]}
+-- ---------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION monitoring_rule_temporal_duplicate_detection()
+RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_settings    monitoring_settings;
+    v_claim       record;
+    v_window      interval;
+    v_ignored     text[];
+    v_limit       integer;
+    v_detections  jsonb;
+BEGIN
+    v_settings := monitoring_settings_get();
+    v_window := v_settings.duplicate_nfc_window;
+    v_ignored := v_settings.duplicate_nfc_ignored_statuses;
+    v_limit := v_settings.evidence_list_limit;
+
+    SELECT * INTO v_claim
+      FROM monitoring_claim_rows('temporal_duplicate_detection', 'nfc_scan_log');
+
+    WITH new_scans AS (
+        SELECT s.scan_log_id AS id, s.card_id_scanned AS card, s.scan_timestamp AS ts
+          FROM unnest(v_claim.new_ids) AS n (id)
+          JOIN nfc_scan_log AS s ON s.scan_log_id = n.id
+         WHERE s.card_id_scanned IS NOT NULL
+           AND s.scan_timestamp IS NOT NULL
+           AND coalesce(s.scan_status, '') <> ALL (v_ignored)
+    ), pairs AS (
+        SELECT p.id AS first_id, n.id AS second_id
+          FROM new_scans AS n
+          CROSS JOIN LATERAL (
+              SELECT s.scan_log_id AS id, s.scan_timestamp AS ts
+                FROM nfc_scan_log AS s
+               WHERE s.card_id_scanned = n.card
+                 AND s.scan_timestamp IS NOT NULL
+                 AND (s.scan_timestamp, s.scan_log_id) < (n.ts, n.id)
+                 AND coalesce(s.scan_status, '') <> ALL (v_ignored)
+               ORDER BY s.scan_timestamp DESC, s.scan_log_id DESC
+               LIMIT 1) AS p
+         WHERE n.ts - p.ts < v_window
+        UNION
+        SELECT n.id, q.id
+          FROM new_scans AS n
+          CROSS JOIN LATERAL (
+              SELECT s.scan_log_id AS id, s.scan_timestamp AS ts
+                FROM nfc_scan_log AS s
+               WHERE s.card_id_scanned = n.card
+                 AND s.scan_timestamp IS NOT NULL
+                 AND (s.scan_timestamp, s.scan_log_id) > (n.ts, n.id)
+                 AND coalesce(s.scan_status, '') <> ALL (v_ignored)
+               ORDER BY s.scan_timestamp, s.scan_log_id
+               LIMIT 1) AS q
+         WHERE q.ts - n.ts < v_window
+    ), detail AS (
+        SELECT a.card_id_scanned AS card,
+               a.scan_log_id AS first_id, b.scan_log_id AS second_id,
+               a.scan_timestamp AS first_ts, b.scan_timestamp AS second_ts,
+               extract(epoch FROM b.scan_timestamp - a.scan_timestamp) AS gap,
+               jsonb_build_object(
+                   'first_scan_id', a.scan_log_id,
+                   'second_scan_id', b.scan_log_id,
+                   'first_scan_timestamp', a.scan_timestamp,
+                   'second_scan_timestamp', b.scan_timestamp,
+                   'gap_seconds', round(extract(epoch FROM b.scan_timestamp - a.scan_timestamp), 3),
+                   'statuses', jsonb_build_array(a.scan_status, b.scan_status),
+                   'devices', jsonb_build_array(a.device_identifier, b.device_identifier)) AS pair
+          FROM pairs
+          JOIN nfc_scan_log AS a ON a.scan_log_id = pairs.first_id
+          JOIN nfc_scan_log AS b ON b.scan_log_id = pairs.second_id
+    ), scans AS (
+        SELECT card, id, ts FROM (
+            SELECT card, first_id AS id, first_ts AS ts FROM detail
+            UNION
+            SELECT card, second_id, second_ts FROM detail) AS u
+    ), per_card AS (
+        SELECT d.card,
+               count(*) AS pair_count,
+               min(d.gap) AS min_gap,
+               min(d.first_ts) AS first_ts,
+               max(d.second_ts) AS last_ts,
+               (array_agg(d.pair ORDER BY d.second_ts DESC, d.second_id DESC))[1:v_limit] AS pair_list,
+               (array_agg(d.second_id ORDER BY d.second_ts DESC, d.second_id DESC))[1] AS last_id
+          FROM detail AS d
+         GROUP BY d.card
+    ), per_card_scans AS (
+        SELECT card, count(*) AS scan_count,
+               (array_agg(id ORDER BY ts, id))[1:v_limit] AS ids,
+               (array_agg(ts ORDER BY ts, id))[1:v_limit] AS tss
+          FROM scans
+         GROUP BY card
+    )
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'event_type', 'duplicate_nfc',
+               'severity', 'MEDIUM',
+               'confidence_score', 0.8,
+               'card_id', c.card,
+               'fingerprint', 'card:' || c.card,
+               'occurrences', c.pair_count,
+               'event_data', jsonb_build_object(
+                   'scan_count', s.scan_count,
+                   'scan_ids', to_jsonb(s.ids),
+                   'scan_timestamps', to_jsonb(s.tss),
+                   'time_span_seconds', round(extract(epoch FROM c.last_ts - c.first_ts), 3),
+                   'threshold_seconds', extract(epoch FROM v_window),
+                   'pair_count', c.pair_count,
+                   'min_gap_seconds', round(c.min_gap, 3),
+                   'latest_scan_id', c.last_id,
+                   'pairs', to_jsonb(c.pair_list)),
+               'context_data', jsonb_build_object(
+                   'detection_time', now(),
+                   'pattern_type', 'temporal_duplicates',
+                   'potential_user_error', true))
+               ORDER BY c.card), '[]'::jsonb)
+      INTO v_detections
+      FROM per_card AS c
+      JOIN per_card_scans AS s ON s.card = c.card;
+
+    RETURN monitoring_rule_result(
+        monitoring_upsert_events('temporal_duplicate_detection', v_detections),
+        cardinality(v_claim.new_ids), v_claim.late_count, v_claim.backlog);
+END;
+$$;
+
+
+-- ---------------------------------------------------------------------------------------------
+-- concurrent_transaction_detection (race_condition, MEDIUM, 0.7), incremental.
+-- Two consecutive non-failed log rows of one card (in "timestamp", log_id order) less than
+-- race_window apart (sliding: .999 and the next second's .001 are 2 ms apart), unless both
+-- carry the same client_request_id (a retry of one request). Neighbours on both sides of each
+-- new row; each pair counted once; one active event per card, every new pair an occurrence.
+-- event_data: {concurrent_count, transaction_ids [..], log_ids [..], timestamps [..],
+--   transaction_types [..], statuses [..], amounts [..], time_span_seconds, threshold_seconds,
+--   pair_count, min_gap_seconds, pairs [{first_log_id, second_log_id, first_transaction_id,
+--   second_transaction_id, gap_seconds, client_request_ids}]}
+-- ---------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION monitoring_rule_concurrent_transaction_detection()
+RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_settings    monitoring_settings;
+    v_claim       record;
+    v_window      interval;
+    v_mirror      text[];
+    v_limit       integer;
+    v_detections  jsonb;
+BEGIN
+    v_settings := monitoring_settings_get();
+    v_window := v_settings.race_window;
+    v_mirror := v_settings.mirror_edge_function_names;
+    v_limit := v_settings.evidence_list_limit;
+
+    SELECT * INTO v_claim
+      FROM monitoring_claim_rows('concurrent_transaction_detection', 'app_transaction_log');
+
+    WITH new_rows AS (
+        SELECT l.log_id AS id, l.card_id AS card, l."timestamp" AS ts, l.client_request_id AS crid
+          FROM unnest(v_claim.new_ids) AS n (id)
+          JOIN app_transaction_log AS l ON l.log_id = n.id
+         WHERE l.status <> 'failed'
+           AND l."timestamp" IS NOT NULL
+           AND coalesce(l.edge_function_name, '') <> ALL (v_mirror)
+    ), pairs AS (
+        SELECT p.id AS first_id, n.id AS second_id
+          FROM new_rows AS n
+          CROSS JOIN LATERAL (
+              SELECT l.log_id AS id, l."timestamp" AS ts, l.client_request_id AS crid
+                FROM app_transaction_log AS l
+               WHERE l.card_id = n.card
+                 AND l."timestamp" IS NOT NULL
+                 AND (l."timestamp", l.log_id) < (n.ts, n.id)
+                 AND l.status <> 'failed'
+                 AND coalesce(l.edge_function_name, '') <> ALL (v_mirror)
+               ORDER BY l."timestamp" DESC, l.log_id DESC
+               LIMIT 1) AS p
+         WHERE n.ts - p.ts < v_window
+           AND NOT (p.crid IS NOT NULL AND p.crid = n.crid)
+        UNION
+        SELECT n.id, q.id
+          FROM new_rows AS n
+          CROSS JOIN LATERAL (
+              SELECT l.log_id AS id, l."timestamp" AS ts, l.client_request_id AS crid
+                FROM app_transaction_log AS l
+               WHERE l.card_id = n.card
+                 AND l."timestamp" IS NOT NULL
+                 AND (l."timestamp", l.log_id) > (n.ts, n.id)
+                 AND l.status <> 'failed'
+                 AND coalesce(l.edge_function_name, '') <> ALL (v_mirror)
+               ORDER BY l."timestamp", l.log_id
+               LIMIT 1) AS q
+         WHERE q.ts - n.ts < v_window
+           AND NOT (q.crid IS NOT NULL AND q.crid = n.crid)
+    ), detail AS (
+        SELECT a.card_id AS card,
+               a.log_id AS first_id, b.log_id AS second_id,
+               a."timestamp" AS first_ts, b."timestamp" AS second_ts,
+               b.transaction_id AS second_tx,
+               extract(epoch FROM b."timestamp" - a."timestamp") AS gap,
+               jsonb_build_object(
+                   'first_log_id', a.log_id,
+                   'second_log_id', b.log_id,
+                   'first_transaction_id', a.transaction_id,
+                   'second_transaction_id', b.transaction_id,
+                   'first_timestamp', a."timestamp",
+                   'second_timestamp', b."timestamp",
+                   'gap_seconds', round(extract(epoch FROM b."timestamp" - a."timestamp"), 3),
+                   'client_request_ids', jsonb_build_array(a.client_request_id, b.client_request_id))
+                   AS pair
+          FROM pairs
+          JOIN app_transaction_log AS a ON a.log_id = pairs.first_id
+          JOIN app_transaction_log AS b ON b.log_id = pairs.second_id
+    ), rows_involved AS (
+        SELECT DISTINCT u.card, l.log_id, l.transaction_id, l."timestamp" AS ts,
+               l.transaction_type, l.status, l.amount_involved
+          FROM (SELECT card, first_id AS id FROM detail
+                UNION
+                SELECT card, second_id FROM detail) AS u
+          JOIN app_transaction_log AS l ON l.log_id = u.id
+    ), per_card AS (
+        SELECT d.card,
+               count(*) AS pair_count,
+               min(d.gap) AS min_gap,
+               min(d.first_ts) AS first_ts,
+               max(d.second_ts) AS last_ts,
+               (array_agg(d.pair ORDER BY d.second_ts DESC, d.second_id DESC))[1:v_limit] AS pair_list,
+               (array_agg(d.second_tx ORDER BY d.second_ts DESC, d.second_id DESC))[1] AS last_tx
+          FROM detail AS d
+         GROUP BY d.card
+    ), per_card_rows AS (
+        SELECT card, count(*) AS row_count,
+               (array_agg(transaction_id ORDER BY ts, log_id))[1:v_limit] AS tx_ids,
+               (array_agg(log_id ORDER BY ts, log_id))[1:v_limit] AS log_ids,
+               (array_agg(ts ORDER BY ts, log_id))[1:v_limit] AS tss,
+               (array_agg(transaction_type ORDER BY ts, log_id))[1:v_limit] AS types,
+               (array_agg(status ORDER BY ts, log_id))[1:v_limit] AS statuses,
+               (array_agg(amount_involved ORDER BY ts, log_id))[1:v_limit] AS amounts
+          FROM rows_involved
+         GROUP BY card
+    )
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'event_type', 'race_condition',
+               'severity', 'MEDIUM',
+               'confidence_score', 0.7,
+               'card_id', c.card,
+               'transaction_id', c.last_tx,
+               'fingerprint', 'card:' || c.card,
+               'occurrences', c.pair_count,
+               'event_data', jsonb_build_object(
+                   'concurrent_count', r.row_count,
+                   'transaction_ids', to_jsonb(r.tx_ids),
+                   'log_ids', to_jsonb(r.log_ids),
+                   'timestamps', to_jsonb(r.tss),
+                   'transaction_types', to_jsonb(r.types),
+                   'statuses', to_jsonb(r.statuses),
+                   'amounts', to_jsonb(r.amounts),
+                   'time_span_seconds', round(extract(epoch FROM c.last_ts - c.first_ts), 3),
+                   'threshold_seconds', extract(epoch FROM v_window),
+                   'pair_count', c.pair_count,
+                   'min_gap_seconds', round(c.min_gap, 3),
+                   'pairs', to_jsonb(c.pair_list)),
+               'context_data', jsonb_build_object(
+                   'detection_time', now(),
+                   'pattern_type', 'concurrent_transactions',
+                   'potential_race_condition', true,
+                   'requires_investigation', r.row_count > 2))
+               ORDER BY c.card), '[]'::jsonb)
+      INTO v_detections
+      FROM per_card AS c
+      JOIN per_card_rows AS r ON r.card = c.card;
+
+    RETURN monitoring_rule_result(
+        monitoring_upsert_events('concurrent_transaction_detection', v_detections),
+        cardinality(v_claim.new_ids), v_claim.late_count, v_claim.backlog);
+END;
+$$;
+
+
+-- ---------------------------------------------------------------------------------------------
+-- monitoring_run_rule(p_algorithm text, p_mode text DEFAULT NULL) -> jsonb
+--
+--   Runs one rule inside its own sub-transaction with lock_timeout = rule_lock_timeout. A
+--   failing rule is rolled back alone (its watermark too, so its rows are examined again next
+--   time) and reported; statement timeouts and cancels (SQLSTATE 57014) are not caught: they
+--   abort the whole call, which is what the caller's timeout means.
+--   p_mode: 'incremental' or 'sweep' for the two balance-state rules (default 'sweep'), ignored
+--   by the others.
+--   Result: {"algorithm", "mode", "success", "events_created", "events_updated",
+--            "events_suppressed", "rows_examined", "late_rows", "backlog", "duration_ms",
+--            ["cards_checked"], on failure "error", "error_sqlstate"}
+-- ---------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION monitoring_run_rule(p_algorithm text, p_mode text DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE plpgsql
+SET lock_timeout = '5s' AS $$
+DECLARE
+    v_started  timestamptz := clock_timestamp();
+    v_mode     text;
+    v_result   jsonb;
+    v_message  text;
+    v_state    text;
+BEGIN
+    v_mode := CASE WHEN p_algorithm IN ('balance_mismatch_detection', 'negative_balance_detection')
+                   THEN coalesce(p_mode, 'sweep') ELSE 'incremental' END;
+    BEGIN
+        PERFORM set_config('lock_timeout',
+                           monitoring_interval_ms((monitoring_settings_get()).rule_lock_timeout), true);
+        v_result := CASE p_algorithm
+            WHEN 'balance_deduction_on_failure' THEN monitoring_rule_balance_deduction_on_failure()
+            WHEN 'consecutive_failures' THEN monitoring_rule_consecutive_failures()
+            WHEN 'system_failure_spike' THEN monitoring_rule_system_failure_spike()
+            WHEN 'balance_mismatch_detection' THEN monitoring_rule_balance_mismatch_detection(v_mode)
+            WHEN 'negative_balance_detection' THEN monitoring_rule_negative_balance_detection(v_mode)
+            WHEN 'balance_chain_break' THEN monitoring_rule_balance_chain_break()
+            WHEN 'temporal_duplicate_detection' THEN monitoring_rule_temporal_duplicate_detection()
+            WHEN 'concurrent_transaction_detection' THEN monitoring_rule_concurrent_transaction_detection()
+        END;
+        IF v_result IS NULL THEN
+            RAISE EXCEPTION 'unknown detection algorithm %', p_algorithm USING ERRCODE = '22023';
+        END IF;
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS v_message = MESSAGE_TEXT, v_state = RETURNED_SQLSTATE;
+        v_result := jsonb_build_object(
+            'success', false, 'error', v_message, 'error_sqlstate', v_state,
+            'events_created', 0, 'events_updated', 0, 'events_suppressed', 0,
+            'rows_examined', 0, 'late_rows', 0, 'backlog', false);
+    END;
+    RETURN jsonb_build_object('algorithm', p_algorithm, 'mode', v_mode)
+        || v_result
+        || jsonb_build_object('duration_ms',
+                              round(extract(epoch FROM clock_timestamp() - v_started) * 1000, 1));
+END;
+$$;
+
+
+REVOKE ALL ON FUNCTION monitoring_rule_result(jsonb, integer, integer, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION monitoring_rule_balance_deduction_on_failure() FROM PUBLIC;
+REVOKE ALL ON FUNCTION monitoring_rule_consecutive_failures() FROM PUBLIC;
+REVOKE ALL ON FUNCTION monitoring_rule_system_failure_spike() FROM PUBLIC;
+REVOKE ALL ON FUNCTION monitoring_rule_balance_mismatch_detection(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION monitoring_rule_negative_balance_detection(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION monitoring_rule_balance_chain_break() FROM PUBLIC;
+REVOKE ALL ON FUNCTION monitoring_rule_temporal_duplicate_detection() FROM PUBLIC;
+REVOKE ALL ON FUNCTION monitoring_rule_concurrent_transaction_detection() FROM PUBLIC;
+REVOKE ALL ON FUNCTION monitoring_run_rule(text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION monitoring_rule_result(jsonb, integer, integer, boolean) TO monitoring_writer;
+GRANT EXECUTE ON FUNCTION monitoring_rule_balance_deduction_on_failure() TO monitoring_writer;
+GRANT EXECUTE ON FUNCTION monitoring_rule_consecutive_failures() TO monitoring_writer;
+GRANT EXECUTE ON FUNCTION monitoring_rule_system_failure_spike() TO monitoring_writer;
+GRANT EXECUTE ON FUNCTION monitoring_rule_balance_mismatch_detection(text) TO monitoring_writer;
+GRANT EXECUTE ON FUNCTION monitoring_rule_negative_balance_detection(text) TO monitoring_writer;
+GRANT EXECUTE ON FUNCTION monitoring_rule_balance_chain_break() TO monitoring_writer;
+GRANT EXECUTE ON FUNCTION monitoring_rule_temporal_duplicate_detection() TO monitoring_writer;
+GRANT EXECUTE ON FUNCTION monitoring_rule_concurrent_transaction_detection() TO monitoring_writer;
+GRANT EXECUTE ON FUNCTION monitoring_run_rule(text, text) TO monitoring_writer;
