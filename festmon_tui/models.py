@@ -264,6 +264,7 @@ class CycleResult:
     health_snapshot_id: int | None
     detectors: tuple[DetectorResult, ...] = ()
     document: dict[str, Any] = field(default_factory=dict)
+    run_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -303,6 +304,7 @@ class LeaderInfo:
     since: datetime | None
     expires_at: datetime | None
     is_self: bool = False
+    term: int | None = None
 
     @property
     def label(self) -> str:
@@ -335,6 +337,15 @@ class MonitorState:
     refreshed_at: datetime | None = None
     last_error: str | None = None
     viewer: bool = False
+    # Added by the scheduler runtime (issue 4).
+    health_status: HealthStatus = HealthStatus.UNKNOWN
+    active_events: int | None = None
+    active_critical_events: int | None = None
+    active_high_events: int | None = None
+    last_detection_at: datetime | None = None
+    started_at: datetime | None = None
+    scheduler_enabled: bool = False
+    live_updates: str | None = None
 
 
 class ChangeKind(StrEnum):

@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     monitoring_poll_interval_ms: PositiveMs = 2_000
     monitoring_alert_escalation_minutes: Annotated[int, Field(ge=1)] = 15
     monitoring_bell: bool = False
+    # Dashboard key remapping, "action=key,action=key" (actions listed by the help screen, `?`).
+    monitoring_keymap: str = ""
 
     # Detection thresholds and windows (SPEC §6.1), written to the database settings row.
     monitoring_consecutive_failure_count: Annotated[int, Field(ge=2)] = 3

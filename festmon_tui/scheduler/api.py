@@ -21,6 +21,10 @@ class ActionRefused(Exception):
     """The database refused a lifecycle action (illegal transition, missing note, no privilege)."""
 
 
+class Unavailable(Exception):
+    """The database cannot answer right now and nothing earlier is cached; see state.last_error."""
+
+
 class MonitorService(Protocol):
     """Everything a dashboard needs; expected failures are states, not exceptions."""
 

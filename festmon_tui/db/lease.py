@@ -1,0 +1,158 @@
+"""The scheduler lease row: acquire / renew in one statement, release, read who leads."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import asyncpg
+
+from festmon_tui.db.errors import translated
+from festmon_tui.models import LeaderInfo
+
+LEASE_NAME = "scheduler"
+
+
+class NotLeader(Exception):
+    """A job's transaction found the lease no longer held by this process and term."""
+
+
+@dataclass(frozen=True)
+class LeaseHolder:
+    """This process as a lease candidate: a unique id plus what operators see (host/pid)."""
+
+    holder_id: str
+    host: str
+    pid: int
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @classmethod
+    def for_this_process(cls) -> LeaseHolder:
+        host = socket.gethostname()
+        pid = os.getpid()
+        return cls(f"{host}/{pid}/{secrets.token_hex(4)}", host, pid)
+
+    @property
+    def label(self) -> str:
+        return f"{self.host}/{self.pid}"
+
+
+@dataclass(frozen=True)
+class LeaseGrant:
+    """A successful acquire or renew: the term and the server-side expiry."""
+
+    term: int
+    acquired_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class LeaseFence:
+    """The (holder, term) a job must still own when its transaction starts."""
+
+    holder_id: str
+    term: int
+
+
+# One statement, so it works through a transaction-mode pooler and needs no session lock.
+# A new holder only gets the row once it has expired; the same holder just extends it.
+ACQUIRE_SQL = """
+INSERT INTO monitoring_scheduler_lease AS l
+    (lease_name, holder_id, holder_host, holder_pid, term, acquired_at, renewed_at, expires_at)
+VALUES ($1, $2, $3, $4, 1, clock_timestamp(), clock_timestamp(),
+        clock_timestamp() + make_interval(secs => $5::double precision / 1000))
+ON CONFLICT (lease_name) DO UPDATE SET
+    holder_id = EXCLUDED.holder_id,
+    holder_host = EXCLUDED.holder_host,
+    holder_pid = EXCLUDED.holder_pid,
+    -- A renewal keeps the term; any new tenure (another holder, or ours after it expired)
+    -- gets the next one, so a fence from an earlier tenure never matches again.
+    term = CASE WHEN l.holder_id = EXCLUDED.holder_id AND l.expires_at > clock_timestamp()
+                THEN l.term ELSE l.term + 1 END,
+    acquired_at = CASE WHEN l.holder_id = EXCLUDED.holder_id AND l.expires_at > clock_timestamp()
+                       THEN l.acquired_at ELSE clock_timestamp() END,
+    renewed_at = clock_timestamp(),
+    expires_at = EXCLUDED.expires_at
+WHERE l.holder_id IS NULL
+   OR l.expires_at IS NULL
+   OR l.holder_id = EXCLUDED.holder_id
+   OR l.expires_at <= clock_timestamp()
+RETURNING term, acquired_at, expires_at
+"""
+
+RELEASE_SQL = """
+UPDATE monitoring_scheduler_lease
+SET expires_at = clock_timestamp(), holder_id = NULL
+WHERE lease_name = $1 AND holder_id = $2
+"""
+
+CURRENT_SQL = """
+SELECT holder_id, holder_host, holder_pid, term, acquired_at, expires_at,
+       expires_at > clock_timestamp() AS valid
+FROM monitoring_scheduler_lease
+WHERE lease_name = $1
+"""
+
+FENCE_SQL = """
+SELECT EXISTS (
+    SELECT 1 FROM monitoring_scheduler_lease
+    WHERE lease_name = $1 AND holder_id = $2 AND term = $3 AND expires_at > clock_timestamp()
+)
+"""
+
+
+class LeaseRepository:
+    """Reads and writes the scheduler lease through a pool."""
+
+    def __init__(self, pool: asyncpg.Pool, lease_name: str = LEASE_NAME) -> None:
+        self.pool = pool
+        self.lease_name = lease_name
+
+    async def acquire(self, holder: LeaseHolder, ttl_ms: int) -> LeaseGrant | None:
+        """Acquire or renew; None when another holder's lease is still valid."""
+        with translated():
+            row = await self.pool.fetchrow(
+                ACQUIRE_SQL,
+                self.lease_name,
+                holder.holder_id,
+                holder.host,
+                holder.pid,
+                ttl_ms,
+            )
+        if row is None:
+            return None
+        return LeaseGrant(row["term"], row["acquired_at"], row["expires_at"])
+
+    async def release(self, holder: LeaseHolder) -> None:
+        with translated():
+            await self.pool.execute(RELEASE_SQL, self.lease_name, holder.holder_id)
+
+    async def current(self, me: LeaseHolder | None = None) -> LeaderInfo:
+        """Who leads now (holder None when nobody holds a valid lease)."""
+        with translated():
+            row = await self.pool.fetchrow(CURRENT_SQL, self.lease_name)
+        if row is None or not row["valid"] or row["holder_id"] is None:
+            return LeaderInfo(None, None, None, None, None)
+        return LeaderInfo(
+            holder_id=row["holder_id"],
+            host=row["holder_host"],
+            pid=row["holder_pid"],
+            since=row["acquired_at"],
+            expires_at=row["expires_at"],
+            is_self=me is not None and row["holder_id"] == me.holder_id,
+            term=row["term"],
+        )
+
+
+async def check_fence(
+    conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy,
+    fence: LeaseFence,
+    lease_name: str = LEASE_NAME,
+) -> None:
+    """Raise NotLeader unless `fence` still holds a valid lease (inside the job's transaction)."""
+    held = await conn.fetchval(FENCE_SQL, lease_name, fence.holder_id, fence.term)
+    if not held:
+        raise NotLeader(f"lease term {fence.term} is no longer held by this process")

@@ -1,0 +1,207 @@
+"""The health (SPEC §6.2), status (§6.3) and cycle (§6.4) JSON documents, built from state."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from festmon_tui import SERVICE_NAME, __version__
+from festmon_tui.models import (
+    BreakerStatus,
+    CycleResult,
+    HealthSnapshot,
+    HealthStatus,
+    JobStatus,
+    LeaderInfo,
+    MonitorState,
+)
+from festmon_tui.settings import Settings
+
+# Rates below this are a WARNING (SPEC §6.2); the same default as the settings row.
+RATE_WARNING_PERCENT = Decimal("99")
+# Detection that has not run for this many critical intervals is stale: nothing is watching.
+STALE_AFTER_INTERVALS = 3
+
+
+def evaluate_health(
+    snapshot: HealthSnapshot | None,
+    active_critical: int,
+    active_high: int,
+    last_detection_at: datetime | None,
+    now: datetime,
+    critical_interval_ms: int,
+) -> tuple[HealthStatus, tuple[str, ...]]:
+    """Overall status now: live active-event counts plus the latest snapshot's rates."""
+    reasons: list[str] = []
+    status = HealthStatus.HEALTHY
+    if active_critical:
+        status = HealthStatus.CRITICAL
+        reasons.append(f"{active_critical} active CRITICAL event(s)")
+    if active_high:
+        reasons.append(f"{active_high} active HIGH event(s)")
+    if snapshot is not None:
+        for label, rate in (
+            ("transaction success rate", snapshot.success_rate_percent),
+            ("NFC success rate", snapshot.nfc_success_rate_percent),
+        ):
+            if rate is not None and rate < RATE_WARNING_PERCENT:
+                reasons.append(f"{label} {rate} % < {RATE_WARNING_PERCENT} %")
+    stale_s = critical_interval_ms / 1000 * STALE_AFTER_INTERVALS
+    if last_detection_at is None:
+        reasons.append("detection has never run (is a festmon scheduler running?)")
+    elif (age := (now - last_detection_at).total_seconds()) > stale_s:
+        reasons.append(f"detection last ran {age:.0f} s ago (is a festmon scheduler running?)")
+    if status is HealthStatus.HEALTHY and reasons:
+        status = HealthStatus.WARNING
+    return status, tuple(reasons)
+
+
+def _number(value: Decimal | int | float | None) -> float | int | None:
+    if value is None:
+        return None
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return value
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def breaker_json(status: BreakerStatus | None) -> dict[str, Any] | None:
+    if status is None:
+        return None
+    return {
+        "name": status.name,
+        "state": str(status.state),
+        "failure_count": status.failure_count,
+        "last_error": status.last_error,
+        "opened_at": _iso(status.opened_at),
+        "seconds_to_next_probe": (
+            None if status.seconds_to_probe is None else round(status.seconds_to_probe, 1)
+        ),
+        "half_open_calls": status.half_open_calls,
+    }
+
+
+def leader_json(leader: LeaderInfo | None, now: datetime) -> dict[str, Any] | None:
+    if leader is None or leader.holder_id is None:
+        return None
+    return {
+        "holder": leader.label.removesuffix(" (this process)"),
+        "host": leader.host,
+        "pid": leader.pid,
+        "term": leader.term,
+        "since": _iso(leader.since),
+        "expires_at": _iso(leader.expires_at),
+        "is_this_process": leader.is_self,
+        "uptime_seconds": None
+        if leader.since is None
+        else int((now - leader.since).total_seconds()),
+    }
+
+
+def jobs_json(jobs: tuple[JobStatus, ...]) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": job.name,
+            "interval_ms": job.interval_ms,
+            "running": job.running,
+            "last_started_at": _iso(job.last_started_at),
+            "last_duration_ms": job.last_duration_ms,
+            "last_success": job.last_success,
+            "last_result": job.last_result,
+            "next_run_at": _iso(job.next_run_at),
+        }
+        for job in jobs
+    ]
+
+
+def health_document(state: MonitorState, now: datetime) -> dict[str, Any]:
+    """`festmon health --json`: the original's keys first, festmon's additions after."""
+    snapshot = state.health
+    leader = state.leader if state.leader and state.leader.holder_id else None
+    reachable = state.connection.value == "CONNECTED"
+    uptime = 0
+    if leader is not None and leader.since is not None:
+        uptime = max(0, int((now - leader.since).total_seconds()))
+    last = state.last_detection_at
+    return {
+        "status": str(state.health_status if reachable else HealthStatus.UNKNOWN),
+        "timestamp": now.isoformat(),
+        "uptime_seconds": uptime,
+        "system_metrics": {
+            "transactions_last_hour": (
+                snapshot.total_transactions_last_hour if snapshot and reachable else None
+            ),
+            "success_rate_percent": (
+                _number(snapshot.success_rate_percent) if snapshot and reachable else None
+            ),
+            "active_monitoring_events": state.active_events if reachable else None,
+            "critical_events_count": state.active_critical_events if reachable else None,
+        },
+        "reasons": list(state.health_reasons) if reachable else [],
+        "database": {
+            "label": state.database_label,
+            "reachable": reachable,
+            "error": state.last_error,
+        },
+        "snapshot": None
+        if snapshot is None
+        else {
+            "snapshot_id": snapshot.snapshot_id,
+            "timestamp": _iso(snapshot.snapshot_timestamp),
+            "age_seconds": int((now - snapshot.snapshot_timestamp).total_seconds()),
+            "status": str(snapshot.overall_health_status),
+        },
+        "last_detection": {
+            "at": _iso(last),
+            "age_seconds": None if last is None else int((now - last).total_seconds()),
+        },
+        "scheduler": {"leader": leader_json(leader, now)},
+        "circuit_breaker": breaker_json(state.breaker),
+    }
+
+
+def status_document(settings: Settings, state: MonitorState, now: datetime) -> dict[str, Any]:
+    """`festmon status --json`: the original's shape with the values in force, plus state."""
+    return {
+        "service": SERVICE_NAME,
+        "version": __version__,
+        "environment": str(settings.environment),
+        "config": {
+            "intervals": {
+                "critical_checks": settings.monitoring_interval_critical,
+                "medium_checks": settings.monitoring_interval_medium,
+                "health_checks": settings.monitoring_interval_health,
+                "cleanup": settings.monitoring_interval_cleanup,
+            },
+            "circuit_breaker": {
+                "failure_threshold": settings.monitoring_circuit_failure_threshold,
+                "recovery_timeout_ms": settings.monitoring_circuit_recovery_timeout_ms,
+                "half_open_max_calls": settings.monitoring_circuit_half_open_max_calls,
+                "timeout_ms": settings.monitoring_circuit_timeout_ms,
+            },
+        },
+        "database": {
+            "label": state.database_label,
+            "connection": str(state.connection),
+            "error": state.last_error,
+            "live_updates": state.live_updates,
+        },
+        "scheduler": {
+            "leader": leader_json(state.leader, now),
+            "this_process_schedules": state.scheduler_enabled,
+            "jobs": jobs_json(state.jobs),
+            "circuit_breaker": breaker_json(state.breaker),
+            "last_detection_at": _iso(state.last_detection_at),
+        },
+    }
+
+
+def cycle_document(result: CycleResult) -> dict[str, Any]:
+    """`festmon cycle --json`: the database's document with the measured duration."""
+    document = dict(result.document)
+    document["cycle_duration_seconds"] = result.cycle_duration_seconds
+    return document

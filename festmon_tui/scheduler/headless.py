@@ -1,0 +1,79 @@
+"""`festmon run --headless`: the scheduler alone, a log line per job run, clean stop on signals."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from festmon_tui.db.target import open_target
+from festmon_tui.models import ConnectionState
+from festmon_tui.scheduler.runner import JobRun
+from festmon_tui.scheduler.service import PostgresMonitorService
+from festmon_tui.settings import Settings
+
+log = logging.getLogger("festmon_tui.headless")
+
+# SIGHUP is what a lost terminal or SSH session sends; SIGTERM is systemd's stop.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+
+
+def describe_run(run: JobRun) -> str:
+    outcome = "skipped" if run.skipped else ("ok" if run.success else "FAILED")
+    term = "" if run.term is None else f" term {run.term}"
+    return f"job {run.name} {outcome} in {run.duration_ms} ms{term}: {run.result}"
+
+
+def _log_run(run: JobRun) -> None:
+    level = logging.INFO if run.success else logging.WARNING
+    log.log(level, "%s", describe_run(run))
+
+
+async def _log_connection(service: PostgresMonitorService) -> None:
+    """One line each time the database goes away or comes back (the journal shows outages)."""
+    last: tuple[ConnectionState, str | None] | None = None
+    async for _change in service.changes():
+        state = service.state
+        now = (state.connection, state.last_error)
+        if now != last and state.connection is not ConnectionState.CONNECTING:
+            if state.connection is ConnectionState.CONNECTED and not state.last_error:
+                log.info("database connected")
+            else:
+                log.warning("database unavailable: %s", state.last_error)
+            last = now
+
+
+async def run_headless(settings: Settings) -> int:
+    """Run the scheduler until SIGTERM / SIGHUP / SIGINT, then release everything and return 0."""
+    logging.getLogger("festmon_tui").setLevel(logging.INFO)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    received: list[str] = []
+
+    def on_signal(signum: signal.Signals) -> None:
+        received.append(signum.name)
+        stop.set()
+
+    for signum in STOP_SIGNALS:
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        async with open_target(settings) as target:
+            service = PostgresMonitorService(
+                settings,
+                target.options,
+                listen=False,
+                on_job_run=_log_run,
+                database_label=target.label,
+            )
+            await service.start()
+            log.info("scheduler started as %s on %s", service.holder.label, target.label)
+            watcher = asyncio.create_task(_log_connection(service))
+            await stop.wait()
+            watcher.cancel()
+            log.info("stopping on %s: releasing the lease", received[0] if received else "request")
+            await service.stop()
+    finally:
+        for signum in STOP_SIGNALS:
+            loop.remove_signal_handler(signum)
+    log.info("stopped")
+    return 0

@@ -1,0 +1,76 @@
+"""The four scheduled jobs of SPEC §7 and their intervals from the settings."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from festmon_tui.db.detection import JobOutcome
+from festmon_tui.db.lease import LeaseFence
+from festmon_tui.settings import Settings
+
+CRITICAL = "critical"
+MEDIUM = "medium"
+HEALTH = "health"
+CLEANUP = "cleanup"
+
+
+class JobFailed(Exception):
+    """A job ran but reported a failure (e.g. one detector raised): a breaker failure."""
+
+
+class JobDatabase(Protocol):
+    """The database calls behind the jobs (db.detection.DetectionRepository, or a fake)."""
+
+    async def run_critical(self, fence: LeaseFence | None) -> JobOutcome: ...
+
+    async def run_medium(self, fence: LeaseFence | None) -> JobOutcome: ...
+
+    async def run_health(self, fence: LeaseFence | None) -> JobOutcome: ...
+
+    async def run_cleanup(self, fence: LeaseFence | None, retention_days: int) -> JobOutcome: ...
+
+
+JobCall = Callable[[LeaseFence | None], Awaitable[JobOutcome]]
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One job: its name, how often it runs, when it first runs after gaining the lease."""
+
+    name: str
+    interval_ms: int
+    first_delay_ms: int
+    call: JobCall
+
+
+# The original staggered first runs (0 / 15 / 30 / 60 s) so a new leader does not run
+# everything at once; each delay is capped by the job's own interval.
+_FIRST_DELAY_MS = {CRITICAL: 0, MEDIUM: 15_000, HEALTH: 30_000, CLEANUP: 60_000}
+
+
+def build_jobs(settings: Settings, database: JobDatabase) -> tuple[JobSpec, ...]:
+    """The jobs with the intervals in force."""
+    retention = settings.monitoring_cleanup_retention_days
+
+    async def cleanup(fence: LeaseFence | None) -> JobOutcome:
+        return await database.run_cleanup(fence, retention)
+
+    calls: dict[str, tuple[int, JobCall]] = {
+        CRITICAL: (settings.monitoring_interval_critical, database.run_critical),
+        MEDIUM: (settings.monitoring_interval_medium, database.run_medium),
+        HEALTH: (settings.monitoring_interval_health, database.run_health),
+        CLEANUP: (settings.monitoring_interval_cleanup, cleanup),
+    }
+    return tuple(
+        JobSpec(name, interval, min(_FIRST_DELAY_MS[name], interval), call)
+        for name, (interval, call) in calls.items()
+    )
+
+
+def checked(outcome: JobOutcome) -> JobOutcome:
+    """Raise JobFailed for an outcome that reports a failure, so the breaker counts it."""
+    if not outcome.success:
+        raise JobFailed(outcome.summary)
+    return outcome

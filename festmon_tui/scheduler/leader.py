@@ -1,0 +1,171 @@
+"""Keep (or wait for) the scheduler lease; step down before the lease can expire for others."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from festmon_tui.db.lease import LeaseFence, LeaseGrant, LeaseHolder
+
+log = logging.getLogger(__name__)
+
+MonotonicClock = Callable[[], float]
+
+
+class LeaseStore(Protocol):
+    """What the elector needs from the database (db.lease.LeaseRepository, or a fake)."""
+
+    async def acquire(self, holder: LeaseHolder, ttl_ms: int) -> LeaseGrant | None: ...
+
+    async def release(self, holder: LeaseHolder) -> None: ...
+
+
+@dataclass(frozen=True)
+class LeaderTiming:
+    """Lease TTL, renewal period and the safety margin kept before the server-side expiry."""
+
+    ttl_ms: int
+
+    @property
+    def renew_period_s(self) -> float:
+        return self.ttl_ms / 3000
+
+    @property
+    def margin_s(self) -> float:
+        # Covers clock-rate drift between hosts and the time to cancel running jobs.
+        return max(0.05, self.ttl_ms / 5000)
+
+    @property
+    def local_validity_s(self) -> float:
+        return self.ttl_ms / 1000 - self.margin_s
+
+
+class LeaderElector:
+    """Acquires and renews the lease; `fence` is set only while this process may run jobs.
+
+    The local deadline is measured with the monotonic clock from the moment the last successful
+    renewal was *sent*: the server computed expires_at later than that, so the deadline (TTL
+    minus a margin) always falls before the lease can be taken by another process.
+    """
+
+    def __init__(
+        self,
+        store: LeaseStore,
+        holder: LeaseHolder,
+        timing: LeaderTiming,
+        *,
+        clock: MonotonicClock = time.monotonic,
+        on_gain: Callable[[LeaseFence, LeaseGrant], None] | None = None,
+        on_loss: Callable[[LeaseFence, str], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.holder = holder
+        self.timing = timing
+        self._clock = clock
+        self.on_gain = on_gain
+        self.on_loss = on_loss
+        self._fence: LeaseFence | None = None
+        self._grant: LeaseGrant | None = None
+        self._deadline = 0.0
+        self.last_error: str | None = None
+        self._ever_led = False
+        self._wakeup = asyncio.Event()
+
+    @property
+    def fence(self) -> LeaseFence | None:
+        """The lease this process holds right now, or None (also once the deadline passed)."""
+        if self._fence is not None and self._clock() >= self._deadline:
+            self._step_down("lease not renewed before its local deadline")
+        return self._fence
+
+    @property
+    def grant(self) -> LeaseGrant | None:
+        return self._grant if self.fence is not None else None
+
+    @property
+    def is_leader(self) -> bool:
+        return self.fence is not None
+
+    async def run(self) -> None:
+        """Try to acquire / renew forever; cancel to stop (then call `release`)."""
+        while True:
+            await self.attempt()
+            await self._pause()
+
+    async def attempt(self) -> None:
+        """One acquire-or-renew round trip, bounded so a hung call cannot outlive the deadline."""
+        sent = self._clock()
+        limit = self.timing.renew_period_s
+        if self._fence is not None:
+            limit = min(limit, max(0.01, self._deadline - sent))
+        try:
+            async with asyncio.timeout(limit):
+                grant = await self.store.acquire(self.holder, self.timing.ttl_ms)
+        except TimeoutError:
+            self._failed(f"lease renewal timed out after {limit:.1f} s")
+            return
+        except Exception as exc:  # the database is away: keep trying until the deadline
+            self._failed(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            return
+        self.last_error = None
+        if grant is None:
+            if self._fence is not None:
+                self._step_down("the lease was taken by another process")
+            return
+        if self._fence is not None and self._fence.term != grant.term:
+            self._step_down("the lease term changed")
+        self._deadline = sent + self.timing.local_validity_s
+        self._grant = grant
+        if self._fence is None:
+            self._ever_led = True
+            self._fence = LeaseFence(self.holder.holder_id, grant.term)
+            log.info("leader: acquired term %d as %s", grant.term, self.holder.label)
+            if self.on_gain is not None:
+                self.on_gain(self._fence, grant)
+
+    def _failed(self, error: str) -> None:
+        self.last_error = error
+        log.debug("lease attempt failed: %s", error)
+        _ = self.fence  # steps down if the deadline passed meanwhile
+
+    async def _pause(self) -> None:
+        """Wait for the next round; a leader also wakes exactly at its local deadline."""
+        wait = self.timing.renew_period_s
+        if self._fence is not None:
+            if self.last_error is not None:
+                wait = min(wait, 0.5)  # renewal is failing: retry sooner, the clock is ticking
+            wait = min(wait, max(0.0, self._deadline - self._clock()))
+        self._wakeup.clear()
+        try:
+            async with asyncio.timeout(wait):
+                await self._wakeup.wait()
+        except TimeoutError:
+            pass
+        _ = self.fence
+
+    def nudge(self) -> None:
+        """Try again now (e.g. after the database came back)."""
+        self._wakeup.set()
+
+    def _step_down(self, reason: str) -> None:
+        fence, self._fence, self._grant = self._fence, None, None
+        if fence is None:
+            return
+        log.warning("leader: lost term %d: %s", fence.term, reason)
+        if self.on_loss is not None:
+            self.on_loss(fence, reason)
+
+    async def release(self) -> None:
+        """Give the lease back (shutdown) so another process takes over at once."""
+        self._step_down("shutting down")
+        if not self._ever_led:
+            return
+        try:
+            async with asyncio.timeout(0.5):
+                await self.store.release(self.holder)
+        except Exception as exc:  # it will expire on its own
+            log.warning("could not release the scheduler lease: %s", exc)

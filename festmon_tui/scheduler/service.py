@@ -1,0 +1,365 @@
+"""PostgresMonitorService: the MonitorService the dashboard and the CLI use."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import replace
+from datetime import UTC, datetime
+from types import TracebackType
+
+import asyncpg
+
+from festmon_tui.db.connect import ConnectOptions, DatabaseUnavailable, create_pool
+from festmon_tui.db.cycle_runs import CycleRunRepository
+from festmon_tui.db.detection import DetectionRepository
+from festmon_tui.db.errors import DatabaseRefused, StatementTimedOut
+from festmon_tui.db.events import EventRepository
+from festmon_tui.db.health import HealthRepository
+from festmon_tui.db.lease import LeaseHolder, LeaseRepository, NotLeader
+from festmon_tui.db.listen import EventListener
+from festmon_tui.db.settings_sync import SettingsRowRepository
+from festmon_tui.models import (
+    Change,
+    ChangeKind,
+    ConnectionState,
+    CycleResult,
+    Event,
+    EventDetail,
+    EventFilter,
+    HealthSnapshot,
+    MonitorState,
+)
+from festmon_tui.scheduler.actor import current_actor
+from festmon_tui.scheduler.api import ActionRefused, MonitorService, Unavailable
+from festmon_tui.scheduler.breaker import BreakerConfig, CircuitBreaker
+from festmon_tui.scheduler.changes import ChangeHub, Subscription
+from festmon_tui.scheduler.cycles import ManualCycles
+from festmon_tui.scheduler.operations import Operations
+from festmon_tui.scheduler.runner import JobRun
+from festmon_tui.scheduler.scheduler import Scheduler, build_scheduler
+from festmon_tui.scheduler.state import StateReader
+from festmon_tui.settings import Settings
+
+log = logging.getLogger(__name__)
+
+BACKOFF_START_S = 1.0
+BACKOFF_MAX_S = 30.0
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _log_crash(task: asyncio.Task[None]) -> None:
+    """A bug in the supervisor must be loud, not a silently frozen state."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("monitor supervisor crashed", exc_info=task.exception())
+
+
+class PostgresMonitorService:
+    """Owns the pools, the breaker, the scheduler (unless viewer) and the live listener."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        options: ConnectOptions,
+        *,
+        viewer: bool = False,
+        run_scheduler: bool | None = None,
+        listen: bool = True,
+        database_label: str | None = None,
+        on_job_run: Callable[[JobRun], None] | None = None,
+        holder: LeaseHolder | None = None,
+    ) -> None:
+        self.settings = settings
+        self.options = options
+        self.viewer = viewer
+        self.schedules = (not viewer) if run_scheduler is None else (run_scheduler and not viewer)
+        self.listens = listen
+        self.holder = holder or LeaseHolder.for_this_process()
+        self.actor = current_actor(settings.monitoring_operator)
+        self._on_job_run = on_job_run
+        self.hub = ChangeHub()
+        self.breaker = CircuitBreaker(
+            "database",
+            BreakerConfig(
+                failure_threshold=settings.monitoring_circuit_failure_threshold,
+                recovery_timeout_ms=settings.monitoring_circuit_recovery_timeout_ms,
+                half_open_max_calls=settings.monitoring_circuit_half_open_max_calls,
+                timeout_ms=settings.monitoring_circuit_timeout_ms,
+            ),
+            on_change=lambda _status: self._touch(),
+            neutral=(NotLeader,),
+        )
+        self._state = MonitorState(
+            connection=ConnectionState.CONNECTING,
+            database_label=database_label or options.redacted,
+            environment=str(settings.environment),
+            viewer=viewer,
+            breaker=self.breaker.status(),
+            started_at=_utc_now(),
+            scheduler_enabled=self.schedules,
+            live_updates=None if not listen else ("listen" if options.supports_listen else "poll"),
+        )
+        self.pool: asyncpg.Pool | None = None
+        self._lease_pool: asyncpg.Pool | None = None
+        self.scheduler: Scheduler | None = None
+        self._reader: StateReader | None = None
+        self._ops: Operations | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._connected = asyncio.Event()
+        self._ready = asyncio.Event()
+        self._refresh_now = asyncio.Event()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> PostgresMonitorService:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, _t: type[BaseException] | None, _e: BaseException | None, _tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Start connecting in the background; never raises when the database is away."""
+        if not self._tasks:
+            task = asyncio.create_task(self._supervise(), name="monitor-supervisor")
+            task.add_done_callback(_log_crash)
+            self._tasks.append(task)
+
+    async def wait_ready(self, timeout_s: float) -> MonitorState:
+        """Wait for the first attempt to reach the database (success or not); return the state."""
+        with suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await self._ready.wait()
+        if not self._ready.is_set():
+            self._set_unavailable(
+                self._state.last_error or f"no answer from the database within {timeout_s:g} s"
+            )
+        return self._state
+
+    async def wait_connected(self, timeout_s: float) -> bool:
+        """Wait until the first successful refresh; False on timeout."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._connected.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    async def stop(self) -> None:
+        """Stop jobs, release the lease, close the listener and the pools (bounded, ~1.5 s)."""
+        if self.scheduler is not None:
+            await self.scheduler.stop()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        self.hub.close()
+        for pool in (self.pool, self._lease_pool):
+            if pool is None:
+                continue
+            try:
+                async with asyncio.timeout(0.5):
+                    await pool.close()
+            except (TimeoutError, Exception):
+                pool.terminate()
+        self.pool = self._lease_pool = None
+
+    async def _supervise(self) -> None:
+        backoff = BACKOFF_START_S
+        while self.pool is None:
+            try:
+                await self._open_pools()
+            except DatabaseUnavailable as exc:
+                self._set_unavailable(str(exc))
+                self._ready.set()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX_S)
+        self._start_components()
+        await self._refresh_forever()
+
+    async def _open_pools(self) -> None:
+        pool = await create_pool(self.options, min_size=1, max_size=6)
+        try:
+            # Lease renewals get their own connection so busy jobs can never starve them.
+            lease_pool = await create_pool(self.options, min_size=1, max_size=1)
+        except DatabaseUnavailable:
+            pool.terminate()
+            raise
+        self.pool, self._lease_pool = pool, lease_pool
+
+    def _start_components(self) -> None:
+        assert self.pool is not None and self._lease_pool is not None
+        timeout_ms = self.settings.monitoring_circuit_timeout_ms
+        detection = DetectionRepository(self.pool, timeout_ms=timeout_ms)
+        runs = CycleRunRepository(self.pool)
+        lease = LeaseRepository(self._lease_pool)
+        health = HealthRepository(self.pool)
+        self._ops = Operations(
+            EventRepository(self.pool),
+            health,
+            ManualCycles(detection, runs, self.breaker, self.holder, self.actor),
+            self.actor,
+            viewer=self.viewer,
+            on_away=self._set_unavailable,
+            on_change=self._changed,
+        )
+        if self.schedules:
+            self.scheduler = build_scheduler(
+                self.settings,
+                detection,
+                lease,
+                SettingsRowRepository(self.pool),
+                self.holder,
+                self.breaker,
+                on_run=self._job_ran,
+                on_change=self._touch,
+            )
+            self.scheduler.start()
+        self._reader = StateReader(self.settings, health, lease, runs, self.holder, self.scheduler)
+        if self.listens:
+            listener = EventListener(
+                self.options,
+                self.pool,
+                self.hub.publish,
+                poll_interval_ms=self.settings.monitoring_poll_interval_ms,
+            )
+            self._tasks.append(asyncio.create_task(listener.run(), name="monitor-listener"))
+
+    async def _refresh_forever(self) -> None:
+        backoff = BACKOFF_START_S
+        while True:
+            wait = self.settings.monitoring_poll_interval_ms / 1000
+            try:
+                await self.refresh()
+                backoff = BACKOFF_START_S
+            except (DatabaseUnavailable, StatementTimedOut) as exc:
+                self._set_unavailable(str(exc))
+                wait = backoff
+                backoff = min(backoff * 2, BACKOFF_MAX_S)
+            except DatabaseRefused as exc:  # reachable, but e.g. the schema is not migrated
+                self._replace(
+                    replace(self._state, connection=ConnectionState.CONNECTED, last_error=str(exc))
+                )
+                wait = backoff
+                backoff = min(backoff * 2, BACKOFF_MAX_S)
+            self._ready.set()
+            self._refresh_now.clear()
+            with suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await self._refresh_now.wait()
+
+    async def refresh(self) -> MonitorState:
+        """Re-read health, leader and jobs now; publishes a STATE change if anything moved."""
+        if self._reader is None:
+            return self._state
+        was_unavailable = self._state.connection is not ConnectionState.CONNECTED
+        state = await self._reader.read(self._state, self.breaker.status())
+        self._replace(state)
+        self._connected.set()
+        if was_unavailable and self.scheduler is not None:
+            self.scheduler.elector.nudge()
+        return self._state
+
+    # -- state and changes -------------------------------------------------------------------
+
+    @property
+    def state(self) -> MonitorState:
+        return self._state
+
+    def changes(self) -> Subscription:
+        return self.hub.subscribe()
+
+    def _replace(self, state: MonitorState) -> None:
+        before = replace(self._state, refreshed_at=None)
+        self._state = state
+        if replace(state, refreshed_at=None) != before:
+            self.hub.publish(Change(ChangeKind.STATE))
+
+    def _set_unavailable(self, error: str) -> None:
+        self._replace(
+            replace(self._state, connection=ConnectionState.UNAVAILABLE, last_error=error)
+        )
+
+    def _touch(self) -> None:
+        """Something local changed (breaker, leadership, a job ran): publish and re-read soon."""
+        state = replace(self._state, breaker=self.breaker.status())
+        if self._reader is not None:
+            state = self._reader.local(state)
+        self._replace(state)
+        self._refresh_now.set()
+
+    def _job_ran(self, run: JobRun) -> None:
+        if self._on_job_run is not None:
+            self._on_job_run(run)
+        if self._reader is not None:
+            self._reader.record(run, self.breaker.status())
+        self._touch()
+
+    # -- queries and actions (MonitorService) -----------------------------------------------
+
+    def _operations(self) -> Operations:
+        if self._ops is None:
+            raise Unavailable(self._state.last_error or "not connected to the database yet")
+        return self._ops
+
+    async def list_events(self, event_filter: EventFilter) -> list[Event]:
+        if self._ops is None:
+            return []
+        return await self._ops.list_events(event_filter)
+
+    async def event_detail(self, event_id: int) -> EventDetail:
+        return await self._operations().event_detail(event_id)
+
+    async def health_history(self, since: datetime) -> list[HealthSnapshot]:
+        return [] if self._ops is None else await self._ops.health_history(since)
+
+    async def event_counts_by_hour(self, since: datetime) -> list[tuple[datetime, str, int]]:
+        return [] if self._ops is None else await self._ops.event_counts_by_hour(since)
+
+    async def _act(self, action: str, event_id: int, note: str | None) -> Event:
+        if self._ops is None:
+            raise ActionRefused(self._state.last_error or "not connected to the database yet")
+        return await self._ops.act(action, event_id, note)
+
+    async def acknowledge(self, event_id: int, note: str | None = None) -> Event:
+        return await self._act("acknowledge", event_id, note)
+
+    async def unacknowledge(self, event_id: int, note: str | None = None) -> Event:
+        return await self._act("unacknowledge", event_id, note)
+
+    async def resolve(self, event_id: int, note: str) -> Event:
+        return await self._act("resolve", event_id, note)
+
+    async def mark_false_positive(self, event_id: int, note: str) -> Event:
+        return await self._act("false_positive", event_id, note)
+
+    async def add_note(self, event_id: int, note: str) -> None:
+        await self._act("note", event_id, note)
+
+    async def run_cycle_now(self) -> CycleResult:
+        """One full detection cycle, at most one at a time across every festmon process."""
+        if self.viewer:
+            raise ActionRefused("viewer mode is read-only: it cannot run a detection cycle")
+        if self._ops is None:
+            raise ActionRefused(self._state.last_error or "not connected to the database yet")
+        result = await self._ops.run_cycle()
+        self._replace(replace(self._state, last_cycle=result, breaker=self.breaker.status()))
+        return result
+
+    def _changed(self, change: Change | None) -> None:
+        if change is not None:
+            self.hub.publish(change)
+        self._refresh_now.set()
+
+
+def _implements_protocol(service: PostgresMonitorService) -> MonitorService:
+    return service  # mypy checks that the class honours the dashboard's protocol
