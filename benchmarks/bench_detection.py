@@ -116,13 +116,13 @@ async def bench(dsn: str, label: str, rounds: int, explain: Path | None) -> dict
             "missed_list": json.loads(truth["missed_list"]),
         }
         if explain is not None:
-            await _explain(conn, label, explain)
+            results["plans"] = await _explain(conn, label)
     finally:
         await conn.close()
     return results
 
 
-async def _explain(conn: asyncpg.Connection, label: str, path: Path) -> None:
+async def _explain(conn: asyncpg.Connection, label: str) -> list[str]:
     """Record the plan of every statement the rules run, via auto_explain (nested statements)."""
     plans: list[str] = []
 
@@ -143,8 +143,7 @@ async def _explain(conn: asyncpg.Connection, label: str, path: Path) -> None:
     await conn.execute("SELECT run_medium_detection()")
     await conn.execute("SET client_min_messages = notice")
     conn.remove_log_listener(collect)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n\n".join(plans))
+    return plans
 
 
 def main() -> None:
@@ -156,6 +155,10 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     results = asyncio.run(bench(args.dsn, args.label, args.rounds, args.explain))
+    plans = results.pop("plans", None)
+    if plans is not None and args.explain is not None:
+        args.explain.parent.mkdir(parents=True, exist_ok=True)
+        args.explain.write_text("\n\n".join(plans))
     results["machine"] = {
         "python": platform.python_version(),
         "platform": platform.platform(),

@@ -56,8 +56,6 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for module in _COMMAND_MODULES:
         module.register(sub, settings_parent)
-    # Plain `festmon` opens the dashboard (settings from the environment / .env).
-    parser.set_defaults(handler=ui_commands.run_dashboard_command)
     return parser
 
 
