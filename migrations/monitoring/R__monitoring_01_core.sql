@@ -223,7 +223,7 @@ $$;
 
 
 -- ---------------------------------------------------------------------------------------------
--- monitoring_claim_rows(p_detector text, p_source text,
+-- monitoring_claim_rows(p_detector text, p_source text, p_batch_size integer DEFAULT NULL,
 --                       OUT new_ids bigint[], OUT backlog boolean, OUT late_count integer)
 --
 --   The source rows (ids of app_transaction_log or nfc_scan_log) that incremental rule
@@ -234,21 +234,26 @@ $$;
 --   * the watermark row is locked FOR UPDATE until the caller's transaction ends: runs of one
 --     rule serialise, so concurrent cycles never examine a row twice (waiting at most
 --     watermark_lock_timeout; the caller's lock_timeout is restored for the source reads);
---   * one statement reads the rows above last_log_id (at most detection_batch_size; more is
---     reported as backlog), the rows whose ids were gaps (late commits), and its own snapshot;
+--   * one statement reads the rows above last_log_id (at most p_batch_size, default
+--     detection_batch_size; more is reported as backlog), the rows whose ids were gaps (late
+--     commits), and its own snapshot;
 --   * ids in (last_log_id, new last] not visible now become gaps; a gap is dropped once every
 --     transaction that could still fill it has ended: its run's snapshot xmax is <= a later
 --     snapshot's xmin (and late_commit_grace has passed). A transaction that calls nextval()
 --     before a snapshot and only gets its xid after it is not covered by that test; the grace
 --     period covers it in practice (bigserial defaults evaluate nextval() inside the INSERT).
 --     Sequences with CACHE > 1 break id order across sessions and are not supported.
---   * first run: starts after the newest row older than initial_lookback (NULL: all history).
+--   * first run: starts just before the first row (by time) within initial_lookback, or after
+--     the last row if none is (NULL lookback: all history); invisible ids just below the start
+--     become gaps, so a transaction open at that moment is not lost.
 --
 --   Callers must run at READ COMMITTED (the default).
 -- ---------------------------------------------------------------------------------------------
+DROP FUNCTION IF EXISTS monitoring_claim_rows(text, text);
 CREATE OR REPLACE FUNCTION monitoring_claim_rows(
     p_detector    text,
     p_source      text,
+    p_batch_size  integer DEFAULT NULL,
     OUT new_ids    bigint[],
     OUT backlog    boolean,
     OUT late_count integer
@@ -271,6 +276,7 @@ DECLARE
     v_gaps          int8multirange;
     v_runs          jsonb;
     v_count         integer;
+    v_batch         integer;
 BEGIN
     CASE p_source
         WHEN 'app_transaction_log' THEN v_id_col := 'log_id';      v_ts_col := 'timestamp';
@@ -284,6 +290,7 @@ BEGIN
     END IF;
 
     v_settings := monitoring_settings_get();
+    v_batch := coalesce(p_batch_size, v_settings.detection_batch_size);
     PERFORM set_config('lock_timeout', monitoring_interval_ms(v_settings.watermark_lock_timeout), true);
 
     INSERT INTO monitoring_detector_watermarks (detector_name, source_table)
@@ -298,21 +305,51 @@ BEGIN
     PERFORM set_config('lock_timeout', v_lock_timeout, true);
 
     IF v_wm.last_log_id IS NULL THEN
-        IF v_settings.initial_lookback IS NULL THEN
-            v_start := 0;
-        ELSE
-            -- Backward scan of the primary key: stops at the newest row older than the lookback.
-            EXECUTE format('SELECT %1$I FROM %2$I WHERE %3$I < $1 ORDER BY %1$I DESC LIMIT 1',
-                           v_id_col, p_source, v_ts_col)
-               INTO v_start
-              USING now() - v_settings.initial_lookback;
-            v_start := coalesce(v_start, 0);
-        END IF;
-        v_wm.last_log_id := v_start;
-        v_wm.safe_log_id := v_start;
         v_wm.pending_gaps := '{}';
         v_wm.pending_runs := '[]';
         v_wm.initialized_at := now();
+        IF v_settings.initial_lookback IS NULL THEN
+            v_wm.last_log_id := 0;
+            v_wm.safe_log_id := 0;
+        ELSE
+            -- Start just before the first row (in time, via the timestamp index) inside the
+            -- lookback, or after the last row when none is. Ids below the start that this
+            -- snapshot cannot see (a transaction still open) are kept as gaps, within the
+            -- 10 000 ids below the start: the same statement, so the same snapshot.
+            EXECUTE format($sql$
+                WITH snap AS MATERIALIZED (
+                    SELECT pg_current_snapshot() AS s
+                ), boundary AS (
+                    SELECT coalesce(
+                        (SELECT t.%1$I - 1 FROM %2$I AS t WHERE t.%3$I >= $1
+                          ORDER BY t.%3$I, t.%1$I LIMIT 1),
+                        (SELECT max(t.%1$I) FROM %2$I AS t),
+                        0) AS start_id
+                ), window_ids AS (
+                    SELECT t.%1$I AS id, lag(t.%1$I) OVER (ORDER BY t.%1$I) AS previous_id
+                      FROM %2$I AS t, boundary AS b
+                     WHERE t.%1$I > b.start_id - 10000 AND t.%1$I <= b.start_id + 1
+                )
+                SELECT b.start_id,
+                       coalesce((SELECT range_agg(int8range(
+                                     coalesce(w.previous_id, greatest(b.start_id - 10000, 0)) + 1,
+                                     w.id))
+                                   FROM window_ids AS w
+                                  WHERE w.id - coalesce(w.previous_id, greatest(b.start_id - 10000, 0)) > 1
+                                    AND w.id <= b.start_id + 1),
+                                '{}'::int8multirange)
+                       * int8multirange(int8range(greatest(b.start_id - 10000, 0) + 1, b.start_id + 1)),
+                       pg_snapshot_xmax(snap.s)::text::bigint
+                  FROM boundary AS b, snap
+                $sql$, v_id_col, p_source, v_ts_col)
+               INTO v_start, v_gaps, v_xmax
+              USING now() - v_settings.initial_lookback;
+            v_wm.last_log_id := v_start;
+            v_wm.safe_log_id := greatest(v_start - 10000, 0);
+            v_wm.pending_gaps := v_gaps;
+            v_wm.pending_runs := jsonb_build_array(jsonb_build_object(
+                'last_log_id', v_start, 'xmax', v_xmax, 'at', now()));
+        END IF;
     END IF;
 
     -- One statement, one snapshot: the rows it returns and the snapshot recorded with them.
@@ -338,13 +375,13 @@ BEGIN
           FROM snap
         $sql$, v_id_col, p_source)
        INTO v_late, v_fresh, v_xmin, v_xmax, v_snapshot
-      USING v_wm.pending_gaps, v_wm.last_log_id, v_settings.detection_batch_size + 1;
+      USING v_wm.pending_gaps, v_wm.last_log_id, v_batch + 1;
 
     v_late := coalesce(v_late, '{}');
     v_fresh := coalesce(v_fresh, '{}');
-    backlog := cardinality(v_fresh) > v_settings.detection_batch_size;
+    backlog := cardinality(v_fresh) > v_batch;
     IF backlog THEN
-        v_fresh := v_fresh[1:v_settings.detection_batch_size];
+        v_fresh := v_fresh[1:v_batch];
     END IF;
     v_new_last := greatest(v_wm.last_log_id, v_fresh[cardinality(v_fresh)]);
 
@@ -399,8 +436,8 @@ $$;
 REVOKE ALL ON FUNCTION monitoring_settings_get() FROM PUBLIC;
 REVOKE ALL ON FUNCTION monitoring_upsert_events(text, jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION create_monitoring_event(text, text, text, text, uuid, numeric, numeric, jsonb, jsonb) FROM PUBLIC;
-REVOKE ALL ON FUNCTION monitoring_claim_rows(text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION monitoring_claim_rows(text, text, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION monitoring_settings_get() TO monitoring_writer;
 GRANT EXECUTE ON FUNCTION monitoring_upsert_events(text, jsonb) TO monitoring_writer;
 GRANT EXECUTE ON FUNCTION create_monitoring_event(text, text, text, text, uuid, numeric, numeric, jsonb, jsonb) TO monitoring_writer;
-GRANT EXECUTE ON FUNCTION monitoring_claim_rows(text, text) TO monitoring_writer;
+GRANT EXECUTE ON FUNCTION monitoring_claim_rows(text, text, integer) TO monitoring_writer;

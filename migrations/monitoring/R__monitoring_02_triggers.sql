@@ -100,3 +100,20 @@ CREATE OR REPLACE TRIGGER trigger_monitoring_event_actions_append_only
 CREATE OR REPLACE TRIGGER trigger_monitoring_event_actions_no_truncate
     BEFORE TRUNCATE ON monitoring_event_actions
     FOR EACH STATEMENT EXECUTE FUNCTION monitoring_event_actions_append_only();
+
+
+-- ---------------------------------------------------------------------------------------------
+-- BEFORE UPDATE on monitoring_settings: updated_at (updated_by is set by the writer).
+-- ---------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION monitoring_settings_touch()
+RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.updated_at := now();
+    RETURN NEW;
+END;
+$$;
+
+CREATE OR REPLACE TRIGGER trigger_monitoring_settings_updated_at
+    BEFORE UPDATE ON monitoring_settings
+    FOR EACH ROW EXECUTE FUNCTION monitoring_settings_touch();

@@ -326,6 +326,146 @@ $$;
 
 
 -- ---------------------------------------------------------------------------------------------
+-- monitoring_fold_card_ledger(OUT rows_folded integer, OUT touched_cards text[],
+--                             OUT rebuilt boolean, OUT backlog boolean, OUT late_count integer)
+--
+--   Brings monitoring_card_ledger up to date with app_transaction_log: the new rows of
+--   watermark 'card_ledger' (monitoring_claim_rows: each row once, late commits included, at
+--   most ledger_batch_size per run) are folded into their cards' summaries. touched_cards =
+--   the cards of every new row (any status); rows_folded = log rows examined; backlog = more
+--   rows are waiting (the first build of a large log takes several runs).
+--   First use, or a change of the transaction type settings the summaries depend on: the
+--   ledger is emptied and folded again from the first log row (rebuilt = true).
+--   Runs under advisory lock (1718969198, 4), taken by its callers.
+-- ---------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION monitoring_fold_card_ledger(
+    OUT rows_folded    integer,
+    OUT touched_cards  text[],
+    OUT rebuilt        boolean,
+    OUT backlog        boolean,
+    OUT late_count     integer
+)
+LANGUAGE plpgsql
+SET work_mem = '64MB' AS $$
+DECLARE
+    v_settings      monitoring_settings;
+    v_config        jsonb;
+    v_wm            monitoring_detector_watermarks;
+    v_claim         record;
+    v_cards_folded  integer;
+BEGIN
+    v_settings := monitoring_settings_get();
+    v_config := jsonb_build_object(
+        'credit_transaction_types', v_settings.credit_transaction_types,
+        'debit_transaction_types', v_settings.debit_transaction_types,
+        'mirror_edge_function_names', v_settings.mirror_edge_function_names);
+
+    INSERT INTO monitoring_detector_watermarks (detector_name, source_table)
+    VALUES ('card_ledger', 'app_transaction_log')
+    ON CONFLICT (detector_name) DO NOTHING;
+    SELECT * INTO v_wm
+      FROM monitoring_detector_watermarks
+     WHERE detector_name = 'card_ledger'
+       FOR UPDATE;
+
+    rebuilt := v_wm.last_log_id IS NULL OR v_wm.state_config IS DISTINCT FROM v_config;
+    IF rebuilt THEN
+        -- The ledger needs all history: start before the first row, whatever initial_lookback.
+        TRUNCATE monitoring_card_ledger;
+        UPDATE monitoring_detector_watermarks
+           SET last_log_id = 0, safe_log_id = 0, pending_gaps = '{}', pending_runs = '[]',
+               total_examined = 0, state_config = v_config, initialized_at = now(),
+               updated_at = now()
+         WHERE detector_name = 'card_ledger';
+    END IF;
+
+    SELECT * INTO v_claim
+      FROM monitoring_claim_rows('card_ledger', 'app_transaction_log', v_settings.ledger_batch_size);
+    backlog := v_claim.backlog;
+    late_count := v_claim.late_count;
+    rows_folded := cardinality(v_claim.new_ids);
+
+    WITH batch AS (
+        SELECT l.card_id, l.log_id, l.transaction_id, l.status, l.new_balance,
+               l.amount_involved, l.transaction_type, l."timestamp",
+               coalesce(l.edge_function_name, '') <> ALL (v_settings.mirror_edge_function_names)
+                   AS counted
+          FROM unnest(v_claim.new_ids) AS n (id)
+          JOIN app_transaction_log AS l ON l.log_id = n.id
+    ), summary AS (
+        SELECT card_id,
+               count(*) AS completed_rows,
+               max(log_id) FILTER (WHERE new_balance IS NOT NULL) AS last_balance_log_id,
+               coalesce(sum(CASE WHEN transaction_type = ANY (v_settings.credit_transaction_types)
+                                     THEN amount_involved
+                                 WHEN transaction_type = ANY (v_settings.debit_transaction_types)
+                                     THEN -amount_involved END), 0) AS signed_sum,
+               count(*) FILTER (WHERE amount_involved IS NULL
+                                   OR NOT (transaction_type = ANY (v_settings.credit_transaction_types)
+                                           OR transaction_type = ANY (v_settings.debit_transaction_types)))
+                   AS indeterminate_rows,
+               max("timestamp") AS last_transaction
+          FROM batch
+         WHERE status = 'completed' AND counted
+         GROUP BY card_id
+    ), folded AS (
+        INSERT INTO monitoring_card_ledger AS m (
+            card_id, completed_rows, last_balance_log_id, last_balance,
+            last_balance_transaction_id, signed_sum, indeterminate_rows, last_transaction)
+        SELECT s.card_id, s.completed_rows, s.last_balance_log_id, b.new_balance,
+               b.transaction_id, s.signed_sum, s.indeterminate_rows, s.last_transaction
+          FROM summary AS s
+          LEFT JOIN batch AS b ON b.log_id = s.last_balance_log_id
+         ORDER BY s.card_id
+        ON CONFLICT (card_id) DO UPDATE SET
+            completed_rows = m.completed_rows + EXCLUDED.completed_rows,
+            last_balance_log_id = CASE WHEN EXCLUDED.last_balance_log_id > coalesce(m.last_balance_log_id, -1)
+                                       THEN EXCLUDED.last_balance_log_id ELSE m.last_balance_log_id END,
+            last_balance = CASE WHEN EXCLUDED.last_balance_log_id > coalesce(m.last_balance_log_id, -1)
+                                THEN EXCLUDED.last_balance ELSE m.last_balance END,
+            last_balance_transaction_id =
+                CASE WHEN EXCLUDED.last_balance_log_id > coalesce(m.last_balance_log_id, -1)
+                     THEN EXCLUDED.last_balance_transaction_id ELSE m.last_balance_transaction_id END,
+            signed_sum = m.signed_sum + EXCLUDED.signed_sum,
+            indeterminate_rows = m.indeterminate_rows + EXCLUDED.indeterminate_rows,
+            last_transaction = greatest(m.last_transaction, EXCLUDED.last_transaction),
+            updated_at = now()
+        RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM folded),
+           (SELECT coalesce(array_agg(DISTINCT card_id), '{}') FROM batch)
+      INTO v_cards_folded, touched_cards;
+END;
+$$;
+
+
+-- ---------------------------------------------------------------------------------------------
+-- rebuild_monitoring_card_ledger() -> jsonb
+--   DBA tool: empties monitoring_card_ledger and folds it again from the first log row (e.g.
+--   after log rows were corrected in place); the first ledger_batch_size rows are folded now,
+--   the rest by the next detection runs. Result: {"rebuilt": true, "rows_folded": int,
+--   "backlog": bool, "duration_seconds"}.
+-- ---------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION rebuild_monitoring_card_ledger()
+RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_started  timestamptz := clock_timestamp();
+    v_fold     record;
+BEGIN
+    PERFORM pg_advisory_xact_lock(1718969198, 4);
+    UPDATE monitoring_detector_watermarks SET last_log_id = NULL WHERE detector_name = 'card_ledger';
+    SELECT * INTO v_fold FROM monitoring_fold_card_ledger();
+    RETURN jsonb_build_object(
+        'rebuilt', v_fold.rebuilt,
+        'rows_folded', v_fold.rows_folded,
+        'backlog', v_fold.backlog,
+        'duration_seconds', round(extract(epoch FROM clock_timestamp() - v_started)::numeric, 3));
+END;
+$$;
+
+
+-- ---------------------------------------------------------------------------------------------
 -- balance_mismatch_detection (balance_discrepancy, CRITICAL, 1.0).
 -- p_mode 'sweep': every card; 'incremental': the cards of new log rows.
 -- expected = new_balance of the card's latest completed row carrying balances (log_id order),
@@ -334,21 +474,29 @@ $$;
 -- expected balance is indeterminate (no balance-carrying row and a row of unclassified type
 -- or without amount). Flagged when |actual - expected| >= discrepancy_threshold (1 cent
 -- included); the sign is kept: discrepancy = actual - expected.
+--
+-- How: monitoring_fold_card_ledger() first, then ONE statement compares table_cards with the
+-- card ledger plus the log rows not folded yet (committed since the fold, or beyond its batch).
+-- That statement has a single snapshot, so a payment committing meanwhile is seen on both
+-- sides (card balance and log row) or on neither: no false alarm. Cost: cards + new rows.
+-- While the ledger is still being built (fold backlog), a sweep compares nothing and says so
+-- ("skipped", success true, backlog true): comparing every card would mean reading the whole
+-- unfolded log; the incremental mode stays exact (it reads the unfolded rows of its cards).
 -- event_data: {actual_balance, expected_balance, discrepancy, absolute_discrepancy,
 --   expected_source ('last_balance_row' | 'signed_sum'), transaction_count,
 --   last_transaction, last_balance_log_id, last_balance_transaction_id, evidence_key}
--- Sweeps serialise on an advisory lock (2 x int4 key: 1718969198, 4).
+-- Serialised on advisory lock (2 x int4 key: 1718969198, 4).
 -- ---------------------------------------------------------------------------------------------
 CREATE OR REPLACE FUNCTION monitoring_rule_balance_mismatch_detection(p_mode text DEFAULT 'sweep')
 RETURNS jsonb
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+SET work_mem = '128MB' AS $$
 DECLARE
     v_settings    monitoring_settings;
-    v_claim       record;
-    v_rows        integer := 0;
-    v_late        integer := 0;
-    v_backlog     boolean := false;
+    v_fold        record;
     v_cards       text[];
+    v_last        bigint;
+    v_gaps        int8multirange;
     v_examined    integer;
     v_detections  jsonb;
 BEGIN
@@ -358,52 +506,91 @@ BEGIN
     v_settings := monitoring_settings_get();
     PERFORM pg_advisory_xact_lock(1718969198, 4);
 
-    IF p_mode = 'incremental' THEN
-        SELECT * INTO v_claim
-          FROM monitoring_claim_rows('balance_mismatch_detection', 'app_transaction_log');
-        v_rows := cardinality(v_claim.new_ids);
-        v_late := v_claim.late_count;
-        v_backlog := v_claim.backlog;
-        SELECT coalesce(array_agg(DISTINCT l.card_id), '{}')
-          INTO v_cards
-          FROM unnest(v_claim.new_ids) AS n (id)
-          JOIN app_transaction_log AS l ON l.log_id = n.id;
-        IF cardinality(v_cards) = 0 THEN
-            RETURN monitoring_rule_result(NULL, v_rows, v_late, v_backlog)
-                || jsonb_build_object('cards_checked', 0);
+    SELECT * INTO v_fold FROM monitoring_fold_card_ledger();
+    v_cards := v_fold.touched_cards;
+    IF p_mode = 'incremental' AND v_cards IS NOT NULL AND cardinality(v_cards) = 0 THEN
+        RETURN monitoring_rule_result(NULL, v_fold.rows_folded, v_fold.late_count, v_fold.backlog)
+            || jsonb_build_object('cards_checked', 0, 'ledger_rebuilt', v_fold.rebuilt);
+    END IF;
+    IF p_mode = 'sweep' THEN
+        IF v_fold.backlog THEN
+            RETURN monitoring_rule_result(NULL, v_fold.rows_folded, v_fold.late_count, true)
+                || jsonb_build_object('cards_checked', 0, 'ledger_rebuilt', v_fold.rebuilt,
+                                      'skipped', 'card ledger is still being built from the log');
         END IF;
+        v_cards := NULL;
     END IF;
 
+    -- Where the fold stopped (our own, locked, watermark row): passed as values so that the
+    -- planner reads the unfolded rows by primary key.
+    SELECT last_log_id, pending_gaps INTO v_last, v_gaps
+      FROM monitoring_detector_watermarks
+     WHERE detector_name = 'card_ledger';
+
     EXECUTE format($sql$
-        WITH ledger AS (
-            SELECT l.card_id,
-                   count(*) AS completed_rows,
-                   max(l.log_id) FILTER (WHERE l.new_balance IS NOT NULL) AS last_balance_log_id,
-                   sum(CASE WHEN l.transaction_type = ANY ($1) THEN l.amount_involved
-                            WHEN l.transaction_type = ANY ($2) THEN -l.amount_involved END)
-                       AS signed_sum,
-                   count(*) FILTER (WHERE l.amount_involved IS NULL
-                                       OR NOT (l.transaction_type = ANY ($1)
-                                               OR l.transaction_type = ANY ($2)))
-                       AS indeterminate_rows,
-                   max(l."timestamp") AS last_transaction
+        WITH unfolded AS (
+            SELECT l.*
               FROM app_transaction_log AS l
+             WHERE l.log_id > $8
+            UNION ALL
+            SELECT l.*
+              FROM unnest($9::int8multirange) AS g (r)
+              JOIN app_transaction_log AS l ON l.log_id >= lower(g.r) AND l.log_id < upper(g.r)
+        ), unfolded_counted AS (
+            SELECT *
+              FROM unfolded AS l
              WHERE l.status = 'completed'
                AND coalesce(l.edge_function_name, '') <> ALL ($3)
-               %s
-             GROUP BY l.card_id
+               %1$s
+        ), delta AS (
+            SELECT d.card_id,
+                   count(*) AS completed_rows,
+                   max(d.log_id) FILTER (WHERE d.new_balance IS NOT NULL) AS last_balance_log_id,
+                   coalesce(sum(CASE WHEN d.transaction_type = ANY ($1) THEN d.amount_involved
+                                     WHEN d.transaction_type = ANY ($2) THEN -d.amount_involved END), 0)
+                       AS signed_sum,
+                   count(*) FILTER (WHERE d.amount_involved IS NULL
+                                       OR NOT (d.transaction_type = ANY ($1)
+                                               OR d.transaction_type = ANY ($2)))
+                       AS indeterminate_rows,
+                   max(d."timestamp") AS last_transaction
+              FROM unfolded_counted AS d
+             GROUP BY d.card_id
+        ), delta_balance AS (
+            SELECT d.*, b.new_balance AS last_balance, b.transaction_id AS last_balance_transaction_id
+              FROM delta AS d
+              LEFT JOIN unfolded_counted AS b ON b.log_id = d.last_balance_log_id
+        ), ledger AS (
+            SELECT m.*
+              FROM monitoring_card_ledger AS m
+             WHERE true %2$s
+        ), combined AS (
+            SELECT coalesce(m.card_id, d.card_id) AS card_id,
+                   coalesce(m.completed_rows, 0) + coalesce(d.completed_rows, 0) AS completed_rows,
+                   CASE WHEN coalesce(d.last_balance_log_id, -1) > coalesce(m.last_balance_log_id, -1)
+                        THEN d.last_balance_log_id ELSE m.last_balance_log_id END AS last_balance_log_id,
+                   CASE WHEN coalesce(d.last_balance_log_id, -1) > coalesce(m.last_balance_log_id, -1)
+                        THEN d.last_balance ELSE m.last_balance END AS last_balance,
+                   CASE WHEN coalesce(d.last_balance_log_id, -1) > coalesce(m.last_balance_log_id, -1)
+                        THEN d.last_balance_transaction_id ELSE m.last_balance_transaction_id END
+                       AS last_balance_transaction_id,
+                   coalesce(m.signed_sum, 0) + coalesce(d.signed_sum, 0) AS signed_sum,
+                   coalesce(m.indeterminate_rows, 0) + coalesce(d.indeterminate_rows, 0) AS indeterminate_rows,
+                   greatest(m.last_transaction, d.last_transaction) AS last_transaction
+              FROM ledger AS m
+              FULL JOIN delta_balance AS d ON d.card_id = m.card_id
         ), compared AS (
             SELECT c.id AS card_id,
                    coalesce(c.amount, 0) AS actual,
                    g.completed_rows, g.last_transaction, g.last_balance_log_id,
-                   lb.transaction_id AS last_balance_transaction_id,
-                   CASE WHEN lb.log_id IS NOT NULL THEN lb.new_balance
+                   g.last_balance_transaction_id,
+                   CASE WHEN g.last_balance_log_id IS NOT NULL THEN g.last_balance
                         WHEN g.indeterminate_rows = 0 THEN g.signed_sum END AS expected,
-                   CASE WHEN lb.log_id IS NOT NULL THEN 'last_balance_row'
+                   CASE WHEN g.last_balance_log_id IS NOT NULL THEN 'last_balance_row'
                         ELSE 'signed_sum' END AS expected_source
-              FROM ledger AS g
+              FROM combined AS g
               JOIN table_cards AS c ON c.id = g.card_id
-              LEFT JOIN app_transaction_log AS lb ON lb.log_id = g.last_balance_log_id
+             WHERE g.completed_rows > 0 %3$s
         )
         SELECT count(*)::integer,
                coalesce(jsonb_agg(jsonb_build_object(
@@ -439,16 +626,19 @@ BEGIN
           FROM compared AS x
          WHERE x.expected IS NOT NULL
         $sql$,
-        CASE WHEN p_mode = 'incremental' THEN 'AND l.card_id = ANY ($4)' ELSE '' END)
+        CASE WHEN v_cards IS NULL THEN '' ELSE 'AND l.card_id = ANY ($4)' END,
+        CASE WHEN v_cards IS NULL THEN '' ELSE 'AND m.card_id = ANY ($4)' END,
+        CASE WHEN v_cards IS NULL THEN '' ELSE 'AND c.id = ANY ($4)' END)
        INTO v_examined, v_detections
       USING v_settings.credit_transaction_types, v_settings.debit_transaction_types,
             v_settings.mirror_edge_function_names, v_cards, p_mode,
-            v_settings.discrepancy_investigation_amount, v_settings.discrepancy_threshold;
+            v_settings.discrepancy_investigation_amount, v_settings.discrepancy_threshold,
+            v_last, v_gaps;
 
     RETURN monitoring_rule_result(
         monitoring_upsert_events('balance_mismatch_detection', v_detections),
-        CASE WHEN p_mode = 'incremental' THEN v_rows ELSE v_examined END, v_late, v_backlog)
-        || jsonb_build_object('cards_checked', v_examined);
+        v_fold.rows_folded, v_fold.late_count, v_fold.backlog)
+        || jsonb_build_object('cards_checked', v_examined, 'ledger_rebuilt', v_fold.rebuilt);
 END;
 $$;
 
@@ -559,44 +749,31 @@ BEGIN
          WHERE l.status = 'completed'
            AND l.new_balance IS NOT NULL
            AND coalesce(l.edge_function_name, '') <> ALL (v_settings.mirror_edge_function_names)
-    ), checked AS (
-        SELECT log_id FROM new_rows
-        UNION
-        SELECT nx.log_id
-          FROM new_rows AS r
-          CROSS JOIN LATERAL (
-              SELECT l.log_id
-                FROM app_transaction_log AS l
-               WHERE l.card_id = r.card_id
-                 AND l.log_id > r.log_id
-                 AND l.status = 'completed'
-                 AND l.new_balance IS NOT NULL
-                 AND coalesce(l.edge_function_name, '') <> ALL (v_settings.mirror_edge_function_names)
-               ORDER BY l.log_id
-               LIMIT 1) AS nx
-    ), judged AS (
+    ), chain AS (
+        -- each touched card's balance-carrying completed rows, read once, with their predecessor
         SELECT l.*,
-               p.log_id AS prev_log_id,
-               p.transaction_id AS prev_transaction_id,
-               p.new_balance AS prev_new_balance,
-               l.new_balance - l.previous_balance AS actual_change,
-               CASE WHEN l.transaction_type = ANY (v_settings.credit_transaction_types)
-                        THEN l.amount_involved
-                    WHEN l.transaction_type = ANY (v_settings.debit_transaction_types)
-                        THEN -l.amount_involved END AS expected_change
-          FROM checked
-          JOIN app_transaction_log AS l ON l.log_id = checked.log_id
-          LEFT JOIN LATERAL (
-              SELECT pr.log_id, pr.transaction_id, pr.new_balance
-                FROM app_transaction_log AS pr
-               WHERE pr.card_id = l.card_id
-                 AND pr.log_id < l.log_id
-                 AND pr.status = 'completed'
-                 AND pr.new_balance IS NOT NULL
-                 AND coalesce(pr.edge_function_name, '') <> ALL (v_settings.mirror_edge_function_names)
-               ORDER BY pr.log_id DESC
-               LIMIT 1) AS p ON true
-         WHERE l.previous_balance IS NOT NULL
+               lag(l.log_id) OVER w AS prev_log_id,
+               lag(l.transaction_id) OVER w AS prev_transaction_id,
+               lag(l.new_balance) OVER w AS prev_new_balance
+          FROM (SELECT DISTINCT card_id FROM new_rows) AS cards
+          JOIN app_transaction_log AS l ON l.card_id = cards.card_id
+         WHERE l.status = 'completed'
+           AND l.new_balance IS NOT NULL
+           AND coalesce(l.edge_function_name, '') <> ALL (v_settings.mirror_edge_function_names)
+        WINDOW w AS (PARTITION BY l.card_id ORDER BY l.log_id)
+    ), judged AS (
+        -- the new rows, and the rows that follow a new row (a late row changes its successor's
+        -- predecessor)
+        SELECT c.*,
+               c.new_balance - c.previous_balance AS actual_change,
+               CASE WHEN c.transaction_type = ANY (v_settings.credit_transaction_types)
+                        THEN c.amount_involved
+                    WHEN c.transaction_type = ANY (v_settings.debit_transaction_types)
+                        THEN -c.amount_involved END AS expected_change
+          FROM chain AS c
+         WHERE c.previous_balance IS NOT NULL
+           AND (c.log_id IN (SELECT log_id FROM new_rows)
+                OR c.prev_log_id IN (SELECT log_id FROM new_rows))
     ), breaks AS (
         SELECT j.*,
                (j.prev_log_id IS NOT NULL AND j.previous_balance <> j.prev_new_balance) AS chain_gap,
@@ -995,6 +1172,8 @@ REVOKE ALL ON FUNCTION monitoring_rule_result(jsonb, integer, integer, boolean) 
 REVOKE ALL ON FUNCTION monitoring_rule_balance_deduction_on_failure() FROM PUBLIC;
 REVOKE ALL ON FUNCTION monitoring_rule_consecutive_failures() FROM PUBLIC;
 REVOKE ALL ON FUNCTION monitoring_rule_system_failure_spike() FROM PUBLIC;
+REVOKE ALL ON FUNCTION monitoring_fold_card_ledger() FROM PUBLIC;
+REVOKE ALL ON FUNCTION rebuild_monitoring_card_ledger() FROM PUBLIC;
 REVOKE ALL ON FUNCTION monitoring_rule_balance_mismatch_detection(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION monitoring_rule_negative_balance_detection(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION monitoring_rule_balance_chain_break() FROM PUBLIC;
@@ -1005,6 +1184,8 @@ GRANT EXECUTE ON FUNCTION monitoring_rule_result(jsonb, integer, integer, boolea
 GRANT EXECUTE ON FUNCTION monitoring_rule_balance_deduction_on_failure() TO monitoring_writer;
 GRANT EXECUTE ON FUNCTION monitoring_rule_consecutive_failures() TO monitoring_writer;
 GRANT EXECUTE ON FUNCTION monitoring_rule_system_failure_spike() TO monitoring_writer;
+GRANT EXECUTE ON FUNCTION monitoring_fold_card_ledger() TO monitoring_writer;
+GRANT EXECUTE ON FUNCTION rebuild_monitoring_card_ledger() TO monitoring_writer;
 GRANT EXECUTE ON FUNCTION monitoring_rule_balance_mismatch_detection(text) TO monitoring_writer;
 GRANT EXECUTE ON FUNCTION monitoring_rule_negative_balance_detection(text) TO monitoring_writer;
 GRANT EXECUTE ON FUNCTION monitoring_rule_balance_chain_break() TO monitoring_writer;

@@ -373,3 +373,69 @@ async def test_the_critical_job_checks_the_balances_of_cards_with_new_rows(
     assert [e["card_id"] for e in await _events(conn, "negative_balance_detection")] == [
         "UNTOUCHED"
     ]
+
+
+async def test_the_sweep_counts_log_rows_the_card_ledger_has_not_folded_yet(
+    conn: asyncpg.Connection,
+) -> None:
+    now = await _now(conn)
+    await _card(conn, "C1", "50.00")
+    await _log(conn, "C1", "stripe_recharge", "50.00", "0.00", "50.00", now)
+    await _detect(conn)  # builds the card ledger
+    await conn.execute("UPDATE monitoring_settings SET ledger_batch_size = 1")
+    await _log(conn, "C1", "bar_order", "10.00", "50.00", "40.00", now)
+    await _log(conn, "C1", "bar_order", "10.00", "40.00", "30.00", now)
+    await _card(conn, "C1", "30.00")
+
+    incremental = json.loads(await conn.fetchval("SELECT run_critical_detection()"))
+
+    rule = incremental["rules"]["balance_mismatch_detection"]
+    assert (rule["rows_examined"], rule["backlog"], rule["cards_checked"]) == (1, True, 1)
+    assert await _events(conn, "balance_mismatch_detection") == []
+
+
+async def test_a_sweep_waits_for_the_card_ledger_to_be_built_and_says_so(
+    conn: asyncpg.Connection,
+) -> None:
+    await conn.execute("UPDATE monitoring_settings SET ledger_batch_size = 2")
+    now = await _now(conn)
+    await _card(conn, "C1", "99.00")
+    for i in range(3):
+        await _log(conn, "C1", "stripe_recharge", "10.00", f"{10 * i}", f"{10 * i + 10}", now)
+
+    building = json.loads(
+        await conn.fetchval("SELECT monitoring_run_rule('balance_mismatch_detection', 'sweep')")
+    )
+    built = json.loads(
+        await conn.fetchval("SELECT monitoring_run_rule('balance_mismatch_detection', 'sweep')")
+    )
+
+    assert building["success"] is True
+    assert building["backlog"] is True
+    assert building["ledger_rebuilt"] is True
+    assert building["skipped"] == "card ledger is still being built from the log"
+    assert (built["backlog"], built["cards_checked"], built["events_created"]) == (False, 1, 1)
+    ledger = await conn.fetchrow("SELECT * FROM monitoring_card_ledger WHERE card_id = 'C1'")
+    assert (ledger["completed_rows"], ledger["last_balance"]) == (3, Decimal("30.00"))
+
+
+async def test_changing_the_transaction_type_settings_rebuilds_the_card_ledger(
+    conn: asyncpg.Connection,
+) -> None:
+    now = await _now(conn)
+    await _card(conn, "C1", "12.00")
+    await _log(conn, "C1", "refund", "12.00", None, None, now)
+    await _detect(conn)
+    assert await _events(conn, "balance_mismatch_detection") == []  # refund: unclassified
+
+    await conn.execute(
+        "UPDATE monitoring_settings SET credit_transaction_types ="
+        " credit_transaction_types || '{refund}'::text[]"
+    )
+    await _card(conn, "C1", "13.00")
+    result = await _detect(conn)
+
+    assert result["rules"]["balance_mismatch_detection"]["ledger_rebuilt"] is True
+    [event] = await _events(conn, "balance_mismatch_detection")
+    assert _data(event)["expected_balance"] == Decimal("12.00")
+    assert json.loads(await conn.fetchval("SELECT rebuild_monitoring_card_ledger()"))["rebuilt"]

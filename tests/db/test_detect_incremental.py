@@ -376,3 +376,36 @@ async def test_the_scheduler_jobs_report_every_rule_they_ran(conn: asyncpg.Conne
         assert job["success"] is True
         assert job["errors"] == []
         assert job["duration_seconds"] >= 0
+
+
+async def test_a_payment_committed_late_is_folded_into_the_card_ledger(
+    db_dsn: str, conn: asyncpg.Connection
+) -> None:
+    # A recharge whose transaction stays open while other payments commit and sweeps run.
+    await conn.execute("INSERT INTO table_cards (id, amount) VALUES ('SLOW', 0), ('FAST', 0)")
+    await conn.execute("SELECT run_medium_detection()")
+    async with _connection(db_dsn) as slow:
+        transaction = slow.transaction()
+        await transaction.start()
+        await slow.execute(
+            "SELECT sp_process_recharge('SLOW', 20.00, 'standard_recharge', 'slow-1')"
+        )
+        await conn.execute(
+            "SELECT sp_process_recharge('FAST', 5.00, 'standard_recharge', 'fast-1')"
+        )
+        for _ in range(2):
+            assert json.loads(await conn.fetchval("SELECT run_medium_detection()"))["success"]
+        await transaction.commit()
+
+    critical = json.loads(await conn.fetchval("SELECT run_critical_detection()"))
+    medium = json.loads(await conn.fetchval("SELECT run_medium_detection()"))
+
+    assert critical["rules"]["balance_mismatch_detection"]["late_rows"] == 1
+    assert medium["success"] is True
+    assert "balance_mismatch_detection" not in await _counts(conn)
+    assert (
+        await conn.fetchval(
+            "SELECT last_balance FROM monitoring_card_ledger WHERE card_id = 'SLOW'"
+        )
+        == 20
+    )
