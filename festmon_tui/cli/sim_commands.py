@@ -1,0 +1,499 @@
+"""`festmon simulate` and `festmon demo`: a simulated festival, and how well festmon sees it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import secrets
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from festmon_tui.db.connect import ConnectOptions, DatabaseUnavailable, connect, create_pool
+from festmon_tui.db.cycle_runs import CycleRunRepository
+from festmon_tui.db.errors import DatabaseRefused, StatementTimedOut
+from festmon_tui.db.migrations import MigrationError, migrate
+from festmon_tui.db.simulation import (
+    SimulationRefused,
+    SimulationStore,
+    payment_schema_state,
+    prepare_demo_database,
+)
+from festmon_tui.db.target import DatabaseTarget, open_target
+from festmon_tui.scheduler.api import MonitorService
+from festmon_tui.scheduler.service import PostgresMonitorService
+from festmon_tui.settings import Settings
+from festmon_tui.simulator.config import (
+    DEFAULT_ANOMALIES_PER_MIN,
+    DEFAULT_BARS,
+    DEFAULT_CARDS,
+    DEFAULT_RATE_TPS,
+    MAX_RATE_TPS,
+    MIN_RATE_TPS,
+    RuleLimits,
+    SimulationConfig,
+)
+from festmon_tui.simulator.report import Report, render_table
+from festmon_tui.simulator.runner import RunStats, Simulation, SimulationFailed
+from festmon_tui.simulator.session import (
+    DETECTION_JOBS,
+    JobStarts,
+    build_run_report,
+    demo_anomaly_rate,
+    detection_wait_s,
+    progress_line,
+    run_notes,
+    wait_for_detection,
+)
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+DEMO_DEFAULT_DURATION_S = 60.0
+_EXPECTED = (
+    DatabaseUnavailable,
+    DatabaseRefused,
+    StatementTimedOut,
+    MigrationError,
+    SimulationFailed,
+)
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def register(sub: Any, settings_parent: argparse.ArgumentParser) -> None:
+    simulate = sub.add_parser(
+        "simulate",
+        parents=[settings_parent],
+        help="drive a simulated festival (traffic + injected anomalies) into a demo/test database",
+        description="Drive simulated festival traffic, with anomalies injected at a known rate "
+        "and recorded as ground truth, into a database that has festmon's reference payment "
+        "schema (festmon db migrate --with-payment-schema). Runs until --duration or Ctrl+C.",
+    )
+    _traffic_options(simulate, default_duration=None)
+    simulate.add_argument(
+        "--report",
+        action="store_true",
+        help="when the traffic ends, wait for the scheduler's next detection runs and print the "
+        "detection-quality report",
+    )
+    simulate.add_argument(
+        "--report-only",
+        action="store_true",
+        help="no traffic: print the report of the latest run (or --run-id)",
+    )
+    simulate.add_argument("--run-id", type=_positive_int, help="the run --report-only reports on")
+    simulate.add_argument(
+        "--report-wait",
+        type=_positive_float,
+        metavar="S",
+        help="seconds to wait for detection before reporting "
+        "(default: 2 x the longer of the critical and medium intervals + 30)",
+    )
+    simulate.set_defaults(handler=run_simulate)
+
+    demo = sub.add_parser(
+        "demo",
+        parents=[settings_parent],
+        help="embedded PostgreSQL + both schemas + a live simulated festival + the dashboard",
+        description="A festival in a box: starts the embedded PostgreSQL (a fresh database "
+        "named festmon_demo), applies both schemas, simulates traffic with injected anomalies, "
+        "runs the scheduler, and shows it in the dashboard; --headless runs it for --duration "
+        "seconds without a terminal UI and prints the detection-quality report. With "
+        "DATABASE_URL set, that database is used instead, if it has no payment tables yet or "
+        "festmon's reference payment schema.",
+    )
+    _traffic_options(demo, default_duration=None)
+    demo.add_argument(
+        "--headless",
+        action="store_true",
+        help=f"no dashboard: run for --duration (default {DEMO_DEFAULT_DURATION_S:g} s), "
+        "then print the report",
+    )
+    demo.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 1 unless every rule found every injected anomaly and nothing else",
+    )
+    demo.set_defaults(handler=run_demo)
+
+
+def _traffic_options(parser: argparse.ArgumentParser, default_duration: float | None) -> None:
+    group = parser.add_argument_group("the simulated festival")
+    group.add_argument(
+        "--cards",
+        type=_cards,
+        default=DEFAULT_CARDS,
+        metavar="N",
+        help=f"visitors' cards (default {DEFAULT_CARDS}; grown if the rate needs more)",
+    )
+    group.add_argument(
+        "--bars",
+        type=_bars,
+        default=DEFAULT_BARS,
+        metavar="B",
+        help=f"bars with 3 tills each (default {DEFAULT_BARS}), plus top-up points",
+    )
+    group.add_argument(
+        "--rate",
+        type=_rate,
+        default=DEFAULT_RATE_TPS,
+        metavar="TPS",
+        help=f"payments per second (default {DEFAULT_RATE_TPS:g}: a busy Saturday night)",
+    )
+    group.add_argument(
+        "--anomaly-rate",
+        type=_non_negative_float,
+        default=None,
+        metavar="R",
+        help=f"injected anomalies per minute, 0 = none (default {DEFAULT_ANOMALIES_PER_MIN:g}; "
+        "a short demo injects faster so that every kind shows up)",
+    )
+    group.add_argument(
+        "--duration",
+        type=_positive_float,
+        default=default_duration,
+        metavar="S",
+        help="seconds of live traffic (default: until Ctrl+C)",
+    )
+    group.add_argument(
+        "--seed", type=_seed, metavar="N", help="same seed, same festival (default: random)"
+    )
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+# -- argument types: one clear line, exit 2, through the parser's error() -----------------------
+
+
+def _number(kind: type[Any], low: float, high: float, what: str) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be a number, not {text!r}") from None
+        if not (low <= value <= high) or (isinstance(value, float) and not math.isfinite(value)):
+            raise argparse.ArgumentTypeError(f"{what} must be between {low:g} and {high:g}")
+        return value
+
+    return parse
+
+
+_cards = _number(int, 10, 1_000_000, "--cards")
+_bars = _number(int, 1, 200, "--bars")
+_rate = _number(float, MIN_RATE_TPS, MAX_RATE_TPS, "--rate")
+_seed = _number(int, 0, 2**63 - 1, "--seed")
+_positive_int = _number(int, 1, 2**63 - 1, "the value")
+_positive_float = _number(float, 0.001, 10**9, "the value")
+_non_negative_float = _number(float, 0, 100_000, "--anomaly-rate")
+
+
+def _config(args: argparse.Namespace, *, demo: bool) -> SimulationConfig:
+    duration = args.duration
+    if demo and args.headless and duration is None:
+        duration = DEMO_DEFAULT_DURATION_S
+    anomalies = args.anomaly_rate
+    if anomalies is None:
+        base = DEFAULT_ANOMALIES_PER_MIN
+        anomalies = demo_anomaly_rate(duration, base) if demo else base
+    seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
+    return SimulationConfig(
+        seed=seed,
+        cards=args.cards,
+        bars=args.bars,
+        rate_tps=args.rate,
+        anomalies_per_min=anomalies,
+        duration_s=duration,
+    )
+
+
+def _say(text: str) -> None:
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
+def _fail(message: str) -> int:
+    _say(f"festmon: {message}")
+    return EXIT_FAILED
+
+
+def _pool_size(config: SimulationConfig) -> int:
+    return max(4, min(32, math.ceil(config.rate_tps / 40)))
+
+
+async def _close_pool(pool: asyncpg.Pool) -> None:
+    """Close the simulator's pool quickly: a dashboard must be gone within 2 s of a hang-up."""
+    try:
+        async with asyncio.timeout(0.5):
+            await pool.close()
+    except TimeoutError:
+        pool.terminate()
+
+
+def _print_report(report: Report, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(report.as_json(), indent=2, default=str))
+    else:
+        print(render_table(report))
+
+
+@asynccontextmanager
+async def _stop_on_signals() -> AsyncIterator[asyncio.Event]:
+    """First Ctrl+C / SIGTERM / SIGHUP: wind the traffic down; second: stop at once."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    main = asyncio.current_task()
+
+    def on_signal(signum: signal.Signals) -> None:
+        if stop.is_set() and main is not None:
+            main.cancel()
+            return
+        _say(f"festmon: {signum.name}: winding the traffic down (again to stop at once)")
+        stop.set()
+
+    for signum in _STOP_SIGNALS:
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        yield stop
+    finally:
+        for signum in _STOP_SIGNALS:
+            loop.remove_signal_handler(signum)
+
+
+def _progress(label: str) -> Callable[[RunStats], None]:
+    return lambda stats: _say(progress_line(stats, label))
+
+
+def _job_starts(pool: asyncpg.Pool) -> JobStarts:
+    runs = CycleRunRepository(pool)
+
+    async def latest() -> Mapping[str, datetime]:
+        found = await runs.latest_per_kind(list(DETECTION_JOBS))
+        return {kind: run.started_at for kind, run in found.items() if run.success}
+
+    return latest
+
+
+async def _report(
+    store: SimulationStore,
+    simulation: Simulation,
+    pool: asyncpg.Pool,
+    limits: RuleLimits,
+    database: str,
+    traffic_end: datetime,
+    wait_s: float,
+) -> Report:
+    """Wait until detection has seen all the traffic, then match events to the ground truth."""
+    _say(
+        f"festmon: waiting for the scheduler to examine the last rows (critical every "
+        f"{limits.critical_interval_s:g} s, medium every {limits.medium_interval_s:g} s)"
+    )
+    upto = await store.max_ids()
+    caught_up = await wait_for_detection(store, upto, _job_starts(pool), traffic_end, wait_s)
+    assert simulation.run is not None
+    run = await store.run(simulation.run.run_id)
+    assert run is not None
+    notes = run_notes(simulation.stats, caught_up, wait_s)
+    return await build_run_report(store, run, limits, database, notes)
+
+
+# -- festmon simulate ---------------------------------------------------------------------------
+
+
+def _run(main: Coroutine[Any, Any, int]) -> int:
+    """asyncio.run, with a second Ctrl+C (which cancels the run) ending quietly."""
+    try:
+        return asyncio.run(main)
+    except asyncio.CancelledError:
+        _say("festmon: stopped")
+        return EXIT_INTERRUPTED
+
+
+def run_simulate(settings: Settings, args: argparse.Namespace) -> int:
+    return _run(_simulate(settings, args))
+
+
+async def _simulate(settings: Settings, args: argparse.Namespace) -> int:
+    config = _config(args, demo=False)
+    limits = RuleLimits.from_settings(settings)
+    try:
+        async with AsyncExitStack() as stack:
+            target = await stack.enter_async_context(open_target(settings))
+            pool = await create_pool(target.options, min_size=2, max_size=_pool_size(config))
+            stack.push_async_callback(_close_pool, pool)
+            store = SimulationStore(pool)
+            if args.report_only:
+                return await _report_only(store, limits, target, args)
+            simulation = Simulation(store, config, limits, progress=_progress("festmon simulate"))
+            stop = await stack.enter_async_context(_stop_on_signals())
+            await simulation.prepare()
+            _announce(simulation, target.label, "festmon simulate")
+            try:
+                await simulation.run_live(stop)
+            finally:
+                await simulation.finish()
+            traffic_end = datetime.now(UTC)
+            _say(progress_line(simulation.stats, "festmon simulate: done"))
+            if not args.report:
+                return EXIT_OK
+            wait_s = args.report_wait or detection_wait_s(limits)
+            report = await _report(
+                store, simulation, pool, limits, target.label, traffic_end, wait_s
+            )
+            _print_report(report, args.json)
+            return EXIT_OK
+    except SimulationRefused as exc:
+        return _fail(str(exc))
+    except _EXPECTED as exc:
+        return _fail(f"simulate failed: {exc}")
+
+
+async def _report_only(
+    store: SimulationStore, limits: RuleLimits, target: DatabaseTarget, args: argparse.Namespace
+) -> int:
+    await store.check_schema()
+    run = await store.run(args.run_id)
+    if run is None:
+        which = f" {args.run_id}" if args.run_id else ""
+        return _fail(f"no simulation run{which} in {target.label} (run festmon simulate first)")
+    report = await build_run_report(store, run, limits, target.label)
+    _print_report(report, args.json)
+    return EXIT_OK
+
+
+def _announce(simulation: Simulation, database: str, label: str) -> None:
+    config = simulation.config
+    stats = simulation.stats
+    grown = f" (grown from {config.cards} for the rate)" if stats.cards_grown_to else ""
+    run_id = simulation.run.run_id if simulation.run else "?"
+    _say(
+        f"{label}: run {run_id} on {database}, seed {config.seed}: {stats.cards} cards{grown}, "
+        f"{config.bars} bars, {config.rate_tps:g} payments/s, "
+        f"{config.anomalies_per_min:g} anomalies/min, "
+        + (f"{config.duration_s:g} s" if config.duration_s else "until Ctrl+C")
+        + f"; history: {stats.history_payments} payments"
+    )
+
+
+# -- festmon demo -------------------------------------------------------------------------------
+
+
+async def _demo_options(target: DatabaseTarget) -> ConnectOptions:
+    """Embedded: festmon_demo, re-created. DATABASE_URL: that database, if it is safe to write."""
+    if target.embedded is not None:
+        dsn = await prepare_demo_database(target.options.dsn)
+        options = replace(target.options, dsn=dsn)
+    else:
+        options = target.options
+        conn = await connect(options)
+        try:
+            if await payment_schema_state(conn) == "foreign":
+                raise SimulationRefused(
+                    f"{target.label} holds payment tables that are not festmon's reference "
+                    "schema: festmon demo never writes simulated payments into a real festival"
+                )
+        finally:
+            await conn.close()
+    conn = await connect(options)
+    try:
+        await migrate(conn, with_payment_schema=True)
+    finally:
+        await conn.close()
+    return options
+
+
+def _demo_label(target: DatabaseTarget, options: ConnectOptions) -> str:
+    return "embedded (festmon_demo)" if target.embedded is not None else options.redacted
+
+
+def run_demo(settings: Settings, args: argparse.Namespace) -> int:
+    if not args.headless:
+        if args.json or args.check:
+            _say("festmon demo: error: --json and --check need --headless (see 'festmon demo -h')")
+            return EXIT_USAGE
+        return _run_demo_dashboard(settings, args)
+    return _run(_demo_headless(settings, args))
+
+
+async def _demo_headless(settings: Settings, args: argparse.Namespace) -> int:
+    config = _config(args, demo=True)
+    limits = RuleLimits.from_settings(settings)
+    try:
+        async with AsyncExitStack() as stack:
+            stop = await stack.enter_async_context(_stop_on_signals())
+            target = await stack.enter_async_context(open_target(settings))
+            options = await _demo_options(target)
+            label = _demo_label(target, options)
+            pool = await create_pool(options, min_size=2, max_size=_pool_size(config))
+            stack.push_async_callback(_close_pool, pool)
+            store = SimulationStore(pool)
+            wait_s = detection_wait_s(limits)
+            simulation = Simulation(store, config, limits, progress=_progress("festmon demo"))
+            await simulation.prepare()
+            history_end = datetime.now(UTC)
+            # The scheduler starts on a festival that already has its history.
+            service = PostgresMonitorService(settings, options, listen=False, database_label=label)
+            await stack.enter_async_context(service)
+            _announce(simulation, label, "festmon demo")
+            # Live anomalies are measured from a monitor that has read the history already.
+            _say("festmon demo: the scheduler is reading the festival's history")
+            upto = await store.max_ids()
+            if not await wait_for_detection(store, upto, _job_starts(pool), history_end, wait_s):
+                _say("festmon demo: the scheduler has not caught up with the history; going on")
+            try:
+                await simulation.run_live(stop)
+            finally:
+                await simulation.finish()
+            traffic_end = datetime.now(UTC)
+            _say(progress_line(simulation.stats, "festmon demo: traffic done"))
+            report = await _report(store, simulation, pool, limits, label, traffic_end, wait_s)
+        _print_report(report, args.json)
+        _say(f"festmon demo: the demo database stays for inspection: {options.redacted}")
+        return EXIT_FAILED if args.check and not report.perfect else EXIT_OK
+    except SimulationRefused as exc:
+        return _fail(str(exc))
+    except _EXPECTED as exc:
+        return _fail(f"demo failed: {exc}")
+
+
+def _run_demo_dashboard(settings: Settings, args: argparse.Namespace) -> int:
+    """The dashboard on a live simulated festival (the traffic runs until the dashboard quits)."""
+    from festmon_tui.cli.ui_commands import run_dashboard
+
+    config = _config(args, demo=True)
+    limits = RuleLimits.from_settings(settings)
+
+    async def open_service(stack: AsyncExitStack) -> MonitorService:
+        target = await stack.enter_async_context(open_target(settings))
+        options = await _demo_options(target)
+        pool = await create_pool(options, min_size=2, max_size=_pool_size(config))
+        stack.push_async_callback(_close_pool, pool)
+        simulation = Simulation(SimulationStore(pool), config, limits)
+        await simulation.prepare()
+        service = PostgresMonitorService(
+            settings, options, database_label=_demo_label(target, options)
+        )
+        await stack.enter_async_context(service)
+        traffic = asyncio.create_task(simulation.run_live(), name="demo-traffic")
+
+        async def stop_traffic() -> None:
+            # The dashboard must close within ~2 s: stop mid-anomaly (an unfinished anomaly has
+            # no ground truth row), then record the run's end if the database answers at once.
+            traffic.cancel()
+            with suppress(asyncio.CancelledError, *_EXPECTED):
+                await traffic
+            with suppress(TimeoutError, *_EXPECTED):
+                async with asyncio.timeout(0.3):
+                    await simulation.finish()
+
+        stack.push_async_callback(stop_traffic)
+        return service
+
+    return run_dashboard(settings, open_service)
