@@ -10,11 +10,11 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from festmon_tui import __version__
-from festmon_tui.cli import db_commands, ops_commands
+from festmon_tui.cli import db_commands, ops_commands, sim_commands, ui_commands
 from festmon_tui.settings import Settings, SettingsError, field_option_name, load_settings
 
 # Every command module registers its subcommands here: (parser builder, needs settings).
-_COMMAND_MODULES: tuple[Any, ...] = (db_commands, ops_commands)
+_COMMAND_MODULES: tuple[Any, ...] = (db_commands, ops_commands, sim_commands, ui_commands)
 
 EXIT_USAGE = 2
 
@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for module in _COMMAND_MODULES:
         module.register(sub, settings_parent)
+    # Plain `festmon` opens the dashboard (settings from the environment / .env).
+    parser.set_defaults(handler=ui_commands.run_dashboard_command)
     return parser
 
 

@@ -1,0 +1,237 @@
+"""`festmon` and `festmon dashboard [--viewer]`; run_dashboard() for commands that open the TUI."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AsyncExitStack, contextmanager, suppress
+from datetime import datetime
+from logging.handlers import RotatingFileHandler
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import platformdirs
+
+from festmon_tui.cli.event_output import render_csv, render_json
+from festmon_tui.db.target import open_target
+from festmon_tui.models import (
+    Change,
+    ConnectionState,
+    CycleResult,
+    Event,
+    EventDetail,
+    EventFilter,
+    HealthSnapshot,
+    MonitorState,
+)
+from festmon_tui.scheduler.api import ActionRefused, MonitorService, Unavailable
+from festmon_tui.scheduler.service import PostgresMonitorService
+from festmon_tui.settings import Settings
+
+if TYPE_CHECKING:
+    from festmon_tui.ui.config import DashboardConfig
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_HANGUP = 129  # 128 + SIGHUP: the app's code when the terminal went away
+# Quit, SIGTERM or hang-up: closing the service, the simulator and the server gets this long, so
+# a dropped SSH session is gone within 2 s (the app itself closes in ~0.15 s).
+SHUTDOWN_S = 1.6
+
+# Opens everything the dashboard needs and returns the service; whatever must be closed on exit
+# goes on the exit stack (entered contexts, callbacks). Runs in a worker after the first paint.
+ServiceOpener = Callable[[AsyncExitStack], Awaitable[MonitorService]]
+
+
+def register(sub: Any, settings_parent: argparse.ArgumentParser) -> None:
+    dash = sub.add_parser(
+        "dashboard",
+        parents=[settings_parent],
+        help="the live dashboard (what plain `festmon` runs); hosts the scheduler unless --viewer",
+    )
+    dash.add_argument(
+        "--viewer",
+        action="store_true",
+        help="read-only: no scheduler, no lifecycle actions (a monitoring_reader login works)",
+    )
+    dash.set_defaults(handler=run_dashboard_command)
+
+
+def run_dashboard_command(settings: Settings, args: argparse.Namespace) -> int:
+    """`festmon dashboard`: the configured database (or the embedded one)."""
+    viewer = bool(getattr(args, "viewer", False))
+
+    async def open_service(stack: AsyncExitStack) -> MonitorService:
+        target = await stack.enter_async_context(open_target(settings))
+        service = PostgresMonitorService(
+            settings, target.options, viewer=viewer, database_label=target.label
+        )
+        await stack.enter_async_context(service)
+        return service
+
+    return run_dashboard(settings, open_service, viewer=viewer)
+
+
+def run_dashboard(settings: Settings, open_service: ServiceOpener, *, viewer: bool = False) -> int:
+    """Paint the dashboard at once, then open the service in the background; used by `demo` too.
+
+    `open_service` starts whatever it needs (embedded server, simulator, PostgresMonitorService),
+    registers its cleanup on the stack, and returns the service. On quit, SIGHUP, SIGTERM or a
+    lost terminal the stack is closed within SHUTDOWN_S (lease released, embedded server stopped).
+    """
+    # Imported here so `festmon health` and friends never pay for importing Textual.
+    from festmon_tui.ui.config import DashboardConfig, DashboardSettingError
+
+    try:
+        config = DashboardConfig.from_settings(
+            settings, viewer=viewer, renderers={"csv": render_csv, "json": render_json}
+        )
+    except DashboardSettingError as exc:
+        sys.stderr.write(f"festmon: invalid setting {exc.setting}: {exc}\n")
+        return EXIT_USAGE
+    label = "embedded" if settings.dsn is None else settings.redacted_dsn
+    service = DeferredService(label, str(settings.environment), viewer)
+    with _log_to_file():
+        return asyncio.run(_run(service, config, open_service))
+
+
+@contextmanager
+def _log_to_file() -> Iterator[None]:
+    """While the dashboard owns the terminal, log records go to a file, not over the screen."""
+    root = logging.getLogger()
+    screen_handlers = [h for h in root.handlers if isinstance(h, logging.StreamHandler)]
+    path = Path(platformdirs.user_log_dir("festmon")) / "dashboard.log"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler: logging.Handler = RotatingFileHandler(path, maxBytes=2_000_000, backupCount=2)
+    except OSError:
+        handler = logging.NullHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    for old in screen_handlers:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+        for old in screen_handlers:
+            root.addHandler(old)
+
+
+async def _run(service: DeferredService, config: DashboardConfig, opener: ServiceOpener) -> int:
+    from festmon_tui.ui.app import FestmonApp
+
+    stack = AsyncExitStack()
+    opening: asyncio.Task[MonitorService] | None = None
+
+    async def startup() -> None:
+        nonlocal opening
+        # Shielded: quitting while the server starts must not orphan it; _run waits for it.
+        opening = asyncio.ensure_future(opener(stack))
+        service.attach(await asyncio.shield(opening))
+
+    app = FestmonApp(service, config, startup=startup)
+    try:
+        await app.run_async()
+    finally:
+        log.debug("dashboard closed (%s); stopping the service", app.return_code)
+        with suppress(TimeoutError):
+            async with asyncio.timeout(SHUTDOWN_S):
+                if opening is not None and not opening.done():
+                    with suppress(Exception):
+                        await opening
+                await stack.aclose()
+        log.debug("service stopped")
+    if app.return_code == EXIT_HANGUP:
+        _exit_now(EXIT_HANGUP)
+    return app.return_code or EXIT_OK
+
+
+def _exit_now(code: int) -> NoReturn:
+    """After a hang-up: leave now, without joining threads still waiting on the server.
+
+    The lease is released and the embedded server has been asked to stop, but its `pg_ctl -w
+    stop` waits for the shutdown checkpoint (measured up to 4 s under the demo's writes); the
+    server finishes that on its own. Nobody is left to see a slower exit, and an orphaned
+    festmon would keep scheduling detection (ANCHORS A.6 #3).
+    """
+    logging.shutdown()
+    os._exit(code)
+
+
+class DeferredService:
+    """The MonitorService the app gets at once; it forwards to the real one once it is open."""
+
+    def __init__(self, database_label: str, environment: str, viewer: bool) -> None:
+        self._real: MonitorService | None = None
+        self._attached = asyncio.Event()
+        self._waiting = MonitorState(
+            connection=ConnectionState.CONNECTING,
+            database_label=database_label,
+            environment=environment,
+            viewer=viewer,
+        )
+
+    def attach(self, real: MonitorService) -> None:
+        self._real = real
+        self._attached.set()
+
+    def _service(self) -> MonitorService:
+        if self._real is None:
+            raise Unavailable("still connecting to the database")
+        return self._real
+
+    @property
+    def state(self) -> MonitorState:
+        return self._waiting if self._real is None else self._real.state
+
+    async def list_events(self, event_filter: EventFilter) -> list[Event]:
+        return [] if self._real is None else await self._real.list_events(event_filter)
+
+    async def event_detail(self, event_id: int) -> EventDetail:
+        return await self._service().event_detail(event_id)
+
+    def _actor(self) -> MonitorService:
+        if self._real is None:
+            raise ActionRefused("still connecting to the database")
+        return self._real
+
+    async def acknowledge(self, event_id: int, note: str | None = None) -> Event:
+        return await self._actor().acknowledge(event_id, note)
+
+    async def unacknowledge(self, event_id: int, note: str | None = None) -> Event:
+        return await self._actor().unacknowledge(event_id, note)
+
+    async def resolve(self, event_id: int, note: str) -> Event:
+        return await self._actor().resolve(event_id, note)
+
+    async def mark_false_positive(self, event_id: int, note: str) -> Event:
+        return await self._actor().mark_false_positive(event_id, note)
+
+    async def add_note(self, event_id: int, note: str) -> None:
+        await self._actor().add_note(event_id, note)
+
+    async def run_cycle_now(self) -> CycleResult:
+        return await self._actor().run_cycle_now()
+
+    async def health_history(self, since: datetime) -> list[HealthSnapshot]:
+        return [] if self._real is None else await self._real.health_history(since)
+
+    async def event_counts_by_hour(self, since: datetime) -> list[tuple[datetime, str, int]]:
+        return [] if self._real is None else await self._real.event_counts_by_hour(since)
+
+    async def changes(self) -> AsyncIterator[Change]:
+        await self._attached.wait()
+        async for change in self._service().changes():
+            yield change
+
+
+def _implements_protocol(service: DeferredService) -> MonitorService:
+    return service  # mypy checks that the class honours the dashboard's protocol

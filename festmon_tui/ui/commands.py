@@ -1,0 +1,216 @@
+"""The one registry of dashboard commands: key bindings, footer, help and palette all read it."""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+from textual.binding import Binding, BindingType
+
+
+class Scope(StrEnum):
+    """Where a command applies: everywhere, on any event (list or detail), or one screen."""
+
+    APP = "app"
+    EVENT = "event"
+    DASHBOARD = "dashboard"
+    DETAIL = "detail"
+
+
+SCOPE_TITLES = {
+    Scope.APP: "Everywhere",
+    Scope.EVENT: "The selected event (list or detail)",
+    Scope.DASHBOARD: "Event list",
+    Scope.DETAIL: "Event detail",
+}
+
+
+@dataclass(frozen=True)
+class Command:
+    """One thing the operator can do; `id` is the name used to remap its key."""
+
+    id: str
+    key: str
+    action: str
+    title: str
+    help: str
+    scope: Scope
+    mutating: bool = False
+    footer: bool = False
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command("help", "?", "show_help", "Help", "Show every key and command", Scope.APP, footer=True),
+    Command(
+        "cycle", "d", "run_cycle", "Run cycle", "Run one detection cycle now", Scope.APP, True, True
+    ),
+    Command(
+        "pause",
+        "p",
+        "toggle_pause",
+        "Pause",
+        "Freeze the display (detection keeps running)",
+        Scope.APP,
+        footer=True,
+    ),
+    Command("palette", ":", "command_palette", "Commands", "Open the command palette", Scope.APP),
+    Command("theme", "T", "switch_theme", "Theme", "Next theme (dark, light, contrast)", Scope.APP),
+    Command("reload", "R", "reload_data", "Reload", "Reload everything now", Scope.APP),
+    Command("quit", "q", "quit", "Quit", "Quit festmon", Scope.APP, footer=True),
+    Command(
+        "ack",
+        "a",
+        "acknowledge_event",
+        "Ack",
+        "Acknowledge (take ownership)",
+        Scope.EVENT,
+        True,
+        True,
+    ),
+    Command(
+        "unack", "u", "unacknowledge_event", "Unack", "Return to OPEN, release", Scope.EVENT, True
+    ),
+    Command(
+        "resolve",
+        "r",
+        "resolve_event",
+        "Resolve",
+        "Resolve (note required)",
+        Scope.EVENT,
+        True,
+        True,
+    ),
+    Command(
+        "false_positive",
+        "x",
+        "mark_false_positive",
+        "False positive",
+        "Mark as false positive (note required)",
+        Scope.EVENT,
+        True,
+    ),
+    Command("note", "n", "add_note", "Note", "Add a note to the action history", Scope.EVENT, True),
+    Command("open", "enter", "open_event", "Open", "Open the selected event", Scope.DASHBOARD),
+    Command(
+        "search",
+        "/",
+        "search_events",
+        "Search",
+        "Search card or transaction id",
+        Scope.DASHBOARD,
+        footer=True,
+    ),
+    Command(
+        "severity",
+        "s",
+        "cycle_severity",
+        "Severity",
+        "Filter: all, CRITICAL, ≥HIGH, ≥MEDIUM, ≥LOW",
+        Scope.DASHBOARD,
+        footer=True,
+    ),
+    Command("type", "t", "cycle_type", "Type", "Filter by event type", Scope.DASHBOARD),
+    Command(
+        "status",
+        "v",
+        "cycle_status",
+        "Status",
+        "Filter: active, all, OPEN, INVESTIGATING, closed",
+        Scope.DASHBOARD,
+    ),
+    Command("clear", "c", "clear_filters", "Clear", "Clear filters and search", Scope.DASHBOARD),
+    Command("sort", "o", "cycle_sort", "Sort", "Next sort column", Scope.DASHBOARD),
+    Command("reverse", "O", "reverse_sort", "Reverse", "Reverse the sort order", Scope.DASHBOARD),
+    Command("range", "g", "cycle_range", "Range", "Trends range: 1 h, 24 h, 7 d", Scope.DASHBOARD),
+    Command(
+        "export_csv",
+        "e",
+        "export_csv",
+        "Export CSV",
+        "Filtered events to a CSV file",
+        Scope.DASHBOARD,
+    ),
+    Command(
+        "export_json",
+        "E",
+        "export_json",
+        "Export JSON",
+        "Filtered events to a JSON file",
+        Scope.DASHBOARD,
+    ),
+    Command(
+        "back", "escape", "close_detail", "Back", "Back to the list", Scope.DETAIL, footer=True
+    ),
+    Command("raw", "j", "toggle_raw", "Raw JSON", "Show or hide the raw evidence", Scope.DETAIL),
+)
+
+COMMANDS_BY_ID = {command.id: command for command in COMMANDS}
+COMMANDS_BY_ACTION = {command.action: command for command in COMMANDS}
+MUTATING_ACTIONS = frozenset(command.action for command in COMMANDS if command.mutating)
+
+# The scopes whose keys are live together; a remapped key must not clash inside one of these.
+_ACTIVE_TOGETHER = (
+    (Scope.APP, Scope.EVENT, Scope.DASHBOARD),
+    (Scope.APP, Scope.EVENT, Scope.DETAIL),
+)
+
+
+class KeymapError(ValueError):
+    """MONITORING_KEYMAP names an unknown command, a bad key, or makes two commands clash."""
+
+
+def bindings(*scopes: Scope) -> list[BindingType]:
+    """Textual bindings for the commands of these scopes; the binding id is the command id."""
+    return [
+        Binding(c.key, c.action, c.title, show=c.footer, id=c.id, tooltip=c.help)
+        for c in COMMANDS
+        if c.scope in scopes
+    ]
+
+
+def parse_keymap(text: str) -> dict[str, str]:
+    """'ack=k,resolve=R' → {'ack': 'k', 'resolve': 'R'}; an id given twice gets both keys."""
+    keymap: dict[str, list[str]] = {}
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        command_id, sep, key = (piece.strip() for piece in item.partition("="))
+        if not sep or not key:
+            raise KeymapError(f"{item!r} is not command=key")
+        if command_id not in COMMANDS_BY_ID:
+            known = ", ".join(sorted(COMMANDS_BY_ID))
+            raise KeymapError(f"unknown command {command_id!r} (known: {known})")
+        if key == ",":
+            raise KeymapError("',' separates entries and cannot be a key")
+        if "=" in key:
+            raise KeymapError(f"{item!r} has more than one '='")
+        keymap.setdefault(command_id, []).append(key)
+    result = {command_id: ",".join(keys) for command_id, keys in keymap.items()}
+    _check_clashes(result)
+    return result
+
+
+def keys_of(command: Command, keymap: Mapping[str, str]) -> list[str]:
+    return keymap.get(command.id, command.key).split(",")
+
+
+def _key_name(key: str) -> str:
+    """'?' and 'question_mark' are one key (Textual's long names for punctuation)."""
+    if len(key) == 1 and not key.isalnum():
+        try:
+            return unicodedata.name(key).lower().replace(" ", "_").replace("-", "_")
+        except ValueError:
+            return key
+    return key
+
+
+def _check_clashes(keymap: dict[str, str]) -> None:
+    for scopes in _ACTIVE_TOGETHER:
+        owner: dict[str, str] = {}
+        for command in (c for c in COMMANDS if c.scope in scopes):
+            for key in map(_key_name, keys_of(command, keymap)):
+                if key in owner:
+                    raise KeymapError(f"key {key!r} would run both {owner[key]} and {command.id}")
+                owner[key] = command.id

@@ -1,0 +1,153 @@
+"""How values are shown: database strings as literal text, money, ages and local times."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, tzinfo
+from decimal import Decimal
+from typing import Any
+
+from rich.style import Style
+from rich.text import Text
+
+from festmon_tui.models import EventType
+
+EMPTY = "—"
+
+# Bidi marks, overrides and isolates reorder what follows them ("Trojan source"), and the line /
+# paragraph separators break lines: shown too (the same set as cli/event_output.printable).
+_BIDI = {0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x2028, 0x2029}
+
+TYPE_LABELS = {
+    EventType.TRANSACTION_FAILURE: "tx failure",
+    EventType.BALANCE_DISCREPANCY: "balance",
+    EventType.DUPLICATE_NFC: "duplicate NFC",
+    EventType.RACE_CONDITION: "race",
+    EventType.SYSTEM_HEALTH: "system",
+}
+
+
+def _escaped(char: str) -> str:
+    code = ord(char)
+    if char == "\n":
+        return "\\n"
+    if char == "\t":
+        return "\\t"
+    if char == "\r":
+        return "\\r"
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def clean(value: str, *, multiline: bool = False, max_len: int | None = None) -> str:
+    """The string with control characters (escape sequences, BEL, bidi overrides) made visible.
+
+    `max_len` bounds what is shown (escapes included), ending with … when cut.
+    """
+    if max_len is not None:
+        value = value[: max_len * 4]  # never escape megabytes to show a few characters
+    out: list[str] = []
+    for char in value:
+        code = ord(char)
+        if multiline and char == "\n":
+            out.append(char)
+        elif code < 0x20 or 0x7F <= code < 0xA0 or code in _BIDI:
+            out.append(_escaped(char))
+        else:
+            out.append(char)
+    shown = "".join(out)
+    if max_len is not None and len(shown) > max_len:
+        shown = shown[: max_len - 1] + "…"
+    return shown
+
+
+def literal(
+    value: object,
+    *,
+    style: Style | str = "",
+    multiline: bool = False,
+    max_len: int | None = None,
+    empty: str = EMPTY,
+) -> Text:
+    """A value from the database as plain Text: never parsed as markup, escapes shown, not run."""
+    if value is None or value == "":
+        return Text(empty, style=style)
+    return Text(clean(str(value), multiline=multiline, max_len=max_len), style=style)
+
+
+def money(value: Decimal | None) -> str:
+    """12.5 → '12.50'; thousands separated by a space; None → '—'."""
+    if value is None:
+        return EMPTY
+    return f"{value:,.2f}".replace(",", " ")
+
+
+def percent(value: Decimal | float | None) -> str:
+    return EMPTY if value is None else f"{float(value):.1f} %"
+
+
+def count(value: int | None) -> str:
+    return EMPTY if value is None else f"{value:,}".replace(",", " ")
+
+
+def age(then: datetime | None, now: datetime) -> str:
+    """Compact age: '8s', '12m', '3h', '2d'; future times count as 0s."""
+    if then is None:
+        return EMPTY
+    seconds = max(0, int((now - then).total_seconds()))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m"
+    if seconds < 86_400:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 86_400}d"
+
+
+def countdown(then: datetime | None, now: datetime) -> str:
+    """'in 18s' for a future time, 'due' once it has passed."""
+    if then is None:
+        return EMPTY
+    seconds = int((then - now).total_seconds())
+    if seconds <= 0:
+        return "due"
+    return f"in {age(now - timedelta(seconds=seconds), now)}"
+
+
+def local_time(value: datetime | None, tz: tzinfo, now: datetime | None = None) -> str:
+    """'12:04:31' today (in the display time zone), else '06-14 12:04:31'."""
+    if value is None:
+        return EMPTY
+    local = value.astimezone(tz)
+    if now is not None and local.date() == now.astimezone(tz).date():
+        return local.strftime("%H:%M:%S")
+    return local.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def type_label(value: EventType | str) -> str:
+    try:
+        return TYPE_LABELS[EventType(value)]
+    except ValueError:
+        return clean(str(value), max_len=20)
+
+
+def actor_label(actor: dict[str, Any]) -> str:
+    """'ops@10.0.0.7' from an action-log actor document (operator name, else OS user)."""
+    who = actor.get("operator") or actor.get("os_user") or "?"
+    where = actor.get("ssh_client") or actor.get("host")
+    return clean(f"{who}@{where}" if where else str(who), max_len=60)
+
+
+def pack(segments: list[Text], width: int, separator: str = "  ") -> Text:
+    """Segments on as few lines as fit `width`, never breaking a segment across lines."""
+    lines: list[Text] = []
+    line = Text()
+    for segment in segments:
+        if not segment.plain:
+            continue
+        if line.plain and line.cell_len + len(separator) + segment.cell_len > width:
+            lines.append(line)
+            line = Text()
+        if line.plain:
+            line.append(separator)
+        line.append_text(segment)
+    lines.append(line)
+    return Text("\n").join(lines)

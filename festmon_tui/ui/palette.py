@@ -1,0 +1,49 @@
+"""Command palette entries built from the same registry as the keys, footer and help."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from functools import partial
+
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.dom import DOMNode
+
+from festmon_tui.ui.commands import COMMANDS, Command, Scope, keys_of
+
+
+def screen_scopes(screen: DOMNode) -> tuple[Scope, ...]:
+    """The scopes live on a screen: APP everywhere, plus what the screen declares."""
+    return (Scope.APP, *getattr(screen, "COMMAND_SCOPES", ()))
+
+
+class RegistryCommands(Provider):
+    """Every command usable on the screen the palette was opened from, with its key."""
+
+    def _available(self) -> Iterator[tuple[Command, str]]:
+        keymap: Mapping[str, str] = getattr(getattr(self.app, "config", None), "keymap", {})
+        viewer = bool(getattr(self.screen, "viewer", False))
+        scopes = screen_scopes(self.screen)
+        for command in COMMANDS:
+            if command.scope not in scopes or command.id == "palette":
+                continue
+            if viewer and command.mutating:
+                continue
+            keys = " ".join(keys_of(command, keymap))
+            yield command, f"{command.title} ({keys})"
+
+    def _run(self, command: Command) -> None:
+        target = self.app if command.scope is Scope.APP else self.screen
+        self.app.call_later(self.app.run_action, command.action, target)
+
+    async def discover(self) -> Hits:
+        for command, label in self._available():
+            yield DiscoveryHit(label, partial(self._run, command), help=command.help)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for command, label in self._available():
+            score = max(matcher.match(label), matcher.match(command.help) * 0.5)
+            if score > 0:
+                yield Hit(
+                    score, matcher.highlight(label), partial(self._run, command), help=command.help
+                )

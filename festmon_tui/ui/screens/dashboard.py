@@ -1,0 +1,216 @@
+"""The main screen: header, health, breaker and jobs, the event list with filters, trends."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+from typing import TYPE_CHECKING, cast
+
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.events import Key
+from textual.timer import Timer
+from textual.widgets import DataTable, Footer, Input
+
+from festmon_tui.models import Event, EventFilter, MonitorState
+from festmon_tui.ui.commands import Scope, bindings
+from festmon_tui.ui.filters import (
+    DEFAULT_FILTER,
+    SEVERITY_STEPS,
+    STATUS_STEPS,
+    TYPE_STEPS,
+    SortOrder,
+    next_step,
+    sort_events,
+    with_search,
+)
+from festmon_tui.ui.screens.event_screen import EventScreen
+from festmon_tui.ui.view_state import (
+    CycleProgress,
+    EventChosen,
+    EventWindow,
+    ExportRequested,
+    FiltersChanged,
+    TrendRangeChanged,
+    Trends,
+)
+from festmon_tui.ui.widgets.breaker_pane import BreakerPane
+from festmon_tui.ui.widgets.event_table import EventTable
+from festmon_tui.ui.widgets.filter_bar import FilterBar, summary
+from festmon_tui.ui.widgets.header_bar import HeaderBar
+from festmon_tui.ui.widgets.health_pane import HealthPane
+from festmon_tui.ui.widgets.trends import TrendsPane
+
+if TYPE_CHECKING:
+    from festmon_tui.ui.app import FestmonApp
+
+SEARCH_DEBOUNCE_S = 0.3
+
+
+class DashboardScreen(EventScreen):
+    """Routes: app data down into the panes, operator intentions up as messages."""
+
+    BINDINGS = bindings(Scope.DASHBOARD)
+    COMMAND_SCOPES = (Scope.EVENT, Scope.DASHBOARD)
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (34, "-tall")]
+
+    def __init__(self, *, viewer: bool) -> None:
+        super().__init__(viewer=viewer)
+        self.order = SortOrder()
+        self._search_timer: Timer | None = None
+
+    @property
+    def festmon(self) -> FestmonApp:
+        return cast("FestmonApp", self.app)
+
+    def compose(self) -> ComposeResult:
+        tz = self.festmon.config.timezone
+        yield HeaderBar(tz, viewer=self.viewer, id="header")
+        with Horizontal(id="top"):
+            yield HealthPane(tz, id="health")
+            yield BreakerPane(tz, id="breaker")
+        yield FilterBar(id="filter-bar")
+        yield EventTable(id="events")
+        yield TrendsPane(tz, id="trends")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        app = self.festmon
+        self.query_one("#health").border_title = "health"
+        self.query_one("#breaker").border_title = "breaker & jobs"
+        self.query_one("#trends").border_title = "trends"
+        self.watch(app, "monitor_state", self._show_state)
+        self.watch(app, "window", self._show_events)
+        self.watch(app, "trends", self._show_trends)
+        self.watch(app, "cycle", self._show_cycle)
+        self.watch(app, "now", self._tick)
+        self.watch(app, "paused", self._show_pause)
+        self.watch(app, "missed", self._show_pause)
+        self.query_one(EventTable).focus()
+
+    # ---- data down -------------------------------------------------------------------------
+
+    def _show_state(self, state: MonitorState) -> None:
+        now = self.festmon.now
+        header = self.query_one(HeaderBar)
+        header.state, header.now = state, now
+        self.query_one(HealthPane).show(state, now)
+        breaker = self.query_one(BreakerPane)
+        breaker.state, breaker.now = state, now
+
+    def _show_events(self, window: EventWindow) -> None:
+        rows = sort_events(window.events, self.order)
+        self.query_one(EventTable).show(rows, self.order, self.festmon.now)
+        self.query_one(FilterBar).show(
+            summary(window, self.order, len(rows), self.festmon.config.timezone, self.festmon.now)
+        )
+
+    def _show_trends(self, trends: Trends | None) -> None:
+        if trends is not None:
+            self.query_one(TrendsPane).show(trends, self.festmon.now)
+            self.query_one(HealthPane).show_history(trends.snapshots)
+
+    def _show_cycle(self, progress: CycleProgress) -> None:
+        self.query_one(BreakerPane).cycle = progress
+
+    def _tick(self, now: datetime) -> None:
+        self.query_one(HeaderBar).now = now
+        self.query_one(BreakerPane).now = now
+        self.query_one(HealthPane).tick(now)
+
+    def _show_pause(self) -> None:
+        header = self.query_one(HeaderBar)
+        header.paused, header.missed = self.festmon.paused, self.festmon.missed
+
+    # ---- the selected event ----------------------------------------------------------------
+
+    def selected_event(self) -> Event | None:
+        return self.query_one(EventTable).selected_event
+
+    def action_open_event(self) -> None:
+        event = self.selected_event()
+        if event is not None:
+            self.post_message(EventChosen(event.event_id))
+
+    @on(DataTable.RowSelected, "#events")
+    def _row_selected(self, message: DataTable.RowSelected) -> None:
+        message.stop()
+        self.action_open_event()
+
+    # ---- filters, search, sort -------------------------------------------------------------
+
+    def _filter(self) -> EventFilter:
+        return self.festmon.window.event_filter
+
+    def _apply(self, event_filter: EventFilter) -> None:
+        self.post_message(FiltersChanged(event_filter))
+
+    def action_cycle_severity(self) -> None:
+        flt = self._filter()
+        self._apply(replace(flt, severities=next_step(SEVERITY_STEPS, flt.severities)))
+
+    def action_cycle_type(self) -> None:
+        flt = self._filter()
+        self._apply(replace(flt, event_types=next_step(TYPE_STEPS, flt.event_types)))
+
+    def action_cycle_status(self) -> None:
+        flt = self._filter()
+        self._apply(replace(flt, statuses=next_step(STATUS_STEPS, flt.statuses)))
+
+    def action_clear_filters(self) -> None:
+        self.query_one("#search", Input).value = ""
+        self._apply(replace(DEFAULT_FILTER, limit=self._filter().limit))
+
+    def action_search_events(self) -> None:
+        self.query_one("#search", Input).focus()
+
+    @on(Input.Changed, "#search")
+    def _search_changed(self, message: Input.Changed) -> None:
+        if self._search_timer is not None:
+            self._search_timer.stop()
+        text = message.value
+        self._search_timer = self.set_timer(
+            SEARCH_DEBOUNCE_S, lambda: self._apply(with_search(self._filter(), text))
+        )
+
+    @on(Input.Submitted, "#search")
+    def _search_submitted(self, message: Input.Submitted) -> None:
+        if self._search_timer is not None:
+            self._search_timer.stop()
+        self._apply(with_search(self._filter(), message.value))
+        self.query_one(EventTable).focus()
+
+    def on_key(self, event: Key) -> None:
+        if event.key == "escape" and self.focused is self.query_one("#search", Input):
+            event.stop()
+            self.query_one(EventTable).focus()
+
+    def _resort(self, order: SortOrder) -> None:
+        self.order = order
+        self._show_events(self.festmon.window)
+
+    def action_cycle_sort(self) -> None:
+        self._resort(self.order.next_column())
+
+    def action_reverse_sort(self) -> None:
+        self._resort(self.order.reversed())
+
+    @on(DataTable.HeaderSelected, "#events")
+    def _header_selected(self, message: DataTable.HeaderSelected) -> None:
+        column = EventTable.sort_column(message.column_key.value)
+        if column is not None:
+            same = column == self.order.column
+            self._resort(self.order.reversed() if same else SortOrder(column))
+
+    # ---- trends and export -----------------------------------------------------------------
+
+    def action_cycle_range(self) -> None:
+        self.post_message(TrendRangeChanged(self.festmon.trend_range.next()))
+
+    def action_export_csv(self) -> None:
+        self.post_message(ExportRequested("csv"))
+
+    def action_export_json(self) -> None:
+        self.post_message(ExportRequested("json"))

@@ -1,0 +1,304 @@
+"""One event: why it is a problem, the card's ledger and balance chain, scans, alerts, history."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, tzinfo
+
+from rich.console import Group, RenderableType
+from rich.style import Style
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.reactive import reactive
+from textual.widget import Widget
+from textual.widgets import Footer, Static
+
+from festmon_tui.models import Event, EventDetail, LedgerRow
+from festmon_tui.ui.commands import Scope, bindings
+from festmon_tui.ui.display import (
+    EMPTY,
+    actor_label,
+    age,
+    literal,
+    local_time,
+    money,
+    type_label,
+)
+from festmon_tui.ui.evidence import explain, flags, flatten, raw_json
+from festmon_tui.ui.screens.event_screen import EventScreen
+
+LEDGER_BEFORE = 8
+LEDGER_AFTER = 4
+
+
+def ledger_window(event: Event, ledger: Sequence[LedgerRow]) -> tuple[list[LedgerRow], int]:
+    """Rows around the event's transaction (else the latest), oldest first, and how many hidden."""
+    rows = sorted(ledger, key=lambda r: (r.timestamp, r.log_id))
+    index = next(
+        (
+            i
+            for i, r in enumerate(rows)
+            if event.transaction_id and r.transaction_id == event.transaction_id
+        ),
+        None,
+    )
+    if index is None:
+        breaks = [i for i, r in enumerate(rows) if r.chain_ok is False]
+        index = breaks[-1] if breaks else len(rows) - 1
+    start = max(0, index - LEDGER_BEFORE)
+    shown = rows[start : index + LEDGER_AFTER + 1]
+    return shown, len(rows) - len(shown)
+
+
+class DetailBody(Widget):
+    """Everything below the title, rendered from one EventDetail (literal values only)."""
+
+    COMPONENT_CLASSES = {
+        "detail-body--section",
+        "detail-body--label",
+        "detail-body--chain-break",
+        "detail-body--this-event",
+        "detail-body--critical",
+        "detail-body--high",
+        "detail-body--medium",
+        "detail-body--low",
+        "detail-body--info",
+    }
+
+    detail: reactive[EventDetail | None] = reactive(None, layout=True)
+    show_raw: reactive[bool] = reactive(False, layout=True)
+
+    def __init__(self, timezone: tzinfo, now: datetime, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.timezone = timezone
+        self.now = now
+
+    def _style(self, name: str) -> Style:
+        return self.get_component_rich_style(f"detail-body--{name}", partial=True)
+
+    def severity_style(self, event: Event) -> Style:
+        return self._style(event.severity.value.lower())
+
+    def _section(self, title: str) -> Text:
+        return Text(f"\n{title}", style=self._style("section"))
+
+    def _time(self, value: datetime | None) -> str:
+        return local_time(value, self.timezone, self.now)
+
+    def facts(self, event: Event) -> Table:
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(style=self._style("label"), no_wrap=True)
+        grid.add_column()
+        grid.add_column(style=self._style("label"), no_wrap=True)
+        grid.add_column()
+        ack = literal(event.acknowledged_by, max_len=60, empty="not acknowledged")
+        if event.acknowledged_at:
+            ack.append(f" at {self._time(event.acknowledged_at)}")
+        confidence = EMPTY if event.confidence_score is None else f"{event.confidence_score:.2f}"
+        grid.add_row(
+            "card", literal(event.card_id, max_len=80), "amount", money(event.affected_amount)
+        )
+        grid.add_row("transaction", literal(event.transaction_id), "confidence", confidence)
+        detected = event.detection_timestamp
+        grid.add_row(
+            "detected",
+            f"{self._time(detected)} ({age(detected, self.now)} ago)",
+            "occurrences",
+            str(event.occurrence_count),
+        )
+        grid.add_row("last seen", self._time(event.last_seen_at), "owner", ack)
+        grid.add_row(
+            "rule", literal(event.detection_algorithm), "resolved", self._time(event.resolved_at)
+        )
+        if event.resolution_notes:
+            grid.add_row(
+                "notes", literal(event.resolution_notes, multiline=True, max_len=2000), "", ""
+            )
+        return grid
+
+    def ledger(self, detail: EventDetail) -> RenderableType:
+        event = detail.event
+        if not event.card_id:
+            return Text("No card: this event concerns the whole system.")
+        if not detail.ledger:
+            return Text("No ledger rows for this card around the event.")
+        rows, hidden = ledger_window(event, detail.ledger)
+        table = Table(box=None, padding=(0, 1), header_style=self._style("label"))
+        for name, justify in (
+            ("time", "left"),
+            ("type", "left"),
+            ("status", "left"),
+            ("amount", "right"),
+            ("before", "right"),
+            ("after", "right"),
+            ("chain", "left"),
+        ):
+            table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+        for row in rows:
+            chain = {True: Text("ok"), False: Text("BREAKS HERE", style=self._style("chain-break"))}
+            mark = chain.get(row.chain_ok, Text(EMPTY)) if row.chain_ok is not None else Text(EMPTY)
+            if event.transaction_id and row.transaction_id == event.transaction_id:
+                mark = mark + Text("  ◀ this event", style=self._style("this-event"))
+            table.add_row(
+                self._time(row.timestamp),
+                literal(row.transaction_type, max_len=24),
+                literal(row.status, max_len=12),
+                money(row.amount_involved),
+                money(row.previous_balance),
+                money(row.new_balance),
+                mark,
+            )
+        notes = Text(f"card balance now {money(detail.current_balance)}")
+        last = next(
+            (
+                r
+                for r in sorted(detail.ledger, key=lambda r: (r.timestamp, r.log_id), reverse=True)
+                if r.status == "completed" and r.new_balance is not None
+            ),
+            None,
+        )
+        if last is not None and detail.current_balance is not None:
+            gap = detail.current_balance - (last.new_balance or 0)
+            notes.append(f" · last completed row left {money(last.new_balance)}")
+            if gap:
+                notes.append(f" · unexplained {money(gap)}", style=self._style("chain-break"))
+        if hidden:
+            notes.append(f" · {hidden} more ledger rows not shown")
+        return Group(table, notes)
+
+    def scans(self, detail: EventDetail) -> RenderableType:
+        if not detail.scans:
+            return Text("No NFC scans for this card around the event.")
+        table = Table(box=None, padding=(0, 1), header_style=self._style("label"))
+        for name in ("time", "status", "ms", "device"):
+            table.add_column(name, no_wrap=True)
+        for scan in sorted(detail.scans, key=lambda s: s.scan_timestamp)[-12:]:
+            table.add_row(
+                self._time(scan.scan_timestamp),
+                literal(scan.scan_status, max_len=16),
+                EMPTY if scan.processing_duration_ms is None else str(scan.processing_duration_ms),
+                literal(scan.device_identifier, max_len=30),
+            )
+        return table
+
+    def alerts(self, detail: EventDetail) -> RenderableType:
+        if not detail.alerts:
+            return Text("No alert was raised (alerts are raised for CRITICAL events).")
+        lines = []
+        for alert in detail.alerts:
+            line = Text(f"{alert.alert_level} at {self._time(alert.alert_timestamp)}")
+            line.append(f" · escalation level {alert.escalation_level}")
+            if alert.acknowledged_at:
+                line.append(" · acknowledged by ")
+                line.append_text(literal(alert.acknowledged_by, max_len=60))
+                line.append(f" at {self._time(alert.acknowledged_at)}")
+            else:
+                line.append(" · not acknowledged")
+            line.append("\n  ")
+            line.append_text(literal(alert.alert_message, max_len=300))
+            lines.append(line)
+        return Group(*lines)
+
+    def history(self, detail: EventDetail) -> RenderableType:
+        if not detail.actions:
+            return Text("Nobody has acted on this event yet.")
+        table = Table(box=None, padding=(0, 1), header_style=self._style("label"))
+        for name in ("when", "who", "action", "status", "note"):
+            table.add_column(name, no_wrap=name != "note")
+        for action in detail.actions:
+            change = f"{action.from_status or EMPTY} → {action.to_status or EMPTY}"
+            table.add_row(
+                self._time(action.acted_at),
+                actor_label(action.actor),
+                literal(action.action, max_len=20),
+                change if action.from_status != action.to_status else EMPTY,
+                literal(action.note, multiline=True, max_len=500),
+            )
+        return table
+
+    def render(self) -> RenderableType:
+        detail = self.detail
+        if detail is None:
+            return Text("Loading the event…")
+        event = detail.event
+        parts: list[RenderableType] = [self.facts(event), self._section("Why this is a problem")]
+        parts.extend(explain(event, self.timezone))
+        evidence = flatten(event.event_data)
+        if evidence:
+            parts.append(self._section("Evidence (j shows the raw JSON)"))
+            grid = Table.grid(padding=(0, 2))
+            grid.add_column(style=self._style("label"), no_wrap=True)
+            grid.add_column()
+            for key, value in evidence:
+                grid.add_row(Text(key), Text(value))
+            parts.append(grid)
+        set_flags = flags(event.context_data)
+        if set_flags:
+            parts.append(Text("flags: " + ", ".join(set_flags)))
+        if self.show_raw:
+            parts.append(self._section("event_data (raw)"))
+            parts.append(raw_json(event.event_data))
+            parts.append(self._section("context_data (raw)"))
+            parts.append(raw_json(event.context_data))
+        parts.append(self._section("Ledger of the card — balance chain"))
+        parts.append(self.ledger(detail))
+        parts.append(self._section("NFC scans of the card"))
+        parts.append(self.scans(detail))
+        parts.append(self._section("Alert and escalation"))
+        parts.append(self.alerts(detail))
+        parts.append(self._section("Action history"))
+        parts.append(self.history(detail))
+        return Group(*parts)
+
+
+class EventDetailScreen(EventScreen):
+    """Opened from the list; the app fills `detail` and refreshes it after each action."""
+
+    BINDINGS = bindings(Scope.DETAIL)
+    COMMAND_SCOPES = (Scope.EVENT, Scope.DETAIL)
+
+    detail: reactive[EventDetail | None] = reactive(None)
+
+    def __init__(self, event_id: int, timezone: tzinfo, now: datetime, *, viewer: bool) -> None:
+        super().__init__(viewer=viewer)
+        self.event_id = event_id
+        self.timezone = timezone
+        self._now = now
+
+    def compose(self) -> ComposeResult:
+        yield Static(Text(f"Event #{self.event_id}"), id="detail-title")
+        with VerticalScroll(id="detail-scroll"):
+            yield DetailBody(self.timezone, self._now, id="detail-body")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#detail-scroll").focus()
+        self.watch_detail(self.detail)
+
+    def watch_detail(self, detail: EventDetail | None) -> None:
+        bodies = self.query(DetailBody)
+        if detail is None or not bodies:
+            return  # on_mount shows a detail that arrived before the screen was composed
+        bodies.first().detail = detail
+        self.query_one("#detail-title", Static).update(self.title_line(detail.event))
+
+    def title_line(self, event: Event) -> Text:
+        body = self.query_one(DetailBody)
+        title = Text(f"Event #{event.event_id}  ")
+        title.append(f" {event.severity.value} ", style=body.severity_style(event))
+        title.append(f"  {type_label(event.event_type)} · ")
+        title.append_text(literal(event.detection_algorithm, max_len=40))
+        title.append(f" · {event.status.value}")
+        return title
+
+    def selected_event(self) -> Event | None:
+        return self.detail.event if self.detail else None
+
+    def action_close_detail(self) -> None:
+        self.dismiss(None)
+
+    def action_toggle_raw(self) -> None:
+        body = self.query_one(DetailBody)
+        body.show_raw = not body.show_raw

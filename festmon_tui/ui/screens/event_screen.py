@@ -1,0 +1,66 @@
+"""What the list and the detail screens share: the lifecycle keys for the event in view."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.screen import Screen
+
+from festmon_tui.models import Event
+from festmon_tui.ui.commands import MUTATING_ACTIONS, Scope, bindings
+from festmon_tui.ui.display import clean
+from festmon_tui.ui.screens.note_prompt import NotePrompt
+from festmon_tui.ui.view_state import Lifecycle, LifecycleRequested
+
+
+class EventScreen(Screen[None]):
+    """Lifecycle actions ask for a note when one is required, then post LifecycleRequested."""
+
+    BINDINGS = bindings(Scope.EVENT)
+    COMMAND_SCOPES: tuple[Scope, ...] = (Scope.EVENT,)
+
+    def __init__(self, *, viewer: bool) -> None:
+        super().__init__()
+        self.viewer = viewer
+
+    def selected_event(self) -> Event | None:
+        raise NotImplementedError
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # A viewer never sees lifecycle keys (and a palette call is refused below).
+        return not (self.viewer and action in MUTATING_ACTIONS)
+
+    def action_acknowledge_event(self) -> None:
+        self.request(Lifecycle.ACKNOWLEDGE)
+
+    def action_unacknowledge_event(self) -> None:
+        self.request(Lifecycle.UNACKNOWLEDGE)
+
+    def action_resolve_event(self) -> None:
+        self.request(Lifecycle.RESOLVE)
+
+    def action_mark_false_positive(self) -> None:
+        self.request(Lifecycle.FALSE_POSITIVE)
+
+    def action_add_note(self) -> None:
+        self.request(Lifecycle.NOTE)
+
+    def request(self, verb: Lifecycle) -> None:
+        if self.viewer:
+            self.notify("Read-only viewer: lifecycle actions are disabled.", severity="warning")
+            return
+        event = self.selected_event()
+        if event is None:
+            self.notify("No event selected.", severity="warning")
+            return
+        if not verb.needs_note:
+            self.post_message(LifecycleRequested(event.event_id, verb))
+            return
+        card = f" (card {clean(event.card_id, max_len=30)})" if event.card_id else ""
+        title = Text(f"{verb.value.capitalize()} event #{event.event_id}{card}")
+        title.append(f"\n{event.severity.value} {clean(event.detection_algorithm, max_len=40)}")
+
+        def send(note: str | None) -> None:
+            if note:
+                self.post_message(LifecycleRequested(event.event_id, verb, note))
+
+        self.app.push_screen(NotePrompt(title, required=True), send)

@@ -1,0 +1,132 @@
+"""What the dashboard shows now (loaded data with its age) and the messages asking for more."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from textual.message import Message
+
+from festmon_tui.models import CycleResult, Event, EventFilter, HealthSnapshot
+
+
+class TrendRange(StrEnum):
+    """The time span of the trend charts."""
+
+    HOUR = "1h"
+    DAY = "24h"
+    WEEK = "7d"
+
+    @property
+    def span(self) -> timedelta:
+        return {"1h": timedelta(hours=1), "24h": timedelta(days=1), "7d": timedelta(days=7)}[
+            self.value
+        ]
+
+    def next(self) -> TrendRange:
+        ranges = list(TrendRange)
+        return ranges[(ranges.index(self) + 1) % len(ranges)]
+
+
+@dataclass(frozen=True)
+class EventWindow:
+    """The events loaded for the current filter (at most `limit`), and when."""
+
+    events: tuple[Event, ...] = ()
+    event_filter: EventFilter = field(default_factory=EventFilter)
+    loaded_at: datetime | None = None
+    more: bool = False
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Trends:
+    """Stored snapshots and hourly event counts for the chosen range."""
+
+    range: TrendRange
+    snapshots: tuple[HealthSnapshot, ...] = ()
+    counts: tuple[tuple[datetime, str, int], ...] = ()
+    loaded_at: datetime | None = None
+    error: str | None = None
+
+
+class CyclePhase(StrEnum):
+    IDLE = "idle"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class CycleProgress:
+    """The manual cycle: not run, running since, or its result."""
+
+    phase: CyclePhase = CyclePhase.IDLE
+    started_at: datetime | None = None
+    result: CycleResult | None = None
+    error: str | None = None
+
+
+class Lifecycle(StrEnum):
+    """What an operator can do to an event (all audited by the service)."""
+
+    ACKNOWLEDGE = "acknowledge"
+    UNACKNOWLEDGE = "unacknowledge"
+    RESOLVE = "resolve"
+    FALSE_POSITIVE = "false positive"
+    NOTE = "note"
+
+    @property
+    def needs_note(self) -> bool:
+        return self in (Lifecycle.RESOLVE, Lifecycle.FALSE_POSITIVE, Lifecycle.NOTE)
+
+    @property
+    def done(self) -> str:
+        return {
+            Lifecycle.ACKNOWLEDGE: "acknowledged",
+            Lifecycle.UNACKNOWLEDGE: "unacknowledged",
+            Lifecycle.RESOLVE: "resolved",
+            Lifecycle.FALSE_POSITIVE: "marked false positive",
+            Lifecycle.NOTE: "noted",
+        }[self]
+
+
+class FiltersChanged(Message):
+    """The operator changed the filters or the search."""
+
+    def __init__(self, event_filter: EventFilter) -> None:
+        super().__init__()
+        self.event_filter = event_filter
+
+
+class EventChosen(Message):
+    """The operator opened an event."""
+
+    def __init__(self, event_id: int) -> None:
+        super().__init__()
+        self.event_id = event_id
+
+
+class LifecycleRequested(Message):
+    """The operator asked for a lifecycle action on one event (the note already given)."""
+
+    def __init__(self, event_id: int, verb: Lifecycle, note: str | None = None) -> None:
+        super().__init__()
+        self.event_id = event_id
+        self.verb = verb
+        self.note = note
+
+
+class ExportRequested(Message):
+    """The operator asked to export the filtered events ('csv' or 'json')."""
+
+    def __init__(self, fmt: str) -> None:
+        super().__init__()
+        self.fmt = fmt
+
+
+class TrendRangeChanged(Message):
+    def __init__(self, trend_range: TrendRange) -> None:
+        super().__init__()
+        self.trend_range = trend_range

@@ -1,0 +1,112 @@
+"""Circuit breaker and scheduled jobs: state, failures, last error, probe countdown, job runs."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, tzinfo
+
+from rich.style import Style
+from rich.text import Text
+from textual.reactive import reactive
+from textual.widget import Widget
+
+from festmon_tui.models import BreakerState, BreakerStatus, JobStatus, MonitorState
+from festmon_tui.ui.display import EMPTY, age, clean, countdown, literal, local_time
+from festmon_tui.ui.view_state import CyclePhase, CycleProgress
+
+
+def cycle_summary(progress: CycleProgress, now: datetime) -> str:
+    """'3 new events in 0.21 s (transaction_failures 1, …)' or why the cycle failed."""
+    if progress.phase is CyclePhase.RUNNING:
+        return f"running… {age(progress.started_at, now)}"
+    if progress.phase is CyclePhase.FAILED:
+        return f"failed: {clean(progress.error or '?', max_len=120)}"
+    result = progress.result
+    if result is None:
+        return "not run from this dashboard"
+    per_detector = ", ".join(
+        f"{clean(d.name, max_len=30)} {d.events_created}"
+        if d.success
+        else f"{clean(d.name, max_len=30)} FAILED"
+        for d in result.detectors
+    )
+    outcome = "ok" if result.success else "with errors"
+    return (
+        f"{outcome}: {result.total_events_created} new in {result.cycle_duration_seconds:.2f} s"
+        + (f" ({per_detector})" if per_detector else "")
+    )
+
+
+class BreakerPane(Widget):
+    """The breaker line first (the essential one), then one line per job, then the manual cycle."""
+
+    COMPONENT_CLASSES = {
+        "breaker-pane--closed",
+        "breaker-pane--open",
+        "breaker-pane--half-open",
+        "breaker-pane--label",
+        "breaker-pane--failed",
+    }
+
+    state: reactive[MonitorState | None] = reactive(None, layout=True)
+    now: reactive[datetime] = reactive(lambda: datetime.now(UTC))
+    cycle: reactive[CycleProgress] = reactive(CycleProgress, layout=True)
+
+    def __init__(self, timezone: tzinfo, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.timezone = timezone
+
+    def _style(self, name: str) -> Style:
+        return self.get_component_rich_style(f"breaker-pane--{name}", partial=True)
+
+    def breaker_line(self, breaker: BreakerStatus | None) -> Text:
+        if breaker is None:
+            return Text.assemble(("breaker ", self._style("label")), "no scheduler in this process")
+        state_style = self._style(breaker.state.value.lower().replace("_", "-"))
+        line = Text.assemble(
+            ("breaker ", self._style("label")),
+            (f" {breaker.state.value} ", state_style),
+            f"  failures {breaker.failure_count}",
+        )
+        if breaker.state is not BreakerState.CLOSED and breaker.seconds_to_probe is not None:
+            probe = self.now + timedelta(seconds=breaker.seconds_to_probe)
+            line.append(f"  next probe {countdown(probe, self.now)}")
+        if breaker.state is BreakerState.HALF_OPEN:
+            line.append(f"  trial calls {breaker.half_open_calls}")
+        line.append("  last error ", style=self._style("label"))
+        line.append_text(literal(breaker.last_error, max_len=120, empty="none"))
+        return line
+
+    def job_line(self, job: JobStatus) -> Text:
+        if job.running:
+            result = Text("running…")
+        elif job.last_success is None:
+            result = Text("not run yet")
+        else:
+            word = "ok" if job.last_success else "FAILED"
+            result = Text(word, style="" if job.last_success else self._style("failed"))
+            if job.last_result:
+                result.append(" ")
+                result.append_text(literal(job.last_result, max_len=60))
+        took = EMPTY if job.last_duration_ms is None else f"{job.last_duration_ms / 1000:.2f}s"
+        return Text.assemble(
+            (f"{clean(job.name, max_len=9):<9} ", self._style("label")),
+            f"{local_time(job.last_started_at, self.timezone, self.now):<9} ",
+            f"{took:>6}  ",
+            f"{countdown(job.next_run_at, self.now):<7}  ",
+            result,
+        )
+
+    def render(self) -> Text:
+        state = self.state
+        lines = [self.breaker_line(state.breaker if state else None)]
+        if state is not None and state.jobs:
+            lines.append(
+                Text("job       last run    took  next     result", style=self._style("label"))
+            )
+            lines.extend(self.job_line(job) for job in state.jobs)
+        lines.append(
+            Text.assemble(("cycle now ", self._style("label")), cycle_summary(self.cycle, self.now))
+        )
+        text = Text("\n").join(lines)
+        text.no_wrap, text.overflow = True, "ellipsis"
+        return text

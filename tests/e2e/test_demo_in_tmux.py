@@ -1,0 +1,172 @@
+"""`festmon demo` in a real terminal (tmux): a newcomer's first minutes, and a dropped session."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+DEMO = (
+    f"{sys.executable} -m festmon_tui demo --cards 300 --anomaly-rate 30 --seed 7"
+    " --monitoring-interval-critical 2000"
+)
+CRITICAL_ROW = re.compile(r"^ CRITICAL +\d+ ", re.MULTILINE)
+
+pytestmark = pytest.mark.slow
+
+
+class Terminal:
+    """One tmux session on a private tmux server: type keys, read the screen."""
+
+    def __init__(self, socket: str, name: str) -> None:
+        self.socket, self.name = socket, name
+
+    def tmux(self, *args: str) -> str:
+        done = subprocess.run(
+            ["tmux", "-L", self.socket, *args], capture_output=True, text=True, check=True
+        )
+        return done.stdout
+
+    def screen(self) -> str:
+        return self.tmux("capture-pane", "-p", "-t", self.name)
+
+    def keys(self, *keys: str) -> None:
+        self.tmux("send-keys", "-t", self.name, *keys)
+
+    def type(self, text: str) -> None:
+        self.tmux("send-keys", "-t", self.name, "-l", text)
+
+    def resize(self, width: int, height: int) -> None:
+        self.tmux("resize-window", "-t", self.name, "-x", str(width), "-y", str(height))
+
+    def wait_for(self, condition: Callable[[str], bool] | str, timeout_s: float = 30) -> str:
+        """Poll the screen until the condition holds (a real terminal offers nothing to await)."""
+        check = (lambda s: condition in s) if isinstance(condition, str) else condition
+        deadline = time.monotonic() + timeout_s
+        while True:
+            screen = self.screen()
+            if check(screen):
+                return screen
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not on screen after {timeout_s} s:\n{screen}")
+            time.sleep(0.1)
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Iterator[Callable[[int, int], Terminal]]:
+    """Starts `festmon demo` in tmux with its own embedded server; kills the tmux server after."""
+    assert shutil.which("tmux"), "tmux is required for the end-to-end tests"
+    socket = f"festmon-e2e-{os.getpid()}"
+    env = {
+        **os.environ,
+        "MONITORING_DATA_DIR": str(tmp_path / "pgdata"),
+        "XDG_STATE_HOME": str(tmp_path / "state"),
+    }
+    env.pop("DATABASE_URL", None)
+
+    def start(width: int, height: int) -> Terminal:
+        command = f"cd {REPO} && {DEMO}; echo FESTMON-EXIT=$?; sleep 60"
+        subprocess.run(
+            [
+                "tmux",
+                "-L",
+                socket,
+                "new-session",
+                "-d",
+                "-s",
+                "demo",
+                "-x",
+                str(width),
+                "-y",
+                str(height),
+                command,
+            ],
+            env=env,
+            check=True,
+        )
+        return Terminal(socket, "demo")
+
+    yield start
+    subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True)
+
+
+def _title_line(screen: str) -> str:
+    return screen.splitlines()[0]
+
+
+def test_a_newcomer_finds_opens_acknowledges_and_resolves_the_worst_problem_at_80x24(demo):
+    term = demo(80, 24)
+    term.wait_for("festmon │", timeout_s=20)  # painted before the database is up
+    screen = term.wait_for(lambda s: CRITICAL_ROW.search(s) is not None, timeout_s=180)
+    assert "? Help" in screen and "q Quit" in screen  # the footer shows the way
+
+    term.keys("s")
+    term.wait_for("severity CRITICAL")
+    term.keys("Enter")
+    screen = term.wait_for("Why this is a problem")
+    assert "CRITICAL" in _title_line(screen)
+
+    term.keys("a")
+    term.wait_for(lambda s: "INVESTIGATING" in _title_line(s))
+    term.keys("r")
+    term.wait_for("Resolve event #")
+    term.keys("Enter")  # an empty note is refused
+    term.wait_for("A note is required")
+    term.type("refunded at bar 3 (e2e)")
+    term.keys("Enter")
+    screen = term.wait_for(lambda s: "RESOLVED" in _title_line(s))
+    term.wait_for("refunded at bar 3 (e2e)")
+
+    term.keys("Escape")
+    term.wait_for("severity CRITICAL")
+    term.resize(120, 40)
+    term.wait_for("local time")  # the charts appear on a larger terminal
+    term.keys("q")
+    term.wait_for("FESTMON-EXIT=0", timeout_s=10)
+
+
+def _pids_of(term: Terminal, data_dir: Path) -> tuple[int, int]:
+    """The festmon process (child of the pane's shell) and the embedded server's postmaster."""
+    shell = int(term.tmux("display", "-p", "-t", term.name, "#{pane_pid}").strip())
+    children = subprocess.run(
+        ["pgrep", "-P", str(shell)], capture_output=True, text=True, check=True
+    ).stdout.split()
+    festmon = int(children[0])
+    postmaster = int((data_dir / "postmaster.pid").read_text().splitlines()[0])
+    return festmon, postmaster
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except FileNotFoundError:
+        return True
+    return state == "Z"  # exited, waiting to be reaped by whoever adopted it
+
+
+def test_a_dropped_session_stops_festmon_and_its_database_within_two_seconds(demo, tmp_path):
+    term = demo(120, 40)  # the fixture puts the embedded server in tmp_path / "pgdata"
+    # An operator at work when the SSH session drops: live data and events on screen.
+    term.wait_for(lambda s: CRITICAL_ROW.search(s) is not None, timeout_s=180)
+    festmon, postmaster = _pids_of(term, tmp_path / "pgdata")
+    term.tmux("kill-session", "-t", term.name)  # the terminal hangs up: SIGHUP
+    hung_up = time.monotonic()
+    festmon_s = _wait_gone(festmon, hung_up)
+    postmaster_s = _wait_gone(postmaster, hung_up)
+    assert festmon_s < 2.0, f"festmon took {festmon_s:.2f} s to exit after the hang-up"
+    assert postmaster_s < 2.0, f"the embedded server took {postmaster_s:.2f} s to stop"
+
+
+def _wait_gone(pid: int, since: float, limit_s: float = 15.0) -> float:
+    """Seconds from `since` until the process is gone (or limit_s, if it never goes)."""
+    while not _gone(pid) and time.monotonic() - since < limit_s:
+        time.sleep(0.02)
+    return time.monotonic() - since
