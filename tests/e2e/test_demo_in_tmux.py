@@ -64,7 +64,8 @@ class Terminal:
 def demo(tmp_path: Path) -> Iterator[Callable[[int, int], Terminal]]:
     """Starts `festmon demo` in tmux with its own embedded server; kills the tmux server after."""
     assert shutil.which("tmux"), "tmux is required for the end-to-end tests"
-    socket = f"festmon-e2e-{os.getpid()}"
+    # One tmux server per test: reusing a name races with the previous server's shutdown.
+    socket = f"festmon-e2e-{os.getpid()}-{tmp_path.name}"
     env = {
         **os.environ,
         "MONITORING_DATA_DIR": str(tmp_path / "pgdata"),
