@@ -83,6 +83,21 @@ def _status_document(result: MigrationStatus, database: str) -> dict[str, Any]:
             "missing_tables": result.missing_payment_tables,
             "missing_columns": result.missing_payment_columns,
         },
+        # Advice only (festmon never creates indexes on a festival's payment tables).
+        "payment_indexes": {
+            "ok": not result.missing_recommended_indexes,
+            "missing_recommended": [
+                {
+                    "table": i.table,
+                    "columns": list(i.columns),
+                    "where": i.where,
+                    "name": i.name,
+                    "used_by": i.used_by,
+                    "statement": i.statement,
+                }
+                for i in result.missing_recommended_indexes
+            ],
+        },
     }
 
 
@@ -118,6 +133,18 @@ async def _status(settings: Settings, as_json: bool) -> int:
                 print(f"payment tables: MISSING {table}")
             for table, cols in result.missing_payment_columns.items():
                 print(f"payment tables: {table} lacks column(s) {', '.join(cols)}")
+        if result.missing_recommended_indexes:
+            print(
+                f"advice: {len(result.missing_recommended_indexes)} recommended index(es) missing"
+                " on the payment tables; detection slows down as the history grows without them."
+            )
+            print("  festmon never creates them there; a DBA can, without blocking payments:")
+            for index in result.missing_recommended_indexes:
+                print(f"  -- {index.display}: used by {index.used_by}")
+                print(f"  {index.statement}")
+            print("  (see docs/DBA.md)")
+        elif not result.missing_payment_tables:
+            print("payment indexes: every recommended index is present")
     healthy = not result.pending and not result.modified and result.payment_tables_ok
     return EXIT_OK if healthy else EXIT_FAILED
 

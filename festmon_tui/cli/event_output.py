@@ -34,13 +34,22 @@ CSV_COLUMNS = (
     "context_data",
 )
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# C0, DEL and C1 controls (escape sequences), plus the bidi and line-separator characters a
+# terminal may act on (a right-to-left override makes a card id read backwards).
+_CONTROL = re.compile(
+    r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]"
+)
 
 
 def printable(value: object) -> str:
     """Text for a terminal: control characters (escape sequences) are shown, never obeyed."""
     text = "" if value is None else str(value)
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    return _CONTROL.sub(_escaped, text)
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def _plain(value: Any) -> Any:

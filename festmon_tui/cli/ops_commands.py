@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from festmon_tui.cli import event_output
+from festmon_tui.db.errors import DatabaseRefused
 from festmon_tui.db.target import DatabaseTarget, open_target
 from festmon_tui.models import ConnectionState, EventFilter, EventStatus, EventType, Severity
 from festmon_tui.scheduler.api import ActionRefused, Unavailable
@@ -177,6 +178,8 @@ async def _with_service(
             return await body(service, target)
         except Unavailable as exc:
             return _fail(f"database unreachable: {exc}", EXIT_UNREACHABLE)
+        except DatabaseRefused as exc:  # e.g. a value the server cannot send as UTF-8
+            return _fail(f"the database refused the request: {exc}", EXIT_FAILED)
         finally:
             await service.stop()
     raise AssertionError("unreachable")  # AsyncExitStack does not swallow exceptions

@@ -72,6 +72,13 @@ def is_pooled(dsn: str, mode: PoolerMode) -> bool:
     return port in _POOLER_PORTS or any(hint in host for hint in _POOLER_HOST_HINTS)
 
 
+def client_timeout_s(server_timeout_ms: int) -> float:
+    """How long the client waits for an answer to a statement the server bounds by
+    `server_timeout_ms`: a little longer, so the server's own cancellation (a clear error) arrives
+    first, while a stalled network, where no answer ever comes, still ends."""
+    return server_timeout_ms / 1000 + max(1.0, server_timeout_ms / 10_000)
+
+
 def _server_settings(options: ConnectOptions) -> dict[str, str]:
     return {
         "application_name": options.application_name,
@@ -124,7 +131,7 @@ def describe_connect_error(exc: BaseException, options: ConnectOptions) -> str:
         return f"timed out after {options.connect_timeout_s:g} s connecting to {where}"
     if isinstance(exc, OSError):
         return f"cannot reach the database at {where}: {exc.strerror or exc}"
-    if isinstance(exc, ValueError):
+    if isinstance(exc, ValueError | OverflowError):  # OverflowError: a port beyond 65535
         return f"malformed DATABASE_URL {where}: {_safe(exc, options)}"
     return f"cannot connect to {where}: {_safe(exc, options)}"
 
@@ -143,6 +150,7 @@ async def connect(options: ConnectOptions) -> asyncpg.Connection:
         OSError,
         TimeoutError,
         ValueError,
+        OverflowError,
         asyncpg.PostgresError,
         asyncpg.InterfaceError,
     ) as exc:
@@ -159,6 +167,11 @@ async def create_pool(
     async def _init(conn: asyncpg.Connection) -> None:
         _enable_client_keepalive(conn)
 
+    kwargs = _connect_kwargs(options)
+    # Without a client-side bound a query over a stalled network (no reset, no answer) waits
+    # forever, and so does the cleanup of a cancelled one: asyncpg waits for its cancel request,
+    # bounded only by command_timeout (tests/reliability/test_faults.py, the stall tests).
+    kwargs["command_timeout"] = client_timeout_s(options.statement_timeout_ms)
     try:
         pool = await asyncpg.create_pool(
             options.dsn,
@@ -166,12 +179,13 @@ async def create_pool(
             max_size=max_size,
             init=_init,
             max_inactive_connection_lifetime=60.0,
-            **_connect_kwargs(options),
+            **kwargs,
         )
     except (
         OSError,
         TimeoutError,
         ValueError,
+        OverflowError,
         asyncpg.PostgresError,
         asyncpg.InterfaceError,
     ) as exc:

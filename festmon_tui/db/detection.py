@@ -10,6 +10,7 @@ from typing import Any
 
 import asyncpg
 
+from festmon_tui.db.connect import client_timeout_s
 from festmon_tui.db.errors import translated
 from festmon_tui.db.lease import LeaseFence, check_fence
 from festmon_tui.models import CycleResult, DetectorResult
@@ -144,7 +145,9 @@ class DetectionRepository:
                 await conn.execute(SET_TIMEOUT_SQL, f"{self.timeout_ms}ms")
                 if fence is not None:
                     await check_fence(conn, fence)
-                return await conn.fetchval(sql, *args)
+                # The pool's client-side bound follows the connection's statement timeout; this
+                # call's budget is the breaker's, which may be longer.
+                return await conn.fetchval(sql, *args, timeout=client_timeout_s(self.timeout_ms))
 
     async def run_critical(self, fence: LeaseFence | None) -> JobOutcome:
         return summarize_detection(as_document(await self._call(fence, CRITICAL_SQL)))

@@ -58,6 +58,8 @@ def translate(exc: BaseException) -> Exception | None:
         return DatabaseRefused(first_line(exc))
     if isinstance(exc, asyncpg.InterfaceError | asyncpg.InternalClientError):
         return DatabaseUnavailable(f"connection lost: {first_line(exc)}")
+    if isinstance(exc, TimeoutError):  # an OSError too, whose text says nothing
+        return DatabaseUnavailable("no answer from the database in time (network stalled?)")
     if isinstance(exc, OSError | ConnectionError):
         return DatabaseUnavailable(f"cannot reach the database: {exc.strerror or first_line(exc)}")
     return None

@@ -107,7 +107,7 @@ def _json(value: Any) -> dict[str, Any]:
     if isinstance(value, str):
         try:
             value = json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):  # jsonb nests deeper than Python's parser goes
             return {"_unparsed": value}
     return value if isinstance(value, dict) else {"value": value}
 

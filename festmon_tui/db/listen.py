@@ -42,7 +42,12 @@ OnState = Callable[[bool, str | None], None]
 
 
 def change_from_payload(payload: str) -> Change | None:
-    """Parse a NOTIFY payload {event_id, event_type, severity, status, op}; None if malformed."""
+    """Parse a NOTIFY payload {event_id, event_type, severity, status, op}; None if malformed.
+
+    op "INSERT" is a new event; every other op is an update of an existing one: "UPDATE" (a
+    status change), "repeat" (an active event seen again; occurrence_count in the payload),
+    "note" (an operator's note added to its history).
+    """
     try:
         data: Any = json.loads(payload)
         event_id = int(data["event_id"])

@@ -61,6 +61,124 @@ REQUIRED_PAYMENT_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 
+@dataclass(frozen=True)
+class RecommendedIndex:
+    """An index the detection rules need on a payment table (festmon never creates it there).
+
+    Satisfied by any valid index of the table whose key columns start with `columns` and whose
+    predicate is `where` (none for a full index). The reference payment schema creates them all
+    (migrations/payments/V0001 and V0002); docs/DBA.md lists the same statements.
+    """
+
+    table: str
+    columns: tuple[str, ...]
+    name: str
+    used_by: str
+    where: str | None = None
+
+    @property
+    def statement(self) -> str:
+        columns = ", ".join(_quoted(c) for c in self.columns)
+        where = f" WHERE {self.where}" if self.where else ""
+        return (
+            f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {self.name}"
+            f" ON {self.table} ({columns}){where};"
+        )
+
+    @property
+    def display(self) -> str:
+        where = f" WHERE {self.where}" if self.where else ""
+        return f"{self.table} ({', '.join(self.columns)}){where}"
+
+
+def _quoted(column: str) -> str:
+    return f'"{column}"' if column in {"timestamp"} else column
+
+
+RECOMMENDED_PAYMENT_INDEXES: tuple[RecommendedIndex, ...] = (
+    RecommendedIndex(
+        "app_transaction_log",
+        ("timestamp",),
+        "idx_app_transaction_log_timestamp",
+        "system_failure_spike windows, health snapshot",
+    ),
+    RecommendedIndex(
+        "app_transaction_log",
+        ("card_id", "timestamp", "log_id"),
+        "idx_app_transaction_log_card_timestamp_log",
+        "concurrent_transaction_detection, consecutive_failures, event detail",
+    ),
+    RecommendedIndex(
+        "app_transaction_log",
+        ("card_id", "log_id"),
+        "idx_app_transaction_log_card_log",
+        "balance_chain_break, balance_mismatch_detection",
+    ),
+    RecommendedIndex(
+        "app_transaction_log",
+        ("timestamp",),
+        "idx_app_transaction_log_failed_timestamp",
+        "system_failure_spike",
+        where="status = 'failed'",
+    ),
+    RecommendedIndex(
+        "nfc_scan_log",
+        ("scan_timestamp",),
+        "idx_nfc_scan_log_scan_timestamp",
+        "health snapshot",
+    ),
+    RecommendedIndex(
+        "nfc_scan_log",
+        ("card_id_scanned", "scan_timestamp", "scan_log_id"),
+        "idx_nfc_scan_log_card_timestamp_scan",
+        "temporal_duplicate_detection, event detail",
+    ),
+)
+
+# Valid indexes of the payment tables: key column names in order, and the predicate if partial.
+PAYMENT_INDEXES_SQL = """
+SELECT c.relname::text AS table_name,
+       ARRAY(SELECT coalesce(a.attname::text, '')
+               FROM unnest(i.indkey::int2[]) WITH ORDINALITY AS k (attnum, ord)
+               LEFT JOIN pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+              WHERE k.ord <= i.indnkeyatts
+              ORDER BY k.ord) AS columns,
+       pg_get_expr(i.indpred, i.indrelid) AS predicate
+FROM pg_index AS i
+JOIN pg_class AS c ON c.oid = i.indrelid
+JOIN pg_namespace AS n ON n.oid = c.relnamespace
+WHERE n.nspname = current_schema()
+  AND c.relname = ANY($1::text[])
+  AND i.indisvalid
+  AND i.indexprs IS NULL
+"""
+
+
+def _normalized_predicate(text: str | None) -> str | None:
+    """'(status = \'failed\'::text)' and "status = 'failed'" compare equal."""
+    if text is None:
+        return None
+    return "".join(text.replace("::text", "").replace("(", "").replace(")", "").split()).lower()
+
+
+def missing_indexes(
+    existing: list[tuple[str, list[str], str | None]],
+    recommended: tuple[RecommendedIndex, ...] = RECOMMENDED_PAYMENT_INDEXES,
+) -> list[RecommendedIndex]:
+    """The recommended indexes no existing (table, key columns, predicate) index provides."""
+    missing: list[RecommendedIndex] = []
+    for rec in recommended:
+        wanted = _normalized_predicate(rec.where)
+        if not any(
+            table == rec.table
+            and tuple(columns[: len(rec.columns)]) == rec.columns
+            and _normalized_predicate(predicate) == wanted
+            for table, columns, predicate in existing
+        ):
+            missing.append(rec)
+    return missing
+
+
 class MigrationError(Exception):
     """A migration could not be applied; nothing of the run was kept."""
 
@@ -101,6 +219,8 @@ class MigrationStatus:
     payment_schema_applied: bool = False
     missing_payment_tables: list[str] = field(default_factory=list)
     missing_payment_columns: dict[str, list[str]] = field(default_factory=dict)
+    # Advice, not an error: the rules work without them, but slower as history grows.
+    missing_recommended_indexes: list[RecommendedIndex] = field(default_factory=list)
 
     @property
     def payment_tables_ok(self) -> bool:
@@ -225,7 +345,7 @@ async def migrate(
 
 
 async def status(conn: asyncpg.Connection, *, root: Path | None = None) -> MigrationStatus:
-    """Applied and pending migrations, and what the payment tables lack."""
+    """Applied and pending migrations, what the payment tables lack, indexes worth adding."""
     ledger = await _ledger(conn)
     result = MigrationStatus(applied=sorted(ledger))
     result.payment_schema_applied = any(s == PAYMENTS for s, _ in ledger)
@@ -251,4 +371,11 @@ async def status(conn: asyncpg.Connection, *, root: Path | None = None) -> Migra
         missing = [c for c in columns if c not in present[table]]
         if missing:
             result.missing_payment_columns[table] = missing
+    # Recommended indexes, on the payment tables that exist (a missing table is reported above).
+    tables = sorted({r.table for r in RECOMMENDED_PAYMENT_INDEXES} & set(present))
+    indexes = await conn.fetch(PAYMENT_INDEXES_SQL, tables)
+    existing = [(r["table_name"], list(r["columns"]), r["predicate"]) for r in indexes]
+    result.missing_recommended_indexes = [
+        r for r in missing_indexes(existing) if r.table in present
+    ]
     return result

@@ -7,11 +7,14 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from festmon_tui.models import BreakerState, BreakerStatus
 
 T = TypeVar("T")
+
+# A reachable server acknowledges a cancelled statement within milliseconds.
+_CANCEL_GRACE_S = 0.25
 
 MonotonicClock = Callable[[], float]
 WallClock = Callable[[], datetime]
@@ -93,14 +96,23 @@ class CircuitBreaker:
     async def call(self, operation: Callable[[], Awaitable[T]]) -> T:
         """Run `operation` under the breaker; cancel it after timeout_ms (a failure)."""
         epoch = self._admit()
-        timeout_s = self.config.timeout_ms / 1000
+        # Its own task, so the deadline holds even when the cancelled call cannot clean up:
+        # over a stalled network asyncpg waits for its cancel request before it can roll back
+        # (tests/reliability/test_faults.py, the stall test).
+        task = asyncio.ensure_future(operation())
         try:
-            async with asyncio.timeout(timeout_s):
-                result = await operation()
-        except TimeoutError as exc:
+            done, _ = await asyncio.wait((task,), timeout=self.config.timeout_ms / 1000)
+        except asyncio.CancelledError:
+            self._release(epoch)
+            await _abandon(task)
+            raise
+        if not done:
+            await _abandon(task)
             message = f"timed out after {self.config.timeout_ms} ms"
             self.record_failure(message, epoch)
-            raise CallTimedOut(message) from exc
+            raise CallTimedOut(message)
+        try:
+            result = task.result()
         except asyncio.CancelledError:
             self._release(epoch)
             raise
@@ -177,6 +189,18 @@ class CircuitBreaker:
     def _changed(self) -> None:
         if self._on_change is not None:
             self._on_change(self.status())
+
+
+async def _abandon(task: asyncio.Future[T]) -> None:
+    """Cancel a call and let it clean up for a moment, never longer; it ends on its own later."""
+    task.cancel()
+    await asyncio.wait((task,), timeout=_CANCEL_GRACE_S)
+    task.add_done_callback(_retrieve)
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # an error during cleanup is expected; do not log it as unretrieved
 
 
 def _describe(exc: BaseException) -> str:

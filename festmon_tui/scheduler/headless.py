@@ -18,6 +18,20 @@ log = logging.getLogger("festmon_tui.headless")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 
 
+class _OneLine(logging.Filter):
+    """asyncpg logs every failed reconnect of a pool with a traceback; during an outage that
+    floods the journal with what looks like a crash. Keep the line, with the error's text."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            record.msg = f"{record.getMessage()}: {type(error).__name__}: {error}"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
 def describe_run(run: JobRun) -> str:
     outcome = "skipped" if run.skipped else ("ok" if run.success else "FAILED")
     term = "" if run.term is None else f" term {run.term}"
@@ -46,6 +60,7 @@ async def _log_connection(service: PostgresMonitorService) -> None:
 async def run_headless(settings: Settings) -> int:
     """Run the scheduler until SIGTERM / SIGHUP / SIGINT, then release everything and return 0."""
     logging.getLogger("festmon_tui").setLevel(logging.INFO)
+    logging.getLogger("asyncpg.pool").addFilter(_OneLine())
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     received: list[str] = []

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from festmon_tui.db.errors import DatabaseRefused
 from festmon_tui.db.lease import LeaseFence, LeaseGrant, LeaseHolder
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,12 @@ class LeaderElector:
             self._failed(f"lease renewal timed out after {limit:.1f} s")
             return
         except Exception as exc:  # the database is away: keep trying until the deadline
-            self._failed(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            if isinstance(exc, DatabaseRefused) and error != self.last_error:
+                # Not an outage but a refusal (a login without monitoring_writer): without
+                # this line a headless scheduler would run for ever and never lead, silently.
+                log.warning("cannot take the scheduler lease: %s", error)
+            self._failed(error)
             return
         self.last_error = None
         if grant is None:

@@ -73,28 +73,32 @@ class Scheduler:
             self._jobs_task.cancel()
 
     async def _wait_jobs(self) -> None:
-        task = self._jobs_task
-        if task is None:
-            return
-        with suppress(asyncio.CancelledError, TimeoutError, Exception):
-            async with asyncio.timeout(_STOP_JOBS_S):
-                await asyncio.shield(task)
+        await _settle(self._jobs_task)
 
     async def stop(self) -> None:
-        """Stop the jobs, stop competing for the lease and give it back."""
+        """Stop the jobs, stop competing for the lease and give it back (bounded, ~1 s)."""
         self._cancel_jobs()
-        if self._elector_task is not None:
-            self._elector_task.cancel()
-            with suppress(asyncio.CancelledError, Exception):
-                await self._elector_task
-            self._elector_task = None
-        await self._wait_jobs()
+        elector, self._elector_task = self._elector_task, None
+        if elector is not None:
+            elector.cancel()
+        # Both at once, and never waiting for ever: over a stalled network a cancelled lease
+        # renewal cannot finish until its connection times out (tests/reliability).
+        await asyncio.gather(_settle(elector), self._wait_jobs())
         await self.elector.release()
         self._changed()
 
     def _changed(self) -> None:
         if self._on_change is not None:
             self._on_change()
+
+
+async def _settle(task: asyncio.Task[None] | None) -> None:
+    """Wait a moment for a cancelled task to finish, never longer."""
+    if task is None:
+        return
+    with suppress(asyncio.CancelledError, TimeoutError, Exception):
+        async with asyncio.timeout(_STOP_JOBS_S):
+            await asyncio.shield(task)
 
 
 def build_scheduler(

@@ -154,24 +154,22 @@ class PostgresMonitorService:
 
     async def stop(self) -> None:
         """Stop jobs, release the lease, close the listener and the pools (bounded, ~1.5 s)."""
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
         if self.scheduler is not None:
             await self.scheduler.stop()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with suppress(asyncio.CancelledError, Exception):
-                await task
-        self._tasks.clear()
         self.hub.close()
-        for pool in (self.pool, self._lease_pool):
-            if pool is None:
-                continue
-            try:
-                async with asyncio.timeout(0.5):
-                    await pool.close()
-            except (TimeoutError, Exception):
-                pool.terminate()
+        pools = [pool for pool in (self.pool, self._lease_pool) if pool is not None]
+        await asyncio.gather(*(_close(pool) for pool in pools))
         self.pool = self._lease_pool = None
+        # The pools are closed or terminated, so a task stuck on one of their connections (a
+        # refresh over a stalled network) ends now; the timeout is only a safety net.
+        if tasks:
+            await asyncio.wait(tasks, timeout=0.5)
+        for task in tasks:
+            if task.done() and not task.cancelled():
+                task.exception()  # a failure while stopping is expected, not news
 
     async def _supervise(self) -> None:
         backoff = BACKOFF_START_S
@@ -359,6 +357,15 @@ class PostgresMonitorService:
         if change is not None:
             self.hub.publish(change)
         self._refresh_now.set()
+
+
+async def _close(pool: asyncpg.Pool) -> None:
+    """Close gracefully if that is quick, else drop every connection."""
+    try:
+        async with asyncio.timeout(0.5):
+            await pool.close()
+    except (TimeoutError, Exception):
+        pool.terminate()
 
 
 def _implements_protocol(service: PostgresMonitorService) -> MonitorService:

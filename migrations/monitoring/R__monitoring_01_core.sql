@@ -246,6 +246,7 @@ $$;
 --   * first run: starts just before the first row (by time) within initial_lookback, or after
 --     the last row if none is (NULL lookback: all history); invisible ids just below the start
 --     become gaps, so a transaction open at that moment is not lost.
+--   * caught_up_at is set by the first run without backlog after (re)initialisation.
 --
 --   Callers must run at READ COMMITTED (the default).
 -- ---------------------------------------------------------------------------------------------
@@ -274,6 +275,7 @@ DECLARE
     v_new_last      bigint;
     v_safe          bigint;
     v_gaps          int8multirange;
+    v_seen          int8multirange;
     v_runs          jsonb;
     v_count         integer;
     v_batch         integer;
@@ -308,6 +310,8 @@ BEGIN
         v_wm.pending_gaps := '{}';
         v_wm.pending_runs := '[]';
         v_wm.initialized_at := now();
+        v_wm.caught_up_at := NULL;
+        v_wm.max_row_time := NULL;
         IF v_settings.initial_lookback IS NULL THEN
             v_wm.last_log_id := 0;
             v_wm.safe_log_id := 0;
@@ -360,6 +364,7 @@ BEGIN
             SELECT t.%1$I AS id
               FROM unnest($1::int8multirange) AS g (r)
               JOIN %2$I AS t ON t.%1$I >= lower(g.r) AND t.%1$I < upper(g.r)
+             WHERE %3$s
         ), fresh AS (
             SELECT t.%1$I AS id
               FROM %2$I AS t
@@ -373,7 +378,10 @@ BEGIN
                pg_snapshot_xmax(snap.s)::text::bigint,
                snap.s::text
           FROM snap
-        $sql$, v_id_col, p_source)
+        $sql$, v_id_col, p_source,
+        -- no gaps (the usual case): a constant-false branch, so the planner does not estimate
+        -- an empty multirange as 100 ranges of rows
+        CASE WHEN isempty(v_wm.pending_gaps) THEN 'false' ELSE 'true' END)
        INTO v_late, v_fresh, v_xmin, v_xmax, v_snapshot
       USING v_wm.pending_gaps, v_wm.last_log_id, v_batch + 1;
 
@@ -386,12 +394,24 @@ BEGIN
     v_new_last := greatest(v_wm.last_log_id, v_fresh[cardinality(v_fresh)]);
 
     -- Gaps: the old ones not filled yet, plus every id up to the new last one not seen now.
+    -- Fresh ids without holes (the usual case) are one range; otherwise runs of consecutive ids
+    -- become one range each (no per-id range for a batch of 20 000).
+    IF cardinality(v_fresh) = 0 THEN
+        v_seen := '{}';
+    ELSIF v_fresh[cardinality(v_fresh)] - v_fresh[1] + 1 = cardinality(v_fresh) THEN
+        v_seen := int8multirange(int8range(v_fresh[1], v_fresh[cardinality(v_fresh)] + 1));
+    ELSE
+        SELECT range_agg(int8range(run_first, run_last + 1))
+          INTO v_seen
+          FROM (SELECT min(x) AS run_first, max(x) AS run_last
+                  FROM (SELECT x, x - row_number() OVER (ORDER BY x) AS run
+                          FROM unnest(v_fresh) AS x) AS numbered
+                 GROUP BY run) AS runs;
+    END IF;
     SELECT (v_wm.pending_gaps
                - coalesce((SELECT range_agg(int8range(x, x + 1)) FROM unnest(v_late) AS x),
                           '{}'::int8multirange))
-           + (int8multirange(int8range(v_wm.last_log_id + 1, v_new_last + 1))
-               - coalesce((SELECT range_agg(int8range(x, x + 1)) FROM unnest(v_fresh) AS x),
-                          '{}'::int8multirange))
+           + (int8multirange(int8range(v_wm.last_log_id + 1, v_new_last + 1)) - v_seen)
       INTO v_gaps;
 
     -- Safe horizon: the newest recorded run whose snapshot xmax is now below xmin.
@@ -427,6 +447,9 @@ BEGIN
            total_examined = total_examined + v_count,
            last_snapshot = v_snapshot,
            initialized_at = v_wm.initialized_at,
+           caught_up_at = CASE WHEN monitoring_claim_rows.backlog THEN v_wm.caught_up_at
+                               ELSE coalesce(v_wm.caught_up_at, now()) END,
+           max_row_time = v_wm.max_row_time,
            updated_at = now()
      WHERE detector_name = p_detector;
 END;

@@ -52,20 +52,37 @@ CREATE OR REPLACE TRIGGER trigger_create_alert_for_critical_event
 
 
 -- ---------------------------------------------------------------------------------------------
--- NOTIFY festmon_events on every insert and status change, delivered at commit. Payload (small
--- on purpose; a dashboard fetches the row): {"event_id", "event_type", "severity", "status",
--- "op": "INSERT" | "UPDATE"}.
+-- NOTIFY festmon_events on every insert, status change, and repeat of an active event,
+-- delivered at commit. Payload (small on purpose, well under the 8000-byte limit; a dashboard
+-- fetches the row): {"event_id", "event_type", "severity", "status", "op"} with op
+--   "INSERT"  a new event;
+--   "UPDATE"  its status changed (lifecycle action);
+--   "repeat"  an active event was seen again (occurrence_count changed, status unchanged; the
+--             severity may have risen), plus "occurrence_count";
+--   "note"    an operator added a note (sent by add_monitoring_event_note(), not a trigger).
 -- ---------------------------------------------------------------------------------------------
 CREATE OR REPLACE FUNCTION monitoring_events_notify()
 RETURNS trigger
 LANGUAGE plpgsql AS $$
+DECLARE
+    v_op text := coalesce(TG_ARGV[0], TG_OP);
 BEGIN
-    PERFORM pg_notify('festmon_events', json_build_object(
-        'event_id', NEW.event_id,
-        'event_type', NEW.event_type,
-        'severity', NEW.severity,
-        'status', NEW.status,
-        'op', TG_OP)::text);
+    IF v_op = 'repeat' THEN
+        PERFORM pg_notify('festmon_events', json_build_object(
+            'event_id', NEW.event_id,
+            'event_type', NEW.event_type,
+            'severity', NEW.severity,
+            'status', NEW.status,
+            'op', v_op,
+            'occurrence_count', NEW.occurrence_count)::text);
+    ELSE
+        PERFORM pg_notify('festmon_events', json_build_object(
+            'event_id', NEW.event_id,
+            'event_type', NEW.event_type,
+            'severity', NEW.severity,
+            'status', NEW.status,
+            'op', v_op)::text);
+    END IF;
     RETURN NULL;
 END;
 $$;
@@ -78,6 +95,15 @@ CREATE OR REPLACE TRIGGER trigger_monitoring_events_notify_status
     AFTER UPDATE OF status ON monitoring_events
     FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status)
     EXECUTE FUNCTION monitoring_events_notify();
+
+-- A repeat of an active problem (monitoring_upsert_events: occurrence_count + n, status kept).
+-- A status change is notified by the trigger above, never twice.
+CREATE OR REPLACE TRIGGER trigger_monitoring_events_notify_repeat
+    AFTER UPDATE OF occurrence_count ON monitoring_events
+    FOR EACH ROW WHEN (OLD.occurrence_count IS DISTINCT FROM NEW.occurrence_count
+                       AND OLD.status IS NOT DISTINCT FROM NEW.status
+                       AND NEW.status IN ('OPEN', 'INVESTIGATING'))
+    EXECUTE FUNCTION monitoring_events_notify('repeat');
 
 
 -- ---------------------------------------------------------------------------------------------

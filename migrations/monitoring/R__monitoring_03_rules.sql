@@ -99,10 +99,10 @@ BEGIN
                        'detection_time', now(),
                        'requires_immediate_investigation', true,
                        'unknown_card', c.id IS NULL)) AS d
-          FROM unnest(v_claim.new_ids) AS n (id)
-          JOIN app_transaction_log AS l ON l.log_id = n.id
+          FROM app_transaction_log AS l
           LEFT JOIN table_cards AS c ON c.id = l.card_id
-         WHERE l.status = 'failed'
+         WHERE l.log_id = ANY (v_claim.new_ids)
+           AND l.status = 'failed'
            AND l.previous_balance IS NOT NULL
            AND l.new_balance IS NOT NULL
            AND l.new_balance <> l.previous_balance
@@ -147,20 +147,24 @@ BEGIN
 
     WITH new_failures AS (
         SELECT l.log_id, l.card_id, l."timestamp" AS ts
-          FROM unnest(v_claim.new_ids) AS n (id)
-          JOIN app_transaction_log AS l ON l.log_id = n.id
-         WHERE l.status = 'failed' AND l."timestamp" IS NOT NULL
+          FROM app_transaction_log AS l
+         WHERE l.log_id = ANY (v_claim.new_ids)
+           AND l.status = 'failed' AND l."timestamp" IS NOT NULL
     ), spans AS (
         SELECT card_id, min(ts) - v_window AS lo, max(ts) + v_window AS hi
           FROM new_failures
          GROUP BY card_id
     ), failures AS MATERIALIZED (
-        SELECT l.log_id, l.transaction_id, l.card_id, l."timestamp" AS ts, l.amount_involved,
-               EXISTS (SELECT 1 FROM new_failures nf WHERE nf.log_id = l.log_id) AS is_new
+        -- the card's failed rows around its new failures (index on card_id, "timestamp")
+        SELECT l.log_id, l.transaction_id, l.card_id, l.ts, l.amount_involved,
+               l.log_id IN (SELECT nf.log_id FROM new_failures AS nf) AS is_new
           FROM spans
-          JOIN app_transaction_log AS l
-            ON l.card_id = spans.card_id AND l."timestamp" BETWEEN spans.lo AND spans.hi
-         WHERE l.status = 'failed'
+          CROSS JOIN LATERAL (
+              SELECT x.log_id, x.transaction_id, x.card_id, x."timestamp" AS ts, x.amount_involved
+                FROM app_transaction_log AS x
+               WHERE x.card_id = spans.card_id
+                 AND x."timestamp" >= spans.lo AND x."timestamp" <= spans.hi
+                 AND x.status = 'failed') AS l
     ), ending AS (
         -- failures in the window that ends at this row
         SELECT f.*,
@@ -235,59 +239,110 @@ $$;
 -- ---------------------------------------------------------------------------------------------
 -- system_failure_spike (transaction_failure, MEDIUM 0.8; HIGH above the high rate), incremental.
 -- For every window of failure_spike_window that ends at a new row's timestamp: more than
--- failure_spike_min_transactions rows and failed / all > failure_spike_rate_percent. Windows
--- ending at new rows make a spike during monitor downtime visible on catch-up. Cost: the
--- rows within one window of the new rows (islands of new timestamps), not the history.
+-- failure_spike_min_transactions rows and failed / all > failure_spike_rate_percent (window
+-- [t - window, t], both ends included). Windows ending at new rows make a spike during monitor
+-- downtime visible on catch-up.
+-- Examines up to 10 x detection_batch_size new rows per run (the rest is backlog).
+-- How (cost: the new rows, the failed rows near them, and the rows within one window of the
+-- new rows that have a failure in their window; never the history):
+--   1. the failed rows in [first new time - window, last new time] (index on the failed rows);
+--   2. a window with no failed row is no spike: only the new times with a failed row within
+--      one window before them are candidates (one sorted pass over both lists);
+--   3. candidates less than a window apart form islands; each island's rows are read once
+--      through the time index and merged, in time order, with two markers per candidate (its
+--      window start, sorted before rows of the same instant, and its window end, after them);
+--      running counts at the markers give every window's total and failed rows by difference.
 -- event_data (the worst window): {total_transactions, failed_transactions,
 --   failure_rate_percent, threshold_percent, high_threshold_percent, min_transactions,
---   time_window_minutes, window_start, window_end}
+--   time_window_minutes, window_start, window_end, spike_windows_seen}
 -- ---------------------------------------------------------------------------------------------
 CREATE OR REPLACE FUNCTION monitoring_rule_system_failure_spike()
 RETURNS jsonb
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+SET work_mem = '64MB' AS $$
 DECLARE
     v_settings    monitoring_settings;
     v_claim       record;
     v_window      interval;
+    v_mirror      text[];
     v_detections  jsonb;
 BEGIN
     v_settings := monitoring_settings_get();
     v_window := v_settings.failure_spike_window;
+    v_mirror := v_settings.mirror_edge_function_names;
 
+    -- Ten batches' worth per run: the per-row cost is one primary-key read, while each run
+    -- also reads the window before its rows once, so larger batches catch up faster.
     SELECT * INTO v_claim
-      FROM monitoring_claim_rows('system_failure_spike', 'app_transaction_log');
+      FROM monitoring_claim_rows('system_failure_spike', 'app_transaction_log',
+                                 v_settings.detection_batch_size * 10);
 
-    WITH new_times AS (
+    WITH new_times AS MATERIALIZED (
         SELECT DISTINCT l."timestamp" AS ts
-          FROM unnest(v_claim.new_ids) AS n (id)
-          JOIN app_transaction_log AS l ON l.log_id = n.id
-         WHERE l."timestamp" IS NOT NULL
-           AND coalesce(l.edge_function_name, '') <> ALL (v_settings.mirror_edge_function_names)
-    ), islands AS (
-        SELECT ts, sum(starts) OVER (ORDER BY ts) AS island
-          FROM (SELECT ts,
-                       CASE WHEN ts - lag(ts) OVER (ORDER BY ts) <= v_window THEN 0 ELSE 1 END
+          FROM app_transaction_log AS l
+         WHERE l.log_id = ANY (v_claim.new_ids)
+           AND l."timestamp" IS NOT NULL
+           AND coalesce(l.edge_function_name, '') <> ALL (v_mirror)
+    ), failures AS MATERIALIZED (
+        SELECT f."timestamp" AS ts
+          FROM (SELECT min(ts) AS lo, max(ts) AS hi FROM new_times) AS b
+          CROSS JOIN LATERAL (
+              SELECT l."timestamp"
+                FROM app_transaction_log AS l
+               WHERE l.status = 'failed'
+                 AND l."timestamp" >= b.lo - v_window AND l."timestamp" <= b.hi
+                 AND coalesce(l.edge_function_name, '') <> ALL (v_mirror)) AS f
+    ), candidates AS (
+        SELECT m.ts
+          FROM (SELECT u.ts, u.is_new,
+                       max(u.ts) FILTER (WHERE NOT u.is_new)
+                           OVER (ORDER BY u.ts, u.is_new ROWS UNBOUNDED PRECEDING) AS last_failure
+                  FROM (SELECT ts, true AS is_new FROM new_times
+                        UNION ALL
+                        SELECT ts, false FROM failures) AS u) AS m
+         WHERE m.is_new AND m.ts - m.last_failure <= v_window
+    ), islands AS MATERIALIZED (
+        SELECT t.ts, sum(t.starts) OVER (ORDER BY t.ts) AS island
+          FROM (SELECT c.ts,
+                       CASE WHEN c.ts - lag(c.ts) OVER (ORDER BY c.ts) <= v_window THEN 0 ELSE 1 END
                            AS starts
-                  FROM new_times) AS t
+                  FROM candidates AS c) AS t
     ), ranges AS (
-        SELECT min(ts) - v_window AS lo, max(ts) AS hi FROM islands GROUP BY island
-    ), source AS (
-        SELECT l."timestamp" AS ts, l.status
-          FROM ranges
-          JOIN app_transaction_log AS l ON l."timestamp" BETWEEN ranges.lo AND ranges.hi
-         WHERE coalesce(l.edge_function_name, '') <> ALL (v_settings.mirror_edge_function_names)
+        SELECT i.island, min(i.ts) - v_window AS lo, max(i.ts) AS hi
+          FROM islands AS i
+         GROUP BY i.island
+    ), stream AS (
+        SELECT r.island, l."timestamp" AS ts, 1 AS ord, 1 AS n,
+               CASE WHEN l.status = 'failed' THEN 1 ELSE 0 END AS f, NULL::timestamptz AS window_end
+          FROM ranges AS r
+          CROSS JOIN LATERAL (
+              SELECT x."timestamp", x.status
+                FROM app_transaction_log AS x
+               WHERE x."timestamp" >= r.lo AND x."timestamp" <= r.hi
+                 AND coalesce(x.edge_function_name, '') <> ALL (v_mirror)) AS l
+        UNION ALL
+        SELECT i.island, i.ts - v_window, 0, 0, 0, i.ts FROM islands AS i
+        UNION ALL
+        SELECT i.island, i.ts, 2, 0, 0, i.ts FROM islands AS i
+    ), running AS MATERIALIZED (
+        SELECT st.island, st.ord, st.window_end,
+               sum(st.n) OVER w AS total_upto,
+               sum(st.f) OVER w AS failed_upto
+          FROM stream AS st
+        WINDOW w AS (PARTITION BY st.island ORDER BY st.ts, st.ord ROWS UNBOUNDED PRECEDING)
     ), windows AS (
-        SELECT DISTINCT ts,
-               count(*) OVER w AS total,
-               count(*) FILTER (WHERE status = 'failed') OVER w AS failed
-          FROM source
-        WINDOW w AS (ORDER BY ts RANGE BETWEEN v_window PRECEDING AND CURRENT ROW)
+        SELECT e.window_end AS ts,
+               e.total_upto - s.total_upto AS total,
+               e.failed_upto - s.failed_upto AS failed
+          FROM running AS e
+          JOIN running AS s
+            ON s.island = e.island AND s.window_end = e.window_end AND s.ord = 0
+         WHERE e.ord = 2
     ), spikes AS (
         SELECT w.ts, w.total, w.failed, round(100.0 * w.failed / w.total, 2) AS rate,
                count(*) OVER () AS spike_windows
           FROM windows AS w
-         WHERE w.ts IN (SELECT ts FROM new_times)
-           AND w.total > v_settings.failure_spike_min_transactions
+         WHERE w.total > v_settings.failure_spike_min_transactions
            AND 100.0 * w.failed / w.total > v_settings.failure_spike_rate_percent
          ORDER BY 100.0 * w.failed / w.total DESC, w.ts DESC
          LIMIT 1
@@ -346,7 +401,8 @@ CREATE OR REPLACE FUNCTION monitoring_fold_card_ledger(
     OUT late_count     integer
 )
 LANGUAGE plpgsql
-SET work_mem = '64MB' AS $$
+SET work_mem = '64MB'
+SET jit = off AS $$
 DECLARE
     v_settings      monitoring_settings;
     v_config        jsonb;
@@ -375,7 +431,7 @@ BEGIN
         UPDATE monitoring_detector_watermarks
            SET last_log_id = 0, safe_log_id = 0, pending_gaps = '{}', pending_runs = '[]',
                total_examined = 0, state_config = v_config, initialized_at = now(),
-               updated_at = now()
+               caught_up_at = NULL, updated_at = now()
          WHERE detector_name = 'card_ledger';
     END IF;
 
@@ -390,8 +446,8 @@ BEGIN
                l.amount_involved, l.transaction_type, l."timestamp",
                coalesce(l.edge_function_name, '') <> ALL (v_settings.mirror_edge_function_names)
                    AS counted
-          FROM unnest(v_claim.new_ids) AS n (id)
-          JOIN app_transaction_log AS l ON l.log_id = n.id
+          FROM app_transaction_log AS l
+         WHERE l.log_id = ANY (v_claim.new_ids)
     ), summary AS (
         SELECT card_id,
                count(*) AS completed_rows,
@@ -479,9 +535,13 @@ $$;
 -- card ledger plus the log rows not folded yet (committed since the fold, or beyond its batch).
 -- That statement has a single snapshot, so a payment committing meanwhile is seen on both
 -- sides (card balance and log row) or on neither: no false alarm. Cost: cards + new rows.
--- While the ledger is still being built (fold backlog), a sweep compares nothing and says so
--- ("skipped", success true, backlog true): comparing every card would mean reading the whole
--- unfolded log; the incremental mode stays exact (it reads the unfolded rows of its cards).
+-- While the ledger is first being built (its watermark has not caught up since it was
+-- (re)initialised: caught_up_at IS NULL), neither mode compares anything and both say so
+-- ("skipped", success true, backlog true): comparing would mean reading the whole unfolded
+-- log. The run that completes the build compares EVERY card, whatever the mode, so nothing
+-- touched during the build is left unchecked. Later backlogs (a monitor that was down) keep
+-- the incremental mode exact: it reads the unfolded rows of its cards (index on card_id,
+-- log_id); the sweep waits for the fold to catch up.
 -- event_data: {actual_balance, expected_balance, discrepancy, absolute_discrepancy,
 --   expected_source ('last_balance_row' | 'signed_sum'), transaction_count,
 --   last_transaction, last_balance_log_id, last_balance_transaction_id, evidence_key}
@@ -492,9 +552,12 @@ RETURNS jsonb
 LANGUAGE plpgsql
 SET work_mem = '128MB' AS $$
 DECLARE
-    v_settings    monitoring_settings;
-    v_fold        record;
-    v_cards       text[];
+    v_settings      monitoring_settings;
+    v_fold          record;
+    v_built_before  boolean;
+    v_built         boolean;
+    v_completed     boolean;
+    v_cards         text[];
     v_last        bigint;
     v_gaps        int8multirange;
     v_examined    integer;
@@ -506,19 +569,28 @@ BEGIN
     v_settings := monitoring_settings_get();
     PERFORM pg_advisory_xact_lock(1718969198, 4);
 
+    SELECT caught_up_at IS NOT NULL INTO v_built_before
+      FROM monitoring_detector_watermarks
+     WHERE detector_name = 'card_ledger';
     SELECT * INTO v_fold FROM monitoring_fold_card_ledger();
+    SELECT caught_up_at IS NOT NULL INTO v_built
+      FROM monitoring_detector_watermarks
+     WHERE detector_name = 'card_ledger';
+    v_completed := v_built AND (v_fold.rebuilt OR NOT coalesce(v_built_before, false));
+
+    IF NOT v_built OR (p_mode = 'sweep' AND v_fold.backlog) THEN
+        RETURN monitoring_rule_result(NULL, v_fold.rows_folded, v_fold.late_count, true)
+            || jsonb_build_object('cards_checked', 0, 'ledger_rebuilt', v_fold.rebuilt,
+                                  'skipped', CASE WHEN v_built
+                                                  THEN 'card ledger is catching up with the log'
+                                                  ELSE 'card ledger is still being built from the log' END);
+    END IF;
     v_cards := v_fold.touched_cards;
-    IF p_mode = 'incremental' AND v_cards IS NOT NULL AND cardinality(v_cards) = 0 THEN
+    IF p_mode = 'sweep' OR v_completed THEN
+        v_cards := NULL;
+    ELSIF cardinality(v_cards) = 0 THEN
         RETURN monitoring_rule_result(NULL, v_fold.rows_folded, v_fold.late_count, v_fold.backlog)
             || jsonb_build_object('cards_checked', 0, 'ledger_rebuilt', v_fold.rebuilt);
-    END IF;
-    IF p_mode = 'sweep' THEN
-        IF v_fold.backlog THEN
-            RETURN monitoring_rule_result(NULL, v_fold.rows_folded, v_fold.late_count, true)
-                || jsonb_build_object('cards_checked', 0, 'ledger_rebuilt', v_fold.rebuilt,
-                                      'skipped', 'card ledger is still being built from the log');
-        END IF;
-        v_cards := NULL;
     END IF;
 
     -- Where the fold stopped (our own, locked, watermark row): passed as values so that the
@@ -532,10 +604,7 @@ BEGIN
             SELECT l.*
               FROM app_transaction_log AS l
              WHERE l.log_id > $8
-            UNION ALL
-            SELECT l.*
-              FROM unnest($9::int8multirange) AS g (r)
-              JOIN app_transaction_log AS l ON l.log_id >= lower(g.r) AND l.log_id < upper(g.r)
+            %4$s
         ), unfolded_counted AS (
             SELECT *
               FROM unfolded AS l
@@ -628,7 +697,16 @@ BEGIN
         $sql$,
         CASE WHEN v_cards IS NULL THEN '' ELSE 'AND l.card_id = ANY ($4)' END,
         CASE WHEN v_cards IS NULL THEN '' ELSE 'AND m.card_id = ANY ($4)' END,
-        CASE WHEN v_cards IS NULL THEN '' ELSE 'AND c.id = ANY ($4)' END)
+        CASE WHEN v_cards IS NULL THEN '' ELSE 'AND c.id = ANY ($4)' END,
+        -- the late rows' branch only when there are gaps: an empty multirange would still be
+        -- estimated at 100 ranges of rows, and the planner would hash every card of the
+        -- ledger instead of the few unfolded rows
+        CASE WHEN isempty(v_gaps) THEN '' ELSE $b$
+            UNION ALL
+            SELECT l.*
+              FROM unnest($9::int8multirange) AS g (r)
+              JOIN app_transaction_log AS l ON l.log_id >= lower(g.r) AND l.log_id < upper(g.r)
+            $b$ END)
        INTO v_examined, v_detections
       USING v_settings.credit_transaction_types, v_settings.debit_transaction_types,
             v_settings.mirror_edge_function_names, v_cards, p_mode,
@@ -638,7 +716,9 @@ BEGIN
     RETURN monitoring_rule_result(
         monitoring_upsert_events('balance_mismatch_detection', v_detections),
         v_fold.rows_folded, v_fold.late_count, v_fold.backlog)
-        || jsonb_build_object('cards_checked', v_examined, 'ledger_rebuilt', v_fold.rebuilt);
+        || jsonb_build_object('cards_checked', v_examined, 'ledger_rebuilt', v_fold.rebuilt)
+        || CASE WHEN v_completed THEN jsonb_build_object('ledger_completed', true)
+                ELSE '{}'::jsonb END;
 END;
 $$;
 
@@ -674,8 +754,8 @@ BEGIN
         v_backlog := v_claim.backlog;
         SELECT coalesce(array_agg(DISTINCT l.card_id), '{}')
           INTO v_cards
-          FROM unnest(v_claim.new_ids) AS n (id)
-          JOIN app_transaction_log AS l ON l.log_id = n.id;
+          FROM app_transaction_log AS l
+         WHERE l.log_id = ANY (v_claim.new_ids);
     END IF;
 
     SELECT count(*)::integer,
@@ -722,8 +802,9 @@ $$;
 -- or whose change (new - previous) disagrees with its amount and type ('amount_mismatch':
 -- +amount for credit types, -amount for debit types; other types are not judged on amount).
 -- A card's first balance-carrying row has no predecessor: a pre-existing balance is fine.
--- New rows and the next row after each of them are judged (a late row changes its
--- successor's predecessor).
+-- New rows, and the next row after each late row, are judged (a late row changes its
+-- successor's predecessor). Cost: one index step per new row on (card_id, log_id) (two for a
+-- late row), whatever the length of the card's history.
 -- event_data: {log_id, transaction_id, transaction_type, transaction_timestamp,
 --   amount_involved, previous_balance, new_balance, break_kinds [..], preceding_log_id,
 --   preceding_transaction_id, preceding_new_balance, chain_gap, actual_change,
@@ -735,45 +816,66 @@ LANGUAGE plpgsql AS $$
 DECLARE
     v_settings    monitoring_settings;
     v_claim       record;
+    v_mirror      text[];
     v_detections  jsonb;
 BEGIN
     v_settings := monitoring_settings_get();
+    v_mirror := v_settings.mirror_edge_function_names;
 
     SELECT * INTO v_claim
       FROM monitoring_claim_rows('balance_chain_break', 'app_transaction_log');
 
-    WITH new_rows AS (
-        SELECT l.log_id, l.card_id
-          FROM unnest(v_claim.new_ids) AS n (id)
-          JOIN app_transaction_log AS l ON l.log_id = n.id
-         WHERE l.status = 'completed'
+    WITH new_rows AS MATERIALIZED (
+        SELECT l.*
+          FROM app_transaction_log AS l
+         WHERE l.log_id = ANY (v_claim.new_ids)
+           AND l.status = 'completed'
            AND l.new_balance IS NOT NULL
-           AND coalesce(l.edge_function_name, '') <> ALL (v_settings.mirror_edge_function_names)
-    ), chain AS (
-        -- each touched card's balance-carrying completed rows, read once, with their predecessor
-        SELECT l.*,
-               lag(l.log_id) OVER w AS prev_log_id,
-               lag(l.transaction_id) OVER w AS prev_transaction_id,
-               lag(l.new_balance) OVER w AS prev_new_balance
-          FROM (SELECT DISTINCT card_id FROM new_rows) AS cards
-          JOIN app_transaction_log AS l ON l.card_id = cards.card_id
-         WHERE l.status = 'completed'
-           AND l.new_balance IS NOT NULL
-           AND coalesce(l.edge_function_name, '') <> ALL (v_settings.mirror_edge_function_names)
-        WINDOW w AS (PARTITION BY l.card_id ORDER BY l.log_id)
+           AND coalesce(l.edge_function_name, '') <> ALL (v_mirror)
+    ), pairs AS (
+        -- each new row with its predecessor: the card's previous completed balance-carrying row
+        -- in ledger (log_id) order, one backward step on the (card_id, log_id) index
+        SELECT n.*, p.log_id AS prev_log_id, p.transaction_id AS prev_transaction_id,
+               p.new_balance AS prev_new_balance
+          FROM new_rows AS n
+          LEFT JOIN LATERAL (
+              SELECT l.log_id, l.transaction_id, l.new_balance
+                FROM app_transaction_log AS l
+               WHERE l.card_id = n.card_id
+                 AND l.log_id < n.log_id
+                 AND l.status = 'completed'
+                 AND l.new_balance IS NOT NULL
+                 AND coalesce(l.edge_function_name, '') <> ALL (v_mirror)
+               ORDER BY l.log_id DESC
+               LIMIT 1) AS p ON true
+        UNION ALL
+        -- the row that follows a late row has that row as its predecessor now; a successor
+        -- that is new itself is judged above. Only late rows (ids from the watermark's gaps,
+        -- first in new_ids) can be followed by a row examined before: any row after a fresh
+        -- row is fresh too, or beyond this batch, and will be judged with its own predecessor.
+        SELECT s.*, n.log_id, n.transaction_id, n.new_balance
+          FROM new_rows AS n
+          CROSS JOIN LATERAL (
+              SELECT l.*
+                FROM app_transaction_log AS l
+               WHERE l.card_id = n.card_id
+                 AND l.log_id > n.log_id
+                 AND l.status = 'completed'
+                 AND l.new_balance IS NOT NULL
+                 AND coalesce(l.edge_function_name, '') <> ALL (v_mirror)
+               ORDER BY l.log_id
+               LIMIT 1) AS s
+         WHERE n.log_id = ANY (v_claim.new_ids[1:v_claim.late_count])
+           AND s.log_id NOT IN (SELECT x.log_id FROM new_rows AS x)
     ), judged AS (
-        -- the new rows, and the rows that follow a new row (a late row changes its successor's
-        -- predecessor)
         SELECT c.*,
                c.new_balance - c.previous_balance AS actual_change,
                CASE WHEN c.transaction_type = ANY (v_settings.credit_transaction_types)
                         THEN c.amount_involved
                     WHEN c.transaction_type = ANY (v_settings.debit_transaction_types)
                         THEN -c.amount_involved END AS expected_change
-          FROM chain AS c
+          FROM pairs AS c
          WHERE c.previous_balance IS NOT NULL
-           AND (c.log_id IN (SELECT log_id FROM new_rows)
-                OR c.prev_log_id IN (SELECT log_id FROM new_rows))
     ), breaks AS (
         SELECT j.*,
                (j.prev_log_id IS NOT NULL AND j.previous_balance <> j.prev_new_balance) AS chain_gap,
@@ -831,7 +933,11 @@ $$;
 -- in settings.duplicate_nfc_ignored_statuses, default 'duplicate' = already stopped by the
 -- debouncer) less than duplicate_nfc_window apart. Pairwise: a third scan far away does not
 -- hide a close pair. Each new scan is paired with its neighbours on both sides; each pair is
--- counted once. One active event per card; every new pair adds an occurrence.
+-- counted once. One active event per card; every new pair adds an occurrence. The neighbour
+-- search is bounded by the window (index on card_id_scanned, scan_timestamp, scan_log_id): a
+-- scan whose nearest neighbour is further away costs one index step and no table read. The
+-- forward search is skipped for a new scan later than every scan examined before (watermark
+-- max_row_time): the usual case.
 -- event_data: {scan_count, scan_ids [..], scan_timestamps [..], time_span_seconds,
 --   threshold_seconds, pair_count, min_gap_seconds, pairs [{first_scan_id, second_scan_id,
 --   first_scan_timestamp, second_scan_timestamp, gap_seconds, statuses, devices}]}
@@ -845,6 +951,8 @@ DECLARE
     v_window      interval;
     v_ignored     text[];
     v_limit       integer;
+    v_prev_max    timestamptz;
+    v_new_max     timestamptz;
     v_detections  jsonb;
 BEGIN
     v_settings := monitoring_settings_get();
@@ -854,12 +962,15 @@ BEGIN
 
     SELECT * INTO v_claim
       FROM monitoring_claim_rows('temporal_duplicate_detection', 'nfc_scan_log');
+    SELECT max_row_time INTO v_prev_max
+      FROM monitoring_detector_watermarks
+     WHERE detector_name = 'temporal_duplicate_detection';
 
-    WITH new_scans AS (
+    WITH new_scans AS MATERIALIZED (
         SELECT s.scan_log_id AS id, s.card_id_scanned AS card, s.scan_timestamp AS ts
-          FROM unnest(v_claim.new_ids) AS n (id)
-          JOIN nfc_scan_log AS s ON s.scan_log_id = n.id
-         WHERE s.card_id_scanned IS NOT NULL
+          FROM nfc_scan_log AS s
+         WHERE s.scan_log_id = ANY (v_claim.new_ids)
+           AND s.card_id_scanned IS NOT NULL
            AND s.scan_timestamp IS NOT NULL
            AND coalesce(s.scan_status, '') <> ALL (v_ignored)
     ), pairs AS (
@@ -869,7 +980,7 @@ BEGIN
               SELECT s.scan_log_id AS id, s.scan_timestamp AS ts
                 FROM nfc_scan_log AS s
                WHERE s.card_id_scanned = n.card
-                 AND s.scan_timestamp IS NOT NULL
+                 AND s.scan_timestamp > n.ts - v_window
                  AND (s.scan_timestamp, s.scan_log_id) < (n.ts, n.id)
                  AND coalesce(s.scan_status, '') <> ALL (v_ignored)
                ORDER BY s.scan_timestamp DESC, s.scan_log_id DESC
@@ -882,12 +993,15 @@ BEGIN
               SELECT s.scan_log_id AS id, s.scan_timestamp AS ts
                 FROM nfc_scan_log AS s
                WHERE s.card_id_scanned = n.card
-                 AND s.scan_timestamp IS NOT NULL
+                 AND s.scan_timestamp < n.ts + v_window
                  AND (s.scan_timestamp, s.scan_log_id) > (n.ts, n.id)
                  AND coalesce(s.scan_status, '') <> ALL (v_ignored)
                ORDER BY s.scan_timestamp, s.scan_log_id
                LIMIT 1) AS q
          WHERE q.ts - n.ts < v_window
+           -- a scan examined before can only follow a new scan that is not later than all
+           -- of them (watermark max_row_time); later pairs are found from the later scan
+           AND (v_prev_max IS NULL OR n.ts <= v_prev_max)
     ), detail AS (
         SELECT a.card_id_scanned AS card,
                a.scan_log_id AS first_id, b.scan_log_id AS second_id,
@@ -947,10 +1061,17 @@ BEGIN
                    'detection_time', now(),
                    'pattern_type', 'temporal_duplicates',
                    'potential_user_error', true))
-               ORDER BY c.card), '[]'::jsonb)
-      INTO v_detections
+               ORDER BY c.card), '[]'::jsonb),
+           (SELECT max(ts) FROM new_scans)
+      INTO v_detections, v_new_max
       FROM per_card AS c
       JOIN per_card_scans AS s ON s.card = c.card;
+
+    IF v_new_max > v_prev_max OR (v_prev_max IS NULL AND v_new_max IS NOT NULL) THEN
+        UPDATE monitoring_detector_watermarks
+           SET max_row_time = v_new_max
+         WHERE detector_name = 'temporal_duplicate_detection';
+    END IF;
 
     RETURN monitoring_rule_result(
         monitoring_upsert_events('temporal_duplicate_detection', v_detections),
@@ -965,6 +1086,10 @@ $$;
 -- race_window apart (sliding: .999 and the next second's .001 are 2 ms apart), unless both
 -- carry the same client_request_id (a retry of one request). Neighbours on both sides of each
 -- new row; each pair counted once; one active event per card, every new pair an occurrence.
+-- The neighbour search is bounded by the window (index on card_id, "timestamp", log_id): the
+-- nearest non-failed row only matters if it is closer than race_window, so a row without a
+-- close neighbour costs one index step and no table read. The forward search is skipped for
+-- a new row later than every row examined before (watermark max_row_time): the usual case.
 -- event_data: {concurrent_count, transaction_ids [..], log_ids [..], timestamps [..],
 --   transaction_types [..], statuses [..], amounts [..], time_span_seconds, threshold_seconds,
 --   pair_count, min_gap_seconds, pairs [{first_log_id, second_log_id, first_transaction_id,
@@ -979,6 +1104,8 @@ DECLARE
     v_window      interval;
     v_mirror      text[];
     v_limit       integer;
+    v_prev_max    timestamptz;
+    v_new_max     timestamptz;
     v_detections  jsonb;
 BEGIN
     v_settings := monitoring_settings_get();
@@ -988,12 +1115,15 @@ BEGIN
 
     SELECT * INTO v_claim
       FROM monitoring_claim_rows('concurrent_transaction_detection', 'app_transaction_log');
+    SELECT max_row_time INTO v_prev_max
+      FROM monitoring_detector_watermarks
+     WHERE detector_name = 'concurrent_transaction_detection';
 
-    WITH new_rows AS (
+    WITH new_rows AS MATERIALIZED (
         SELECT l.log_id AS id, l.card_id AS card, l."timestamp" AS ts, l.client_request_id AS crid
-          FROM unnest(v_claim.new_ids) AS n (id)
-          JOIN app_transaction_log AS l ON l.log_id = n.id
-         WHERE l.status <> 'failed'
+          FROM app_transaction_log AS l
+         WHERE l.log_id = ANY (v_claim.new_ids)
+           AND l.status <> 'failed'
            AND l."timestamp" IS NOT NULL
            AND coalesce(l.edge_function_name, '') <> ALL (v_mirror)
     ), pairs AS (
@@ -1003,7 +1133,7 @@ BEGIN
               SELECT l.log_id AS id, l."timestamp" AS ts, l.client_request_id AS crid
                 FROM app_transaction_log AS l
                WHERE l.card_id = n.card
-                 AND l."timestamp" IS NOT NULL
+                 AND l."timestamp" > n.ts - v_window
                  AND (l."timestamp", l.log_id) < (n.ts, n.id)
                  AND l.status <> 'failed'
                  AND coalesce(l.edge_function_name, '') <> ALL (v_mirror)
@@ -1018,7 +1148,7 @@ BEGIN
               SELECT l.log_id AS id, l."timestamp" AS ts, l.client_request_id AS crid
                 FROM app_transaction_log AS l
                WHERE l.card_id = n.card
-                 AND l."timestamp" IS NOT NULL
+                 AND l."timestamp" < n.ts + v_window
                  AND (l."timestamp", l.log_id) > (n.ts, n.id)
                  AND l.status <> 'failed'
                  AND coalesce(l.edge_function_name, '') <> ALL (v_mirror)
@@ -1026,6 +1156,9 @@ BEGIN
                LIMIT 1) AS q
          WHERE q.ts - n.ts < v_window
            AND NOT (q.crid IS NOT NULL AND q.crid = n.crid)
+           -- a row examined before can only follow a new row that is not later than all of
+           -- them (watermark max_row_time); later pairs are found from the later row
+           AND (v_prev_max IS NULL OR n.ts <= v_prev_max)
     ), detail AS (
         SELECT a.card_id AS card,
                a.log_id AS first_id, b.log_id AS second_id,
@@ -1099,10 +1232,17 @@ BEGIN
                    'pattern_type', 'concurrent_transactions',
                    'potential_race_condition', true,
                    'requires_investigation', r.row_count > 2))
-               ORDER BY c.card), '[]'::jsonb)
-      INTO v_detections
+               ORDER BY c.card), '[]'::jsonb),
+           (SELECT max(ts) FROM new_rows)
+      INTO v_detections, v_new_max
       FROM per_card AS c
       JOIN per_card_rows AS r ON r.card = c.card;
+
+    IF v_new_max > v_prev_max OR (v_prev_max IS NULL AND v_new_max IS NOT NULL) THEN
+        UPDATE monitoring_detector_watermarks
+           SET max_row_time = v_new_max
+         WHERE detector_name = 'concurrent_transaction_detection';
+    END IF;
 
     RETURN monitoring_rule_result(
         monitoring_upsert_events('concurrent_transaction_detection', v_detections),
@@ -1120,6 +1260,8 @@ $$;
 --   abort the whole call, which is what the caller's timeout means.
 --   p_mode: 'incremental' or 'sweep' for the two balance-state rules (default 'sweep'), ignored
 --   by the others.
+--   jit = off for the rule: its statements are short, index-driven and planned with generic
+--   estimates; compiling them (PostgreSQL builds with LLVM) costs more than it saves.
 --   Result: {"algorithm", "mode", "success", "events_created", "events_updated",
 --            "events_suppressed", "rows_examined", "late_rows", "backlog", "duration_ms",
 --            ["cards_checked"], on failure "error", "error_sqlstate"}
@@ -1127,7 +1269,8 @@ $$;
 CREATE OR REPLACE FUNCTION monitoring_run_rule(p_algorithm text, p_mode text DEFAULT NULL)
 RETURNS jsonb
 LANGUAGE plpgsql
-SET lock_timeout = '5s' AS $$
+SET lock_timeout = '5s'
+SET jit = off AS $$
 DECLARE
     v_started  timestamptz := clock_timestamp();
     v_mode     text;

@@ -11,6 +11,14 @@
 --
 -- Callers should SET LOCAL statement_timeout (monitoring_settings.rule_statement_timeout)
 -- around each call: PostgreSQL ignores a statement_timeout set inside a function.
+--
+-- Asynchronous commit: run_monitoring_detection_cycle(), run_critical_detection() and
+-- run_medium_detection() set synchronous_commit = off for the transaction that calls them, so
+-- their commit does not wait for the WAL flush (the payments' own commits are unaffected).
+-- Safe because every rule's watermark and its events commit in the same transaction: a crash
+-- can lose the last moments of detection work as a whole, and the rows are examined again
+-- from the watermark on restart. A caller that wraps them in a larger transaction of its own
+-- gets that transaction committed asynchronously too.
 
 
 -- ---------------------------------------------------------------------------------------------
@@ -171,6 +179,7 @@ DECLARE
     v_message    text;
     v_snapshot   bigint;
 BEGIN
+    PERFORM set_config('synchronous_commit', 'off', true);  -- see the file header
     FOREACH v_detector IN ARRAY ARRAY['transaction_failures', 'balance_discrepancies',
                                       'duplicate_nfc_scans', 'race_conditions'] LOOP
         BEGIN
@@ -284,6 +293,7 @@ DECLARE
     v_started  timestamptz := clock_timestamp();
     v_rules    jsonb := '[]'::jsonb;
 BEGIN
+    PERFORM set_config('synchronous_commit', 'off', true);  -- see the file header
     v_rules := v_rules || jsonb_build_array(monitoring_run_rule('balance_deduction_on_failure'));
     v_rules := v_rules || jsonb_build_array(monitoring_run_rule('consecutive_failures'));
     v_rules := v_rules || jsonb_build_array(monitoring_run_rule('balance_mismatch_detection', 'incremental'));
@@ -315,6 +325,7 @@ DECLARE
     v_views    jsonb;
     v_message  text;
 BEGIN
+    PERFORM set_config('synchronous_commit', 'off', true);  -- see the file header
     v_rules := v_rules || jsonb_build_array(monitoring_run_rule('system_failure_spike'));
     v_rules := v_rules || jsonb_build_array(monitoring_run_rule('balance_mismatch_detection', 'sweep'));
     v_rules := v_rules || jsonb_build_array(monitoring_run_rule('negative_balance_detection', 'sweep'));

@@ -26,7 +26,8 @@
 -- ---------------------------------------------------------------------------------------------
 CREATE OR REPLACE FUNCTION update_system_health_snapshot()
 RETURNS bigint
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+SET jit = off AS $$
 DECLARE
     v_started        timestamptz := clock_timestamp();
     v_settings       monitoring_settings;

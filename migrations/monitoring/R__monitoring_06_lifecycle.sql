@@ -3,6 +3,7 @@
 --     OPEN --acknowledge--> INVESTIGATING --unacknowledge--> OPEN
 --     OPEN | INVESTIGATING --resolve (note required)--> RESOLVED
 --     OPEN | INVESTIGATING --false_positive (note required)--> FALSE_POSITIVE
+--     any status --note (note required)--> same status (add_monitoring_event_note)
 --
 -- RESOLVED and FALSE_POSITIVE are final. Any other transition raises SQLSTATE 55000
 -- (object_not_in_prerequisite_state) with a message naming the event, its status and the
@@ -200,13 +201,85 @@ END;
 $$;
 
 
+-- ---------------------------------------------------------------------------------------------
+-- add_monitoring_event_note(p_event_id bigint, p_actor jsonb, p_note text) -> jsonb
+--
+--   Appends an operator's note to the event's history (action 'note', from_status = to_status
+--   = the current status) without changing its status or its alerts. Allowed in every status
+--   (a post-mortem on a RESOLVED event is a note too). The note is required (non-blank,
+--   SQLSTATE 22023); the actor is checked like the transitions'; an unknown event raises
+--   P0002. The event's updated_at is touched and festmon_events is notified (op "note"), so
+--   other dashboards, listening or polling, reload its history.
+--   Result: the lifecycle document {"event_id", "action": "note", "action_id",
+--   "from_status", "to_status", "acted_at", "acknowledged_by", "note", "alerts_updated": 0}
+-- ---------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION add_monitoring_event_note(
+    p_event_id bigint, p_actor jsonb, p_note text)
+RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_event      monitoring_events;
+    v_note       text := nullif(btrim(p_note), '');
+    v_action_id  bigint;
+    v_acted_at   timestamptz;
+BEGIN
+    IF p_actor IS NULL OR jsonb_typeof(p_actor) <> 'object' THEN
+        RAISE EXCEPTION 'actor must be a JSON object such as {"os_user": "...", "ssh_client": "...", "operator": "..."}'
+            USING ERRCODE = '22023';
+    END IF;
+    IF coalesce(nullif(btrim(p_actor ->> 'operator'), ''), nullif(btrim(p_actor ->> 'os_user'), '')) IS NULL THEN
+        RAISE EXCEPTION 'actor must name an "operator" or an "os_user"' USING ERRCODE = '22023';
+    END IF;
+    IF v_note IS NULL THEN
+        RAISE EXCEPTION 'a note is required to add a note to event %', p_event_id
+            USING ERRCODE = '22023';
+    END IF;
+
+    UPDATE monitoring_events SET updated_at = now() WHERE event_id = p_event_id
+    RETURNING * INTO v_event;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'monitoring event % does not exist', p_event_id USING ERRCODE = 'P0002';
+    END IF;
+
+    INSERT INTO monitoring_event_actions (
+        event_id, action, from_status, to_status,
+        actor_os_user, actor_ssh_client, actor_operator, actor_host, actor, note)
+    VALUES (
+        p_event_id, 'note', v_event.status, v_event.status,
+        p_actor ->> 'os_user', p_actor ->> 'ssh_client', p_actor ->> 'operator',
+        p_actor ->> 'host', p_actor, v_note)
+    RETURNING action_id, acted_at INTO v_action_id, v_acted_at;
+
+    PERFORM pg_notify('festmon_events', json_build_object(
+        'event_id', v_event.event_id,
+        'event_type', v_event.event_type,
+        'severity', v_event.severity,
+        'status', v_event.status,
+        'op', 'note')::text);
+
+    RETURN jsonb_build_object(
+        'event_id', p_event_id,
+        'action', 'note',
+        'action_id', v_action_id,
+        'from_status', v_event.status,
+        'to_status', v_event.status,
+        'acted_at', v_acted_at,
+        'acknowledged_by', v_event.acknowledged_by,
+        'note', v_note,
+        'alerts_updated', 0);
+END;
+$$;
+
+
 REVOKE ALL ON FUNCTION monitoring_event_transition(bigint, text, jsonb, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION acknowledge_monitoring_event(bigint, jsonb, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION unacknowledge_monitoring_event(bigint, jsonb, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION resolve_monitoring_event(bigint, jsonb, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mark_monitoring_event_false_positive(bigint, jsonb, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION add_monitoring_event_note(bigint, jsonb, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION monitoring_event_transition(bigint, text, jsonb, text) TO monitoring_writer;
 GRANT EXECUTE ON FUNCTION acknowledge_monitoring_event(bigint, jsonb, text) TO monitoring_writer;
 GRANT EXECUTE ON FUNCTION unacknowledge_monitoring_event(bigint, jsonb, text) TO monitoring_writer;
 GRANT EXECUTE ON FUNCTION resolve_monitoring_event(bigint, jsonb, text) TO monitoring_writer;
 GRANT EXECUTE ON FUNCTION mark_monitoring_event_false_positive(bigint, jsonb, text) TO monitoring_writer;
+GRANT EXECUTE ON FUNCTION add_monitoring_event_note(bigint, jsonb, text) TO monitoring_writer;

@@ -133,3 +133,42 @@ async def test_three_close_rows_are_one_event_with_two_pairs(conn: asyncpg.Conne
     data = _data(event)
     assert (data["concurrent_count"], data["pair_count"]) == (3, 2)
     assert json.loads(event["context_data"])["requires_investigation"] is True
+
+
+async def test_a_row_logged_late_with_an_earlier_time_is_paired_with_the_row_after_it(
+    conn: asyncpg.Connection,
+) -> None:
+    # A payment whose transaction began first but logged last: its timestamp precedes a row
+    # examined by an earlier run, so the pair is found by looking forward from the new row.
+    boundary = await _second_boundary(conn)
+    examined = await _log(conn, "C1", boundary + timedelta(seconds=1), request="a")
+    await _log(conn, "C2", boundary + timedelta(seconds=30), request="x")  # latest row so far
+    await _detect(conn)
+    assert await _events(conn) == []
+
+    late = await _log(conn, "C1", boundary, request="b")
+    await _detect(conn)
+
+    [event] = await _events(conn)
+    assert event["card_id"] == "C1"
+    [pair] = _data(event)["pairs"]
+    assert (pair["first_log_id"], pair["second_log_id"]) == (late, examined)
+
+
+async def test_a_row_later_than_everything_examined_is_paired_with_the_row_before_it(
+    conn: asyncpg.Connection,
+) -> None:
+    boundary = await _second_boundary(conn)
+    first = await _log(conn, "C1", boundary, request="a")
+    await _detect(conn)
+    second = await _log(conn, "C1", boundary + timedelta(milliseconds=1500), request="b")
+    await _detect(conn)
+
+    [event] = await _events(conn)
+    [pair] = _data(event)["pairs"]
+    assert (pair["first_log_id"], pair["second_log_id"]) == (first, second)
+    state = await conn.fetchrow(
+        "SELECT max_row_time FROM monitoring_detector_watermarks"
+        " WHERE detector_name = 'concurrent_transaction_detection'"
+    )
+    assert state["max_row_time"] == boundary + timedelta(milliseconds=1500)

@@ -94,6 +94,37 @@ async def test_a_status_change_arrives_as_an_update(
         task.cancel()
 
 
+@pytest.mark.parametrize("pooled", [False, True], ids=["listen", "poll"])
+async def test_a_repeat_and_a_note_arrive_as_updates(
+    db_dsn: str, pool: asyncpg.Pool, conn: asyncpg.Connection, pooled: bool
+) -> None:
+    event_id = await insert_event(conn, "CARD-AGAIN")
+    task, queue, _ = await start_listener(db_dsn, pool, pooled)
+    try:
+        assert await insert_event(conn, "CARD-AGAIN") == event_id  # seen again: a repeat
+        repeat = await next_event(queue, 1.0)
+        await conn.execute(
+            "SELECT add_monitoring_event_note($1, '{\"os_user\": \"test\"}'::jsonb, 'called')",
+            event_id,
+        )
+        note = await next_event(queue, 1.0)
+    finally:
+        task.cancel()
+    for change in (repeat, note):
+        assert (change.kind, change.event_id, change.status) == (
+            ChangeKind.EVENT_UPDATED,
+            event_id,
+            "OPEN",
+        )
+
+
+def test_repeat_and_note_notifications_are_updates() -> None:
+    for op in ("repeat", "note", "UPDATE"):
+        payload = f'{{"event_id": 7, "op": "{op}", "status": "OPEN", "occurrence_count": 3}}'
+        change = change_from_payload(payload)
+        assert change == Change(ChangeKind.EVENT_UPDATED, 7, None, None, "OPEN")
+
+
 def test_a_malformed_notification_payload_is_ignored() -> None:
     assert change_from_payload("not json") is None
     assert change_from_payload('{"event_id": "x"}') is None

@@ -28,7 +28,7 @@ async def _critical_event(conn: asyncpg.Connection, card: str = "C1") -> int:
 async def _act(
     conn: asyncpg.Connection, function: str, event_id: int, actor: dict[str, Any], note: str | None
 ) -> dict[str, Any]:
-    # function is one of four fixed names, never user input
+    # function is one of the fixed lifecycle names, never user input
     return json.loads(
         await conn.fetchval(
             f"SELECT {function}($1, $2::jsonb, $3)", event_id, json.dumps(actor), note
@@ -327,11 +327,15 @@ async def test_inserts_and_status_changes_are_notified_with_a_small_payload(
             "festmon_events", lambda *args: received.put_nowait(json.loads(args[3]))
         )
         event_id = await _critical_event(conn)
-        await _critical_event(conn)  # a repeat: an update without status change, no notice
+        await _critical_event(conn)  # a repeat of the active problem
         await _act(conn, "acknowledge_monitoring_event", event_id, ALICE, None)
+        await _act(conn, "add_monitoring_event_note", event_id, ALICE, "card holder called")
 
         inserted = await asyncio.wait_for(received.get(), timeout=5)
+        repeated = await asyncio.wait_for(received.get(), timeout=5)
         changed = await asyncio.wait_for(received.get(), timeout=5)
+        noted = await asyncio.wait_for(received.get(), timeout=5)
+        await asyncio.sleep(0.2)
     finally:
         await listener.close()
 
@@ -342,6 +346,87 @@ async def test_inserts_and_status_changes_are_notified_with_a_small_payload(
         "status": "OPEN",
         "op": "INSERT",
     }
-    assert changed["status"] == "INVESTIGATING"
-    assert changed["op"] == "UPDATE"
+    assert repeated == {**inserted, "op": "repeat", "occurrence_count": 2}
+    assert (changed["status"], changed["op"]) == ("INVESTIGATING", "UPDATE")
+    assert (noted["status"], noted["op"]) == ("INVESTIGATING", "note")
+    assert received.empty()  # the status change is not also notified as a repeat
+
+
+async def test_a_repeat_of_a_closed_event_is_a_new_event_not_a_repeat_notice(
+    db_dsn: str, conn: asyncpg.Connection
+) -> None:
+    event_id = await _critical_event(conn)
+    await _act(conn, "resolve_monitoring_event", event_id, ALICE, "fixed")
+    received: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    listener = await asyncpg.connect(db_dsn)
+    try:
+        await listener.add_listener(
+            "festmon_events", lambda *args: received.put_nowait(json.loads(args[3]))
+        )
+        again = await _critical_event(conn)
+        notice = await asyncio.wait_for(received.get(), timeout=5)
+        await asyncio.sleep(0.2)
+    finally:
+        await listener.close()
+
+    assert again != event_id
+    assert (notice["event_id"], notice["op"]) == (again, "INSERT")
     assert received.empty()
+
+
+async def test_a_note_is_added_to_the_history_without_changing_the_event(
+    conn: asyncpg.Connection,
+) -> None:
+    event_id = await _critical_event(conn)
+    await _act(conn, "acknowledge_monitoring_event", event_id, ALICE, None)
+    before = await _event(conn, event_id)
+
+    result = await _act(conn, "add_monitoring_event_note", event_id, BOB, "  refunded at bar 3 ")
+
+    after = await _event(conn, event_id)
+    assert (result["action"], result["from_status"], result["to_status"]) == (
+        "note",
+        "INVESTIGATING",
+        "INVESTIGATING",
+    )
+    assert result["note"] == "refunded at bar 3" and result["alerts_updated"] == 0
+    assert (after["status"], after["acknowledged_by"]) == ("INVESTIGATING", "Alice")
+    assert after["updated_at"] >= before["updated_at"]
+    alert = await conn.fetchrow(
+        "SELECT acknowledged_by, resolved_at FROM alert_history WHERE monitoring_event_id = $1",
+        event_id,
+    )
+    assert (alert["acknowledged_by"], alert["resolved_at"]) == ("Alice", None)
+    actions = await conn.fetch(
+        "SELECT action, from_status, to_status, actor_os_user, note"
+        " FROM monitoring_event_actions WHERE event_id = $1 ORDER BY action_id",
+        event_id,
+    )
+    assert [tuple(a) for a in actions] == [
+        ("acknowledge", "OPEN", "INVESTIGATING", "alice", None),
+        ("note", "INVESTIGATING", "INVESTIGATING", "bob", "refunded at bar 3"),
+    ]
+    # A closed event still takes notes (a post-mortem).
+    await _act(conn, "resolve_monitoring_event", event_id, ALICE, "fixed")
+    late = await _act(conn, "add_monitoring_event_note", event_id, ALICE, "root cause: bar 3")
+    assert (late["from_status"], late["to_status"]) == ("RESOLVED", "RESOLVED")
+
+
+async def test_a_note_needs_text_an_actor_and_an_existing_event(conn: asyncpg.Connection) -> None:
+    event_id = await _critical_event(conn)
+    with pytest.raises(asyncpg.InvalidParameterValueError, match="note is required"):
+        await _act(conn, "add_monitoring_event_note", event_id, ALICE, "   ")
+    with pytest.raises(asyncpg.InvalidParameterValueError, match="operator"):
+        await _act(conn, "add_monitoring_event_note", event_id, {"host": "x"}, "hello")
+    with pytest.raises(asyncpg.NoDataFoundError, match="does not exist"):
+        await _act(conn, "add_monitoring_event_note", 987654, ALICE, "hello")
+    assert (
+        await conn.fetchval("SELECT count(*) FROM monitoring_event_actions WHERE action = 'note'")
+        == 0
+    )
+    await conn.execute("SET ROLE monitoring_reader")
+    try:
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await _act(conn, "add_monitoring_event_note", event_id, ALICE, "hello")
+    finally:
+        await conn.execute("RESET ROLE")

@@ -43,6 +43,7 @@ WRITER_FUNCTIONS = (
     "unacknowledge_monitoring_event(bigint,jsonb,text)",
     "resolve_monitoring_event(bigint,jsonb,text)",
     "mark_monitoring_event_false_positive(bigint,jsonb,text)",
+    "add_monitoring_event_note(bigint,jsonb,text)",
     "claim_monitoring_cycle_run(text,text,interval,text,integer)",
     "finish_monitoring_cycle_run(bigint,jsonb,text)",
 )

@@ -146,6 +146,32 @@ async def test_lifecycle_actions_are_audited_with_the_operators_identity(
     assert actor["os_user"] and actor["host"]
 
 
+async def test_a_note_is_recorded_with_the_operator_and_leaves_the_status_alone(
+    db_dsn: str, conn: asyncpg.Connection, running: list[PostgresMonitorService]
+) -> None:
+    service = service_for(db_dsn, run_scheduler=False, settings={"monitoring_operator": "Alice"})
+    running.append(service)
+    await service.start()
+    assert await service.wait_connected(10)
+    event_id = await critical_event(conn)
+    await service.acknowledge(event_id)
+
+    await service.add_note(event_id, "  card holder says the bar refunded cash ")
+
+    detail = await service.event_detail(event_id)
+    assert detail.event.status is EventStatus.INVESTIGATING
+    note = detail.actions[-1]
+    assert (note.action, note.from_status, note.to_status, note.note) == (
+        "note",
+        "INVESTIGATING",
+        "INVESTIGATING",
+        "card holder says the bar refunded cash",
+    )
+    assert note.actor["operator"] == "Alice"
+    with pytest.raises(ActionRefused, match="note is required"):
+        await service.add_note(event_id, "  ")
+
+
 async def test_the_database_refusal_of_an_action_reaches_the_caller_with_its_message(
     db_dsn: str, conn: asyncpg.Connection, running: list[PostgresMonitorService]
 ) -> None:
