@@ -38,6 +38,15 @@ mkdir -p "$OUT"
 if [ -n "${FESTMON:-}" ]; then read -r -a FESTMON_CMD <<< "$FESTMON"; else
     FESTMON_CMD=(env "PYTHONPATH=$REPO" python3 -m festmon_tui); fi
 
+# Background helpers of the current run; killed on any exit, so none outlives the script.
+BACKGROUND=()
+FESTMON_PID=
+cleanup() {
+    if [ "${#BACKGROUND[@]}" -gt 0 ]; then kill "${BACKGROUND[@]}" 2> /dev/null || true; fi
+    if [ -n "$FESTMON_PID" ]; then kill -TERM "$FESTMON_PID" 2> /dev/null || true; fi
+}
+trap cleanup EXIT
+
 CARDS=$("$PSQL" -XAtq "$DSN" -c "SELECT count(*) FROM table_cards")
 echo "database: $CARDS cards, $("$PSQL" -XAtq "$DSN" -c "SELECT count(*) FROM app_transaction_log") log rows; raw logs in $OUT"
 
@@ -111,6 +120,7 @@ steady() {  # the latest run of job $2 in log $1 succeeded and left no backlog
 stop_festmon() {
     kill -TERM "$FESTMON_PID"
     wait "$FESTMON_PID" || true
+    FESTMON_PID=
 }
 
 one_run() {  # $1 = label (alone | with), $2 = round
@@ -122,6 +132,7 @@ one_run() {  # $1 = label (alone | with), $2 = round
     local sampler=$! load first_line=0 cpu
     cpu_sampler > "$dir/cpu.txt" 2> /dev/null &
     cpu=$!
+    BACKGROUND=("$sampler" "$cpu")
     load=$(cut -d' ' -f1 /proc/loadavg)
     if [ "$label" = with ]; then first_line=$(wc -l < "$dir/festmon.log"); fi
     (cd "$dir" && "$PGBENCH" -n -M prepared -c "$CLIENTS" -j "$CLIENTS" -T "$DURATION" \
@@ -129,6 +140,7 @@ one_run() {  # $1 = label (alone | with), $2 = round
         --log --log-prefix=tx "$DSN" > pgbench.txt 2>&1) || { cat "$dir/pgbench.txt" >&2; exit 1; }
     kill "$sampler" "$cpu" 2> /dev/null || true
     wait "$sampler" "$cpu" 2> /dev/null || true
+    BACKGROUND=()
     local busy=-
     if [ "$label" = with ]; then
         # festmon's database time during the run: the durations of the jobs it logged.
