@@ -265,6 +265,7 @@ DECLARE
     v_claim       record;
     v_window      interval;
     v_mirror      text[];
+    v_times       timestamptz[];
     v_detections  jsonb;
 BEGIN
     v_settings := monitoring_settings_get();
@@ -277,21 +278,24 @@ BEGIN
       FROM monitoring_claim_rows('system_failure_spike', 'app_transaction_log',
                                  v_settings.detection_batch_size * 10);
 
+    -- The new rows' distinct timestamps, sorted: their first and last bound the failed-row
+    -- lookup below as values, so that the bounds are always index conditions.
+    SELECT coalesce(array_agg(DISTINCT l."timestamp" ORDER BY l."timestamp"), '{}')
+      INTO v_times
+      FROM app_transaction_log AS l
+     WHERE l.log_id = ANY (v_claim.new_ids)
+       AND l."timestamp" IS NOT NULL
+       AND coalesce(l.edge_function_name, '') <> ALL (v_mirror);
+
     WITH new_times AS MATERIALIZED (
-        SELECT DISTINCT l."timestamp" AS ts
-          FROM app_transaction_log AS l
-         WHERE l.log_id = ANY (v_claim.new_ids)
-           AND l."timestamp" IS NOT NULL
-           AND coalesce(l.edge_function_name, '') <> ALL (v_mirror)
+        SELECT t.ts FROM unnest(v_times) AS t (ts)
     ), failures AS MATERIALIZED (
-        SELECT f."timestamp" AS ts
-          FROM (SELECT min(ts) AS lo, max(ts) AS hi FROM new_times) AS b
-          CROSS JOIN LATERAL (
-              SELECT l."timestamp"
-                FROM app_transaction_log AS l
-               WHERE l.status = 'failed'
-                 AND l."timestamp" >= b.lo - v_window AND l."timestamp" <= b.hi
-                 AND coalesce(l.edge_function_name, '') <> ALL (v_mirror)) AS f
+        SELECT l."timestamp" AS ts
+          FROM app_transaction_log AS l
+         WHERE l.status = 'failed'
+           AND l."timestamp" >= v_times[1] - v_window
+           AND l."timestamp" <= v_times[cardinality(v_times)]
+           AND coalesce(l.edge_function_name, '') <> ALL (v_mirror)
     ), candidates AS (
         SELECT m.ts
           FROM (SELECT u.ts, u.is_new,
