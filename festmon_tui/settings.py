@@ -12,7 +12,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PositiveMs = Annotated[int, Field(gt=0)]
+# PostgreSQL's integer settings (statement_timeout, lock_timeout) and int4 columns stop at 2^31-1.
+INT4_MAX = 2_147_483_647
+PositiveMs = Annotated[int, Field(gt=0, le=INT4_MAX)]
+PositiveSeconds = Annotated[int, Field(gt=0, le=INT4_MAX)]
+# numeric(5,2) percentages and numeric(10,2) amounts: a value that would round to 0 is refused.
+Percent = Annotated[Decimal, Field(ge=Decimal("0.01"), le=100)]
+Amount = Annotated[Decimal, Field(ge=Decimal("0.01"), le=Decimal("99999999.99"))]
 
 
 class Environment(StrEnum):
@@ -69,19 +75,19 @@ class Settings(BaseSettings):
     monitoring_data_dir: Path | None = None
     monitoring_lease_ttl_ms: PositiveMs = 15_000
     monitoring_poll_interval_ms: PositiveMs = 2_000
-    monitoring_alert_escalation_minutes: Annotated[int, Field(ge=1)] = 15
+    monitoring_alert_escalation_minutes: Annotated[int, Field(ge=1, le=1_000_000)] = 15
     monitoring_bell: bool = False
     # Dashboard key remapping, "action=key,action=key" (actions listed by the help screen, `?`).
     monitoring_keymap: str = ""
 
     # Detection thresholds and windows (SPEC §6.1), written to the database settings row.
-    monitoring_consecutive_failure_count: Annotated[int, Field(ge=2)] = 3
-    monitoring_consecutive_failure_window_s: Annotated[int, Field(gt=0)] = 600
-    monitoring_spike_window_s: Annotated[int, Field(gt=0)] = 900
-    monitoring_spike_min_transactions: Annotated[int, Field(ge=1)] = 10
-    monitoring_spike_rate_percent: Annotated[Decimal, Field(gt=0, le=100)] = Decimal("5.0")
-    monitoring_spike_high_rate_percent: Annotated[Decimal, Field(gt=0, le=100)] = Decimal("10.0")
-    monitoring_discrepancy_threshold: Annotated[Decimal, Field(gt=0)] = Decimal("0.01")
+    monitoring_consecutive_failure_count: Annotated[int, Field(ge=2, le=INT4_MAX)] = 3
+    monitoring_consecutive_failure_window_s: PositiveSeconds = 600
+    monitoring_spike_window_s: PositiveSeconds = 900
+    monitoring_spike_min_transactions: Annotated[int, Field(ge=1, le=INT4_MAX)] = 10
+    monitoring_spike_rate_percent: Percent = Decimal("5.0")
+    monitoring_spike_high_rate_percent: Percent = Decimal("10.0")
+    monitoring_discrepancy_threshold: Amount = Decimal("0.01")
     monitoring_duplicate_nfc_window_ms: PositiveMs = 5_000
     monitoring_race_window_ms: PositiveMs = 2_000
 
@@ -102,6 +108,7 @@ class Settings(BaseSettings):
         parts = urlsplit(value.get_secret_value().strip())
         if parts.scheme not in ("postgres", "postgresql"):
             raise ValueError("must be a postgresql:// URL")
+        _check_ports(parts.netloc.rpartition("@")[2])
         return value
 
     @property
@@ -117,6 +124,17 @@ class Settings(BaseSettings):
     @property
     def timezone(self) -> ZoneInfo:
         return ZoneInfo(self.monitoring_timezone)
+
+
+def _check_ports(hosts: str) -> None:
+    """Each host of a (multi-host) URL netloc has no port or a port 1-65535."""
+    for host in hosts.split(","):
+        port = host.rpartition("]")[2] if host.startswith("[") else host
+        if ":" not in port:
+            continue
+        number = port.rpartition(":")[2]
+        if number and not (number.isdigit() and 1 <= int(number) <= 65535):
+            raise ValueError(f"port {number[:20]!r} is not a number from 1 to 65535")
 
 
 def redact_dsn(dsn: str) -> str:

@@ -90,7 +90,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings(_overrides(args), env_file=args.env_file)
     except SettingsError as exc:
         sys.stderr.write(f"festmon: {exc}\n")
-        return EXIT_USAGE
+        # `health` is a monitoring plugin: a configuration it cannot use is UNKNOWN (3), not the
+        # usage code 2, which Nagios would read as CRITICAL.
+        return int(getattr(args, "settings_error_exit", EXIT_USAGE))
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _exit_on_signal)
     try:

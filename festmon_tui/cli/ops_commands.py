@@ -47,6 +47,7 @@ def register(sub: Any, settings_parent: argparse.ArgumentParser) -> None:
         run_health,
     )
     health.add_argument("--json", action="store_true", help="print the health document (JSON)")
+    health.set_defaults(settings_error_exit=EXIT_UNREACHABLE)
     status = command(
         "status", "configuration in force, scheduler leader, jobs, breaker", run_status
     )

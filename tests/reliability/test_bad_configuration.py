@@ -101,12 +101,6 @@ def test_a_bad_setting_is_one_line_naming_it_and_exit_2(
         assert value not in err  # a DSN is never echoed: it may hold a password
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="settings accept timeouts PostgreSQL refuses (> 2147483647 ms) and DSN ports that are "
-    "not numbers or out of range; they fail later, at connect time, naming the server parameter "
-    "(festmon_tui/settings.py; see docs/RELIABILITY.md)",
-)
 @pytest.mark.parametrize(
     ("option", "value"),
     [
@@ -114,6 +108,9 @@ def test_a_bad_setting_is_one_line_naming_it_and_exit_2(
         ("--monitoring-circuit-timeout-ms", "3000000000"),
         ("--database-url", "postgresql://u@127.0.0.1:notaport/db"),
         ("--database-url", "postgresql://u@127.0.0.1:99999/db"),
+        ("--database-url", "postgresql://u@h1:5432,h2:0/db"),
+        ("--monitoring-discrepancy-threshold", "0.001"),
+        ("--monitoring-discrepancy-threshold", "100000000"),
     ],
 )
 def test_values_postgresql_would_refuse_are_caught_as_settings(
@@ -127,8 +124,6 @@ def test_values_postgresql_would_refuse_are_caught_as_settings(
 # DSNs that parse as postgresql:// URLs but cannot work, and where they point.
 UNUSABLE_DSNS = {
     "defaults": "postgresql://",  # PGHOST / PGPORT below point it at a closed port
-    "port-not-a-number": f"postgresql://u:{SECRET}@127.0.0.1:notaport/db",
-    "port-out-of-range": f"postgresql://u:{SECRET}@127.0.0.1:99999/db",
     "bad-sslmode": f"postgresql://u:{SECRET}@127.0.0.1:9/db?sslmode=bogus",
     "closed-port": f"postgresql://u:{SECRET}@127.0.0.1:9/db",
     "unknown-host": f"postgresql://u:{SECRET}@no-such-host.invalid/db",
@@ -235,3 +230,39 @@ async def test_a_database_without_festmon_says_to_migrate(
             assert "festmon db migrate" in message, (cmd, message)
     finally:
         await drop_database(rel_server, name)
+
+
+def test_multi_host_and_ipv6_dsns_with_good_ports_are_accepted() -> None:
+    for dsn in (
+        "postgresql://u@h1:5432,h2/db",
+        "postgresql://u@h1,h2:6432/db",
+        "postgresql://u:p@[::1]:5432/db",
+        "postgresql://u@[::1]/db",
+        "postgresql:///db?host=/run/postgresql",
+    ):
+        assert load_settings({"database_url": dsn}, env_file=None).dsn == dsn
+
+
+BAD_PORT_DSNS = {
+    "port-not-a-number": f"postgresql://u:{SECRET}@127.0.0.1:notaport/db",
+    "port-out-of-range": f"postgresql://u:{SECRET}@127.0.0.1:99999/db",
+}
+
+
+@pytest.mark.parametrize("label", list(BAD_PORT_DSNS))
+async def test_a_dsn_port_postgresql_cannot_use_is_a_setting_error_without_the_password(
+    label: str, tmp_path: Path
+) -> None:
+    dsn = BAD_PORT_DSNS[label]
+    results = await asyncio.gather(
+        *(
+            asyncio.to_thread(festmon, *cmd, "--database-url", dsn, cwd=tmp_path, env=environment())
+            for cmd in COMMANDS
+        )
+    )
+    for cmd, result in zip(COMMANDS, results, strict=True):
+        # health is a monitoring plugin: UNKNOWN (3); every other command: usage error (2).
+        message = assert_clean_failure(result, code=3 if cmd == ("health",) else 2)
+        assert message.startswith("festmon: invalid setting DATABASE_URL: port "), message
+        assert message.count("\n") == 0, message
+        assert SECRET not in result.stdout + result.stderr, cmd
