@@ -110,7 +110,12 @@ BEGIN
             event_type, severity, card_id, transaction_id, affected_amount,
             detection_algorithm, confidence_score, event_data, context_data,
             fingerprint, occurrence_count, last_seen_at)
-        SELECT k.event_type, k.severity, k.card_id, k.transaction_id, k.affected_amount,
+        -- affected_amount is numeric(10,2): an amount beyond it (a ledger summing past
+        -- 99 999 999.99) is stored as NULL rather than failing the whole batch; the rule's
+        -- event_data keeps the exact figures.
+        SELECT k.event_type, k.severity, k.card_id, k.transaction_id,
+               CASE WHEN abs(round(k.affected_amount, 2)) < 1e8
+                    THEN round(k.affected_amount, 2) END,
                p_algorithm, coalesce(k.confidence_score, 1.0),
                coalesce(k.event_data, '{}'::jsonb)
                    || CASE WHEN k.evidence_key IS NULL THEN '{}'::jsonb
@@ -192,6 +197,11 @@ BEGIN
         RAISE EXCEPTION 'invalid confidence_score %: expected a number between 0.0 and 1.0',
                         coalesce(p_confidence_score::text, 'NULL')
             USING ERRCODE = '22023';
+    END IF;
+    IF p_affected_amount IS NOT NULL AND abs(round(p_affected_amount, 2)) >= 1e8 THEN
+        RAISE EXCEPTION 'invalid affected_amount %: expected less than 100000000 in absolute value '
+                        '(monitoring_events.affected_amount is numeric(10,2))', p_affected_amount
+            USING ERRCODE = '22003';
     END IF;
     IF coalesce(btrim(p_detection_algorithm), '') = '' THEN
         RAISE EXCEPTION 'invalid detection_algorithm: a non-blank name is required'
