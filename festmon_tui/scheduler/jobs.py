@@ -27,6 +27,8 @@ class JobDatabase(Protocol):
 
     async def run_medium(self, fence: LeaseFence | None) -> JobOutcome: ...
 
+    async def run_medium_catch_up(self, fence: LeaseFence | None) -> JobOutcome: ...
+
     async def run_health(self, fence: LeaseFence | None) -> JobOutcome: ...
 
     async def run_cleanup(self, fence: LeaseFence | None, retention_days: int) -> JobOutcome: ...
@@ -57,9 +59,23 @@ def build_jobs(settings: Settings, database: JobDatabase) -> tuple[JobSpec, ...]
     async def cleanup(fence: LeaseFence | None) -> JobOutcome:
         return await database.run_cleanup(fence, retention)
 
+    # After a medium run that left a backlog the runner calls again at once: that call runs
+    # only the parts with a backlog, not the sweep, the escalation and the view refresh again.
+    medium_backlog = False
+
+    async def medium(fence: LeaseFence | None) -> JobOutcome:
+        nonlocal medium_backlog
+        catch_up, medium_backlog = medium_backlog, False
+        if catch_up:
+            outcome = await database.run_medium_catch_up(fence)
+        else:
+            outcome = await database.run_medium(fence)
+        medium_backlog = outcome.backlog
+        return outcome
+
     calls: dict[str, tuple[int, JobCall]] = {
         CRITICAL: (settings.monitoring_interval_critical, database.run_critical),
-        MEDIUM: (settings.monitoring_interval_medium, database.run_medium),
+        MEDIUM: (settings.monitoring_interval_medium, medium),
         HEALTH: (settings.monitoring_interval_health, database.run_health),
         CLEANUP: (settings.monitoring_interval_cleanup, cleanup),
     }

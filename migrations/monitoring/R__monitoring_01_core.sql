@@ -425,8 +425,17 @@ BEGIN
       INTO v_gaps;
 
     -- Safe horizon: the newest recorded run whose snapshot xmax is now below xmin.
-    v_runs := v_wm.pending_runs || jsonb_build_array(jsonb_build_object(
-                  'last_log_id', v_new_last, 'xmax', v_xmax, 'at', now()));
+    -- A run is recorded only when the newest recorded one is at least late_commit_grace / 10
+    -- old: runs every few hundred milliseconds would otherwise keep a minute of entries, read
+    -- and rewritten by every claim. Leaving a run out is conservative: the horizon then
+    -- advances to an older run's last id, and the ids above it stay gaps a little longer.
+    v_runs := v_wm.pending_runs;
+    IF NOT EXISTS (SELECT 1
+                     FROM jsonb_array_elements(v_runs) AS r
+                    WHERE (r ->> 'at')::timestamptz > now() - v_settings.late_commit_grace / 10) THEN
+        v_runs := v_runs || jsonb_build_array(jsonb_build_object(
+                      'last_log_id', v_new_last, 'xmax', v_xmax, 'at', now()));
+    END IF;
     SELECT greatest(v_wm.safe_log_id, max((r ->> 'last_log_id')::bigint))
       INTO v_safe
       FROM jsonb_array_elements(v_runs) AS r

@@ -278,71 +278,181 @@ $$;
 
 
 -- ---------------------------------------------------------------------------------------------
--- run_critical_detection() -> jsonb   (scheduler "critical" job, every 30 s)
---
---   Every incremental rule from its watermark: balance_deduction_on_failure,
---   consecutive_failures, balance_mismatch_detection and negative_balance_detection on the
---   cards of new log rows, balance_chain_break, temporal_duplicate_detection,
---   concurrent_transaction_detection. Cost grows with the new rows, not with history.
---   Result: monitoring_job_result with job = 'critical'.
+-- monitoring_merge_rule_result(p_total jsonb, p_run jsonb) -> jsonb
+--   Adds one more run of a rule to the result of its earlier runs in the same job call: the
+--   counters (events created / updated / suppressed, rows examined, late rows, cards checked,
+--   duration_ms) add up, everything else (success, backlog, error, mode) is the latest run's;
+--   "batches" counts the runs. p_total NULL: the run itself.
 -- ---------------------------------------------------------------------------------------------
-CREATE OR REPLACE FUNCTION run_critical_detection()
+CREATE OR REPLACE FUNCTION monitoring_merge_rule_result(p_total jsonb, p_run jsonb)
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN p_total IS NULL THEN p_run
+                ELSE p_run || (
+                    SELECT coalesce(jsonb_object_agg(k, coalesce((p_total ->> k)::numeric, 0)
+                                                        + coalesce((p_run ->> k)::numeric, 0)),
+                                    '{}'::jsonb)
+                      FROM unnest(ARRAY['events_created', 'events_updated', 'events_suppressed',
+                                        'rows_examined', 'late_rows', 'cards_checked',
+                                        'duration_ms']) AS k
+                     WHERE p_total ? k OR p_run ? k)
+                    || jsonb_build_object('batches', coalesce((p_total ->> 'batches')::integer, 1) + 1)
+           END
+$$;
+
+
+-- ---------------------------------------------------------------------------------------------
+-- run_critical_detection_batches(p_budget_ms integer) -> jsonb   (scheduler "critical" job)
+--
+--   Every incremental rule from its watermark, in the lock order of the file header:
+--   balance_deduction_on_failure, consecutive_failures, balance_mismatch_detection and
+--   negative_balance_detection on the cards of new log rows, balance_chain_break,
+--   temporal_duplicate_detection, concurrent_transaction_detection. Cost grows with the new
+--   rows, not with history.
+--   Each rule run examines at most detection_batch_size rows; a rule that reports a backlog
+--   runs again, in the same transaction, until it has none or p_budget_ms have passed since
+--   the call started (0: one run of each rule). At high payment rates one call then catches up
+--   several batches without a round trip, a transaction and a lease check per batch. Rules
+--   run in the fixed order in every round, and a second round takes only locks the first one
+--   holds already, so the lock order (deadlock freedom) is kept. A rule that fails stops.
+--   Result: monitoring_job_result with job = 'critical', per rule the sum of its runs
+--   (monitoring_merge_rule_result) and "rounds": how many rounds ran.
+-- ---------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION run_critical_detection_batches(p_budget_ms integer)
 RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
     v_started  timestamptz := clock_timestamp();
-    v_rules    jsonb := '[]'::jsonb;
+    v_order    text[] := ARRAY['balance_deduction_on_failure', 'consecutive_failures',
+                               'balance_mismatch_detection', 'negative_balance_detection',
+                               'balance_chain_break', 'temporal_duplicate_detection',
+                               'concurrent_transaction_detection'];
+    v_pending  text[];
+    v_next     text[];
+    v_rule     text;
+    v_result   jsonb;
+    v_totals   jsonb := '{}'::jsonb;
+    v_rounds   integer := 0;
 BEGIN
     PERFORM set_config('synchronous_commit', 'off', true);  -- see the file header
-    v_rules := v_rules || jsonb_build_array(monitoring_run_rule('balance_deduction_on_failure'));
-    v_rules := v_rules || jsonb_build_array(monitoring_run_rule('consecutive_failures'));
-    v_rules := v_rules || jsonb_build_array(monitoring_run_rule('balance_mismatch_detection', 'incremental'));
-    v_rules := v_rules || jsonb_build_array(monitoring_run_rule('negative_balance_detection', 'incremental'));
-    v_rules := v_rules || jsonb_build_array(monitoring_run_rule('balance_chain_break'));
-    v_rules := v_rules || jsonb_build_array(monitoring_run_rule('temporal_duplicate_detection'));
-    v_rules := v_rules || jsonb_build_array(monitoring_run_rule('concurrent_transaction_detection'));
-    RETURN monitoring_job_result('critical', v_started, v_rules);
+    v_pending := v_order;
+    LOOP
+        v_rounds := v_rounds + 1;
+        v_next := '{}';
+        FOREACH v_rule IN ARRAY v_order LOOP
+            CONTINUE WHEN NOT (v_rule = ANY (v_pending));
+            v_result := monitoring_run_rule(
+                v_rule, CASE WHEN v_rule IN ('balance_mismatch_detection', 'negative_balance_detection')
+                             THEN 'incremental' END);
+            v_totals := v_totals || jsonb_build_object(
+                v_rule, monitoring_merge_rule_result(v_totals -> v_rule, v_result));
+            IF (v_result ->> 'success')::boolean AND (v_result ->> 'backlog')::boolean THEN
+                v_next := v_next || v_rule;
+            END IF;
+        END LOOP;
+        v_pending := v_next;
+        EXIT WHEN cardinality(v_pending) = 0
+               OR clock_timestamp() >= v_started + make_interval(secs => greatest(p_budget_ms, 0) / 1000.0);
+    END LOOP;
+    RETURN monitoring_job_result(
+        'critical', v_started,
+        (SELECT jsonb_agg(v_totals -> u.rule ORDER BY u.ord)
+           FROM unnest(v_order) WITH ORDINALITY AS u (rule, ord)),
+        jsonb_build_object('rounds', v_rounds));
 END;
 $$;
 
 
 -- ---------------------------------------------------------------------------------------------
--- run_medium_detection() -> jsonb   (scheduler "medium" job, every 120 s)
---
---   system_failure_spike (incremental), then the full sweeps balance_mismatch_detection and
---   negative_balance_detection over every card (set-based: one aggregate over the ledger), then
---   escalate_monitoring_alerts() and refresh_monitoring_views(), each in its own sub-block.
---   Result: monitoring_job_result with job = 'medium' plus
---   "alerts": <escalate_monitoring_alerts() result>, "views": <refresh_monitoring_views() result>.
+-- run_critical_detection() -> jsonb
+--   One round of the critical rules: run_critical_detection_batches(0).
 -- ---------------------------------------------------------------------------------------------
-CREATE OR REPLACE FUNCTION run_medium_detection()
+CREATE OR REPLACE FUNCTION run_critical_detection()
+RETURNS jsonb
+LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN run_critical_detection_batches(0);
+END;
+$$;
+
+
+-- ---------------------------------------------------------------------------------------------
+-- run_medium_detection_batches(p_budget_ms integer, p_catch_up boolean) -> jsonb
+--   (scheduler "medium" job)
+--
+--   system_failure_spike (incremental; while it reports a backlog it runs again, in the same
+--   transaction, until p_budget_ms have passed since the call started), then the full sweeps
+--   balance_mismatch_detection and negative_balance_detection over every card (set-based: one
+--   aggregate over the card ledger), then escalate_monitoring_alerts() and
+--   refresh_monitoring_views(), each in its own sub-block.
+--   p_catch_up: the previous call left a backlog; run only what has one — the spike rule if
+--   its watermark reports a backlog, the two sweeps if the card ledger is behind the log (the
+--   sweep waits for it) — and neither the escalation nor the view refresh, which ran with the
+--   previous call and run again at the next interval.
+--   Result: monitoring_job_result with job = 'medium' plus "alerts": <escalate_monitoring_alerts()
+--   result>, "views": <refresh_monitoring_views() result> (not in a catch-up) and "catch_up".
+-- ---------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION run_medium_detection_batches(p_budget_ms integer, p_catch_up boolean)
 RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
     v_started  timestamptz := clock_timestamp();
     v_rules    jsonb := '[]'::jsonb;
+    v_spike    jsonb;
+    v_result   jsonb;
+    v_extra    jsonb;
     v_alerts   jsonb;
     v_views    jsonb;
     v_message  text;
 BEGIN
     PERFORM set_config('synchronous_commit', 'off', true);  -- see the file header
-    v_rules := v_rules || jsonb_build_array(monitoring_run_rule('system_failure_spike'));
-    v_rules := v_rules || jsonb_build_array(monitoring_run_rule('balance_mismatch_detection', 'sweep'));
-    v_rules := v_rules || jsonb_build_array(monitoring_run_rule('negative_balance_detection', 'sweep'));
-    BEGIN
-        v_alerts := escalate_monitoring_alerts();
-    EXCEPTION WHEN OTHERS THEN
-        GET STACKED DIAGNOSTICS v_message = MESSAGE_TEXT;
-        v_alerts := jsonb_build_object('success', false, 'error', v_message);
-    END;
-    BEGIN
-        v_views := refresh_monitoring_views();
-    EXCEPTION WHEN OTHERS THEN
-        GET STACKED DIAGNOSTICS v_message = MESSAGE_TEXT;
-        v_views := jsonb_build_object('success', false, 'error', v_message);
-    END;
-    RETURN monitoring_job_result('medium', v_started, v_rules,
-                                 jsonb_build_object('alerts', v_alerts, 'views', v_views));
+    IF NOT p_catch_up OR EXISTS (SELECT 1 FROM monitoring_detector_watermarks
+                                  WHERE detector_name = 'system_failure_spike' AND backlog) THEN
+        LOOP
+            v_result := monitoring_run_rule('system_failure_spike');
+            v_spike := monitoring_merge_rule_result(v_spike, v_result);
+            EXIT WHEN NOT ((v_result ->> 'success')::boolean AND (v_result ->> 'backlog')::boolean)
+                   OR clock_timestamp() >= v_started + make_interval(secs => greatest(p_budget_ms, 0) / 1000.0);
+        END LOOP;
+        v_rules := v_rules || jsonb_build_array(v_spike);
+    END IF;
+    IF NOT p_catch_up OR EXISTS (SELECT 1 FROM monitoring_detector_watermarks
+                                  WHERE detector_name = 'card_ledger'
+                                    AND (backlog OR caught_up_at IS NULL)) THEN
+        v_rules := v_rules || jsonb_build_array(monitoring_run_rule('balance_mismatch_detection', 'sweep'));
+        v_rules := v_rules || jsonb_build_array(monitoring_run_rule('negative_balance_detection', 'sweep'));
+    END IF;
+    IF p_catch_up THEN
+        v_extra := jsonb_build_object('catch_up', true);
+    ELSE
+        BEGIN
+            v_alerts := escalate_monitoring_alerts();
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS v_message = MESSAGE_TEXT;
+            v_alerts := jsonb_build_object('success', false, 'error', v_message);
+        END;
+        BEGIN
+            v_views := refresh_monitoring_views();
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS v_message = MESSAGE_TEXT;
+            v_views := jsonb_build_object('success', false, 'error', v_message);
+        END;
+        v_extra := jsonb_build_object('alerts', v_alerts, 'views', v_views, 'catch_up', false);
+    END IF;
+    RETURN monitoring_job_result('medium', v_started, v_rules, v_extra);
+END;
+$$;
+
+
+-- ---------------------------------------------------------------------------------------------
+-- run_medium_detection() -> jsonb
+--   One full medium job with one run of the spike rule: run_medium_detection_batches(0, false).
+-- ---------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION run_medium_detection()
+RETURNS jsonb
+LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN run_medium_detection_batches(0, false);
 END;
 $$;
 
@@ -356,6 +466,9 @@ REVOKE ALL ON FUNCTION detect_race_conditions() FROM PUBLIC;
 REVOKE ALL ON FUNCTION run_monitoring_detection_cycle() FROM PUBLIC;
 REVOKE ALL ON FUNCTION run_critical_detection() FROM PUBLIC;
 REVOKE ALL ON FUNCTION run_medium_detection() FROM PUBLIC;
+REVOKE ALL ON FUNCTION monitoring_merge_rule_result(jsonb, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION run_critical_detection_batches(integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION run_medium_detection_batches(integer, boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION monitoring_detector_result(text, jsonb) TO monitoring_writer;
 GRANT EXECUTE ON FUNCTION monitoring_job_result(text, timestamptz, jsonb, jsonb) TO monitoring_writer;
 GRANT EXECUTE ON FUNCTION detect_transaction_failures() TO monitoring_writer;
@@ -365,3 +478,6 @@ GRANT EXECUTE ON FUNCTION detect_race_conditions() TO monitoring_writer;
 GRANT EXECUTE ON FUNCTION run_monitoring_detection_cycle() TO monitoring_writer;
 GRANT EXECUTE ON FUNCTION run_critical_detection() TO monitoring_writer;
 GRANT EXECUTE ON FUNCTION run_medium_detection() TO monitoring_writer;
+GRANT EXECUTE ON FUNCTION monitoring_merge_rule_result(jsonb, jsonb) TO monitoring_writer;
+GRANT EXECUTE ON FUNCTION run_critical_detection_batches(integer) TO monitoring_writer;
+GRANT EXECUTE ON FUNCTION run_medium_detection_batches(integer, boolean) TO monitoring_writer;
