@@ -6,6 +6,7 @@ from festmon_tui.db.simulation.demo import (
     prepare_demo_database,
     with_database,
 )
+from festmon_tui.db.simulation.history import HistoryWriter
 from festmon_tui.db.simulation.records import (
     BarOrder,
     GroundTruth,
@@ -26,6 +27,7 @@ __all__ = [
     "GroundTruth",
     "HistoryBatch",
     "HistoryEntry",
+    "HistoryWriter",
     "Recharge",
     "RunRecord",
     "Scan",

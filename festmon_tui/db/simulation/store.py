@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
@@ -16,7 +17,7 @@ import asyncpg
 
 from festmon_tui.db.errors import SchemaMissing, translated
 from festmon_tui.db.events import event_from_record
-from festmon_tui.db.simulation.history import write_history
+from festmon_tui.db.simulation.history import ANALYZE_SQL, HistoryWriter, write_history
 from festmon_tui.db.simulation.records import (
     BarOrder,
     Conn,
@@ -311,6 +312,16 @@ class SimulationStore:
         with translated():
             async with self.pool.acquire() as conn:
                 await write_history(conn, batch)
+
+    @asynccontextmanager
+    async def history(self) -> AsyncIterator[HistoryWriter]:
+        """A writer for the festival's earlier activity, chunk by chunk, in one transaction
+        (committed when the block ends; the caller calls `finish` with the cards last)."""
+        with translated():
+            async with self.pool.acquire() as conn:
+                async with conn.transaction():
+                    yield HistoryWriter(conn)
+                await conn.execute(ANALYZE_SQL)
 
     # -- normal traffic ----------------------------------------------------------------------
 
