@@ -245,8 +245,8 @@ $$;
 --     rule serialise, so concurrent cycles never examine a row twice (waiting at most
 --     watermark_lock_timeout; the caller's lock_timeout is restored for the source reads);
 --   * one statement reads the rows above last_log_id (at most p_batch_size, default
---     detection_batch_size; more is reported as backlog), the rows whose ids were gaps (late
---     commits), and its own snapshot;
+--     detection_batch_size times the transaction's festmon.claim_batches (default 1); more is
+--     reported as backlog), the rows whose ids were gaps (late commits), and its own snapshot;
 --   * ids in (last_log_id, new last] not visible now become gaps; a gap is dropped once every
 --     transaction that could still fill it has ended: its run's snapshot xmax is <= a later
 --     snapshot's xmin (and late_commit_grace has passed). A transaction that calls nextval()
@@ -302,7 +302,12 @@ BEGIN
     END IF;
 
     v_settings := monitoring_settings_get();
-    v_batch := coalesce(p_batch_size, v_settings.detection_batch_size);
+    -- festmon.claim_batches (transaction-local, set by run_critical_detection_batches): the
+    -- scheduler's catch-up call claims several batches per rule run, saving a round of
+    -- per-run overhead for every batch.
+    v_batch := coalesce(p_batch_size,
+                        v_settings.detection_batch_size
+                        * greatest(coalesce(nullif(current_setting('festmon.claim_batches', true), '')::integer, 1), 1));
     PERFORM set_config('lock_timeout', monitoring_interval_ms(v_settings.watermark_lock_timeout), true);
 
     INSERT INTO monitoring_detector_watermarks (detector_name, source_table)

@@ -273,10 +273,14 @@ BEGIN
     v_mirror := v_settings.mirror_edge_function_names;
 
     -- Ten batches' worth per run: the per-row cost is one primary-key read, while each run
-    -- also reads the window before its rows once, so larger batches catch up faster.
+    -- also reads the window before its rows once, so larger batches catch up faster. The
+    -- scheduler's medium job (festmon.claim_batches, see monitoring_claim_rows) takes that
+    -- many times more: at a high payment rate with a failure in the last window, every run
+    -- reads the whole window before its rows, and one run per interval reads it once.
     SELECT * INTO v_claim
       FROM monitoring_claim_rows('system_failure_spike', 'app_transaction_log',
-                                 v_settings.detection_batch_size * 10);
+                                 v_settings.detection_batch_size * 10
+                                 * greatest(coalesce(nullif(current_setting('festmon.claim_batches', true), '')::integer, 1), 1));
 
     -- The new rows' distinct timestamps, sorted: their first and last bound the failed-row
     -- lookup below as values, so that the bounds are always index conditions.

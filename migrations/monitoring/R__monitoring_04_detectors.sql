@@ -309,10 +309,12 @@ $$;
 --   negative_balance_detection on the cards of new log rows, balance_chain_break,
 --   temporal_duplicate_detection, concurrent_transaction_detection. Cost grows with the new
 --   rows, not with history.
---   Each rule run examines at most detection_batch_size rows; a rule that reports a backlog
---   runs again, in the same transaction, until it has none or p_budget_ms have passed since
---   the call started (0: one run of each rule). At high payment rates one call then catches up
---   several batches without a round trip, a transaction and a lease check per batch. Rules
+--   p_budget_ms = 0: one run of each rule, each examining at most detection_batch_size rows.
+--   p_budget_ms > 0 (the scheduler): each rule run examines up to ten batches
+--   (festmon.claim_batches = 10 for the call), and a rule that still reports a backlog runs
+--   again, in the same transaction, until it has none or p_budget_ms have passed since the
+--   call started. At high payment rates one call then catches up every new row without a
+--   round trip, a transaction, a lease check and a round of per-run overhead per batch. Rules
 --   run in the fixed order in every round, and a second round takes only locks the first one
 --   holds already, so the lock order (deadlock freedom) is kept. A rule that fails stops.
 --   Result: monitoring_job_result with job = 'critical', per rule the sum of its runs
@@ -335,6 +337,9 @@ DECLARE
     v_rounds   integer := 0;
 BEGIN
     PERFORM set_config('synchronous_commit', 'off', true);  -- see the file header
+    IF p_budget_ms > 0 THEN
+        PERFORM set_config('festmon.claim_batches', '10', true);
+    END IF;
     v_pending := v_order;
     LOOP
         v_rounds := v_rounds + 1;
@@ -354,6 +359,7 @@ BEGIN
         EXIT WHEN cardinality(v_pending) = 0
                OR clock_timestamp() >= v_started + make_interval(secs => greatest(p_budget_ms, 0) / 1000.0);
     END LOOP;
+    PERFORM set_config('festmon.claim_batches', '', true);
     RETURN monitoring_job_result(
         'critical', v_started,
         (SELECT jsonb_agg(v_totals -> u.rule ORDER BY u.ord)
@@ -380,7 +386,8 @@ $$;
 -- run_medium_detection_batches(p_budget_ms integer, p_catch_up boolean) -> jsonb
 --   (scheduler "medium" job)
 --
---   system_failure_spike (incremental; while it reports a backlog it runs again, in the same
+--   system_failure_spike (incremental; with p_budget_ms > 0 each run examines up to 100
+--   batches instead of 10, and while it reports a backlog it runs again, in the same
 --   transaction, until p_budget_ms have passed since the call started), then the full sweeps
 --   balance_mismatch_detection and negative_balance_detection over every card (set-based: one
 --   aggregate over the card ledger), then escalate_monitoring_alerts() and
@@ -406,6 +413,9 @@ DECLARE
     v_message  text;
 BEGIN
     PERFORM set_config('synchronous_commit', 'off', true);  -- see the file header
+    IF p_budget_ms > 0 THEN
+        PERFORM set_config('festmon.claim_batches', '10', true);  -- spike rule: 100 batches a run
+    END IF;
     IF NOT p_catch_up OR EXISTS (SELECT 1 FROM monitoring_detector_watermarks
                                   WHERE detector_name = 'system_failure_spike' AND backlog) THEN
         LOOP
@@ -416,6 +426,7 @@ BEGIN
         END LOOP;
         v_rules := v_rules || jsonb_build_array(v_spike);
     END IF;
+    PERFORM set_config('festmon.claim_batches', '', true);
     IF NOT p_catch_up OR EXISTS (SELECT 1 FROM monitoring_detector_watermarks
                                   WHERE detector_name = 'card_ledger'
                                     AND (backlog OR caught_up_at IS NULL)) THEN

@@ -57,14 +57,10 @@ async def test_one_critical_call_with_a_budget_catches_up_every_batch_exactly_on
     job = await _json(conn, "SELECT run_critical_detection_batches(60000)")
 
     assert job["success"] is True and job["backlog"] is False
-    assert job["rounds"] == 3
+    assert job["rounds"] == 1  # one run of each rule takes up to ten batches
     assert set(job["rules"]) == set(CRITICAL_RULES)
     deduction = job["rules"]["balance_deduction_on_failure"]
-    assert (deduction["rows_examined"], deduction["batches"], deduction["backlog"]) == (
-        25,
-        3,
-        False,
-    )
+    assert (deduction["rows_examined"], deduction["backlog"]) == (25, False)
     assert deduction["events_created"] == 25
     assert job["events_created"] == sum(r["events_created"] for r in job["rules"].values())
     assert await _deductions(conn) == sorted((f"B{i}", 1) for i in range(1, 26))
@@ -74,6 +70,25 @@ async def test_one_critical_call_with_a_budget_catches_up_every_batch_exactly_on
     assert again["rounds"] == 1 and again["events_created"] == 0
     assert again["rules"]["balance_deduction_on_failure"]["rows_examined"] == 0
     assert await _deductions(conn) == sorted((f"B{i}", 1) for i in range(1, 26))
+
+
+async def test_beyond_ten_batches_a_rule_runs_again_in_the_same_call(
+    conn: asyncpg.Connection,
+) -> None:
+    await conn.execute("UPDATE monitoring_settings SET detection_batch_size = 2")
+    now = await conn.fetchval("SELECT now()")
+    await _failed(conn, 45, now - timedelta(minutes=30), "R")
+
+    job = await _json(conn, "SELECT run_critical_detection_batches(60000)")
+
+    assert job["rounds"] == 3 and job["backlog"] is False
+    deduction = job["rules"]["balance_deduction_on_failure"]
+    assert (deduction["rows_examined"], deduction["batches"]) == (45, 3)
+    assert len(await _deductions(conn)) == 45
+    # the claim size is the call's own: a plain run in the same session takes one batch
+    await _failed(conn, 5, now - timedelta(minutes=20), "P")
+    one = await _json(conn, "SELECT run_critical_detection()")
+    assert one["rules"]["balance_deduction_on_failure"]["rows_examined"] == 2
 
 
 async def test_a_zero_budget_runs_one_batch_of_each_rule(conn: asyncpg.Connection) -> None:
@@ -91,10 +106,11 @@ async def test_a_zero_budget_runs_one_batch_of_each_rule(conn: asyncpg.Connectio
 async def test_the_medium_job_catches_up_the_spike_rule_in_one_call(
     conn: asyncpg.Connection,
 ) -> None:
-    # The spike rule takes ten batches per run: 25 rows with a batch of 1 are three runs.
+    # The spike rule takes ten batches per run, a hundred in the scheduler's call: with a batch
+    # of 1, 150 rows are one plain run of 10, then runs of 100 and 40 in one call.
     await conn.execute("UPDATE monitoring_settings SET detection_batch_size = 1")
     now = await conn.fetchval("SELECT now()")
-    await _failed(conn, 25, now - timedelta(minutes=20), "S")
+    await _failed(conn, 150, now - timedelta(minutes=20), "S")
 
     one = await _json(conn, "SELECT run_medium_detection_batches(0, false)")
     assert one["rules"]["system_failure_spike"]["rows_examined"] == 10
@@ -103,7 +119,7 @@ async def test_the_medium_job_catches_up_the_spike_rule_in_one_call(
     rest = await _json(conn, "SELECT run_medium_detection_batches(60000, false)")
 
     spike = rest["rules"]["system_failure_spike"]
-    assert (spike["rows_examined"], spike["batches"], spike["backlog"]) == (15, 2, False)
+    assert (spike["rows_examined"], spike["batches"], spike["backlog"]) == (140, 2, False)
     assert rest["backlog"] is False and rest["success"] is True
     assert rest["views"]["success"] is True and rest["catch_up"] is False
     events = await conn.fetchval(
