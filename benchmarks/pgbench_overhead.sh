@@ -8,8 +8,8 @@
 #   DSN      a database with both schemas and data, e.g. a clone of the 1 M-row benchmark:
 #              psql ... -c 'CREATE DATABASE pgb1m TEMPLATE bench1m'
 #              festmon db migrate --with-payment-schema --database-url DSN
-#   ROUNDS   pairs of runs (default 3); the order alternates (alone/with, with/alone, ...)
-#   SECONDS  length of each pgbench run (default 60)
+#   ROUNDS   pairs of runs (default 8); the order alternates (alone/with, with/alone, ...)
+#   SECONDS  length of each pgbench run (default 45)
 #   CLIENTS  pgbench clients (default 2)
 #
 # Environment: PGBENCH, PSQL (default: from PATH), FESTMON (default: `python -m festmon_tui`),
@@ -17,16 +17,17 @@
 # script: pgbench_bar_order.sql, random cards, by default; pgbench_bar_order_spread.sql walks
 # the cards so none pays twice within seconds).
 # Prints one line per run and a summary: TPS, latency p50 / p95 / p99 (from pgbench --log),
+# the TPS ratio with / alone of each back-to-back pair and their median,
 # lock waits seen by the sampler, grouped by waiting and blocking application, the lock modes
 # festmon's sessions held on payment tables, festmon's job time (from its log), and the CPU
 # its database sessions used against the payment sessions' (read from /proc, so only when the
-# server runs on this machine): on a shared, noisy machine TPS ratios swing with other load,
-# the CPU split does not.
+# server runs on this machine), per run and the median: on a shared, noisy machine TPS ratios
+# swing with other load, the CPU split much less.
 set -euo pipefail
 
 DSN=${1:?usage: $0 DSN [ROUNDS] [SECONDS] [CLIENTS]}
-ROUNDS=${2:-3}
-DURATION=${3:-60}
+ROUNDS=${2:-8}
+DURATION=${3:-45}
 CLIENTS=${4:-2}
 PGBENCH=${PGBENCH:-pgbench}
 PSQL=${PSQL:-psql}
@@ -48,6 +49,7 @@ cleanup() {
 trap cleanup EXIT
 
 CARDS=$("$PSQL" -XAtq "$DSN" -c "SELECT count(*) FROM table_cards")
+echo "$("$PGBENCH" --version); server $("$PSQL" -XAtq "$DSN" -c "SHOW server_version"); load average $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) CPUs"
 echo "database: $CARDS cards, $("$PSQL" -XAtq "$DSN" -c "SELECT count(*) FROM app_transaction_log") log rows; raw logs in $OUT"
 
 SAMPLER_SQL="
@@ -148,7 +150,8 @@ one_run() {  # $1 = label (alone | with), $2 = round
             awk -v d="$DURATION" '{ms += $(NF-1)} END {printf "%.1f%%", ms / (d * 10)}')
         stop_festmon
     fi
-    local tps p samples waits festmon_waits
+    local tps p samples waits festmon_waits load_end
+    load_end=$(cut -d' ' -f1 /proc/loadavg)
     tps=$(awk '/^tps = / {print $3; exit}' "$dir/pgbench.txt")
     p=$(percentiles "$dir"/tx.*)
     samples=$(grep -c '^sample' "$dir/locks.txt" || true)
@@ -159,8 +162,8 @@ one_run() {  # $1 = label (alone | with), $2 = round
     local cpu_pay cpu_fm
     cpu_pay=$(cpu_seconds "$dir/cpu.txt" pgbench)
     cpu_fm=$(cpu_seconds "$dir/cpu.txt" festmon)
-    printf '%-5s round %d  tps %8.1f  p50/p95/p99 ms %s  lock waits %s/%s samples, payments blocked by festmon %s  festmon db time %s  backend cpu s: payments=%s festmon=%s  load %s\n' \
-        "$label" "$round" "$tps" "$p" "$waits" "$samples" "$festmon_waits" "$busy" "$cpu_pay" "$cpu_fm" "$load" | tee -a "$OUT/summary.txt"
+    printf '%-5s round %d  tps %8.1f  p50/p95/p99 ms %s  lock waits %s/%s samples, payments blocked by festmon %s  festmon db time %s  backend cpu s: payments=%s festmon=%s  load %s-%s\n' \
+        "$label" "$round" "$tps" "$p" "$waits" "$samples" "$festmon_waits" "$busy" "$cpu_pay" "$cpu_fm" "$load" "$load_end" | tee -a "$OUT/summary.txt"
 }
 
 for round in $(seq 1 "$ROUNDS"); do
@@ -178,8 +181,14 @@ echo "== festmon's share of backend CPU in the runs with it (payments + festmon 
 awk '$1 == "with" {for (i = 1; i <= NF; i++) { split($i, kv, "=")
                          if (kv[1] == "payments") p += kv[2]; if (kv[1] == "festmon") f += kv[2] }}
      END {if (p + f > 0) printf "festmon %.1f s, payments %.1f s: %.1f %%\n", f, p, 100 * f / (p + f)}' "$OUT/summary.txt"
-echo "== TPS ratio with/alone per round (the pairs ran back to back)"
-awk '{t[$1, $3] = $5} END {for (r = 1; r <= '"$ROUNDS"'; r++) printf "round %d: %.3f\n", r, t["with", r] / t["alone", r]}' "$OUT/summary.txt"
+echo "== festmon's CPU per round (festmon / payments backend CPU) and its median"
+awk '$1 == "with" {for (i = 1; i <= NF; i++) { split($i, kv, "=")
+                         if (kv[1] == "payments") p = kv[2]; if (kv[1] == "festmon") f = kv[2] }
+                   if (p > 0) printf "round %d: %.1f %%\n", $3, 100 * f / p}' "$OUT/summary.txt" | tee "$OUT/cpu_ratios.txt"
+sort -t: -k2 -n "$OUT/cpu_ratios.txt" | awk -F': ' '{v[NR] = $2 + 0} END {if (NR) printf "median festmon/payments CPU: %.1f %%\n", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'
+echo "== TPS ratio with/alone per round (the pairs ran back to back) and its median"
+awk '{t[$1, $3] = $5} END {for (r = 1; r <= '"$ROUNDS"'; r++) printf "round %d: %.3f\n", r, t["with", r] / t["alone", r]}' "$OUT/summary.txt" | tee "$OUT/ratios.txt"
+sort -t: -k2 -n "$OUT/ratios.txt" | awk -F': ' '{v[NR] = $2 + 0} END {if (NR) printf "median TPS ratio: %.3f (TPS loss %.1f %%)\n", m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2, 100 * (1 - m)}' 
 echo
 echo "== lock waits during all runs (waiting app | blocking app | wait event: samples)"
 cat "$OUT"/*/locks.txt | awk -F'|' '$1 == "wait" {print $2 " | " $3 " | " $4}' | sort | uniq -c || true
