@@ -201,13 +201,19 @@ async def test_bad_input_is_one_line_with_the_right_exit_code(db_dsn: str, tmp_p
     bad_id = await run("ack", "abc", dsn=db_dsn, cwd=tmp_path)
     bad_severity = await run("events", "--severity", "urgent", dsn=db_dsn, cwd=tmp_path)
     bad_since = await run("events", "--since", "yesterday-ish", dsn=db_dsn, cwd=tmp_path)
-    bad_setting = await run("health", "--monitoring-interval-critical", "-5", dsn=db_dsn,
+    bad_setting = await run("status", "--monitoring-interval-critical", "-5", dsn=db_dsn,
                             cwd=tmp_path)  # fmt: skip
-    for result in (no_note, bad_id, bad_severity, bad_since, bad_setting):
-        assert result.returncode == 2, result.stderr
+    # health is what monitoring systems run: a setting it cannot use is UNKNOWN (3), not 2,
+    # which Nagios reads as CRITICAL.
+    health_bad_setting = await run("health", "--monitoring-interval-critical", "-5", dsn=db_dsn,
+                                   cwd=tmp_path)  # fmt: skip
+    for result in (no_note, bad_id, bad_severity, bad_since, bad_setting, health_bad_setting):
+        expected = 3 if result is health_bad_setting else 2
+        assert result.returncode == expected, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
         assert "Traceback" not in result.stderr
     assert "MONITORING_INTERVAL_CRITICAL" in bad_setting.stderr
+    assert "MONITORING_INTERVAL_CRITICAL" in health_bad_setting.stderr
     missing = await run("ack", "424242", dsn=db_dsn, cwd=tmp_path)
     assert missing.returncode == 1 and "does not exist" in missing.stderr
 
