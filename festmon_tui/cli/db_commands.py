@@ -18,31 +18,6 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 
-def register(sub: Any, settings_parent: argparse.ArgumentParser) -> None:
-    db = sub.add_parser("db", help="deploy and inspect festmon's database schema")
-    db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
-    mig = db_sub.add_parser(
-        "migrate", parents=[settings_parent], help="apply pending migrations (one transaction)"
-    )
-    mig.add_argument(
-        "--with-payment-schema",
-        action="store_true",
-        help="also create the reference payment tables (demo and tests; never on a real festival)",
-    )
-    mig.set_defaults(handler=run_migrate)
-    st = db_sub.add_parser(
-        "status", parents=[settings_parent], help="applied / pending migrations, payment tables"
-    )
-    st.add_argument("--json", action="store_true", help="print a JSON document")
-    st.set_defaults(handler=run_status)
-    serve = db_sub.add_parser(
-        "serve",
-        parents=[settings_parent],
-        help="start the embedded server, print its DSN for psql, keep it up until interrupted",
-    )
-    serve.set_defaults(handler=run_serve)
-
-
 def run_migrate(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(_migrate(settings, args.with_payment_schema))
 

@@ -5,18 +5,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from festmon_tui.cli import event_output
 from festmon_tui.db.errors import DatabaseRefused
 from festmon_tui.db.target import DatabaseTarget, open_target
-from festmon_tui.models import ConnectionState, EventFilter, EventStatus, EventType, Severity
+from festmon_tui.models import ConnectionState, EventFilter
 from festmon_tui.scheduler.api import ActionRefused, Unavailable
 from festmon_tui.scheduler.documents import cycle_document, health_document, status_document
 from festmon_tui.scheduler.headless import run_headless
@@ -29,122 +28,6 @@ EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
 
 Handler = Callable[[Settings, argparse.Namespace], int]
-
-
-def register(sub: Any, settings_parent: argparse.ArgumentParser) -> None:
-    def command(name: str, help_text: str, handler: Handler) -> argparse.ArgumentParser:
-        parser: argparse.ArgumentParser = sub.add_parser(
-            name, parents=[settings_parent], help=help_text, description=help_text
-        )
-        parser.set_defaults(handler=handler)
-        return parser
-
-    cycle = command("cycle", "run one full detection cycle now and print its result", run_cycle)
-    cycle.add_argument("--json", action="store_true", help="print the cycle document (JSON)")
-    health = command(
-        "health",
-        "print the health document; exit 0/1/2/3 = HEALTHY/WARNING/CRITICAL/UNKNOWN",
-        run_health,
-    )
-    health.add_argument("--json", action="store_true", help="print the health document (JSON)")
-    health.set_defaults(settings_error_exit=EXIT_UNREACHABLE)
-    status = command(
-        "status", "configuration in force, scheduler leader, jobs, breaker", run_status
-    )
-    status.add_argument("--json", action="store_true", help="print the status document (JSON)")
-    _register_events(command("events", "list or export events (newest first)", run_events))
-    for name, help_text, note_required in (
-        ("ack", "acknowledge an event (OPEN -> INVESTIGATING, you become its owner)", False),
-        ("unack", "return an acknowledged event to OPEN", False),
-        ("resolve", "resolve an event (a note is required)", True),
-        ("false-positive", "mark an event a false positive (a note is required)", True),
-    ):
-        parser = command(name, help_text, run_action)
-        parser.add_argument("event_id", type=_event_id, metavar="ID", help="the event id")
-        parser.add_argument("--note", required=note_required, help="why (stored in the audit log)")
-        parser.set_defaults(action=name)
-    run = command("run", "run the scheduler without a UI (for systemd); logs to stderr", run_run)
-    run.add_argument(
-        "--headless",
-        action="store_true",
-        required=True,
-        help="no dashboard: scheduled jobs only, one log line per job run",
-    )
-
-
-def _event_id(text: str) -> int:
-    if not text.isdigit() or int(text) <= 0:
-        raise argparse.ArgumentTypeError(f"event id must be a positive integer, not {text!r}")
-    return int(text)
-
-
-def _choices(enum: type[Any], label: str) -> Callable[[str], list[Any]]:
-    """Parse a comma-separated, case-insensitive list of enum values."""
-
-    def parse(text: str) -> list[Any]:
-        values = []
-        for part in filter(None, (p.strip() for p in text.split(","))):
-            matches = [m for m in enum if m.value.lower() == part.lower().replace("-", "_")]
-            if not matches:
-                allowed = ", ".join(m.value for m in enum)
-                raise argparse.ArgumentTypeError(f"unknown {label} {part!r} (one of: {allowed})")
-            values.append(matches[0])
-        return values
-
-    return parse
-
-
-_RELATIVE = re.compile(r"^(\d+)\s*([smhd])$")
-_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def _since(text: str) -> datetime:
-    if match := _RELATIVE.match(text.strip().lower()):
-        return datetime.now(UTC) - timedelta(seconds=int(match[1]) * _UNIT_S[match[2]])
-    try:
-        value = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"--since must be an ISO date/time (2026-07-04T18:00) or an age (15m, 2h, 1d), "
-            f"not {text!r}"
-        ) from None
-    return value  # a naive value is read in MONITORING_TIMEZONE by the handler
-
-
-def _positive(text: str) -> int:
-    if not text.isdigit() or not 0 < int(text) <= 1_000_000:
-        raise argparse.ArgumentTypeError(f"--limit must be between 1 and 1000000, not {text!r}")
-    return int(text)
-
-
-def _register_events(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--severity",
-        type=_choices(Severity, "severity"),
-        action="extend",
-        default=[],
-        help="CRITICAL, HIGH, MEDIUM, LOW, INFO (repeat or comma-list)",
-    )
-    parser.add_argument(
-        "--type",
-        dest="event_type",
-        type=_choices(EventType, "event type"),
-        action="extend",
-        default=[],
-        help="e.g. balance_discrepancy",
-    )
-    parser.add_argument(
-        "--status",
-        type=_choices(EventStatus, "status"),
-        action="extend",
-        default=[],
-        help="OPEN, INVESTIGATING, RESOLVED, FALSE_POSITIVE",
-    )
-    parser.add_argument("--card", help="exact card id")
-    parser.add_argument("--since", type=_since, help="seen since: ISO time or an age like 2h")
-    parser.add_argument("--search", help="text in the card id, transaction id or event id")
-    parser.add_argument("--limit", type=_positive, default=1000, help="at most N (default 1000)")
-    parser.add_argument("--format", choices=("table", "json", "csv"), default="table")
 
 
 def _fail(message: str, code: int) -> int:

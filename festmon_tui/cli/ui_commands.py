@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import platformdirs
 
 from festmon_tui.cli.event_output import render_csv, render_json
-from festmon_tui.db.target import open_target
 from festmon_tui.models import (
     Change,
     ConnectionState,
@@ -29,7 +28,6 @@ from festmon_tui.models import (
     MonitorState,
 )
 from festmon_tui.scheduler.api import ActionRefused, MonitorService, Unavailable
-from festmon_tui.scheduler.service import PostgresMonitorService
 from festmon_tui.settings import Settings
 
 if TYPE_CHECKING:
@@ -68,6 +66,10 @@ def run_dashboard_command(settings: Settings, args: argparse.Namespace) -> int:
     viewer = bool(getattr(args, "viewer", False))
 
     async def open_service(stack: AsyncExitStack) -> MonitorService:
+        # Imported here, after the first paint: asyncpg and the scheduler take a while to load.
+        from festmon_tui.db.target import open_target
+        from festmon_tui.scheduler.service import PostgresMonitorService
+
         target = await stack.enter_async_context(open_target(settings))
         service = PostgresMonitorService(
             settings, target.options, viewer=viewer, database_label=target.label
@@ -160,8 +162,12 @@ def _exit_now(code: int) -> NoReturn:
     The lease is released and the embedded server has been asked to stop, but its `pg_ctl -w
     stop` waits for the shutdown checkpoint (measured up to 4 s under the demo's writes); the
     server finishes that on its own. Nobody is left to see a slower exit, and an orphaned
-    festmon would keep scheduling detection (ANCHORS A.6 #3).
+    festmon would keep scheduling detection (ANCHORS A.6 #3). If the time ran out before the
+    embedded server was asked to stop, it is asked now: it must not outlive its last user.
     """
+    from festmon_tui.db.embedded import stop_all_without_waiting
+
+    stop_all_without_waiting()
     logging.shutdown()
     os._exit(code)
 
