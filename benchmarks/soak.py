@@ -713,6 +713,7 @@ async def soak(args: argparse.Namespace, out: Path, server: Server) -> int:
                 "python": platform.python_version(),
                 "asyncpg": asyncpg.__version__,
                 "command": " ".join(sys.argv),
+                "git": git_state(),
                 "simulate": " ".join(sim_cmd[2:]),
                 "settings": env | {"DATABASE_URL": "postgresql://postgres@127.0.0.1:<port>/soak"},
                 "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
@@ -730,6 +731,17 @@ async def soak(args: argparse.Namespace, out: Path, server: Server) -> int:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(incarnation.pid, signal.SIGKILL)
             await run(*instances.tmux, "kill-server", check=False)
+
+
+def git_state() -> dict[str, Any]:
+    """The commit and the files that differ from it (the soak runs the working tree)."""
+    repo = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
+        return done.stdout.strip()
+
+    return {"head": git("rev-parse", "HEAD"), "modified": git("status", "--short").splitlines()}
 
 
 async def _true(value: bool) -> bool:
