@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from rich.style import Style
@@ -10,7 +10,7 @@ from rich.text import Text
 from textual.binding import Binding
 from textual.events import Key
 from textual.widgets import DataTable
-from textual.widgets.data_table import ColumnKey
+from textual.widgets.data_table import CellKey, ColumnKey, RowKey
 
 from festmon_tui.models import Event, EventStatus
 from festmon_tui.ui.display import age, literal, money, type_label
@@ -112,17 +112,19 @@ class EventTable(DataTable[Text]):
         wanted = {event.event_id: event for event in events}
         gone = len(set(self._events) - set(wanted))
         # DataTable.remove_row is O(rows): past a few removals a rebuild is cheaper.
-        if force or not self._events or gone > MAX_PATCHED_REMOVALS:
+        rebuild = force or not self._events or gone > MAX_PATCHED_REMOVALS
+        if rebuild:
             self.clear()
-            for event in events:
+            for event in events:  # added in order: no sort needed
                 self.add_row(*self.row_for(event, now, styles), key=str(event.event_id))
         else:
             self._patch(wanted, now if ages_due else self._shown[2], styles)
         self._events = wanted
         self._shown = (events, order, now if ages_due or force else self._shown[2])
         self._label_columns(order)
-        position = {str(event.event_id): index for index, event in enumerate(events)}
-        self.sort("id", key=lambda cell: position[cell.plain])
+        if not rebuild:
+            position = {str(event.event_id): index for index, event in enumerate(events)}
+            self.sort("id", key=lambda cell: position[cell.plain])
         if self.cursor_chosen and selected is not None and selected.event_id in wanted:
             self.move_cursor(row=self.get_row_index(str(selected.event_id)), animate=False)
         else:
@@ -144,6 +146,38 @@ class EventTable(DataTable[Text]):
                 if new.plain != old.plain or new.style != old.style:
                     self.update_cell(key, column, new, update_width=True)
 
+    # ---- column widths from plain text ------------------------------------------------------
+    # DataTable measures every cell of every new row through Rich (~0.2 ms a row), and a cell
+    # update that makes a cell narrower re-measures its whole column: a rebuilt list of 500
+    # events cost ~100 ms of the event loop before its frame, and refreshing 500 ages every 10 s
+    # far more. Every cell here is a one-line Text in a one-line row, so its width is its
+    # cell_len, and a column's width is the longest of those.
+
+    def _update_dimensions(self, new_rows: Iterable[RowKey]) -> None:
+        columns = self.ordered_columns
+        for row_key in new_rows:
+            row = self.rows.get(row_key)
+            if row is None or row_key not in self._row_locations:
+                continue  # removed before the table was idle
+            if row.label is not None or row.auto_height:
+                super()._update_dimensions([row_key])
+                continue
+            cells = self._data[row_key]
+            for column in columns:
+                width = _cell_width(cells.get(column.key))
+                if width > column.content_width:
+                    column.content_width = width
+        super()._update_dimensions(())  # the virtual size from the new widths and row count
+
+    def _update_column_widths(self, updated_cells: set[CellKey]) -> None:
+        for column_key in {cell.column_key for cell in updated_cells}:
+            column = self.columns.get(column_key)
+            if column is None:
+                continue
+            widths = (_cell_width(cells.get(column_key)) for cells in self._data.values())
+            column.content_width = max(_cell_width(column.label), max(widths, default=0))
+        self._require_update_dimensions = True
+
     def _label_columns(self, order: SortOrder) -> None:
         for key, header in COLUMNS:
             arrow = ("▲" if order.inverted else "▼") if key == order.column else ""
@@ -162,3 +196,10 @@ class EventTable(DataTable[Text]):
             return SortColumn(column_key) if column_key else None
         except ValueError:
             return None
+
+
+def _cell_width(cell: object) -> int:
+    """Terminal cells a one-line cell takes (every cell of this table is a Text)."""
+    if cell is None:
+        return 0
+    return cell.cell_len if isinstance(cell, Text) else Text(str(cell)).cell_len
