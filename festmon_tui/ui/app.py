@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from dataclasses import replace
@@ -62,7 +63,6 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 EXPORT_LIMIT = 1_000_000
-RELOAD_COALESCE_S = 0.25
 ANNOUNCE_GATHER_S = 0.5
 
 
@@ -107,6 +107,7 @@ class FestmonApp(App[int]):
         self._trends_snapshot: int | None = None
         self._reload_pending = False
         self._reload_again = False
+        self._reloaded_at = -float("inf")  # time.monotonic() of the last reload asked for
         for theme in load_themes():
             self.register_theme(theme)
         self.theme = self.config.theme if self.get_theme(self.config.theme) else DEFAULT_THEME
@@ -193,13 +194,23 @@ class FestmonApp(App[int]):
         self.request_reload()
 
     def request_reload(self) -> None:
-        """Fold a burst of changes into one reload; never cancel a load that is running."""
-        if not self._reload_pending:
-            self._reload_pending = True
-            self.set_timer(RELOAD_COALESCE_S, self._reload_now)
+        """Reload at once, then fold the changes of the next reload_coalesce_s into one reload.
+
+        A new event is on screen one query after its NOTIFY; a burst of changes costs at most
+        one more reload. Never cancels a load that is running.
+        """
+        if self._reload_pending:
+            return
+        since = time.monotonic() - self._reloaded_at
+        if since >= self.config.reload_coalesce_s:
+            self._reload_now()
+            return
+        self._reload_pending = True
+        self.set_timer(self.config.reload_coalesce_s - since, self._reload_now)
 
     def _reload_now(self) -> None:
         self._reload_pending = False
+        self._reloaded_at = time.monotonic()
         if any(w.is_running for w in self.workers if w.group == "events"):
             self._reload_again = True  # load_events asks again when it is done
             return

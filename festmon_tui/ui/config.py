@@ -34,6 +34,9 @@ class DashboardConfig:
     viewer: bool = False
     export_dir: Path = field(default_factory=Path.cwd)
     reload_interval_s: float = 10.0
+    # A live change reloads the list at once; more changes within this time are folded into one
+    # reload at its end (a detection run commits many events together).
+    reload_coalesce_s: float = 0.25
     trends_interval_s: float = 60.0
     # Rows loaded for the current filter; more is a filter away (the list says "500+ events").
     window: int = 500

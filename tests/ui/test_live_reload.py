@@ -1,0 +1,36 @@
+"""A live change reloads the event list at once; a burst of changes is folded into one more."""
+
+from __future__ import annotations
+
+from festmon_tui.models import Severity
+from tests.ui.conftest import event_ids, make_app, settle, until
+from tests.ui.fake_service import FakeMonitorService, make_event
+
+# Long enough that a reload waiting for the coalescing delay could never pass these tests.
+COALESCE_S = 600.0
+
+
+async def test_a_new_event_is_listed_without_waiting_for_the_coalescing_delay() -> None:
+    service = FakeMonitorService()
+    app = make_app(service, reload_coalesce_s=COALESCE_S)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        service.insert(make_event(80, severity=Severity.CRITICAL))
+        await until(pilot, lambda: 80 in event_ids(app))
+
+
+async def test_a_burst_of_changes_is_one_load_now_and_at_most_one_after_the_delay() -> None:
+    service = FakeMonitorService()
+    app = make_app(service, reload_coalesce_s=COALESCE_S)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        service.insert(make_event(81, severity=Severity.HIGH))
+        await until(pilot, lambda: 81 in event_ids(app))
+        await settle(pilot)
+        loads = service.calls.count("list_events")
+        for event_id in (82, 83, 84):
+            service.insert(make_event(event_id, severity=Severity.HIGH))
+        await settle(pilot)
+        # Within the delay of the first reload: folded into one reload at the delay's end.
+        assert service.calls.count("list_events") == loads
+        assert app._reload_pending
