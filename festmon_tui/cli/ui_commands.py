@@ -144,6 +144,10 @@ async def _run(service: DeferredService, config: DashboardConfig, opener: Servic
         await app.run_async()
     finally:
         log.debug("dashboard closed (%s); stopping the service", app.return_code)
+        # The embedded server's shutdown checkpoint starts now, alongside the closing below.
+        from festmon_tui.db.embedded import checkpoint_in_background
+
+        checkpoint_in_background()
         with suppress(TimeoutError):
             async with asyncio.timeout(SHUTDOWN_S):
                 if opening is not None and not opening.done():

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -155,3 +156,84 @@ def test_repair_leaves_a_healthy_data_dir_alone(tmp_path: Path) -> None:
     assert repair.removed_handle_pids == ()
     assert repair.removed_postmaster_pid is None
     assert handle_pids(tmp_path) == [os.getpid()]
+
+
+async def _setting(dsn: str, name: str) -> str:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return str(await conn.fetchval("SELECT current_setting($1)", name))
+    finally:
+        await conn.close()
+
+
+def test_the_embedded_server_checkpoints_every_30_s_so_its_shutdown_checkpoint_stays_small(
+    data_dir: Path,
+) -> None:
+    # A hang-up waits for the shutdown checkpoint; with the default 5 min it wrote all of
+    # shared_buffers under the demo's writes (2.4 s). The setting survives a restart.
+    for _ in range(2):
+        server = EmbeddedServer(data_dir)
+        dsn = server.start()
+        assert asyncio.run(_setting(dsn, "checkpoint_timeout")) == "30s"
+        assert asyncio.run(_setting(dsn, "checkpoint_completion_target")) == "0.9"
+        server.stop()
+
+
+def _wait_stopped(pid: int | None, timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while _running(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_a_stop_request_without_waiting_stops_the_server_only_when_no_other_festmon_uses_it(
+    data_dir: Path,
+) -> None:
+    server = EmbeddedServer(data_dir)
+    server.start()
+    pid = server.server_pid
+    other = _festmon("db", "serve", data_dir=data_dir)
+    try:
+        assert other.stdout is not None
+        assert "ready" in other.stdout.readline()
+        assert server.request_stop() is False, "another festmon still uses the server"
+        assert _running(pid)
+    finally:
+        other.kill()  # gone without cleaning up: a dead pid stays in the handle list
+        other.wait(10)
+    assert server.request_stop() is True
+    assert _wait_stopped(pid), "the server must stop once its last user asked"
+    server.stop()  # releasing the handle afterwards is harmless
+    assert not _running(pid)
+
+
+async def _requested_checkpoints(dsn: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(await conn.fetchval("SELECT num_requested FROM pg_stat_checkpointer"))
+    finally:
+        await conn.close()
+
+
+def test_the_last_user_starts_the_shutdown_checkpoint_early_and_a_shared_server_is_left_alone(
+    data_dir: Path,
+) -> None:
+    server = EmbeddedServer(data_dir)
+    dsn = server.start()
+    other = _festmon("db", "serve", data_dir=data_dir)
+    try:
+        assert other.stdout is not None
+        assert "ready" in other.stdout.readline()
+        assert server.checkpoint_in_background() is None, "another festmon still uses it"
+    finally:
+        other.kill()
+        other.wait(10)
+    before = asyncio.run(_requested_checkpoints(dsn))
+    thread = server.checkpoint_in_background()
+    assert thread is not None
+    thread.join(30)
+    assert not thread.is_alive()
+    assert asyncio.run(_requested_checkpoints(dsn)) == before + 1
+    server.stop()
