@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, TypeVar
@@ -27,6 +28,36 @@ from festmon_tui.scheduler.cycles import ManualCycles
 T = TypeVar("T")
 AWAY = (DatabaseUnavailable, StatementTimedOut)
 
+# The last answers kept for when the database is away, per kind: an event list is up to the
+# dashboard's window (500 events, ~1 MB), and every search or filter the operator tries is
+# another list, so only the lists of the last few filters are kept, and the last details opened.
+KEPT_EVENT_LISTS = 4
+KEPT_DETAILS = 16
+
+
+class LastAnswers:
+    """The last answer per key for at most `size` keys; the least recently used goes first."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._answers: OrderedDict[Any, Any] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._answers)
+
+    def get(self, key: Any, default: T) -> T:
+        if key not in self._answers:
+            return default
+        self._answers.move_to_end(key)
+        answer: T = self._answers[key]
+        return answer
+
+    def put(self, key: Any, answer: Any) -> None:
+        self._answers[key] = answer
+        self._answers.move_to_end(key)
+        while len(self._answers) > self.size:
+            self._answers.popitem(last=False)
+
 
 class Operations:
     """Reads fall back to the last answer when the database is away; actions raise ActionRefused."""
@@ -49,42 +80,46 @@ class Operations:
         self.viewer = viewer
         self._on_away = on_away
         self._on_change = on_change
-        self._cache: dict[Any, Any] = {}
+        self._lists = LastAnswers(KEPT_EVENT_LISTS)
+        self._details = LastAnswers(KEPT_DETAILS)
+        self._trends = LastAnswers(2)  # the health history and the event counts
 
-    async def _read(self, key: Any, call: Callable[[], Awaitable[T]], empty: T) -> T:
+    async def _read(
+        self, cache: LastAnswers, key: Any, call: Callable[[], Awaitable[T]], empty: T
+    ) -> T:
         try:
             result = await call()
         except AWAY as exc:
             self._on_away(str(exc))
-            cached: T = self._cache.get(key, empty)
-            return cached
-        self._cache[key] = result
+            return cache.get(key, empty)
+        cache.put(key, result)
         return result
 
     async def list_events(self, event_filter: EventFilter) -> list[Event]:
         return await self._read(
-            ("events", event_filter), lambda: self.events.list(event_filter), []
+            self._lists, event_filter, lambda: self.events.list(event_filter), []
         )
 
     async def health_history(self, since: datetime) -> list[HealthSnapshot]:
-        return await self._read(("history",), lambda: self.health.history(since), [])
+        return await self._read(self._trends, "history", lambda: self.health.history(since), [])
 
     async def event_counts_by_hour(self, since: datetime) -> list[tuple[datetime, str, int]]:
-        return await self._read(("counts",), lambda: self.health.counts_by_hour(since), [])
+        return await self._read(
+            self._trends, "counts", lambda: self.health.counts_by_hour(since), []
+        )
 
     async def event_detail(self, event_id: int) -> EventDetail:
-        key = ("detail", event_id)
         try:
             detail = await self.events.detail(event_id)
         except AWAY as exc:
             self._on_away(str(exc))
-            if key not in self._cache:
+            cached: EventDetail | None = self._details.get(event_id, None)
+            if cached is None:
                 raise Unavailable(str(exc)) from None
-            cached: EventDetail = self._cache[key]
             return cached
         except DatabaseRefused as exc:
             raise ActionRefused(str(exc)) from None
-        self._cache[key] = detail
+        self._details.put(event_id, detail)
         return detail
 
     async def act(self, action: str, event_id: int, note: str | None) -> Event:
