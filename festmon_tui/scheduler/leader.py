@@ -73,6 +73,9 @@ class LeaderElector:
         self._grant: LeaseGrant | None = None
         self._deadline = 0.0
         self.last_error: str | None = None
+        # Set once an acquire was sent: the database may have granted it even if the answer
+        # never arrived (stopped or timed out meanwhile), so release() must not skip it.
+        self._asked = False
         self._ever_led = False
         self._wakeup = asyncio.Event()
 
@@ -103,6 +106,7 @@ class LeaderElector:
         limit = self.timing.renew_period_s
         if self._fence is not None:
             limit = min(limit, max(0.01, self._deadline - sent))
+        self._asked = True
         try:
             async with asyncio.timeout(limit):
                 grant = await self.store.acquire(self.holder, self.timing.ttl_ms)
@@ -168,10 +172,12 @@ class LeaderElector:
     async def release(self) -> None:
         """Give the lease back (shutdown) so another process takes over at once."""
         self._step_down("shutting down")
-        if not self._ever_led:
+        if not self._asked:
             return
         try:
             async with asyncio.timeout(0.5):
                 await self.store.release(self.holder)
         except Exception as exc:  # it will expire on its own
-            log.warning("could not release the scheduler lease: %s", exc)
+            # A process that never led most likely holds nothing: no warning for it.
+            level = logging.WARNING if self._ever_led else logging.DEBUG
+            log.log(level, "could not release the scheduler lease: %s", exc)
