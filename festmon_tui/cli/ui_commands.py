@@ -41,6 +41,11 @@ EXIT_HANGUP = 129  # 128 + SIGHUP: the app's code when the terminal went away
 # Quit, SIGTERM or hang-up: closing the service, the simulator and the server gets this long, so
 # a dropped SSH session is gone within 2 s (the app itself closes in ~0.15 s).
 SHUTDOWN_S = 1.6
+# An embedded server this process is the last user of is asked to stop by then at the latest,
+# even if closing the traffic and the service has not reached it yet (under load that can take
+# all of SHUTDOWN_S); its fast shutdown then needs ~0.1-0.6 s, as its shutdown checkpoint
+# started with the closing (db/embedded.py).
+SERVER_STOP_S = 1.0
 
 # Opens everything the dashboard needs and returns the service; whatever must be closed on exit
 # goes on the exit stack (entered contexts, callbacks). Runs in a worker after the first paint.
@@ -144,20 +149,39 @@ async def _run(service: DeferredService, config: DashboardConfig, opener: Servic
         await app.run_async()
     finally:
         log.debug("dashboard closed (%s); stopping the service", app.return_code)
-        # The embedded server's shutdown checkpoint starts now, alongside the closing below.
-        from festmon_tui.db.embedded import checkpoint_in_background
-
-        checkpoint_in_background()
-        with suppress(TimeoutError):
-            async with asyncio.timeout(SHUTDOWN_S):
-                if opening is not None and not opening.done():
-                    with suppress(Exception):
-                        await opening
-                await stack.aclose()
+        await _close(stack, opening)
         log.debug("service stopped")
     if app.return_code == EXIT_HANGUP:
         _exit_now(EXIT_HANGUP)
     return app.return_code or EXIT_OK
+
+
+async def _close(stack: AsyncExitStack, opening: asyncio.Future[Any] | None) -> None:
+    """Close what the opener opened, waiting SHUTDOWN_S at most; an embedded server this
+    process is the last user of is asked to stop within SERVER_STOP_S all the same."""
+    # The embedded server's shutdown checkpoint starts now, alongside the closing below.
+    from festmon_tui.db.embedded import checkpoint_in_background, stop_all_without_waiting
+
+    checkpoint_in_background()
+    deadline = asyncio.get_running_loop().call_later(SERVER_STOP_S, stop_all_without_waiting)
+
+    async def close() -> None:
+        if opening is not None and not opening.done():
+            with suppress(Exception):
+                await opening
+        await stack.aclose()
+
+    # A task, not a timeout around aclose(): an exit stack goes on with its other callbacks
+    # after one was cancelled, so a timeout would wait for them (the server's `pg_ctl -w stop`).
+    closing = asyncio.ensure_future(close())
+    closing.add_done_callback(lambda task: task.cancelled() or task.exception())
+    await asyncio.wait({closing}, timeout=SHUTDOWN_S)
+    deadline.cancel()
+    if closing.done():
+        with suppress(TimeoutError):
+            closing.result()
+    else:
+        closing.cancel()
 
 
 def _exit_now(code: int) -> NoReturn:

