@@ -397,8 +397,9 @@ $$;
 --   most ledger_batch_size per run) are folded into their cards' summaries. touched_cards =
 --   the cards of every new row (any status); rows_folded = log rows examined; backlog = more
 --   rows are waiting (the first build of a large log takes several runs).
---   First use, or a change of the transaction type settings the summaries depend on: the
---   ledger is emptied and folded again from the first log row (rebuilt = true).
+--   First use, a change of the transaction type settings the summaries depend on, or a
+--   ledger emptied by a crash (it is unlogged: no monitoring_card_ledger_state row, V0004):
+--   the ledger is emptied and folded again from the first log row (rebuilt = true).
 --   Runs under advisory lock (1718969198, 4), taken by its callers.
 -- ---------------------------------------------------------------------------------------------
 CREATE OR REPLACE FUNCTION monitoring_fold_card_ledger(
@@ -432,10 +433,14 @@ BEGIN
      WHERE detector_name = 'card_ledger'
        FOR UPDATE;
 
-    rebuilt := v_wm.last_log_id IS NULL OR v_wm.state_config IS DISTINCT FROM v_config;
+    -- No state row: the (unlogged) ledger was emptied by a crash, or never built (V0004).
+    rebuilt := v_wm.last_log_id IS NULL OR v_wm.state_config IS DISTINCT FROM v_config
+               OR NOT EXISTS (SELECT 1 FROM monitoring_card_ledger_state);
     IF rebuilt THEN
         -- The ledger needs all history: start before the first row, whatever initial_lookback.
         TRUNCATE monitoring_card_ledger;
+        INSERT INTO monitoring_card_ledger_state (id, built_at) VALUES (1, now())
+        ON CONFLICT (id) DO UPDATE SET built_at = EXCLUDED.built_at;
         UPDATE monitoring_detector_watermarks
            SET last_log_id = 0, safe_log_id = 0, pending_gaps = '{}', pending_runs = '[]',
                total_examined = 0, state_config = v_config, initialized_at = now(),
