@@ -935,6 +935,17 @@ async def analyse(
     checks["samples: the term never went back"] = not backwards
     checks["samples: never two live processes running scheduled jobs at once"] = not two_running
     checks["samples: every job session was mapped to its process"] = unmapped == 0
+    # A lease the database granted to a process that never learnt it (no log line) blocks the
+    # others until it expires, like a crash: every term the row showed must be claimed.
+    claimed = {(c["pid"], c["term"]) for c in claims}
+    unclaimed = sorted(
+        {(s["holder_pid"], s["term"]) for s in samples if s["valid"]} - claimed, key=str
+    )
+    checks[
+        "samples: every term the lease row showed was claimed in its holder's log"
+    ] = not unclaimed
+    leftover = await current_lease(conn)
+    checks["shutdown: the lease is free once every instance has stopped"] = leftover is None
     sample_gaps = [b["at"] - a["at"] for a, b in itertools.pairwise(samples)]
 
     # 4. the dashboards' headers
@@ -1079,6 +1090,8 @@ async def analyse(
             "with_a_manual_cycle_running": manual_samples,
             "manual_cycle_alongside_a_scheduled_job": concurrent_manual,
             "unmapped_job_sessions": unmapped,
+            "terms_held_without_a_claim": [list(t) for t in unclaimed],
+            "lease_after_shutdown": None if leftover is None else dict(leftover),
         },
         "headers": {
             "captures": len(observer.headers),
