@@ -92,6 +92,10 @@ async def _history(dsn: str, chunk: int) -> tuple[RecordingStore, Simulation, di
         store = RecordingStore(pool)
         simulation = Simulation(store, CONFIG, RuleLimits(), history_chunk=chunk)
         await simulation.prepare()
+        # The bulk load is written to disk in the background, so that no later shutdown
+        # checkpoint has the whole new festival to write.
+        assert store.checkpointed is not None
+        assert await store.checkpointed is True
         day = {
             name: [tuple(r.values()) for r in await pool.fetch(sql)]
             for name, sql in DAY_SQL.items()
