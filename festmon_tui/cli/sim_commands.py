@@ -336,33 +336,37 @@ def _run_demo_dashboard(settings: Settings, args: argparse.Namespace) -> int:
     """The dashboard on a live simulated festival (the traffic runs until the dashboard quits)."""
     from festmon_tui.cli.ui_commands import run_dashboard
 
-    config = _config(args, demo=True)
-    limits = RuleLimits.from_settings(settings)
-
     async def open_service(stack: AsyncExitStack) -> MonitorService:
-        target = await stack.enter_async_context(open_target(settings))
-        options = await _demo_options(target)
-        pool = await create_pool(options, min_size=2, max_size=_pool_size(config))
-        stack.push_async_callback(_close_pool, pool)
-        simulation = Simulation(SimulationStore(pool), config, limits)
-        await simulation.prepare()
-        service = PostgresMonitorService(
-            settings, options, database_label=_demo_label(target, options)
-        )
-        await stack.enter_async_context(service)
-        traffic = asyncio.create_task(simulation.run_live(), name="demo-traffic")
-
-        async def stop_traffic() -> None:
-            # The dashboard must close within ~2 s: stop mid-anomaly (an unfinished anomaly has
-            # no ground truth row), then record the run's end if the database answers at once.
-            traffic.cancel()
-            with suppress(asyncio.CancelledError, *_EXPECTED):
-                await traffic
-            with suppress(TimeoutError, *_EXPECTED):
-                async with asyncio.timeout(0.3):
-                    await simulation.finish()
-
-        stack.push_async_callback(stop_traffic)
-        return service
+        return await open_demo_service(settings, args, stack)
 
     return run_dashboard(settings, open_service)
+
+
+async def open_demo_service(
+    settings: Settings, args: argparse.Namespace, stack: AsyncExitStack
+) -> MonitorService:
+    """The embedded festival behind the demo's dashboard: server, schemas, traffic, service."""
+    config = _config(args, demo=True)
+    limits = RuleLimits.from_settings(settings)
+    target = await stack.enter_async_context(open_target(settings))
+    options = await _demo_options(target)
+    pool = await create_pool(options, min_size=2, max_size=_pool_size(config))
+    stack.push_async_callback(_close_pool, pool)
+    simulation = Simulation(SimulationStore(pool), config, limits)
+    await simulation.prepare()
+    service = PostgresMonitorService(settings, options, database_label=_demo_label(target, options))
+    await stack.enter_async_context(service)
+    traffic = asyncio.create_task(simulation.run_live(), name="demo-traffic")
+
+    async def stop_traffic() -> None:
+        # The dashboard must close within ~2 s: stop mid-anomaly (an unfinished anomaly has
+        # no ground truth row), then record the run's end if the database answers at once.
+        traffic.cancel()
+        with suppress(asyncio.CancelledError, *_EXPECTED):
+            await traffic
+        with suppress(TimeoutError, *_EXPECTED):
+            async with asyncio.timeout(0.3):
+                await simulation.finish()
+
+    stack.push_async_callback(stop_traffic)
+    return service

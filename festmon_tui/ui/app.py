@@ -128,7 +128,9 @@ class FestmonApp(App[int]):
         self.set_interval(1.0, self._tick)
         self.set_interval(self.config.reload_interval_s, self._auto_reload)
         self.set_interval(self.config.trends_interval_s, self._auto_trends)
-        self.start_service()
+        # After the first frame: opening the service imports asyncpg and the scheduler (~0.25 s
+        # of CPU) and starts servers; the panes are on screen before any of that.
+        self.call_after_refresh(self.start_service)
 
     def _handle_signals(self, loop: asyncio.AbstractEventLoop) -> None:
         """SIGTERM and SIGHUP end the app; a hang-up must not deadlock Textual on the way out.

@@ -37,7 +37,7 @@ def test_building_the_parser_and_the_dashboard_imports_nothing_heavy() -> None:
         "import sys\n"
         "from festmon_tui.cli import build_parser\n"
         "build_parser().format_help()\n"
-        "import festmon_tui.ui.app, festmon_tui.ui.config\n"
+        "import festmon_tui.cli.demo_ui, festmon_tui.ui.app, festmon_tui.ui.config\n"
         f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))\n"
     )
     result = subprocess.run(
