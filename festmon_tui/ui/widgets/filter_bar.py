@@ -33,4 +33,5 @@ class FilterBar(Horizontal):
         yield Input(placeholder="/ search card or tx id", id="search", compact=True)
 
     def show(self, line: Text) -> None:
-        self.query_one("#filter-summary", Static).update(line)
+        # One line of fixed size (CSS): no layout pass of the whole screen for a new summary.
+        self.query_one("#filter-summary", Static).update(line, layout=False)
