@@ -78,6 +78,9 @@ DECLARE
     v_created    integer := 0;
     v_updated    integer := 0;
     v_event_ids  jsonb := '[]'::jsonb;
+    -- When the rule found these, not now(): a job's call may have begun seconds earlier
+    -- (run_critical_detection_batches loops in one transaction) and seen rows written since.
+    v_seen       timestamptz := clock_timestamp();
 BEGIN
     v_total := coalesce(jsonb_array_length(p_detections), 0);
     IF v_total = 0 THEN
@@ -109,7 +112,7 @@ BEGIN
         INSERT INTO monitoring_events AS e (
             event_type, severity, card_id, transaction_id, affected_amount,
             detection_algorithm, confidence_score, event_data, context_data,
-            fingerprint, occurrence_count, last_seen_at)
+            fingerprint, occurrence_count, detection_timestamp, last_seen_at)
         -- affected_amount is numeric(10,2): an amount beyond it (a ledger summing past
         -- 99 999 999.99) is stored as NULL rather than failing the whole batch; the rule's
         -- event_data keeps the exact figures.
@@ -121,7 +124,7 @@ BEGIN
                    || CASE WHEN k.evidence_key IS NULL THEN '{}'::jsonb
                            ELSE jsonb_build_object('evidence_key', k.evidence_key) END,
                coalesce(k.context_data, '{}'::jsonb),
-               k.fingerprint, greatest(coalesce(k.occurrences, 1), 1), now()
+               k.fingerprint, greatest(coalesce(k.occurrences, 1), 1), v_seen, v_seen
           FROM kept k
          ORDER BY k.fingerprint
         ON CONFLICT (detection_algorithm, fingerprint) WHERE status IN ('OPEN', 'INVESTIGATING')
