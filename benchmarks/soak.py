@@ -32,7 +32,8 @@ What it does, in order:
    * at 1/3 and 2/3 of the traffic sends SIGKILL to whichever process holds the lease, starts
      the same instance again at once (so four are always running), and measures the takeover:
      kill -> lease row held by a new term (sampler), kill -> the new leader's first finished
-     critical run (monitoring_cycle_runs).
+     critical run (monitoring_cycle_runs). Each kill waits (up to --mid-job-wait-s) for a
+     moment when the leader's session is executing a scheduled job, so that it dies mid-job.
 5. At the end quits the dashboards with `q` and stops the headless scheduler with SIGTERM
    (both must exit 0), then checks, and exits 1 if any check fails:
    * at most one leader at every moment, from three independent sources:
@@ -113,6 +114,11 @@ SELECT extract(epoch FROM clock_timestamp())::float8 AS at,
            AND a.query ~ '{SCHEDULED_JOB_RE}|{MANUAL_JOB_RE}')::text AS jobs
 FROM monitoring_scheduler_lease l
 WHERE l.lease_name = 'scheduler'
+"""
+
+JOB_SESSIONS_SQL = f"""
+SELECT pid, client_port, left(query, 60) AS query FROM pg_stat_activity
+WHERE datname = current_database() AND state = 'active' AND query ~ '{SCHEDULED_JOB_RE}'
 """
 
 BACKENDS_SQL = """
@@ -510,6 +516,7 @@ class Kill:
     pid: int
     term: int
     lease_expires_at: float
+    during_job: str | None = None
     new_term_at: float | None = None
     new_term: int | None = None
     new_holder_pid: int | None = None
@@ -522,6 +529,7 @@ class Kill:
             "term": self.term,
             "at": iso(self.at),
             "lease_left_at_kill_s": round(self.lease_expires_at - self.at, 2),
+            "during_job": self.during_job,
             "new_term": self.new_term,
             "new_holder_pid": self.new_holder_pid,
             "takeover_lease_s": _delta(self.new_term_at, self.at),
@@ -555,15 +563,32 @@ async def current_lease(conn: asyncpg.Connection) -> asyncpg.Record | None:
     )
 
 
-async def kill_leader(instances: Instances, observer: Observer, conn: asyncpg.Connection) -> Kill:
+async def kill_leader(
+    instances: Instances, observer: Observer, conn: asyncpg.Connection, mid_job_wait_s: float
+) -> Kill:
     lease = await wait_for(lambda: current_lease(conn), 60, "a leader to kill")
     victim = instances.by_pid(lease["holder_pid"])
     if victim is None or victim.ended is not None:
         raise RuntimeError(f"the lease names pid {lease['holder_pid']}, not a live instance")
     await observer.refresh_owners(conn)  # the victim's sessions are known before it dies
+
+    async def leader_in_a_job() -> str | None:
+        # Polled every 20 ms: the kill should land while the leader's job statement runs.
+        rows = await conn.fetch(JOB_SESSIONS_SQL)
+        if any(observer.owner(r["pid"], r["client_port"]) is None for r in rows):
+            await observer.refresh_owners(conn)  # a connection the pool opened since
+        for row in rows:
+            if observer.owner(row["pid"], row["client_port"]) == victim.pid:
+                return str(row["query"])
+        return None
+
+    job: str | None = None
+    with contextlib.suppress(TimeoutError):
+        job = await wait_for(leader_in_a_job, mid_job_wait_s, "a job to run", poll_s=0.02)
     at = await instances.kill(victim)
-    log(f"SIGKILL {victim.name} pid {victim.pid} (leader, term {lease['term']})")
-    kill = Kill(at, victim.instance, victim.pid, lease["term"], lease["expires_at"])
+    during = f"during `{job}`" if job else "between jobs"
+    log(f"SIGKILL {victim.name} pid {victim.pid} (leader, term {lease['term']}) {during}")
+    kill = Kill(at, victim.instance, victim.pid, lease["term"], lease["expires_at"], job)
     await instances.start(victim.instance)
 
     async def new_term() -> dict[str, Any] | None:
@@ -623,6 +648,7 @@ async def soak(args: argparse.Namespace, out: Path, server: Server) -> int:
             "MONITORING_LEASE_TTL_MS": str(args.lease_ttl_ms),
         }
         festmon = [sys.executable, "-m", "festmon_tui"]
+        git_at_start = git_state()  # what the processes run (others may commit meanwhile)
         migrate = await asyncio.to_thread(
             subprocess.run,
             [*festmon, "db", "migrate", "--with-payment-schema"],
@@ -685,7 +711,7 @@ async def soak(args: argparse.Namespace, out: Path, server: Server) -> int:
             delay = traffic_start + args.duration * fraction - time.time()
             if delay > 0:
                 await asyncio.sleep(delay)
-            kills.append(await kill_leader(instances, observer, conn))
+            kills.append(await kill_leader(instances, observer, conn, args.mid_job_wait_s))
         log("both kills done; waiting for the simulator's report")
         report_raw = await asyncio.wait_for(report_task, args.duration + 900)
         sim_code = await sim.wait()
@@ -713,7 +739,7 @@ async def soak(args: argparse.Namespace, out: Path, server: Server) -> int:
                 "python": platform.python_version(),
                 "asyncpg": asyncpg.__version__,
                 "command": " ".join(sys.argv),
-                "git": git_state(),
+                "git": git_at_start,
                 "simulate": " ".join(sim_cmd[2:]),
                 "settings": env | {"DATABASE_URL": "postgresql://postgres@127.0.0.1:<port>/soak"},
                 "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, "
@@ -1225,6 +1251,12 @@ def main() -> int:
     parser.add_argument("--health-ms", type=int, default=60000)
     parser.add_argument("--lease-ttl-ms", type=int, default=15000)
     parser.add_argument("--sample-ms", type=float, default=150.0)
+    parser.add_argument(
+        "--mid-job-wait-s",
+        type=float,
+        default=20.0,
+        help="at a kill, wait up to this long for the leader to be running a job (0: kill now)",
+    )
     parser.add_argument(
         "--keypress-s",
         type=float,
