@@ -64,6 +64,7 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 EXPORT_LIMIT = 1_000_000
 ANNOUNCE_GATHER_S = 0.5
+RELOAD_RETRY_S = 0.05  # a reload asked for while the list is loading waits this long, again
 
 
 def utc_now() -> datetime:
@@ -106,7 +107,6 @@ class FestmonApp(App[int]):
         self._news: list[str] = []
         self._trends_snapshot: int | None = None
         self._reload_pending = False
-        self._reload_again = False
         self._reloaded_at = -float("inf")  # time.monotonic() of the last reload asked for
         for theme in load_themes():
             self.register_theme(theme)
@@ -212,10 +212,13 @@ class FestmonApp(App[int]):
 
     def _reload_now(self) -> None:
         self._reload_pending = False
-        self._reloaded_at = time.monotonic()
         if any(w.is_running for w in self.workers if w.group == "events"):
-            self._reload_again = True  # load_events asks again when it is done
+            # Never cancel a running load (a slow database would never finish one); ask again
+            # as soon as it may be done. Changes until then fold into this reload.
+            self._reload_pending = True
+            self.set_timer(RELOAD_RETRY_S, self._reload_now)
             return
+        self._reloaded_at = time.monotonic()
         self.load_events()
         detail = self._open_detail()
         if detail is not None:
@@ -291,10 +294,6 @@ class FestmonApp(App[int]):
             log.warning("loading events failed: %s", exc)
             self.window = replace(self.window, event_filter=wanted, error=clean(str(exc)))
             return
-        finally:
-            if self._reload_again:
-                self._reload_again = False
-                self.request_reload()
         limit = self.config.window
         self.window = EventWindow(tuple(events[:limit]), wanted, self.clock(), len(events) > limit)
         self._announce_from(events)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from festmon_tui.models import Severity
+import asyncio
+
+from festmon_tui.models import Event, EventFilter, Severity
 from tests.ui.conftest import event_ids, make_app, settle, until
 from tests.ui.fake_service import FakeMonitorService, make_event
 
@@ -34,3 +36,33 @@ async def test_a_burst_of_changes_is_one_load_now_and_at_most_one_after_the_dela
         # Within the delay of the first reload: folded into one reload at the delay's end.
         assert service.calls.count("list_events") == loads
         assert app._reload_pending
+
+
+class SlowList(FakeMonitorService):
+    """list_events waits at a gate while `hold` is set (a slow database under load)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.gate.set()
+
+    async def list_events(self, event_filter: EventFilter) -> list[Event]:
+        found = await super().list_events(event_filter)
+        await self.gate.wait()
+        return found
+
+
+async def test_a_change_during_a_slow_load_is_listed_when_that_load_ends() -> None:
+    service = SlowList()
+    # No auto reload for the test's life: only the change itself can bring the event in.
+    app = make_app(service, reload_coalesce_s=0.01, reload_interval_s=600)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        service.gate.clear()
+        loads = service.calls.count("list_events")
+        service.insert(make_event(90, severity=Severity.HIGH))
+        await until(pilot, lambda: service.calls.count("list_events") > loads)  # now held
+        service.insert(make_event(91, severity=Severity.CRITICAL))
+        await until(pilot, lambda: 91 in app.announced)  # the change reached the app
+        service.gate.set()
+        await until(pilot, lambda: {90, 91} <= set(event_ids(app)))
