@@ -93,6 +93,9 @@ local   all   all                  trust
 host    all   all   127.0.0.1/32   trust
 """
 
+# The soak's own sessions: its queries name the job functions too, and must not count as jobs.
+SOAK_APP = "festmon-soak"
+
 SCHEDULED_JOB_RE = (
     "run_critical_detection|run_medium_detection|update_system_health_snapshot"
     "|escalate_monitoring_alerts|cleanup_monitoring_data"
@@ -109,7 +112,7 @@ SELECT extract(epoch FROM clock_timestamp())::float8 AS at,
                    'manual', a.query ~ '{MANUAL_JOB_RE}',
                    'query', left(a.query, 60))), '[]')
           FROM pg_stat_activity a
-         WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()
+         WHERE a.datname = current_database() AND a.application_name <> '{SOAK_APP}'
            AND a.state = 'active'
            AND a.query ~ '{SCHEDULED_JOB_RE}|{MANUAL_JOB_RE}')::text AS jobs
 FROM monitoring_scheduler_lease l
@@ -119,6 +122,7 @@ WHERE l.lease_name = 'scheduler'
 JOB_SESSIONS_SQL = f"""
 SELECT pid, client_port, left(query, 60) AS query FROM pg_stat_activity
 WHERE datname = current_database() AND state = 'active' AND query ~ '{SCHEDULED_JOB_RE}'
+  AND application_name <> '{SOAK_APP}'
 """
 
 BACKENDS_SQL = """
@@ -340,6 +344,10 @@ class Instances:
         await run(*self.tmux, "send-keys", "-t", instance, *keys, check=False)
 
 
+async def connect(dsn: str) -> asyncpg.Connection:
+    return await asyncpg.connect(dsn, server_settings={"application_name": SOAK_APP})
+
+
 async def run(*argv: str, check: bool = True) -> str:
     proc = await asyncio.create_subprocess_exec(
         *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
@@ -384,7 +392,7 @@ class Observer:
                 self.owners[(row["pid"], row["client_port"])] = pid
 
     async def sample_leases(self, dsn: str, stop: asyncio.Event, period_s: float) -> None:
-        conn = await asyncpg.connect(dsn)
+        conn = await connect(dsn)
         with (self.out / "samples.jsonl").open("w") as sink:
             try:
                 next_owners = 0.0
@@ -588,7 +596,12 @@ async def kill_leader(
     at = await instances.kill(victim)
     during = f"during `{job}`" if job else "between jobs"
     log(f"SIGKILL {victim.name} pid {victim.pid} (leader, term {lease['term']}) {during}")
-    kill = Kill(at, victim.instance, victim.pid, lease["term"], lease["expires_at"], job)
+    # The lease's expiry as last sampled before the kill (it was renewed while we waited).
+    expires = next(
+        (s["expires_at"] for s in reversed(observer.samples) if s["at"] <= at and s["valid"]),
+        lease["expires_at"],
+    )
+    kill = Kill(at, victim.instance, victim.pid, lease["term"], expires, job)
     await instances.start(victim.instance)
 
     async def new_term() -> dict[str, Any] | None:
@@ -667,7 +680,7 @@ async def soak(args: argparse.Namespace, out: Path, server: Server) -> int:
         for instance in ("dash1", "dash2", "dash3"):
             await instances.wait_connected(instance)
         observer = Observer(out, instances)
-        conn = await asyncpg.connect(dsn)
+        conn = await connect(dsn)
         stop = asyncio.Event()  # the samplers: they watch the shutdown as well
         stop_ui = asyncio.Event()  # the header reader and the key presses
         sim_pid: list[int] = []
