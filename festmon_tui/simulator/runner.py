@@ -48,6 +48,10 @@ log = logging.getLogger(__name__)
 _EXPECTED_ERRORS = (DatabaseUnavailable, DatabaseRefused, StatementTimedOut)
 # Payments of history generated and written at a time (bounds the memory the history takes).
 HISTORY_CHUNK = 5000
+# Generating the history is CPU work on the event loop the dashboard shares (about 50 µs a
+# script): give the loop a turn every this many scripts, so a repaint or a key never waits
+# more than a few tens of milliseconds while `festmon demo` builds its day.
+HISTORY_YIELD_EVERY = 250
 # This many writes failing in a row means the database is gone: stop instead of spinning.
 _MAX_CONSECUTIVE_ERRORS = 50
 
@@ -149,6 +153,7 @@ class Simulation:
         self.progress = progress
         self.progress_every_s = progress_every_s
         self.history_chunk = history_chunk
+        self.history_scripts = 0  # scripts of the history generated so far
         self.stats = RunStats()
         self.planner: Planner | None = None
         self.run: RunRecord | None = None
@@ -200,6 +205,9 @@ class Simulation:
                     first_live = script
                     break
                 self._add_history(batch, script, base, balances, created)
+                self.history_scripts += 1
+                if self.history_scripts % HISTORY_YIELD_EVERY == 0:
+                    await asyncio.sleep(0)
                 if len(batch.entries) >= self.history_chunk:
                     await self._write_chunk(history, batch)
                     batch = HistoryBatch()

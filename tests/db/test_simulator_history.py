@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -12,7 +14,7 @@ import pytest
 
 from festmon_tui.db.simulation import HistoryBatch, HistoryWriter, SimulationStore
 from festmon_tui.simulator.config import RuleLimits, SimulationConfig
-from festmon_tui.simulator.runner import Simulation
+from festmon_tui.simulator.runner import HISTORY_YIELD_EVERY, Simulation
 from tests.conftest import PgServer
 
 # 120 s of history at 30 payments/s: ~3 600 payments, no live traffic needed.
@@ -127,3 +129,29 @@ async def test_the_history_is_held_a_chunk_at_a_time_and_writes_the_same_day_as_
     for row in chunked_day["ledger"]:
         last[row[0]] = row[5]
     assert last and all(balances[card] == balance for card, balance in last.items())
+
+
+async def test_building_the_history_gives_the_event_loop_a_turn_every_few_hundred_scripts(
+    db_dsn: str,
+) -> None:
+    # The dashboard shares the loop with `festmon demo`'s history: a ticker task notes how far
+    # the generation got each time it runs; one write of the whole day (no I/O in between)
+    # leaves only the simulator's own yields to let it run.
+    seen: list[int] = []
+    async with asyncpg.create_pool(db_dsn, min_size=1, max_size=2) as pool:
+        simulation = Simulation(SimulationStore(pool), CONFIG, RuleLimits(), history_chunk=10**9)
+
+        async def ticker() -> None:
+            while True:
+                seen.append(simulation.history_scripts)
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(ticker())
+        try:
+            await simulation.prepare()
+        finally:
+            task.cancel()
+    total = simulation.history_scripts
+    assert total > 4 * HISTORY_YIELD_EVERY
+    steps = [b - a for a, b in itertools.pairwise([*seen, total])]
+    assert max(steps) <= HISTORY_YIELD_EVERY
