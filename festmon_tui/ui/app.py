@@ -16,6 +16,7 @@ from types import FrameType
 
 from textual import on, work
 from textual.app import App
+from textual.notifications import Notification, Notify
 from textual.reactive import reactive
 from textual.screen import Screen
 
@@ -105,6 +106,9 @@ class FestmonApp(App[int]):
         self.trend_range = TrendRange.DAY
         self.announced: set[int] = set()
         self._news: list[str] = []
+        # The CRITICAL toast on screen and what it lists: later news joins it, never stacks.
+        self._news_toast: Notification | None = None
+        self._news_shown: list[str] = []
         self._trends_snapshot: int | None = None
         self._reload_pending = False
         self._reloaded_at = -float("inf")  # time.monotonic() of the last reload asked for
@@ -266,15 +270,21 @@ class FestmonApp(App[int]):
 
     def _flush_news(self) -> None:
         news, self._news = self._news, []
+        previous = self._news_toast
+        if previous is not None and previous in self._notifications:
+            news = self._news_shown + news
+            self._unnotify(previous, refresh=False)
         title = "New CRITICAL event" if len(news) == 1 else f"{len(news)} new CRITICAL events"
         shown = ", ".join(news[:6]) + (f" and {len(news) - 6} more" if len(news) > 6 else "")
-        self.notify(
+        toast = Notification(
             f"{shown} — in the list (s shows CRITICAL only)",
-            title=title,
-            severity="error",
-            timeout=15,
+            title,
+            "error",
+            15,
             markup=False,
         )
+        self._news_toast, self._news_shown = toast, news
+        self.post_message(Notify(toast))
         if self.config.bell:
             self.bell()
 

@@ -118,6 +118,24 @@ async def test_a_burst_of_critical_events_is_one_notification(service):
         assert burst.startswith("3 new CRITICAL events: #72 tx failure, #73 tx failure, #74")
 
 
+async def test_critical_announcements_never_stack_over_the_list(service):
+    # One new CRITICAL event a second would otherwise stack a 15 s toast per event over the
+    # right half of the screen, the list's header included: later news joins the toast shown.
+    app = make_app(service)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        for event_id in (80, 81, 82):
+            service.insert(
+                make_event(event_id, severity=Severity.CRITICAL, detection_timestamp=NOW)
+            )
+            await until(pilot, lambda e=event_id: any(f"#{e}" in n for n in notifications(app)))
+        shown = [n for n in notifications(app) if "CRITICAL" in n]
+        assert shown == [
+            "3 new CRITICAL events: #80 tx failure, #81 tx failure, #82 tx failure"
+            " — in the list (s shows CRITICAL only)"
+        ]
+
+
 async def test_a_new_critical_event_is_announced_even_while_paused(service):
     app = make_app(service)
     async with app.run_test(size=(120, 40)) as pilot:
