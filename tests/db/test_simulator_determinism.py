@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import AsyncIterator
 
 import asyncpg
-import pytest
 
 from festmon_tui.db.simulation import SimulationStore
 from festmon_tui.simulator.anomalies import RULES
 from festmon_tui.simulator.config import RuleLimits, SimulationConfig
 from festmon_tui.simulator.planner import Planner
 from festmon_tui.simulator.runner import Simulation
-from tests.conftest import PgServer
 
 KINDS = tuple(r for r in RULES if r != "consecutive_failures")  # its 3 retries take ~16 s
 CONFIG = SimulationConfig(
@@ -39,18 +36,6 @@ def test_the_same_seed_plans_the_same_festival_and_another_seed_does_not() -> No
     assert _plan_digest(CONFIG) == _plan_digest(CONFIG)
     other = SimulationConfig(**{**CONFIG.__dict__, "seed": 100})
     assert _plan_digest(other) != _plan_digest(CONFIG)
-
-
-@pytest.fixture
-async def two_databases(
-    pg_server: PgServer, template_database: str
-) -> AsyncIterator[tuple[str, str]]:
-    names = [await pg_server.create_database(template_database) for _ in range(2)]
-    try:
-        yield pg_server.dsn(names[0]), pg_server.dsn(names[1])
-    finally:
-        for name in names:
-            await pg_server.drop_database(name)
 
 
 async def _run(dsn: str) -> tuple[dict[str, list[tuple[object, ...]]], list[tuple[object, ...]]]:

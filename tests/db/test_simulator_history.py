@@ -10,12 +10,10 @@ from datetime import datetime
 from decimal import Decimal
 
 import asyncpg
-import pytest
 
 from festmon_tui.db.simulation import HistoryBatch, HistoryWriter, SimulationStore
 from festmon_tui.simulator.config import RuleLimits, SimulationConfig
 from festmon_tui.simulator.runner import HISTORY_YIELD_EVERY, Simulation
-from tests.conftest import PgServer
 
 # 120 s of history at 30 payments/s: ~3 600 payments, no live traffic needed.
 CONFIG = SimulationConfig(seed=5, cards=150, rate_tps=30, anomalies_per_min=0, history_s=120)
@@ -75,18 +73,6 @@ class RecordingStore(SimulationStore):
 
         async with super().history() as writer:
             yield Recording(writer.conn)
-
-
-@pytest.fixture
-async def two_databases(
-    pg_server: PgServer, template_database: str
-) -> AsyncIterator[tuple[str, str]]:
-    names = [await pg_server.create_database(template_database) for _ in range(2)]
-    try:
-        yield pg_server.dsn(names[0]), pg_server.dsn(names[1])
-    finally:
-        for name in names:
-            await pg_server.drop_database(name)
 
 
 async def _history(dsn: str, chunk: int) -> tuple[RecordingStore, Simulation, dict[str, list]]:
