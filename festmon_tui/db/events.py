@@ -23,9 +23,8 @@ from festmon_tui.models import (
     Severity,
 )
 
-# NULL array / text means "no filter". The search matches card id, transaction id or event id
-# as plain text (strpos, so % and _ in the operator's input are not wildcards).
-LIST_SQL = """
+# NULL array / text means "no filter".
+_LIST_COLUMNS = """
 SELECT
     event_id, event_type, severity, detection_algorithm, status, detection_timestamp,
     card_id, transaction_id, affected_amount, confidence_score, event_data, context_data,
@@ -37,13 +36,42 @@ WHERE ($1::text[] IS NULL OR severity = ANY($1::text[]))
   AND ($3::text[] IS NULL OR status = ANY($3::text[]))
   AND ($4::text IS NULL OR card_id = $4::text)
   AND ($5::timestamptz IS NULL OR last_seen_at >= $5::timestamptz)
-  AND ($6::text IS NULL
-       OR strpos(lower(card_id), lower($6::text)) > 0
-       OR strpos(transaction_id::text, lower($6::text)) > 0
-       OR event_id::text = $6::text)
-ORDER BY last_seen_at DESC, event_id DESC
-LIMIT $7
 """
+_LIST_ORDER = """
+ORDER BY last_seen_at DESC, event_id DESC
+LIMIT $6
+"""
+LIST_SQL = _LIST_COLUMNS + _LIST_ORDER
+
+# The free-text search matches card id (any case) or transaction id as a substring, or the
+# event id exactly. $7 is a LIKE pattern with the operator's input escaped (% and _ are never
+# wildcards), $8 the input as an event id (NULL unless it is one). A statement of its own, so
+# that no "$7 IS NULL OR" hides the trigram indexes of V0010 (pg_trgm, where installed) from the
+# planner: with them a search over 100 000 events takes ~5 ms instead of ~100 ms.
+SEARCH_SQL = (
+    _LIST_COLUMNS
+    + """  AND (lower(card_id) LIKE lower($7::text)
+       OR transaction_id::text LIKE lower($7::text)
+       OR event_id = $8::bigint)"""
+    + _LIST_ORDER
+)
+
+_BIGINT_MAX = 2**63 - 1
+
+
+def like_pattern(search: str) -> str:
+    """A LIKE pattern matching `search` anywhere, taken literally (the SQL lower-cases it)."""
+    escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def search_event_id(search: str) -> int | None:
+    """The search as an event id: its digits exactly as the id prints ('007' is not 7)."""
+    if search.isascii() and search.isdigit() and str(int(search)) == search:
+        value = int(search)
+        return value if value <= _BIGINT_MAX else None
+    return None
+
 
 GET_SQL = """
 SELECT
@@ -153,17 +181,21 @@ class EventRepository:
     async def list(self, event_filter: EventFilter) -> list[Event]:
         f = event_filter
         search = (f.search or "").strip() or None
+        args = (
+            _values(f.severities),
+            _values(f.event_types),
+            _values(f.statuses),
+            f.card_id,
+            f.since,
+            max(1, f.limit),
+        )
         with translated():
-            rows = await self.pool.fetch(
-                LIST_SQL,
-                _values(f.severities),
-                _values(f.event_types),
-                _values(f.statuses),
-                f.card_id,
-                f.since,
-                search,
-                max(1, f.limit),
-            )
+            if search is None:
+                rows = await self.pool.fetch(LIST_SQL, *args)
+            else:
+                rows = await self.pool.fetch(
+                    SEARCH_SQL, *args, like_pattern(search), search_event_id(search)
+                )
         return [event_from_record(r) for r in rows]
 
     async def get(self, event_id: int) -> Event:
