@@ -9,16 +9,16 @@ from typing import Any
 
 import pytest
 from rich.console import Console
-from rich.text import Text
 from textual.content import Content
 from textual.pilot import Pilot
 from textual.widget import Widget
-from textual.widgets import DataTable, Static
+from textual.widgets import Static
 
 from festmon_tui.cli.event_output import render_csv, render_json
 from festmon_tui.scheduler.api import MonitorService
 from festmon_tui.ui.app import FestmonApp
 from festmon_tui.ui.config import DashboardConfig
+from festmon_tui.ui.widgets.event_table import EventTable
 from tests.ui.fake_service import NOW, FakeMonitorService
 
 # Workers that run for the app's whole life; everything else finishes and can be waited on.
@@ -67,11 +67,8 @@ def make_app(
 
 def table_rows(app: FestmonApp) -> list[list[str]]:
     """The event table as plain strings, top to bottom."""
-    table = app.screen.query_one("#events", DataTable)
-    return [
-        [cell.plain if isinstance(cell, Text) else str(cell) for cell in table.get_row_at(i)]
-        for i in range(table.row_count)
-    ]
+    table = app.screen.query_one("#events", EventTable)
+    return [[cell.plain for cell in table.row_cells(i)] for i in range(table.row_count)]
 
 
 def event_ids(app: FestmonApp) -> list[int]:

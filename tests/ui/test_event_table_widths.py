@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncpg
-from rich.text import Text
-from textual.widgets import DataTable
+from rich.cells import cell_len
 
 from festmon_tui.db.connect import ConnectOptions
 from festmon_tui.scheduler.service import PostgresMonitorService
 from festmon_tui.settings import load_settings
 from festmon_tui.ui.app import FestmonApp
+from festmon_tui.ui.widgets.event_table import EventTable
 from tests.ui.conftest import event_ids, make_app, settle, table_rows, until
 from tests.ui.fake_service import FakeMonitorService, make_event
 
@@ -35,13 +35,12 @@ async def _event(conn: asyncpg.Connection, card: str, amount: str) -> int:
 
 def _widths(app: FestmonApp) -> dict[str, tuple[int, int]]:
     """Per column: (the width the table gives it, the widest of its label and cells)."""
-    table = app.screen.query_one("#events", DataTable)
+    table = app.screen.query_one("#events", EventTable)
     found: dict[str, tuple[int, int]] = {}
-    for index, column in enumerate(table.ordered_columns):
-        cells = [table.get_row_at(row)[index] for row in range(table.row_count)]
-        widest = max([column.label.cell_len, *(Text(str(c)).cell_len for c in cells)])
-        shown = max(column.content_width, column.label.cell_len)
-        found[str(column.key.value)] = (shown, widest)
+    for index, column in enumerate(table.columns):
+        cells = [table.row_cells(row)[index] for row in range(table.row_count)]
+        widest = max([cell_len(column.label), *(cell.cell_len for cell in cells)])
+        found[column.key] = (column.width, widest)
     return found
 
 
@@ -77,7 +76,7 @@ async def test_a_list_longer_than_the_screen_scrolls_with_the_cursor() -> None:
     app = make_app(service)
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
-        table = app.screen.query_one("#events", DataTable)
+        table = app.screen.query_one("#events", EventTable)
         assert table.row_count == 120
         assert table.virtual_size.height == 120 + 1  # the rows and the header
         await pilot.press("pagedown", "pagedown")

@@ -5,7 +5,14 @@ from __future__ import annotations
 from festmon_tui.models import EventStatus
 from festmon_tui.ui.screens.event_detail import EventDetailScreen
 from festmon_tui.ui.screens.note_prompt import NotePrompt
-from tests.ui.conftest import event_ids, make_app, notifications, screen_text, settle
+from tests.ui.conftest import (
+    event_ids,
+    make_app,
+    notifications,
+    screen_text,
+    settle,
+    table_rows,
+)
 
 
 async def test_a_acknowledges_the_selected_event(service):
@@ -17,8 +24,8 @@ async def test_a_acknowledges_the_selected_event(service):
         assert service.events[2].status is EventStatus.INVESTIGATING
         assert service.actions[-1].action == "acknowledge"
         assert any("Event #2 acknowledged" in n for n in notifications(app))
-        row = app.screen.query_one("#events").get_row("2")
-        assert row[6].plain == "INVESTIGATING"
+        row = next(row for row in table_rows(app) if row[1] == "2")
+        assert row[6] == "INVESTIGATING"
 
 
 async def test_u_returns_an_acknowledged_event_to_open(service):

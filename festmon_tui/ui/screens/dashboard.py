@@ -11,7 +11,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.events import Key
 from textual.timer import Timer
-from textual.widgets import DataTable, Footer, Input
+from textual.widgets import Footer, Input
 
 from festmon_tui.models import Event, EventFilter, MonitorState
 from festmon_tui.ui.commands import Scope, bindings
@@ -134,8 +134,8 @@ class DashboardScreen(EventScreen):
         if event is not None:
             self.post_message(EventChosen(event.event_id))
 
-    @on(DataTable.RowSelected, "#events")
-    def _row_selected(self, message: DataTable.RowSelected) -> None:
+    @on(EventTable.RowSelected, "#events")
+    def _row_selected(self, message: EventTable.RowSelected) -> None:
         message.stop()
         self.action_open_event()
 
@@ -197,9 +197,9 @@ class DashboardScreen(EventScreen):
     def action_reverse_sort(self) -> None:
         self._resort(self.order.reversed())
 
-    @on(DataTable.HeaderSelected, "#events")
-    def _header_selected(self, message: DataTable.HeaderSelected) -> None:
-        column = EventTable.sort_column(message.column_key.value)
+    @on(EventTable.HeaderSelected, "#events")
+    def _header_selected(self, message: EventTable.HeaderSelected) -> None:
+        column = EventTable.sort_column(message.column_key)
         if column is not None:
             same = column == self.order.column
             self._resort(self.order.reversed() if same else SortOrder(column))

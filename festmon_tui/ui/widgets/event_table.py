@@ -1,16 +1,27 @@
-"""The event list: one row per event in the loaded window, severity as a word and a colour."""
+"""The event list: one row per event in the loaded window, severity as a word and a colour.
+
+A Line-API widget (ScrollView + render_line): only the lines on screen are ever turned into
+segments, one Strip per line, straight from each cell's plain text. Textual's DataTable built
+and measured every row of the window (add_row) and rendered every visible cell through Rich
+after each reload: a filter change or a search cost ~100 ms of the event loop for 500 rows.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from rich.cells import cell_len
+from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
+from textual import events
 from textual.binding import Binding
-from textual.events import Key
-from textual.widgets import DataTable
-from textual.widgets.data_table import CellKey, ColumnKey, RowKey
+from textual.geometry import Size
+from textual.message import Message
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
 
 from festmon_tui.models import Event, EventStatus
 from festmon_tui.ui.display import age, literal, money, type_label
@@ -18,7 +29,7 @@ from festmon_tui.ui.filters import SortColumn, SortOrder
 
 CARD_WIDTH = 22
 AGES_REFRESH = timedelta(seconds=10)
-MAX_PATCHED_REMOVALS = 20
+CELL_PADDING = 1  # blank cells each side of a cell's text
 _STYLE_NAMES = ("critical", "high", "medium", "low", "info", "closed", "investigating")
 
 # (column key, header); the key doubles as the SortColumn value where one exists.
@@ -32,12 +43,31 @@ COLUMNS = (
     ("status", "status"),
     ("occurrences", "occ"),
 )
+_RIGHT = frozenset({"id", "amount", "age", "occurrences"})
 
 
-class EventTable(DataTable[Text]):
-    """Rows are rebuilt from plain Text (never markup), keyed by event id."""
+@dataclass(frozen=True)
+class Column:
+    """A column as shown: its key, header label (with the sort arrow) and text width."""
 
-    COMPONENT_CLASSES = DataTable.COMPONENT_CLASSES | {
+    key: str
+    label: str
+    width: int  # the widest of the label and the column's cells, in terminal cells
+    right: bool = False
+
+    @property
+    def render_width(self) -> int:
+        return self.width + 2 * CELL_PADDING
+
+
+class EventTable(ScrollView, can_focus=True):
+    """Rows are kept as plain Text (never markup); a line is drawn only when it is on screen."""
+
+    COMPONENT_CLASSES = {
+        "event-table--header",
+        "event-table--cursor",
+        "event-table--even-row",
+        "event-table--odd-row",
         "event-table--critical",
         "event-table--high",
         "event-table--medium",
@@ -47,13 +77,90 @@ class EventTable(DataTable[Text]):
         "event-table--investigating",
     }
 
+    # The look of Textual's DataTable (zebra stripes, row cursor), which this table replaced.
+    DEFAULT_CSS = """
+    EventTable {
+        background: $surface;
+        color: $foreground;
+        &:focus {
+            background-tint: $foreground 5%;
+            & > .event-table--cursor {
+                background: $block-cursor-background;
+                color: $block-cursor-foreground;
+                text-style: $block-cursor-text-style;
+            }
+            & > .event-table--header {
+                background-tint: $foreground 5%;
+            }
+        }
+        &:dark {
+            & > .event-table--even-row {
+                background: $surface-darken-1 40%;
+            }
+        }
+        & > .event-table--header {
+            text-style: bold;
+            background: $panel;
+            color: $foreground;
+        }
+        &:ansi > .event-table--header {
+            background: ansi_bright_blue;
+            color: ansi_default;
+        }
+        & > .event-table--even-row {
+            background: $surface-lighten-1 50%;
+        }
+        & > .event-table--cursor {
+            background: $block-cursor-blurred-background;
+            color: $block-cursor-blurred-foreground;
+            text-style: $block-cursor-blurred-text-style;
+        }
+    }
+    """
+
     # Enter belongs to the table when it has focus; shown in the footer and remapped as "open".
-    BINDINGS = [Binding("enter", "select_cursor", "Open", id="open")]
-    NAVIGATION_KEYS = frozenset({"up", "down", "pageup", "pagedown", "home", "end"})
+    BINDINGS = [
+        Binding("enter", "select_cursor", "Open", id="open"),
+        Binding("up", "cursor_up", "Cursor up", show=False),
+        Binding("down", "cursor_down", "Cursor down", show=False),
+        Binding("pageup", "page_up", "Page up", show=False),
+        Binding("pagedown", "page_down", "Page down", show=False),
+        Binding("home,ctrl+home", "first_row", "First row", show=False),
+        Binding("end,ctrl+end", "last_row", "Last row", show=False),
+    ]
+
+    class RowSelected(Message):
+        """The operator chose a row (Enter, or a click on the row under the cursor)."""
+
+        def __init__(self, table: EventTable, event: Event) -> None:
+            super().__init__()
+            self.table = table
+            self.event = event
+
+        @property
+        def control(self) -> EventTable:
+            return self.table
+
+    class HeaderSelected(Message):
+        """The operator clicked a column header."""
+
+        def __init__(self, table: EventTable, column_key: str) -> None:
+            super().__init__()
+            self.table = table
+            self.column_key = column_key
+
+        @property
+        def control(self) -> EventTable:
+            return self.table
 
     def __init__(self, id: str | None = None) -> None:
-        super().__init__(id=id, cursor_type="row", zebra_stripes=True)
-        self._events: dict[int, Event] = {}
+        super().__init__(id=id)
+        self._events: list[Event] = []
+        self._rows: list[list[Text]] = []
+        self.columns: list[Column] = [
+            Column(key, header, cell_len(header), key in _RIGHT) for key, header in COLUMNS
+        ]
+        self.cursor_row = 0
         # Until the operator moves the cursor it stays on the top row (the worst event); once
         # they have chosen a row it follows that event, so a key never hits a different event.
         self.cursor_chosen = False
@@ -65,8 +172,6 @@ class EventTable(DataTable[Text]):
         )
 
     def on_mount(self) -> None:
-        for key, header in COLUMNS:
-            self.add_column(header, key=key)
         self.app.theme_changed_signal.subscribe(
             self, lambda _theme: self.show(*self._shown, force=True)
         )
@@ -74,28 +179,34 @@ class EventTable(DataTable[Text]):
     def _style(self, name: str) -> Style:
         return self.get_component_rich_style(f"event-table--{name}", partial=True)
 
+    # ---- what is shown -------------------------------------------------------------------------
+
+    @property
+    def row_count(self) -> int:
+        return len(self._rows)
+
+    def row_cells(self, index: int) -> list[Text]:
+        """The cells of the row at `index` (top is 0), as shown."""
+        return self._rows[index]
+
     @property
     def selected_event(self) -> Event | None:
-        if not self.row_count:
-            return None
-        try:
-            key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key
-        except Exception:  # the cursor is past the last row while rows are rebuilt
-            return None
-        return self._events.get(int(key.value)) if key.value is not None else None
+        if 0 <= self.cursor_row < len(self._events):
+            return self._events[self.cursor_row]
+        return None
 
     def row_for(self, event: Event, now: datetime, styles: dict[str, Style]) -> list[Text]:
         muted = styles["closed"] if not event.status.is_active else Style()
         status = styles["investigating"] if event.status is EventStatus.INVESTIGATING else muted
         return [
             Text(event.severity.value, style=styles[event.severity.value.lower()]),
-            Text(str(event.event_id), style=muted, justify="right"),
+            Text(str(event.event_id), style=muted),
             Text(type_label(event.event_type), style=muted),
             literal(event.card_id, max_len=CARD_WIDTH, style=muted),
-            Text(money(event.affected_amount), style=muted, justify="right"),
-            Text(age(event.detection_timestamp, now), style=muted, justify="right"),
+            Text(money(event.affected_amount), style=muted),
+            Text(age(event.detection_timestamp, now), style=muted),
             Text(event.status.value, style=status),
-            Text(str(event.occurrence_count), style=muted, justify="right"),
+            Text(str(event.occurrence_count), style=muted),
         ]
 
     def show(
@@ -103,92 +214,172 @@ class EventTable(DataTable[Text]):
     ) -> None:
         """Show these events in this order; the cursor follows the event the operator chose.
 
-        Rows are patched in place (new, changed and gone events only) and ordered with
-        DataTable.sort, because rebuilding and re-measuring 1 000 rows costs a visible pause.
+        Builds the rows' text (cheap: no rendering), the column widths from it, and repaints;
+        the lines are drawn when the screen asks for them.
         """
         selected = self.selected_event
+        ages_at = now if force or now - self._shown[2] >= AGES_REFRESH else self._shown[2]
         styles = {name: self._style(name) for name in _STYLE_NAMES}
-        ages_due = now - self._shown[2] >= AGES_REFRESH
-        wanted = {event.event_id: event for event in events}
-        gone = len(set(self._events) - set(wanted))
-        # DataTable.remove_row is O(rows): past a few removals a rebuild is cheaper.
-        rebuild = force or not self._events or gone > MAX_PATCHED_REMOVALS
-        if rebuild:
-            self.clear()
-            for event in events:  # added in order: no sort needed
-                self.add_row(*self.row_for(event, now, styles), key=str(event.event_id))
+        self._events = list(events)
+        self._rows = [self.row_for(event, ages_at, styles) for event in self._events]
+        self._shown = (events, order, ages_at)
+        self.columns = self._measure(order)
+        if self.cursor_chosen and selected is not None:
+            wanted = selected.event_id
+            at = next((i for i, e in enumerate(self._events) if e.event_id == wanted), 0)
         else:
-            self._patch(wanted, now if ages_due else self._shown[2], styles)
-        self._events = wanted
-        self._shown = (events, order, now if ages_due or force else self._shown[2])
-        self._label_columns(order)
-        if not rebuild:
-            position = {str(event.event_id): index for index, event in enumerate(events)}
-            self.sort("id", key=lambda cell: position[cell.plain])
-        if self.cursor_chosen and selected is not None and selected.event_id in wanted:
-            self.move_cursor(row=self.get_row_index(str(selected.event_id)), animate=False)
-        else:
-            self.move_cursor(row=0, animate=False)
+            at = 0
+        self.cursor_row = at
+        self.virtual_size = Size(
+            sum(column.render_width for column in self.columns), len(self._rows) + 1
+        )
+        self._scroll_to_cursor()
+        self.refresh()
 
-    def _patch(self, wanted: dict[int, Event], now: datetime, styles: dict[str, Style]) -> None:
-        for gone in set(self._events) - set(wanted):
-            self.remove_row(str(gone))
-        ages_due = now != self._shown[2]
-        for event_id, event in wanted.items():
-            if not ages_due and self._events.get(event_id) == event:
-                continue
-            cells = self.row_for(event, now, styles)
-            key = str(event_id)
-            if event_id not in self._events:
-                self.add_row(*cells, key=key)
-                continue
-            for (column, _), new, old in zip(COLUMNS, cells, self.get_row(key), strict=True):
-                if new.plain != old.plain or new.style != old.style:
-                    self.update_cell(key, column, new, update_width=True)
-
-    # ---- column widths from plain text ------------------------------------------------------
-    # DataTable measures every cell of every new row through Rich (~0.2 ms a row), and a cell
-    # update that makes a cell narrower re-measures its whole column: a rebuilt list of 500
-    # events cost ~100 ms of the event loop before its frame, and refreshing 500 ages every 10 s
-    # far more. Every cell here is a one-line Text in a one-line row, so its width is its
-    # cell_len, and a column's width is the longest of those.
-
-    def _update_dimensions(self, new_rows: Iterable[RowKey]) -> None:
-        columns = self.ordered_columns
-        for row_key in new_rows:
-            row = self.rows.get(row_key)
-            if row is None or row_key not in self._row_locations:
-                continue  # removed before the table was idle
-            if row.label is not None or row.auto_height:
-                super()._update_dimensions([row_key])
-                continue
-            cells = self._data[row_key]
-            for column in columns:
-                width = _cell_width(cells.get(column.key))
-                if width > column.content_width:
-                    column.content_width = width
-        super()._update_dimensions(())  # the virtual size from the new widths and row count
-
-    def _update_column_widths(self, updated_cells: set[CellKey]) -> None:
-        for column_key in {cell.column_key for cell in updated_cells}:
-            column = self.columns.get(column_key)
-            if column is None:
-                continue
-            widths = (_cell_width(cells.get(column_key)) for cells in self._data.values())
-            column.content_width = max(_cell_width(column.label), max(widths, default=0))
-        self._require_update_dimensions = True
-
-    def _label_columns(self, order: SortOrder) -> None:
-        for key, header in COLUMNS:
+    def _measure(self, order: SortOrder) -> list[Column]:
+        """Each column as wide as its widest cell or label (every cell is one line of text)."""
+        columns = []
+        for index, (key, header) in enumerate(COLUMNS):
             arrow = ("▲" if order.inverted else "▼") if key == order.column else ""
-            self.columns[ColumnKey(key)].label = Text(f"{header} {arrow}".rstrip())
+            label = f"{header} {arrow}".rstrip()
+            widest = max((row[index].cell_len for row in self._rows), default=0)
+            columns.append(Column(key, label, max(cell_len(label), widest), key in _RIGHT))
+        return columns
 
-    def on_key(self, event: Key) -> None:
-        if event.key in self.NAVIGATION_KEYS:
-            self.cursor_chosen = True
+    # ---- drawing -----------------------------------------------------------------------------
 
-    def on_click(self) -> None:
+    def render_line(self, y: int) -> Strip:
+        scroll_x, scroll_y = self.scroll_offset
+        width = self.size.width
+        base = self.rich_style
+        if y == 0:
+            header = base + self.get_component_rich_style("event-table--header")
+            strip = self._header_strip(header)
+            row_style = header
+        else:
+            index = scroll_y + y - 1
+            if index >= len(self._rows):
+                return Strip.blank(width, base)
+            parity = "even-row" if index % 2 == 0 else "odd-row"
+            row_style = base + self.get_component_rich_style(f"event-table--{parity}")
+            cursor = (
+                self.get_component_rich_style("event-table--cursor")
+                if index == self.cursor_row
+                else None
+            )
+            if cursor is not None:
+                row_style += cursor
+            strip = self._row_strip(self._rows[index], row_style, cursor)
+        return strip.crop_extend(scroll_x, scroll_x + width, row_style)
+
+    def _header_strip(self, style: Style) -> Strip:
+        pad = " " * CELL_PADDING
+        segments = [
+            Segment(pad + column.label.ljust(column.width) + pad, style) for column in self.columns
+        ]
+        return Strip(segments, sum(column.render_width for column in self.columns))
+
+    def _row_strip(self, cells: list[Text], row_style: Style, cursor: Style | None) -> Strip:
+        pad = " " * CELL_PADDING
+        # On the cursor row the cursor's colour wins over the cell's (as DataTable does).
+        over = Style.from_color(cursor.color) if cursor is not None else None
+        segments = []
+        for column, cell in zip(self.columns, cells, strict=True):
+            text = cell.plain
+            fill = " " * (column.width - cell.cell_len)
+            padded = pad + (fill + text if column.right else text + fill) + pad
+            style = row_style + cell.style if isinstance(cell.style, Style) else row_style
+            segments.append(Segment(padded, style + over if over is not None else style))
+        return Strip(segments, sum(column.render_width for column in self.columns))
+
+    def on_focus(self) -> None:
+        self.refresh()
+
+    def on_blur(self) -> None:
+        self.refresh()
+
+    # ---- the cursor ----------------------------------------------------------------------------
+
+    @property
+    def _page(self) -> int:
+        """Rows on one screen (the lines below the header)."""
+        return max(1, self.scrollable_content_region.height - 1)
+
+    def move_cursor(self, row: int) -> None:
+        if not self._rows:
+            return
+        row = max(0, min(row, len(self._rows) - 1))
+        if row == self.cursor_row:
+            self._scroll_to_cursor()
+            return
+        old, self.cursor_row = self.cursor_row, row
+        self.refresh_line(old + 1)
+        self.refresh_line(row + 1)
+        self._scroll_to_cursor()
+
+    def _scroll_to_cursor(self) -> None:
+        """Scroll so that the cursor row is on screen, below the header."""
+        scroll_y = self.scroll_offset.y
+        top = self.cursor_row - self._page + 1  # the scroll that puts the cursor on the last line
+        if scroll_y > self.cursor_row:
+            self.scroll_to(y=self.cursor_row, animate=False, immediate=True)
+        elif scroll_y < top:
+            self.scroll_to(y=top, animate=False, immediate=True)
+
+    def _choose(self, row: int) -> None:
         self.cursor_chosen = True
+        self.move_cursor(row)
+
+    def action_cursor_up(self) -> None:
+        self._choose(self.cursor_row - 1)
+
+    def action_cursor_down(self) -> None:
+        self._choose(self.cursor_row + 1)
+
+    def action_page_down(self) -> None:
+        """The cursor a page down, and the view with it (as DataTable)."""
+        page = self._page
+        self.scroll_to(y=self.scroll_offset.y + page, animate=False, immediate=True)
+        self._choose(self.cursor_row + page)
+
+    def action_page_up(self) -> None:
+        page = self._page
+        self.scroll_to(y=max(0, self.scroll_offset.y - page), animate=False, immediate=True)
+        self._choose(self.cursor_row - page)
+
+    def action_first_row(self) -> None:
+        self._choose(0)
+
+    def action_last_row(self) -> None:
+        self._choose(len(self._rows) - 1)
+
+    def action_select_cursor(self) -> None:
+        event = self.selected_event
+        if event is not None:
+            self.post_message(self.RowSelected(self, event))
+
+    def on_click(self, click: events.Click) -> None:
+        """A header sorts by its column; a row gets the cursor, and opens when it had it."""
+        offset = click.get_content_offset(self)
+        if offset is None:
+            return
+        if offset.y == 0:
+            x = offset.x + self.scroll_offset.x
+            for column in self.columns:
+                if x < column.render_width:
+                    self.post_message(self.HeaderSelected(self, column.key))
+                    return
+                x -= column.render_width
+            return
+        index = self.scroll_offset.y + offset.y - 1
+        if index >= len(self._rows):
+            return
+        click.stop()
+        if index == self.cursor_row:
+            self.cursor_chosen = True
+            self.action_select_cursor()
+        else:
+            self._choose(index)
 
     @staticmethod
     def sort_column(column_key: str | None) -> SortColumn | None:
@@ -196,10 +387,3 @@ class EventTable(DataTable[Text]):
             return SortColumn(column_key) if column_key else None
         except ValueError:
             return None
-
-
-def _cell_width(cell: object) -> int:
-    """Terminal cells a one-line cell takes (every cell of this table is a Text)."""
-    if cell is None:
-        return 0
-    return cell.cell_len if isinstance(cell, Text) else Text(str(cell)).cell_len
