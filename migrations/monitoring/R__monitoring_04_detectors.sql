@@ -3,8 +3,11 @@
 --
 -- Lock order (deadlock freedom between concurrent callers): rules always run in the order
 --   balance_deduction_on_failure, consecutive_failures, system_failure_spike,
---   balance_mismatch_detection, negative_balance_detection, balance_chain_break,
+--   balance_chain_break, balance_mismatch_detection, negative_balance_detection,
 --   temporal_duplicate_detection, concurrent_transaction_detection
+-- (balance_chain_break runs before balance_mismatch_detection, which folds new rows into the
+-- card ledger: the chain-break rule reads the predecessors of new rows from the ledger, which
+-- it can only do for rows the ledger has not folded yet)
 -- and each takes its watermark row lock / advisory lock, held to the end of the transaction.
 -- Two cycles at once therefore serialise rule by rule; the second one finds no new rows for
 -- the incremental rules, and the unique index makes any event write an update.
@@ -106,8 +109,8 @@ $$;
 
 -- ---------------------------------------------------------------------------------------------
 -- detect_balance_discrepancies() -> jsonb
---   balance_mismatch_detection and negative_balance_detection as full sweeps over every card,
---   balance_chain_break incremental. detection_type 'balance_discrepancies'; counters
+--   balance_chain_break incremental, then balance_mismatch_detection and
+--   negative_balance_detection as sweeps (lock order: file header). detection_type 'balance_discrepancies'; counters
 --   balance_mismatches, negative_balances, chain_breaks.
 -- ---------------------------------------------------------------------------------------------
 CREATE OR REPLACE FUNCTION detect_balance_discrepancies()
@@ -116,9 +119,9 @@ LANGUAGE plpgsql AS $$
 DECLARE
     v_rules jsonb := '[]'::jsonb;
 BEGIN
+    v_rules := v_rules || jsonb_build_array(monitoring_run_rule('balance_chain_break'));
     v_rules := v_rules || jsonb_build_array(monitoring_run_rule('balance_mismatch_detection', 'sweep'));
     v_rules := v_rules || jsonb_build_array(monitoring_run_rule('negative_balance_detection', 'sweep'));
-    v_rules := v_rules || jsonb_build_array(monitoring_run_rule('balance_chain_break'));
     RETURN monitoring_detector_result('balance_discrepancies', v_rules);
 END;
 $$;
@@ -305,8 +308,8 @@ $$;
 -- run_critical_detection_batches(p_budget_ms integer) -> jsonb   (scheduler "critical" job)
 --
 --   Every incremental rule from its watermark, in the lock order of the file header:
---   balance_deduction_on_failure, consecutive_failures, balance_mismatch_detection and
---   negative_balance_detection on the cards of new log rows, balance_chain_break,
+--   balance_deduction_on_failure, consecutive_failures, balance_chain_break,
+--   balance_mismatch_detection and negative_balance_detection on the cards of new log rows,
 --   temporal_duplicate_detection, concurrent_transaction_detection. Cost grows with the new
 --   rows, not with history.
 --   p_budget_ms = 0: one run of each rule, each examining at most detection_batch_size rows.
@@ -326,8 +329,8 @@ LANGUAGE plpgsql AS $$
 DECLARE
     v_started  timestamptz := clock_timestamp();
     v_order    text[] := ARRAY['balance_deduction_on_failure', 'consecutive_failures',
-                               'balance_mismatch_detection', 'negative_balance_detection',
-                               'balance_chain_break', 'temporal_duplicate_detection',
+                               'balance_chain_break', 'balance_mismatch_detection',
+                               'negative_balance_detection', 'temporal_duplicate_detection',
                                'concurrent_transaction_detection'];
     v_pending  text[];
     v_next     text[];
