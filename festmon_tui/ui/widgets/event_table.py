@@ -24,7 +24,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from festmon_tui.models import Event, EventStatus
-from festmon_tui.ui.display import age, literal, money, type_label
+from festmon_tui.ui.display import EMPTY, age, clean, money, type_label
 from festmon_tui.ui.filters import SortColumn, SortOrder
 
 CARD_WIDTH = 22
@@ -44,6 +44,7 @@ COLUMNS = (
     ("occurrences", "occ"),
 )
 _RIGHT = frozenset({"id", "amount", "age", "occurrences"})
+_NO_STYLE = Style()
 
 
 @dataclass(frozen=True)
@@ -60,8 +61,18 @@ class Column:
         return self.width + 2 * CELL_PADDING
 
 
+@dataclass(frozen=True)
+class Row:
+    """One event's cells as plain strings (database strings already made literal by `clean`),
+    each with the name of its style (an event-table--<name> component class, "" for none)."""
+
+    texts: tuple[str, ...]
+    styles: tuple[str, ...]
+    widths: tuple[int, ...]  # terminal cells of each text
+
+
 class EventTable(ScrollView, can_focus=True):
-    """Rows are kept as plain Text (never markup); a line is drawn only when it is on screen."""
+    """Rows are kept as plain strings (never markup); a line is drawn only when it is on screen."""
 
     COMPONENT_CLASSES = {
         "event-table--header",
@@ -156,7 +167,8 @@ class EventTable(ScrollView, can_focus=True):
     def __init__(self, id: str | None = None) -> None:
         super().__init__(id=id)
         self._events: list[Event] = []
-        self._rows: list[list[Text]] = []
+        self._rows: list[Row] = []
+        self._styles: dict[str, Style] = {"": Style()}
         self.columns: list[Column] = [
             Column(key, header, cell_len(header), key in _RIGHT) for key, header in COLUMNS
         ]
@@ -186,8 +198,12 @@ class EventTable(ScrollView, can_focus=True):
         return len(self._rows)
 
     def row_cells(self, index: int) -> list[Text]:
-        """The cells of the row at `index` (top is 0), as shown."""
-        return self._rows[index]
+        """The cells of the row at `index` (top is 0): their text and style."""
+        row = self._rows[index]
+        return [
+            Text(text, style=self._styles.get(name, Style()))
+            for text, name in zip(row.texts, row.styles, strict=True)
+        ]
 
     @property
     def selected_event(self) -> Event | None:
@@ -195,19 +211,22 @@ class EventTable(ScrollView, can_focus=True):
             return self._events[self.cursor_row]
         return None
 
-    def row_for(self, event: Event, now: datetime, styles: dict[str, Style]) -> list[Text]:
-        muted = styles["closed"] if not event.status.is_active else Style()
-        status = styles["investigating"] if event.status is EventStatus.INVESTIGATING else muted
-        return [
-            Text(event.severity.value, style=styles[event.severity.value.lower()]),
-            Text(str(event.event_id), style=muted),
-            Text(type_label(event.event_type), style=muted),
-            literal(event.card_id, max_len=CARD_WIDTH, style=muted),
-            Text(money(event.affected_amount), style=muted),
-            Text(age(event.detection_timestamp, now), style=muted),
-            Text(event.status.value, style=status),
-            Text(str(event.occurrence_count), style=muted),
-        ]
+    @staticmethod
+    def row_for(event: Event, now: datetime) -> Row:
+        muted = "closed" if not event.status.is_active else ""
+        status = "investigating" if event.status is EventStatus.INVESTIGATING else muted
+        texts = (
+            event.severity.value,
+            str(event.event_id),
+            type_label(event.event_type),
+            clean(event.card_id, max_len=CARD_WIDTH) if event.card_id else EMPTY,
+            money(event.affected_amount),
+            age(event.detection_timestamp, now),
+            event.status.value,
+            str(event.occurrence_count),
+        )
+        styles = (event.severity.value.lower(), muted, muted, muted, muted, muted, status, muted)
+        return Row(texts, styles, tuple(cell_len(text) for text in texts))
 
     def show(
         self, events: Sequence[Event], order: SortOrder, now: datetime, *, force: bool = False
@@ -219,9 +238,16 @@ class EventTable(ScrollView, can_focus=True):
         """
         selected = self.selected_event
         ages_at = now if force or now - self._shown[2] >= AGES_REFRESH else self._shown[2]
-        styles = {name: self._style(name) for name in _STYLE_NAMES}
-        self._events = list(events)
-        self._rows = [self.row_for(event, ages_at, styles) for event in self._events]
+        self._styles = {"": Style()} | {name: self._style(name) for name in _STYLE_NAMES}
+        same = (
+            not force
+            and ages_at == self._shown[2]
+            and len(events) == len(self._events)
+            and all(new is old for new, old in zip(events, self._events, strict=True))
+        )
+        if not same:  # a filter change shows the old events once more under the new filter
+            self._events = list(events)
+            self._rows = [self.row_for(event, ages_at) for event in self._events]
         self._shown = (events, order, ages_at)
         self.columns = self._measure(order)
         if self.cursor_chosen and selected is not None:
@@ -230,11 +256,23 @@ class EventTable(ScrollView, can_focus=True):
         else:
             at = 0
         self.cursor_row = at
-        self.virtual_size = Size(
-            sum(column.render_width for column in self.columns), len(self._rows) + 1
-        )
+        self._resize(Size(sum(c.render_width for c in self.columns), len(self._rows) + 1))
         self._scroll_to_cursor()
         self.refresh()
+
+    def _resize(self, virtual_size: Size) -> None:
+        """A new virtual size without laying out the screen again unless a scrollbar comes or
+        goes: the table's own size does not depend on its rows (a full layout pass of the
+        dashboard is ~10 ms, on each search that changes the row count)."""
+        if virtual_size == self.virtual_size:
+            return
+        if not self.is_mounted or self.size.area == 0:
+            self.virtual_size = virtual_size
+            return
+        self.set_reactive(EventTable.virtual_size, virtual_size)
+        # Shows or hides the scrollbars (reactives that lay the screen out when they change),
+        # sizes their thumbs, and keeps the scroll offsets within the new size.
+        self._scroll_update(virtual_size)
 
     def _measure(self, order: SortOrder) -> list[Column]:
         """Each column as wide as its widest cell or label (every cell is one line of text)."""
@@ -242,7 +280,7 @@ class EventTable(ScrollView, can_focus=True):
         for index, (key, header) in enumerate(COLUMNS):
             arrow = ("▲" if order.inverted else "▼") if key == order.column else ""
             label = f"{header} {arrow}".rstrip()
-            widest = max((row[index].cell_len for row in self._rows), default=0)
+            widest = max((row.widths[index] for row in self._rows), default=0)
             columns.append(Column(key, label, max(cell_len(label), widest), key in _RIGHT))
         return columns
 
@@ -279,17 +317,18 @@ class EventTable(ScrollView, can_focus=True):
         ]
         return Strip(segments, sum(column.render_width for column in self.columns))
 
-    def _row_strip(self, cells: list[Text], row_style: Style, cursor: Style | None) -> Strip:
+    def _row_strip(self, row: Row, row_style: Style, cursor: Style | None) -> Strip:
         pad = " " * CELL_PADDING
         # On the cursor row the cursor's colour wins over the cell's (as DataTable does).
-        over = Style.from_color(cursor.color) if cursor is not None else None
+        over = Style.from_color(cursor.color) if cursor is not None else Style()
+        styles = self._styles
         segments = []
-        for column, cell in zip(self.columns, cells, strict=True):
-            text = cell.plain
-            fill = " " * (column.width - cell.cell_len)
+        for column, text, name, width in zip(
+            self.columns, row.texts, row.styles, row.widths, strict=True
+        ):
+            fill = " " * (column.width - width)
             padded = pad + (fill + text if column.right else text + fill) + pad
-            style = row_style + cell.style if isinstance(cell.style, Style) else row_style
-            segments.append(Segment(padded, style + over if over is not None else style))
+            segments.append(Segment(padded, row_style + styles.get(name, _NO_STYLE) + over))
         return Strip(segments, sum(column.render_width for column in self.columns))
 
     def on_focus(self) -> None:
