@@ -391,13 +391,14 @@ $$;
 --
 --   system_failure_spike (incremental; with p_budget_ms > 0 each run examines up to 100
 --   batches instead of 10, and while it reports a backlog it runs again, in the same
---   transaction, until p_budget_ms have passed since the call started), then the full sweeps
---   balance_mismatch_detection and negative_balance_detection over every card (set-based: one
---   aggregate over the card ledger), then escalate_monitoring_alerts() and
+--   transaction, until p_budget_ms have passed since the call started), then
+--   balance_chain_break (incremental: before the sweep's fold, see below) and the sweeps
+--   balance_mismatch_detection (the cards changed since the previous sweep, every card at times:
+--   see the rule) and negative_balance_detection (every card), then escalate_monitoring_alerts() and
 --   refresh_monitoring_views(), each in its own sub-block.
 --   p_catch_up: the previous call left a backlog; run only what has one — the spike rule if
---   its watermark reports a backlog, the two sweeps if the card ledger is behind the log (the
---   sweep waits for it) — and neither the escalation nor the view refresh, which ran with the
+--   its watermark reports a backlog, the chain-break rule and the two sweeps if the card ledger
+--   is behind the log (the sweep waits for it) — and neither the escalation nor the view refresh, which ran with the
 --   previous call and run again at the next interval.
 --   Result: monitoring_job_result with job = 'medium' plus "alerts": <escalate_monitoring_alerts()
 --   result>, "views": <refresh_monitoring_views() result> (not in a catch-up) and "catch_up".
@@ -409,6 +410,7 @@ DECLARE
     v_started  timestamptz := clock_timestamp();
     v_rules    jsonb := '[]'::jsonb;
     v_spike    jsonb;
+    v_chain    jsonb;
     v_result   jsonb;
     v_extra    jsonb;
     v_alerts   jsonb;
@@ -429,13 +431,28 @@ BEGIN
         END LOOP;
         v_rules := v_rules || jsonb_build_array(v_spike);
     END IF;
-    PERFORM set_config('festmon.claim_batches', '', true);
     IF NOT p_catch_up OR EXISTS (SELECT 1 FROM monitoring_detector_watermarks
                                   WHERE detector_name = 'card_ledger'
                                     AND (backlog OR caught_up_at IS NULL)) THEN
+        -- balance_chain_break first: the sweep folds new rows into the card ledger, and the
+        -- chain-break rule can take a row's predecessor from the ledger only while the ledger
+        -- has not folded that row yet (otherwise it reads the card's history for it). Like in
+        -- the critical job, with the scheduler's budget it claims ten batches per run and runs
+        -- again while it has a backlog: the rows since the last critical call, without leaving
+        -- a backlog that would rerun this job.
+        v_chain := NULL;
+        LOOP
+            v_result := monitoring_run_rule('balance_chain_break');
+            v_chain := monitoring_merge_rule_result(v_chain, v_result);
+            EXIT WHEN NOT ((v_result ->> 'success')::boolean AND (v_result ->> 'backlog')::boolean)
+                   OR clock_timestamp() >= v_started + make_interval(secs => greatest(p_budget_ms, 0) / 1000.0);
+        END LOOP;
+        v_rules := v_rules || jsonb_build_array(v_chain);
+        PERFORM set_config('festmon.claim_batches', '', true);
         v_rules := v_rules || jsonb_build_array(monitoring_run_rule('balance_mismatch_detection', 'sweep'));
         v_rules := v_rules || jsonb_build_array(monitoring_run_rule('negative_balance_detection', 'sweep'));
     END IF;
+    PERFORM set_config('festmon.claim_batches', '', true);
     IF p_catch_up THEN
         v_extra := jsonb_build_object('catch_up', true);
     ELSE

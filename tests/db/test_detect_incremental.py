@@ -366,6 +366,7 @@ async def test_the_scheduler_jobs_report_every_rule_they_ran(conn: asyncpg.Conne
     assert medium["job"] == "medium"
     assert set(medium["rules"]) == {
         "system_failure_spike",
+        "balance_chain_break",
         "balance_mismatch_detection",
         "negative_balance_detection",
     }
