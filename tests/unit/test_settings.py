@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -95,10 +97,95 @@ def test_the_password_never_appears_in_displays() -> None:
     s = load_settings({"database_url": "postgresql://ops:s3cr3t@db.example:5432/festival"}, None)
     assert "s3cr3t" not in s.redacted_dsn
     assert "s3cr3t" not in repr(s)
-    assert "s3cr3t" not in str(s.model_dump())
+    assert "s3cr3t" not in str(dataclasses.asdict(s))
     assert redact_dsn("postgresql://u:p@h/d?password=p2&sslmode=require") == (
         "postgresql://u:***@h/d?password=***&sslmode=require"
     )
+
+
+def test_variable_names_match_in_any_case_and_a_missing_or_empty_dotenv_is_no_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = tmp_path / ".env"
+    env.write_text("monitoring_batch_size=100\nexport Monitoring_Bell=yes\nOTHER=1\n")
+    monkeypatch.setenv("monitoring_interval_medium", "60000")
+    s = load_settings(env_file=str(env))
+    assert (s.monitoring_batch_size, s.monitoring_bell, s.monitoring_interval_medium) == (
+        100,
+        True,
+        60000,
+    )
+    empty = tmp_path / "empty.env"
+    empty.write_text("")
+    for path in (empty, tmp_path / "missing.env", Path("/dev/null")):
+        assert load_settings(env_file=str(path)).monitoring_batch_size == 500
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        # pydantic's lax-mode conversions, which the settings kept when they left pydantic.
+        ("monitoring_batch_size", " 42 ", 42),
+        ("monitoring_batch_size", "+7", 7),
+        ("monitoring_batch_size", "1_000", 1000),
+        ("monitoring_batch_size", "12.00", 12),
+        ("monitoring_batch_size", 3.0, 3),
+        ("monitoring_bell", "YES", True),
+        ("monitoring_bell", "off", False),
+        ("monitoring_bell", "0", False),
+        ("monitoring_spike_rate_percent", " 5.5 ", Decimal("5.5")),
+        ("monitoring_spike_rate_percent", 7.25, Decimal("7.25")),
+        ("monitoring_data_dir", "/srv/festmon", Path("/srv/festmon")),
+        ("monitoring_operator", "", ""),
+        ("database_url", "  ", None),
+    ],
+)
+def test_values_convert_as_they_did_with_pydantic(
+    name: str, value: object, expected: object
+) -> None:
+    assert getattr(load_settings({name: value}, env_file=None), name) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        (
+            "monitoring_batch_size",
+            "1.5",
+            "Input should be a valid integer, unable to parse string as an integer",
+        ),
+        (
+            "monitoring_batch_size",
+            2.5,
+            "Input should be a valid integer, got a number with a fractional part",
+        ),
+        ("monitoring_batch_size", "0", "Input should be greater than or equal to 1"),
+        (
+            "monitoring_statement_timeout_ms",
+            "2147483648",
+            "Input should be less than or equal to 2147483647",
+        ),
+        ("monitoring_bell", " true ", "Input should be a valid boolean, unable to interpret input"),
+        ("monitoring_spike_rate_percent", "NaN", "Input should be a finite number"),
+        ("monitoring_spike_rate_percent", "5,5", "Input should be a valid decimal"),
+        ("monitoring_spike_rate_percent", "0.001", "Input should be greater than or equal to 0.01"),
+        ("monitoring_pooler_mode", "AUTO", "Input should be 'auto', 'none' or 'transaction'"),
+        ("environment", "staging", "Input should be 'production' or 'development'"),
+    ],
+)
+def test_a_bad_value_gets_pydantics_message(name: str, value: object, message: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        load_settings({name: value}, env_file=None)
+    assert str(info.value).endswith(f": {message}")
+
+
+def test_every_invalid_setting_is_counted_and_the_first_is_named() -> None:
+    with pytest.raises(SettingsError) as info:
+        load_settings(
+            {"monitoring_bell": "x", "environment": "q", "monitoring_batch_size": "0"}, None
+        )
+    assert str(info.value).startswith("invalid setting ENVIRONMENT='q': ")
+    assert str(info.value).endswith(" (and 2 more invalid settings)")
 
 
 def test_pooler_mode_defaults_to_auto() -> None:
