@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from festmon_tui import __version__
-from festmon_tui.cli import db_args, ops_args, sim_args, ui_commands
+from festmon_tui.cli import db_args, gc_pause, ops_args, sim_args, ui_commands
 from festmon_tui.settings import Settings, SettingsError, field_option_name, load_settings
 
 # Every command module registers its subcommands here. These modules are light: a command's
@@ -77,6 +77,23 @@ def _exit_on_signal(signum: int, _frame: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    with gc_pause.paused():  # the dashboard pauses it again until its first frame
+        prepared = _prepare(argv)
+    if isinstance(prepared, int):
+        return prepared
+    handler, settings, args = prepared
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _exit_on_signal)
+    try:
+        return handler(settings, args)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _prepare(
+    argv: Sequence[str] | None,
+) -> int | tuple[Callable[..., int], Settings, argparse.Namespace]:
+    """The command's handler, the settings and the arguments; or the exit code of a bad start."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -95,9 +112,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         # `health` is a monitoring plugin: a configuration it cannot use is UNKNOWN (3), not the
         # usage code 2, which Nagios would read as CRITICAL.
         return int(getattr(args, "settings_error_exit", EXIT_USAGE))
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, _exit_on_signal)
-    try:
-        return handler(settings, args)
-    except KeyboardInterrupt:
-        return 130
+    return handler, settings, args

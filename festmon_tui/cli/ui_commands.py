@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import platformdirs
 
+from festmon_tui.cli import gc_pause
 from festmon_tui.cli.event_output import render_csv, render_json
 from festmon_tui.models import (
     Change,
@@ -100,6 +101,12 @@ def run_dashboard(settings: Settings, open_service: ServiceOpener, *, viewer: bo
     registers its cleanup on the stack, and returns the service. On quit, SIGHUP, SIGTERM or a
     lost terminal the stack is closed within SHUTDOWN_S (lease released, embedded server stopped).
     """
+    # No automatic garbage collection until the first frame is out (startup() resumes it).
+    with gc_pause.paused():
+        return _open_dashboard(settings, open_service, viewer)
+
+
+def _open_dashboard(settings: Settings, open_service: ServiceOpener, viewer: bool) -> int:
     # Imported here so `festmon health` and friends never pay for importing Textual.
     from festmon_tui.ui.config import DashboardConfig, DashboardSettingError
 
@@ -148,6 +155,7 @@ async def _run(service: DeferredService, config: DashboardConfig, opener: Servic
 
     async def startup() -> None:
         nonlocal opening
+        gc_pause.resume()  # the first frame is on screen
         # Shielded: quitting while the server starts must not orphan it; _run waits for it.
         opening = asyncio.ensure_future(opener(stack))
         service.attach(await asyncio.shield(opening))
