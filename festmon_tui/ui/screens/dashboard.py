@@ -11,7 +11,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.events import Key
 from textual.timer import Timer
-from textual.widgets import Footer, Input
+from textual.widgets import Input
 
 from festmon_tui.models import Event, EventFilter, MonitorState
 from festmon_tui.ui.commands import Scope, bindings
@@ -38,6 +38,7 @@ from festmon_tui.ui.view_state import (
 from festmon_tui.ui.widgets.breaker_pane import BreakerPane
 from festmon_tui.ui.widgets.event_table import EventTable
 from festmon_tui.ui.widgets.filter_bar import FilterBar, summary
+from festmon_tui.ui.widgets.footer import KeysFooter
 from festmon_tui.ui.widgets.header_bar import HeaderBar
 from festmon_tui.ui.widgets.health_pane import HealthPane
 from festmon_tui.ui.widgets.trends import TrendsPane
@@ -74,7 +75,7 @@ class DashboardScreen(EventScreen):
         yield FilterBar(id="filter-bar")
         yield EventTable(id="events")
         yield TrendsPane(tz, id="trends")
-        yield Footer(compact=True)
+        yield KeysFooter(compact=True)
 
     def on_mount(self) -> None:
         app = self.festmon
