@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from festmon_tui.models import EventStatus, Severity
-from festmon_tui.ui.screens.dashboard import DashboardScreen
+from festmon_tui.ui.screens.dashboard import SEARCH_DEBOUNCE_S, DashboardScreen
 from festmon_tui.ui.widgets.event_table import EventTable
 from festmon_tui.ui.widgets.filter_bar import FilterBar
 from festmon_tui.ui.widgets.header_bar import HeaderBar
@@ -105,6 +106,23 @@ async def test_c_clears_every_filter_and_the_search(service):
         await settle(pilot)
         assert len(event_ids(app)) == 6
         assert app.screen.query_one("#search").value == ""
+
+
+async def test_c_after_a_search_loads_the_list_once(service):
+    """Emptying the search box must not start its own (identical) reload 0.3 s later."""
+    app = make_app(service)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("slash", *"00002", "enter")
+        await settle(pilot)
+        loads = service.calls.count("list_events")
+        await pilot.press("c")
+        pressed = time.monotonic()
+        await until(pilot, lambda: len(event_ids(app)) == 6)
+        # Past the search box's debounce: its timer would have fired by now.
+        await until(pilot, lambda: time.monotonic() > pressed + SEARCH_DEBOUNCE_S + 0.1)
+        await settle(pilot)
+        assert service.calls.count("list_events") == loads + 1
 
 
 async def test_slash_searches_card_ids_transaction_ids_and_event_ids(service):

@@ -172,9 +172,14 @@ class DashboardScreen(EventScreen):
         if self._search_timer is not None:
             self._search_timer.stop()
         text = message.value
-        self._search_timer = self.set_timer(
-            SEARCH_DEBOUNCE_S, lambda: self._apply(with_search(self._filter(), text))
-        )
+        self._search_timer = self.set_timer(SEARCH_DEBOUNCE_S, lambda: self._search_typed(text))
+
+    def _search_typed(self, text: str) -> None:
+        # Nothing to do when the list has this search already: `c` empties the box after
+        # clearing the filters, and a second, identical reload would follow the first.
+        wanted = with_search(self._filter(), text)
+        if wanted != self._filter():
+            self._apply(wanted)
 
     @on(Input.Submitted, "#search")
     def _search_submitted(self, message: Input.Submitted) -> None:
