@@ -266,6 +266,7 @@ DECLARE
     v_window      interval;
     v_mirror      text[];
     v_times       timestamptz[];
+    v_counts      bigint[];
     v_detections  jsonb;
 BEGIN
     v_settings := monitoring_settings_get();
@@ -282,17 +283,20 @@ BEGIN
                                  v_settings.detection_batch_size * 10
                                  * greatest(coalesce(nullif(current_setting('festmon.claim_batches', true), '')::integer, 1), 1));
 
-    -- The new rows' distinct timestamps, sorted: their first and last bound the failed-row
-    -- lookup below as values, so that the bounds are always index conditions.
-    SELECT coalesce(array_agg(DISTINCT l."timestamp" ORDER BY l."timestamp"), '{}')
-      INTO v_times
-      FROM app_transaction_log AS l
-     WHERE l.log_id = ANY (v_claim.new_ids)
-       AND l."timestamp" IS NOT NULL
-       AND coalesce(l.edge_function_name, '') <> ALL (v_mirror);
+    -- The new rows' distinct timestamps, sorted, with how many new rows carry each: their
+    -- first and last bound the failed-row lookup below as values, so that the bounds are
+    -- always index conditions.
+    SELECT coalesce(array_agg(g.ts ORDER BY g.ts), '{}'), coalesce(array_agg(g.n ORDER BY g.ts), '{}')
+      INTO v_times, v_counts
+      FROM (SELECT l."timestamp" AS ts, count(*) AS n
+              FROM app_transaction_log AS l
+             WHERE l.log_id = ANY (v_claim.new_ids)
+               AND l."timestamp" IS NOT NULL
+               AND coalesce(l.edge_function_name, '') <> ALL (v_mirror)
+             GROUP BY l."timestamp") AS g;
 
     WITH new_times AS MATERIALIZED (
-        SELECT t.ts FROM unnest(v_times) AS t (ts)
+        SELECT t.ts, t.n FROM unnest(v_times, v_counts) AS t (ts, n)
     ), failures AS MATERIALIZED (
         SELECT l."timestamp" AS ts
           FROM app_transaction_log AS l
@@ -309,12 +313,55 @@ BEGIN
                         UNION ALL
                         SELECT ts, false FROM failures) AS u) AS m
          WHERE m.is_new AND m.ts - m.last_failure <= v_window
+    ), marks AS MATERIALIZED (
+        -- Exact pruning (a window it drops is provably no spike): for each candidate window
+        -- [t - window, t], its failed rows (all of them are in `failures`) and a lower bound
+        -- of its rows: the new rows in it. Running counts over one sorted stream of failures,
+        -- new rows and the two ends of every candidate window (start before rows of the same
+        -- instant, end after them), as in `stream` below; all in memory, no table read.
+        SELECT u.ord, u.window_end,
+               sum(u.f) OVER w AS f_upto, sum(u.n) OVER w AS n_upto
+          FROM (SELECT f.ts, 1 AS ord, 1 AS f, 0::bigint AS n, NULL::timestamptz AS window_end
+                  FROM failures AS f
+                UNION ALL
+                SELECT t.ts, 1, 0, t.n, NULL FROM new_times AS t
+                UNION ALL
+                SELECT c.ts - v_window, 0, 0, 0, c.ts FROM candidates AS c
+                UNION ALL
+                SELECT c.ts, 2, 0, 0, c.ts FROM candidates AS c) AS u
+        WINDOW w AS (ORDER BY u.ts, u.ord ROWS UNBOUNDED PRECEDING)
+    ), bounds AS (
+        SELECT e.window_end AS ts, e.f_upto - s.f_upto AS failed, e.n_upto - s.n_upto AS new_rows
+          FROM marks AS e
+          JOIN marks AS s ON s.window_end = e.window_end AND s.ord = 0
+         WHERE e.ord = 2
+    ), possible AS (
+        -- A window is no spike when 100 * failed <= rate * rows: certainly so when that holds
+        -- for the new rows in it alone, or (few failures) when a count of its rows that stops
+        -- at the number needed reaches it. Only what remains is counted in full below: with
+        -- rare failures (a failed row or two in a quarter of an hour) that is no window at
+        -- all, instead of every row of the quarter hour before the new rows, every interval.
+        SELECT b.ts
+          FROM bounds AS b
+          CROSS JOIN LATERAL (
+              SELECT ceil(100.0 * b.failed / v_settings.failure_spike_rate_percent)::bigint AS needed
+               WHERE v_settings.failure_spike_rate_percent > 0) AS q
+         WHERE NOT (q.needed <= b.new_rows)
+           AND NOT (q.needed <= 1000
+                    AND (SELECT count(*)
+                           FROM (SELECT 1
+                                   FROM app_transaction_log AS x
+                                  WHERE x."timestamp" >= b.ts - v_window AND x."timestamp" <= b.ts
+                                    AND coalesce(x.edge_function_name, '') <> ALL (v_mirror)
+                                  LIMIT q.needed) AS k) >= q.needed)
+        UNION ALL
+        SELECT b.ts FROM bounds AS b WHERE NOT (v_settings.failure_spike_rate_percent > 0)
     ), islands AS MATERIALIZED (
         SELECT t.ts, sum(t.starts) OVER (ORDER BY t.ts) AS island
           FROM (SELECT c.ts,
                        CASE WHEN c.ts - lag(c.ts) OVER (ORDER BY c.ts) <= v_window THEN 0 ELSE 1 END
                            AS starts
-                  FROM candidates AS c) AS t
+                  FROM possible AS c) AS t
     ), ranges AS (
         SELECT i.island, min(i.ts) - v_window AS lo, max(i.ts) AS hi
           FROM islands AS i
