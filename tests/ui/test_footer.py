@@ -1,4 +1,4 @@
-"""The dashboard's footer: it follows the focus, and is rebuilt only when its keys change."""
+"""The dashboard's footer: it follows the focus, and is rebuilt only for keys it never had."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from tests.ui.conftest import make_app, settle, until
 
 
 def _keys(app: FestmonApp) -> list[FooterKey]:
-    return list(app.screen.query_one(KeysFooter).query(FooterKey))
+    """The keys on screen (a key the focus hides stays in the footer, not displayed)."""
+    return [key for key in app.screen.query_one(KeysFooter).query(FooterKey) if key.display]
 
 
 async def test_the_footer_follows_the_focus_between_the_list_and_the_search_box(service):
@@ -21,8 +22,11 @@ async def test_the_footer_follows_the_focus_between_the_list_and_the_search_box(
         assert "enter" in {k.key for k in _keys(app)}  # Open, the list's own key
         await pilot.press("slash")  # the search box: letters are text there, not commands
         await until(pilot, lambda: "a" not in {k.key for k in _keys(app)})
+        hidden = set(app.screen.query_one(KeysFooter).query(FooterKey)) - set(_keys(app))
+        assert hidden  # the letter commands, kept but not displayed
         await pilot.press("escape")  # back to the list
         await until(pilot, lambda: {"a", "enter"} <= {k.key for k in _keys(app)})
+        assert hidden <= set(_keys(app))  # the same widgets, shown again: no rebuild
 
 
 async def test_bindings_updated_with_the_same_keys_leave_the_footer_as_it_is(service):
