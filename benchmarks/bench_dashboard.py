@@ -49,6 +49,7 @@ import random
 import re
 import shlex
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -346,6 +347,7 @@ class Series:
     resolution: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
     wait: list[float] = field(default_factory=list)
+    quit_hangs: int = 0  # first paint: processes that did not exit on q (killed)
 
     def add(self, value: float, resolution: float, before: Sched, after: Sched) -> None:
         self.values.append(value)
@@ -368,6 +370,7 @@ class Series:
             "resolution_median_ms": round(statistics.median(self.resolution) * 1000, 2),
             "load_before": self.load_before,
             "load_after": os.getloadavg(),
+            "quit_hangs": self.quit_hangs,
             "samples_ms": [ms(v) for v in self.values],
         }
 
@@ -437,12 +440,25 @@ class Bench:
         reply = await self.tmux.command("display-message -p -t bench '#{pane_pid}'")
         return int(reply[0]) if reply and reply[0].strip().isdigit() else None
 
-    async def quit_app(self) -> None:
+    async def quit_app(self, series: Series | None = None) -> None:
+        """`q`, then wait for the process to end; a first-paint sample outlives a hang.
+
+        With `series`, a process still there after 15 s is counted in series.quit_hangs and
+        SIGKILLed (it ignores SIGTERM then), so the paint samples go on; otherwise it is fatal.
+        """
         await self.tmux.keys("q")
         deadline = time.perf_counter() + 15
         while not await self.tmux.pane_dead():
             if time.perf_counter() > deadline:
-                raise TimeoutError("the dashboard did not exit on q")
+                pid = await self.pane_pid()
+                if series is None or pid is None:
+                    raise TimeoutError("the dashboard did not exit on q")
+                series.quit_hangs += 1
+                print(f"    {series.name}: pid {pid} did not exit on q in 15 s; killed", flush=True)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                deadline = time.perf_counter() + 15
+                series = None
             await asyncio.sleep(0.05)
 
     async def first_paint(self, name: str, command: Callable[[Path | None], str]) -> None:
@@ -459,7 +475,7 @@ class Bench:
                 series[label].add(arrived - started, res, (0.0, 0.0), schedstat(pid))
                 # Let it connect (the next start must not race this one's startup), then quit.
                 await asyncio.sleep(1.0)
-                await self.quit_app()
+                await self.quit_app(series[label])
         for each in series.values():
             self.record(each)
 
