@@ -83,7 +83,10 @@ class FestmonApp(App[int]):
     monitor_state: reactive[MonitorState] = reactive(
         lambda: MonitorState(ConnectionState.CONNECTING, "", ""), init=False
     )
-    window: reactive[EventWindow] = reactive(EventWindow, init=False)
+    # The dashboard shows a new window through its watcher (the list and the filter bar repaint
+    # themselves); repainting the whole screen too (charts, panes) cost two full compositor
+    # passes per filter change.
+    window: reactive[EventWindow] = reactive(EventWindow, init=False, repaint=False)
     trends: reactive[Trends | None] = reactive(None, init=False)
     cycle: reactive[CycleProgress] = reactive(CycleProgress, init=False)
     now: reactive[datetime] = reactive(utc_now, init=False)
