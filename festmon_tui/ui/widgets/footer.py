@@ -8,6 +8,8 @@ from textual.screen import Screen
 from textual.widgets import Footer
 from textual.widgets._footer import FooterKey
 
+SETTLE_S = 0.1  # how long after a bindings change the footer follows it
+
 # What the footer shows of one binding: key, label, action, enabled, tooltip.
 Shown = tuple[tuple[str, str, str, bool, str], ...]
 
@@ -39,7 +41,13 @@ class KeysFooter(Footer):
             return
         if self.is_attached and screen is self.screen:
             self._pending = True
-            self.call_after_refresh(self._update_keys)
+            if self._shown is None:  # the first keys: at once
+                self.call_after_refresh(self._update_keys)
+            else:
+                # After what the operator is waiting for: a focus change usually comes with new
+                # content (search + Enter: the list), and showing or hiding keys lays the
+                # screen out (~15 ms of CPU).
+                self.set_timer(SETTLE_S, self._update_keys)
 
     async def _update_keys(self) -> None:
         self._pending = False
