@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import Iterator
 from typing import Any
@@ -67,3 +68,46 @@ def test_the_cli_parses_and_loads_settings_without_collection_and_gives_it_back(
         cli.main(["--no-such-option"])
     assert gc.isenabled()
     capsys.readouterr()
+
+
+def test_the_dashboard_starts_without_collection_and_resumes_it_after_its_first_frame(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from contextlib import AsyncExitStack
+
+    from festmon_tui.cli import ui_commands
+    from festmon_tui.settings import load_settings
+    from festmon_tui.ui.app import FestmonApp
+    from tests.ui.fake_service import FakeMonitorService
+
+    seen: dict[str, bool] = {}
+    frames: list[bool] = []
+    opened = asyncio.Event()
+
+    async def open_service(stack: AsyncExitStack) -> FakeMonitorService:
+        seen["opener"] = gc.isenabled()  # runs after the first frame
+        opened.set()
+        return FakeMonitorService()
+
+    display = FestmonApp._display
+
+    def recording_display(self: FestmonApp, screen: Any, renderable: Any) -> None:
+        if renderable is not None:
+            frames.append(gc.isenabled())
+        display(self, screen, renderable)
+
+    async def headless_run(self: FestmonApp, **_: Any) -> int | None:
+        # The real run_async needs a terminal; the same app, run by Pilot, headless.
+        seen["app start"] = gc.isenabled()
+        async with self.run_test(size=(120, 40)) as pilot:
+            await asyncio.wait_for(opened.wait(), 10)
+            await pilot.press("q")
+        return self.return_code
+
+    monkeypatch.setattr(FestmonApp, "run_async", headless_run)
+    monkeypatch.setattr(FestmonApp, "_display", recording_display)
+    settings = load_settings({}, env_file=None)
+    assert ui_commands.run_dashboard(settings, open_service) == 0
+    assert seen == {"app start": False, "opener": True}
+    assert frames and not frames[0]  # the first frame was rendered without collection
+    assert gc.isenabled()
