@@ -1,9 +1,10 @@
-"""Start-up without the cyclic garbage collector: a dashboard paints ~30 ms of CPU sooner.
+"""Start-up without the cyclic garbage collector: the dashboard's first frame comes sooner.
 
-Starting the dashboard imports ~500 modules and builds the screen: long-lived objects, tens of
-thousands of them, and the collector traverses them again and again as they accumulate (~30 ms
-of CPU before the first frame, measured). Pausing it costs nothing that is not collected later:
-it is resumed after the first frame (or when the command ends, whatever happens).
+Starting the dashboard imports ~450 modules and builds the screen: long-lived objects, tens of
+thousands of them, which the collector walks again and again as they accumulate (~160
+collections, ~50 ms of CPU before the first frame; benchmarks/trace_first_frame.py). Pausing it
+costs nothing that is not collected later: it is resumed after the first frame (or when the
+command ends, whatever happens).
 """
 
 from __future__ import annotations
