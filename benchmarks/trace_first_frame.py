@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -159,6 +160,7 @@ def main() -> None:
     finally:
         tmux(socket, "kill-server")
         server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
     print(
         f"{args.mode}, {args.samples} starts per tree, load average (1 min) during the run: "
         f"median {statistics.median(loads):.2f}, {min(loads):.2f}-{max(loads):.2f}"
