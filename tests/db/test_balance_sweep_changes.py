@@ -16,18 +16,11 @@ from typing import Any
 
 import asyncpg
 
-
-async def _card(conn: asyncpg.Connection, card: str, amount: str) -> None:
-    await conn.execute(
-        "INSERT INTO table_cards (id, amount) VALUES ($1, $2::numeric)"
-        " ON CONFLICT (id) DO UPDATE SET amount = EXCLUDED.amount",
-        card,
-        amount,
-    )
+from tests.db.payment_rows import put_card
 
 
 async def _recharge(conn: asyncpg.Connection, card: str, amount: str) -> None:
-    await _card(conn, card, amount)
+    await put_card(conn, card, amount)
     await conn.execute(
         """
         INSERT INTO app_transaction_log (card_id, transaction_type, status, amount_involved,
@@ -115,7 +108,7 @@ async def test_a_new_card_and_an_active_event_are_compared_by_every_sweep(
         VALUES ('C4', 'stripe_recharge', 'completed', 5, 0, 5, now())
         """
     )
-    await _card(conn, "C4", "6.00")
+    await put_card(conn, "C4", "6.00")
 
     second = await _sweep(conn)
 

@@ -16,14 +16,7 @@ from typing import Any
 
 import asyncpg
 
-
-async def _card(conn: asyncpg.Connection, card: str, amount: str) -> None:
-    await conn.execute(
-        "INSERT INTO table_cards (id, amount) VALUES ($1, $2::numeric)"
-        " ON CONFLICT (id) DO UPDATE SET amount = EXCLUDED.amount",
-        card,
-        amount,
-    )
+from tests.db.payment_rows import put_card
 
 
 async def _log(
@@ -61,7 +54,7 @@ async def _breaks(conn: asyncpg.Connection) -> list[dict[str, Any]]:
 async def test_a_cards_first_new_row_is_judged_against_its_card_ledger_row(
     conn: asyncpg.Connection,
 ) -> None:
-    await _card(conn, "C1", "50.00")
+    await put_card(conn, "C1", "50.00")
     recharge = await _log(conn, "C1", "stripe_recharge", "50.00", "0.00", "50.00")
     await _critical(conn)  # judges the recharge, then folds it into the card ledger
     # White box: the ledger, not the log, must be what the next row is compared with.
@@ -81,8 +74,8 @@ async def test_a_cards_first_new_row_is_judged_against_its_card_ledger_row(
 async def test_breaks_are_found_from_the_ledger_and_within_the_batch(
     conn: asyncpg.Connection,
 ) -> None:
-    await _card(conn, "C1", "50.00")
-    await _card(conn, "C2", "30.00")
+    await put_card(conn, "C1", "50.00")
+    await put_card(conn, "C2", "30.00")
     await _log(conn, "C1", "stripe_recharge", "50.00", "0.00", "50.00")
     c2_recharge = await _log(conn, "C2", "stripe_recharge", "30.00", "0.00", "30.00")
     await _critical(conn)
@@ -107,8 +100,8 @@ async def test_breaks_are_found_from_the_ledger_and_within_the_batch(
 async def test_a_row_the_ledger_could_not_see_when_it_folded_is_still_the_predecessor(
     conn: asyncpg.Connection, db_dsn: str
 ) -> None:
-    await _card(conn, "C1", "50.00")
-    await _card(conn, "C2", "30.00")
+    await put_card(conn, "C1", "50.00")
+    await put_card(conn, "C2", "30.00")
     await _log(conn, "C1", "stripe_recharge", "50.00", "0.00", "50.00")
     other = await asyncpg.connect(db_dsn)
     try:

@@ -9,20 +9,13 @@ from typing import Any
 
 import asyncpg
 
+from tests.db.payment_rows import put_card
+
 ACTOR = json.dumps({"os_user": "alice", "ssh_client": "10.0.0.5 50000 22", "operator": "Alice"})
 
 
 async def _now(conn: asyncpg.Connection) -> datetime:
     return await conn.fetchval("SELECT now()")
-
-
-async def _card(conn: asyncpg.Connection, card: str, amount: str) -> None:
-    await conn.execute(
-        "INSERT INTO table_cards (id, amount) VALUES ($1, $2::numeric)"
-        " ON CONFLICT (id) DO UPDATE SET amount = EXCLUDED.amount",
-        card,
-        amount,
-    )
 
 
 async def _log(
@@ -75,7 +68,7 @@ def _data(event: asyncpg.Record) -> dict[str, Any]:
 
 async def test_a_one_cent_surplus_is_flagged_with_its_sign(conn: asyncpg.Connection) -> None:
     now = await _now(conn)
-    await _card(conn, "C1", "40.01")
+    await put_card(conn, "C1", "40.01")
     await _log(conn, "C1", "checkpoint_recharge", "50.00", "0.00", "50.00", now)
     await _log(conn, "C1", "bar_order", "10.00", "50.00", "40.00", now)
 
@@ -104,7 +97,7 @@ async def test_a_card_holding_less_than_its_ledger_gets_a_negative_discrepancy(
     conn: asyncpg.Connection,
 ) -> None:
     now = await _now(conn)
-    await _card(conn, "C1", "35.00")
+    await put_card(conn, "C1", "35.00")
     await _log(conn, "C1", "stripe_recharge", "50.00", "0.00", "50.00", now)
     await _log(conn, "C1", "bar_order", "10.00", "50.00", "40.00", now)
 
@@ -117,7 +110,7 @@ async def test_a_card_holding_less_than_its_ledger_gets_a_negative_discrepancy(
 
 async def test_a_card_matching_its_ledger_is_not_flagged(conn: asyncpg.Connection) -> None:
     now = await _now(conn)
-    await _card(conn, "C1", "40.00")
+    await put_card(conn, "C1", "40.00")
     await _log(conn, "C1", "stripe_recharge", "50.00", "0.00", "50.00", now)
     await _log(conn, "C1", "bar_order", "10.00", "50.00", "40.00", now)
     await _log(conn, "C1", "bar_order", "99.00", "40.00", "40.00", now, status="failed")
@@ -134,7 +127,7 @@ async def test_a_pre_existing_balance_with_a_consistent_chain_is_not_flagged(
 ) -> None:
     # The card held 100.00 before the ledger started (the original assumed 0 and flagged it).
     now = await _now(conn)
-    await _card(conn, "OLD", "85.00")
+    await put_card(conn, "OLD", "85.00")
     await _log(conn, "OLD", "bar_order", "10.00", "100.00", "90.00", now)
     await _log(conn, "OLD", "bar_order", "5.00", "90.00", "85.00", now)
 
@@ -146,8 +139,8 @@ async def test_a_pre_existing_balance_with_a_consistent_chain_is_not_flagged(
 
 async def test_cards_without_ledger_rows_are_not_flagged(conn: asyncpg.Connection) -> None:
     now = await _now(conn)
-    await _card(conn, "SEEDED", "25.00")
-    await _card(conn, "ONLY_FAILED", "10.00")
+    await put_card(conn, "SEEDED", "25.00")
+    await put_card(conn, "ONLY_FAILED", "10.00")
     await _log(conn, "ONLY_FAILED", "bar_order", "20.00", "10.00", "10.00", now, status="failed")
 
     await _detect(conn)
@@ -159,10 +152,10 @@ async def test_without_balance_columns_the_signed_sum_counts_standard_recharges_
     conn: asyncpg.Connection,
 ) -> None:
     now = await _now(conn)
-    await _card(conn, "GOOD", "35.00")
+    await put_card(conn, "GOOD", "35.00")
     await _log(conn, "GOOD", "standard_recharge", "50.00", None, None, now)
     await _log(conn, "GOOD", "bar_order", "15.00", None, None, now)
-    await _card(conn, "BAD", "50.00")
+    await put_card(conn, "BAD", "50.00")
     await _log(conn, "BAD", "standard_recharge", "50.00", None, None, now)
     await _log(conn, "BAD", "bar_order", "15.00", None, None, now)
 
@@ -179,7 +172,7 @@ async def test_a_card_whose_only_ledger_is_of_an_unclassified_type_is_not_judged
     conn: asyncpg.Connection,
 ) -> None:
     now = await _now(conn)
-    await _card(conn, "C1", "12.00")
+    await put_card(conn, "C1", "12.00")
     await _log(conn, "C1", "manual_correction", "12.00", None, None, now)
 
     await _detect(conn)
@@ -192,7 +185,7 @@ async def test_the_mirror_rows_of_the_original_bar_orders_trigger_are_not_counte
 ) -> None:
     # ORIGINAL_SYSTEM §9.2.1: a balance-less 'bar-order-trigger' row duplicated every order.
     now = await _now(conn)
-    await _card(conn, "C1", "40.00")
+    await put_card(conn, "C1", "40.00")
     await _log(conn, "C1", "stripe_recharge", "50.00", None, None, now - timedelta(minutes=1))
     await _log(conn, "C1", "bar_order", "10.00", None, None, now)
     await _log(conn, "C1", "bar_order", "10.00", None, None, now, edge_function="bar-order-trigger")
@@ -208,7 +201,7 @@ async def test_a_repeated_sweep_updates_the_mismatch_event_instead_of_adding_one
     conn: asyncpg.Connection,
 ) -> None:
     now = await _now(conn)
-    await _card(conn, "C1", "41.00")
+    await put_card(conn, "C1", "41.00")
     await _log(conn, "C1", "stripe_recharge", "40.00", "0.00", "40.00", now)
 
     first = await _detect(conn)
@@ -231,7 +224,7 @@ async def test_a_false_positive_mismatch_stays_quiet_until_its_evidence_changes(
     conn: asyncpg.Connection,
 ) -> None:
     now = await _now(conn)
-    await _card(conn, "C1", "41.00")
+    await put_card(conn, "C1", "41.00")
     await _log(conn, "C1", "stripe_recharge", "40.00", "0.00", "40.00", now)
     await _detect(conn)
     [event] = await _events(conn, "balance_mismatch_detection")
@@ -245,7 +238,7 @@ async def test_a_false_positive_mismatch_stays_quiet_until_its_evidence_changes(
     assert again["rules"]["balance_mismatch_detection"]["events_suppressed"] == 1
     assert len(await _events(conn, "balance_mismatch_detection")) == 1
 
-    await _card(conn, "C1", "45.00")
+    await put_card(conn, "C1", "45.00")
     await _detect(conn)
     events = await _events(conn, "balance_mismatch_detection")
     assert [e["status"] for e in events] == ["FALSE_POSITIVE", "OPEN"]
@@ -255,7 +248,7 @@ async def test_a_resolved_mismatch_that_is_still_there_is_raised_again(
     conn: asyncpg.Connection,
 ) -> None:
     now = await _now(conn)
-    await _card(conn, "C1", "41.00")
+    await put_card(conn, "C1", "41.00")
     await _log(conn, "C1", "stripe_recharge", "40.00", "0.00", "40.00", now)
     await _detect(conn)
     [event] = await _events(conn, "balance_mismatch_detection")
@@ -270,8 +263,8 @@ async def test_a_resolved_mismatch_that_is_still_there_is_raised_again(
 
 
 async def test_a_negative_balance_is_a_high_event_and_zero_is_not(conn: asyncpg.Connection) -> None:
-    await _card(conn, "NEG", "-0.01")
-    await _card(conn, "ZERO", "0.00")
+    await put_card(conn, "NEG", "-0.01")
+    await put_card(conn, "ZERO", "0.00")
 
     result = await _detect(conn)
 
@@ -289,7 +282,7 @@ async def test_a_negative_balance_is_a_high_event_and_zero_is_not(conn: asyncpg.
 async def test_a_lost_update_breaks_the_balance_chain(conn: asyncpg.Connection) -> None:
     # Two orders both read 50.00: the second one's previous balance ignores the first.
     now = await _now(conn)
-    await _card(conn, "C1", "45.00")
+    await put_card(conn, "C1", "45.00")
     await _log(conn, "C1", "stripe_recharge", "50.00", "0.00", "50.00", now)
     first = await _log(conn, "C1", "bar_order", "10.00", "50.00", "40.00", now)
     second = await _log(conn, "C1", "bar_order", "5.00", "50.00", "45.00", now)
@@ -312,7 +305,7 @@ async def test_a_balance_change_that_disagrees_with_the_amount_breaks_the_chain(
     conn: asyncpg.Connection,
 ) -> None:
     now = await _now(conn)
-    await _card(conn, "C1", "38.00")
+    await put_card(conn, "C1", "38.00")
     await _log(conn, "C1", "checkpoint_recharge", "50.00", "0.00", "50.00", now)
     await _log(conn, "C1", "bar_order", "10.00", "50.00", "38.00", now)
 
@@ -331,7 +324,7 @@ async def test_a_late_row_is_judged_and_so_is_the_row_after_it(conn: asyncpg.Con
     # Rows 1 and 3 are examined first; row 2 shows up later (its id was a gap) and changes
     # which row precedes row 3.
     now = await _now(conn)
-    await _card(conn, "C1", "40.00")
+    await put_card(conn, "C1", "40.00")
     insert = """
         INSERT INTO app_transaction_log (log_id, card_id, transaction_type, status,
                                          amount_involved, previous_balance, new_balance,
@@ -357,9 +350,9 @@ async def test_the_critical_job_checks_the_balances_of_cards_with_new_rows(
     conn: asyncpg.Connection,
 ) -> None:
     now = await _now(conn)
-    await _card(conn, "TOUCHED", "41.00")
+    await put_card(conn, "TOUCHED", "41.00")
     await _log(conn, "TOUCHED", "stripe_recharge", "40.00", "0.00", "40.00", now)
-    await _card(conn, "UNTOUCHED", "-3.00")
+    await put_card(conn, "UNTOUCHED", "-3.00")
 
     result = json.loads(await conn.fetchval("SELECT run_critical_detection()"))
 
@@ -379,13 +372,13 @@ async def test_the_sweep_counts_log_rows_the_card_ledger_has_not_folded_yet(
     conn: asyncpg.Connection,
 ) -> None:
     now = await _now(conn)
-    await _card(conn, "C1", "50.00")
+    await put_card(conn, "C1", "50.00")
     await _log(conn, "C1", "stripe_recharge", "50.00", "0.00", "50.00", now)
     await _detect(conn)  # builds the card ledger
     await conn.execute("UPDATE monitoring_settings SET ledger_batch_size = 1")
     await _log(conn, "C1", "bar_order", "10.00", "50.00", "40.00", now)
     await _log(conn, "C1", "bar_order", "10.00", "40.00", "30.00", now)
-    await _card(conn, "C1", "30.00")
+    await put_card(conn, "C1", "30.00")
 
     incremental = json.loads(await conn.fetchval("SELECT run_critical_detection()"))
 
@@ -399,7 +392,7 @@ async def test_a_sweep_waits_for_the_card_ledger_to_be_built_and_says_so(
 ) -> None:
     await conn.execute("UPDATE monitoring_settings SET ledger_batch_size = 2")
     now = await _now(conn)
-    await _card(conn, "C1", "99.00")
+    await put_card(conn, "C1", "99.00")
     for i in range(3):
         await _log(conn, "C1", "stripe_recharge", "10.00", f"{10 * i}", f"{10 * i + 10}", now)
 
@@ -423,7 +416,7 @@ async def test_changing_the_transaction_type_settings_rebuilds_the_card_ledger(
     conn: asyncpg.Connection,
 ) -> None:
     now = await _now(conn)
-    await _card(conn, "C1", "12.00")
+    await put_card(conn, "C1", "12.00")
     await _log(conn, "C1", "refund", "12.00", None, None, now)
     await _detect(conn)
     assert await _events(conn, "balance_mismatch_detection") == []  # refund: unclassified
@@ -432,7 +425,7 @@ async def test_changing_the_transaction_type_settings_rebuilds_the_card_ledger(
         "UPDATE monitoring_settings SET credit_transaction_types ="
         " credit_transaction_types || '{refund}'::text[]"
     )
-    await _card(conn, "C1", "13.00")
+    await put_card(conn, "C1", "13.00")
     result = await _detect(conn)
 
     assert result["rules"]["balance_mismatch_detection"]["ledger_rebuilt"] is True
