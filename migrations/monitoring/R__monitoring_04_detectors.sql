@@ -386,6 +386,30 @@ $$;
 
 
 -- ---------------------------------------------------------------------------------------------
+-- monitoring_run_rule_while_behind(p_algorithm text, p_deadline timestamptz) -> jsonb
+--
+--   Run the rule, and again while it succeeds and still reports a backlog, until p_deadline
+--   (at least once); the result is the sum of its runs (monitoring_merge_rule_result).
+-- ---------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION monitoring_run_rule_while_behind(p_algorithm text, p_deadline timestamptz)
+RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_total  jsonb;
+    v_result jsonb;
+BEGIN
+    LOOP
+        v_result := monitoring_run_rule(p_algorithm);
+        v_total := monitoring_merge_rule_result(v_total, v_result);
+        EXIT WHEN NOT ((v_result ->> 'success')::boolean AND (v_result ->> 'backlog')::boolean)
+               OR clock_timestamp() >= p_deadline;
+    END LOOP;
+    RETURN v_total;
+END
+$$;
+
+
+-- ---------------------------------------------------------------------------------------------
 -- run_medium_detection_batches(p_budget_ms integer, p_catch_up boolean) -> jsonb
 --   (scheduler "medium" job)
 --
@@ -408,10 +432,8 @@ RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
     v_started  timestamptz := clock_timestamp();
+    v_deadline timestamptz := v_started + make_interval(secs => greatest(p_budget_ms, 0) / 1000.0);
     v_rules    jsonb := '[]'::jsonb;
-    v_spike    jsonb;
-    v_chain    jsonb;
-    v_result   jsonb;
     v_extra    jsonb;
     v_alerts   jsonb;
     v_views    jsonb;
@@ -423,13 +445,8 @@ BEGIN
     END IF;
     IF NOT p_catch_up OR EXISTS (SELECT 1 FROM monitoring_detector_watermarks
                                   WHERE detector_name = 'system_failure_spike' AND backlog) THEN
-        LOOP
-            v_result := monitoring_run_rule('system_failure_spike');
-            v_spike := monitoring_merge_rule_result(v_spike, v_result);
-            EXIT WHEN NOT ((v_result ->> 'success')::boolean AND (v_result ->> 'backlog')::boolean)
-                   OR clock_timestamp() >= v_started + make_interval(secs => greatest(p_budget_ms, 0) / 1000.0);
-        END LOOP;
-        v_rules := v_rules || jsonb_build_array(v_spike);
+        v_rules := v_rules || jsonb_build_array(
+            monitoring_run_rule_while_behind('system_failure_spike', v_deadline));
     END IF;
     IF NOT p_catch_up OR EXISTS (SELECT 1 FROM monitoring_detector_watermarks
                                   WHERE detector_name = 'card_ledger'
@@ -440,14 +457,8 @@ BEGIN
         -- the critical job, with the scheduler's budget it claims ten batches per run and runs
         -- again while it has a backlog: the rows since the last critical call, without leaving
         -- a backlog that would rerun this job.
-        v_chain := NULL;
-        LOOP
-            v_result := monitoring_run_rule('balance_chain_break');
-            v_chain := monitoring_merge_rule_result(v_chain, v_result);
-            EXIT WHEN NOT ((v_result ->> 'success')::boolean AND (v_result ->> 'backlog')::boolean)
-                   OR clock_timestamp() >= v_started + make_interval(secs => greatest(p_budget_ms, 0) / 1000.0);
-        END LOOP;
-        v_rules := v_rules || jsonb_build_array(v_chain);
+        v_rules := v_rules || jsonb_build_array(
+            monitoring_run_rule_while_behind('balance_chain_break', v_deadline));
         PERFORM set_config('festmon.claim_batches', '', true);
         v_rules := v_rules || jsonb_build_array(monitoring_run_rule('balance_mismatch_detection', 'sweep'));
         v_rules := v_rules || jsonb_build_array(monitoring_run_rule('negative_balance_detection', 'sweep'));
@@ -498,6 +509,7 @@ REVOKE ALL ON FUNCTION run_monitoring_detection_cycle() FROM PUBLIC;
 REVOKE ALL ON FUNCTION run_critical_detection() FROM PUBLIC;
 REVOKE ALL ON FUNCTION run_medium_detection() FROM PUBLIC;
 REVOKE ALL ON FUNCTION monitoring_merge_rule_result(jsonb, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION monitoring_run_rule_while_behind(text, timestamptz) FROM PUBLIC;
 REVOKE ALL ON FUNCTION run_critical_detection_batches(integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION run_medium_detection_batches(integer, boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION monitoring_detector_result(text, jsonb) TO monitoring_writer;
@@ -510,5 +522,6 @@ GRANT EXECUTE ON FUNCTION run_monitoring_detection_cycle() TO monitoring_writer;
 GRANT EXECUTE ON FUNCTION run_critical_detection() TO monitoring_writer;
 GRANT EXECUTE ON FUNCTION run_medium_detection() TO monitoring_writer;
 GRANT EXECUTE ON FUNCTION monitoring_merge_rule_result(jsonb, jsonb) TO monitoring_writer;
+GRANT EXECUTE ON FUNCTION monitoring_run_rule_while_behind(text, timestamptz) TO monitoring_writer;
 GRANT EXECUTE ON FUNCTION run_critical_detection_batches(integer) TO monitoring_writer;
 GRANT EXECUTE ON FUNCTION run_medium_detection_batches(integer, boolean) TO monitoring_writer;
