@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -108,3 +109,38 @@ async def test_the_worst_window_is_the_brute_force_one_on_mixed_traffic(
     ) == (expected["spike_windows"], expected["total"], expected["failed"], expected["rate"])
     # jsonb drops trailing zeros of the microseconds: compare the instants, not the strings
     assert datetime.fromisoformat(found["window_end"]) == expected["ts"]
+
+
+async def test_a_batch_after_one_failure_is_judged_without_pairing_every_window_with_every_other(
+    conn: asyncpg.Connection,
+) -> None:
+    # 3 000 new rows at distinct instants after one failure: every one ends a candidate window.
+    # The rule matched each window's start mark to its end mark with a self-join of two CTEs
+    # that the planner, estimating one row each, ran as a nested loop: 3 000 x 3 000 pairs
+    # compared (at 23 000 new rows after a backlog, 520 million: 80 s, past the medium job's
+    # timeout, so the job failed again at every interval). The plan must stay linear: at most
+    # a few rows compared and dropped per row, whatever the estimates. A long-running
+    # scheduler session runs the rule's statements with generic plans (no array lengths known
+    # to the planner): force them, as after the first five runs.
+    await conn.execute("SET plan_cache_mode = force_generic_plan")
+    rows = [("completed", timedelta(minutes=10, seconds=k)) for k in range(200, 0, -1)]
+    rows.append(("failed", timedelta(minutes=10)))
+    rows += [("completed", timedelta(milliseconds=100 * k)) for k in range(3_000, 0, -1)]
+    await _insert(conn, rows)
+    plans: list[str] = []
+    conn.add_log_listener(lambda _c, message: plans.append(str(message.message)))
+    await conn.execute(
+        "LOAD 'auto_explain';"
+        " SET auto_explain.log_min_duration = 0; SET auto_explain.log_analyze = on;"
+        " SET auto_explain.log_timing = off; SET auto_explain.log_nested_statements = on;"
+        " SET auto_explain.log_level = notice; SET client_min_messages = notice"
+    )
+
+    assert await _spike(conn) is None
+    assert await _expect(conn) is None
+
+    removed = [
+        int(n) for plan in plans for n in re.findall(r"Rows Removed by Join Filter: (\d+)", plan)
+    ]
+    assert any("failures AS MATERIALIZED" in plan for plan in plans), "the rule's plan was logged"
+    assert max(removed, default=0) <= 10 * len(rows), max(removed)
