@@ -1400,7 +1400,7 @@ BEGIN
                ORDER BY l."timestamp" DESC, l.log_id DESC
                LIMIT 1) AS p
          WHERE n.ts - p.ts < v_window
-           AND NOT (p.crid IS NOT NULL AND p.crid = n.crid)
+           AND NOT coalesce(p.crid = n.crid, false)  -- NULL (either has none) is no retry
         UNION
         SELECT n.id, q.id
           FROM new_rows AS n
@@ -1415,7 +1415,7 @@ BEGIN
                ORDER BY l."timestamp", l.log_id
                LIMIT 1) AS q
          WHERE q.ts - n.ts < v_window
-           AND NOT (q.crid IS NOT NULL AND q.crid = n.crid)
+           AND NOT coalesce(q.crid = n.crid, false)
            -- a row examined before can only follow a new row that is not later than all of
            -- them (watermark max_row_time); later pairs are found from the later row
            AND (v_prev_max IS NULL OR n.ts <= v_prev_max)

@@ -172,3 +172,40 @@ async def test_a_row_later_than_everything_examined_is_paired_with_the_row_befor
         " WHERE detector_name = 'concurrent_transaction_detection'"
     )
     assert state["max_row_time"] == boundary + timedelta(milliseconds=1500)
+
+
+async def test_a_new_row_without_a_request_id_after_an_examined_row_with_one_is_a_race(
+    conn: asyncpg.Connection,
+) -> None:
+    # "Unless both carry the same client_request_id": a row without one is never a retry. The
+    # rule wrote NOT (p.crid IS NOT NULL AND p.crid = n.crid), which is NULL — so false — when
+    # only the earlier row has one: found while both rows were new (from the earlier row's
+    # side), missed when the later row came in a later run (a recharge without a request id
+    # just after a bar order with one).
+    boundary = await _second_boundary(conn)
+    first = await _log(conn, "C1", boundary, request="order-1")
+    await _detect(conn)
+    second = await _log(
+        conn, "C1", boundary + timedelta(milliseconds=800), kind="standard_recharge"
+    )
+    await _detect(conn)
+
+    [event] = await _events(conn)
+    [pair] = _data(event)["pairs"]
+    assert (pair["first_log_id"], pair["second_log_id"]) == (first, second)
+
+
+async def test_a_late_row_without_a_request_id_before_an_examined_row_with_one_is_a_race(
+    conn: asyncpg.Connection,
+) -> None:
+    boundary = await _second_boundary(conn)
+    examined = await _log(conn, "C1", boundary + timedelta(seconds=1), request="order-1")
+    await _log(conn, "C2", boundary + timedelta(seconds=30), request="x")
+    await _detect(conn)
+
+    late = await _log(conn, "C1", boundary, kind="standard_recharge")
+    await _detect(conn)
+
+    [event] = await _events(conn)
+    [pair] = _data(event)["pairs"]
+    assert (pair["first_log_id"], pair["second_log_id"]) == (late, examined)
