@@ -1346,10 +1346,14 @@ $$;
 -- race_window apart (sliding: .999 and the next second's .001 are 2 ms apart), unless both
 -- carry the same client_request_id (a retry of one request). Neighbours on both sides of each
 -- new row; each pair counted once; one active event per card, every new pair an occurrence.
--- The neighbour search is bounded by the window (index on card_id, "timestamp", log_id): the
--- nearest non-failed row only matters if it is closer than race_window, so a row without a
--- close neighbour costs one index step and no table read. The forward search is skipped for
--- a new row later than every row examined before (watermark max_row_time): the usual case.
+-- Predecessors of the new rows within a minute of the newest (every row, in steady traffic):
+-- one read of the non-failed rows of their time span plus race_window before it (index on
+-- "timestamp"), grouped by card in memory; only cards with two rows or more in the span are
+-- sorted. Older new rows (a late commit, a backlog spread over time) and race_window over a
+-- minute: one bounded search per row on (card_id, "timestamp", log_id) — the nearest
+-- non-failed row only matters if it is closer than race_window, so a row without a close
+-- neighbour costs one index step and no table read. The forward search is skipped for a new
+-- row later than every row examined before (watermark max_row_time): the usual case.
 -- event_data: {concurrent_count, transaction_ids [..], log_ids [..], timestamps [..],
 --   transaction_types [..], statuses [..], amounts [..], time_span_seconds, threshold_seconds,
 --   pair_count, min_gap_seconds, pairs [{first_log_id, second_log_id, first_transaction_id,
@@ -1386,7 +1390,49 @@ BEGIN
            AND l.status <> 'failed'
            AND l."timestamp" IS NOT NULL
            AND coalesce(l.edge_function_name, '') <> ALL (v_mirror)
+    ), near AS MATERIALIZED (
+        -- The new rows within a minute of the newest one: every row, in steady traffic (none
+        -- with a race_window over a minute: the span read below would be too long).
+        SELECT n.*
+          FROM new_rows AS n
+         WHERE n.ts >= (SELECT max(x.ts) FROM new_rows AS x) - interval '1 minute'
+           AND v_window <= interval '1 minute'
+    ), span_rows AS MATERIALIZED (
+        -- Their predecessors come from ONE read of the rows of their time span plus the
+        -- window before it (index on "timestamp"; about the new rows and race_window of rows
+        -- before them), grouped by card in memory, instead of one search per new row on the
+        -- (card_id, "timestamp", log_id) index: a row's nearest non-failed predecessor, if it
+        -- is closer than race_window, is in this span, and so is every row between the two.
+        SELECT l.log_id AS id, l.card_id COLLATE "C" AS card, l."timestamp" AS ts,
+               l.client_request_id AS crid
+          FROM (SELECT min(n.ts) AS lo, max(n.ts) AS hi FROM near AS n) AS s
+          JOIN app_transaction_log AS l
+            ON l."timestamp" > s.lo - v_window AND l."timestamp" <= s.hi
+         WHERE l.status <> 'failed'
+           AND coalesce(l.edge_function_name, '') <> ALL (v_mirror)
+    ), span_cards AS (
+        -- cards with two rows or more in the span: the only ones a pair can be on (COLLATE
+        -- "C": equality is the same, and grouping or sorting compares bytes, not locale rules)
+        SELECT r.card
+          FROM span_rows AS r
+         GROUP BY r.card
+        HAVING count(*) > 1
     ), pairs AS (
+        SELECT o.prev_id AS first_id, o.id AS second_id
+          FROM (SELECT r.id, r.ts, r.crid,
+                       lag(r.id) OVER w AS prev_id,
+                       lag(r.ts) OVER w AS prev_ts,
+                       lag(r.crid) OVER w AS prev_crid
+                  FROM span_rows AS r
+                 WHERE r.card IN (SELECT c.card FROM span_cards AS c)
+                WINDOW w AS (PARTITION BY r.card ORDER BY r.ts, r.id)) AS o
+         WHERE o.prev_id IS NOT NULL
+           AND o.id IN (SELECT n.id FROM near AS n)
+           AND o.ts - o.prev_ts < v_window
+           AND NOT coalesce(o.prev_crid = o.crid, false)  -- a retry: both carry one request id
+        UNION
+        -- new rows far older than the newest (a late commit, a backlog spread over time):
+        -- one search each
         SELECT p.id AS first_id, n.id AS second_id
           FROM new_rows AS n
           CROSS JOIN LATERAL (
@@ -1399,7 +1445,8 @@ BEGIN
                  AND coalesce(l.edge_function_name, '') <> ALL (v_mirror)
                ORDER BY l."timestamp" DESC, l.log_id DESC
                LIMIT 1) AS p
-         WHERE n.ts - p.ts < v_window
+         WHERE n.id NOT IN (SELECT x.id FROM near AS x)
+           AND n.ts - p.ts < v_window
            AND NOT coalesce(p.crid = n.crid, false)  -- NULL (either has none) is no retry
         UNION
         SELECT n.id, q.id
