@@ -477,13 +477,19 @@ BEGIN
         'debit_transaction_types', v_settings.debit_transaction_types,
         'mirror_edge_function_names', v_settings.mirror_edge_function_names);
 
-    INSERT INTO monitoring_detector_watermarks (detector_name, source_table)
-    VALUES ('card_ledger', 'app_transaction_log')
-    ON CONFLICT (detector_name) DO NOTHING;
     SELECT * INTO v_wm
       FROM monitoring_detector_watermarks
      WHERE detector_name = 'card_ledger'
        FOR UPDATE;
+    IF NOT FOUND THEN  -- first run only (see monitoring_claim_rows)
+        INSERT INTO monitoring_detector_watermarks (detector_name, source_table)
+        VALUES ('card_ledger', 'app_transaction_log')
+        ON CONFLICT (detector_name) DO NOTHING;
+        SELECT * INTO v_wm
+          FROM monitoring_detector_watermarks
+         WHERE detector_name = 'card_ledger'
+           FOR UPDATE;
+    END IF;
 
     -- No state row: the (unlogged) ledger was emptied by a crash, or never built (V0004).
     rebuilt := v_wm.last_log_id IS NULL OR v_wm.state_config IS DISTINCT FROM v_config
@@ -538,7 +544,7 @@ BEGIN
                b.transaction_id, s.signed_sum, s.indeterminate_rows, s.last_transaction
           FROM summary AS s
           LEFT JOIN batch AS b ON b.log_id = s.last_balance_log_id
-         ORDER BY s.card_id
+         ORDER BY s.card_id COLLATE "C"  -- the order only makes the writes local: bytes sort faster
         ON CONFLICT (card_id) DO UPDATE SET
             completed_rows = m.completed_rows + EXCLUDED.completed_rows,
             last_balance_log_id = CASE WHEN EXCLUDED.last_balance_log_id > coalesce(m.last_balance_log_id, -1)
@@ -1037,7 +1043,9 @@ BEGIN
           FROM new_rows AS n
          WHERE NOT n.is_late
            AND (v_first_gap IS NULL OR n.log_id < v_first_gap)
-        WINDOW w AS (PARTITION BY n.card_id ORDER BY n.log_id)
+        -- COLLATE "C": the same partitions, sorted by bytes instead of locale rules (a third of
+        -- this statement's sort time at 5 000 rows)
+        WINDOW w AS (PARTITION BY n.card_id COLLATE "C" ORDER BY n.log_id)
     ), fold_gap_rows AS MATERIALIZED (
         -- rows the ledger could not see when it folded, visible now (late commits): few
         SELECT l.log_id, l.card_id, l.transaction_id, l.new_balance
