@@ -777,7 +777,8 @@ BEGIN
               FROM monitoring_card_ledger AS m
              WHERE true %2$s
         ), combined AS (
-            SELECT coalesce(m.card_id, d.card_id) AS card_id,
+            -- the ledger's card_id compares bytes (V0011); the result, the log's locale
+            SELECT coalesce(m.card_id COLLATE "default", d.card_id) AS card_id,
                    coalesce(m.completed_rows, 0) + coalesce(d.completed_rows, 0) AS completed_rows,
                    CASE WHEN coalesce(d.last_balance_log_id, -1) > coalesce(m.last_balance_log_id, -1)
                         THEN d.last_balance_log_id ELSE m.last_balance_log_id END AS last_balance_log_id,
@@ -790,7 +791,7 @@ BEGIN
                    coalesce(m.indeterminate_rows, 0) + coalesce(d.indeterminate_rows, 0) AS indeterminate_rows,
                    greatest(m.last_transaction, d.last_transaction) AS last_transaction
               FROM ledger AS m
-              FULL JOIN delta_balance AS d ON d.card_id = m.card_id
+              FULL JOIN delta_balance AS d ON d.card_id COLLATE "C" = m.card_id
         ), compared AS (
             SELECT c.id AS card_id,
                    coalesce(c.amount, 0) AS actual,
@@ -839,7 +840,7 @@ BEGIN
          WHERE x.expected IS NOT NULL
         $sql$,
         CASE WHEN v_cards IS NULL THEN '' ELSE 'AND l.card_id = ANY ($4)' END,
-        CASE WHEN v_cards IS NULL THEN '' ELSE 'AND m.card_id = ANY ($4)' END,
+        CASE WHEN v_cards IS NULL THEN '' ELSE 'AND m.card_id = ANY ($4 COLLATE "C")' END,
         CASE WHEN v_cards IS NULL THEN '' ELSE 'AND c.id = ANY ($4)' END,
         -- the late rows' branch only when there are gaps: an empty multirange would still be
         -- estimated at 100 ranges of rows, and the planner would hash every card of the
@@ -1062,7 +1063,7 @@ BEGIN
           LEFT JOIN LATERAL (
               SELECT x.last_balance_log_id, x.last_balance_transaction_id, x.last_balance
                 FROM monitoring_card_ledger AS x
-               WHERE x.card_id = f.card_id
+               WHERE x.card_id = f.card_id COLLATE "C"  -- the ledger's key compares bytes (V0011)
                LIMIT 1) AS m ON true
          WHERE f.lag_log_id IS NULL
            AND EXISTS (SELECT 1 FROM ledger_ok)
