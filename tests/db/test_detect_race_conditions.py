@@ -53,6 +53,13 @@ def _data(event: asyncpg.Record) -> dict[str, Any]:
     return json.loads(event["event_data"], parse_float=Decimal)
 
 
+async def _the_pair(conn: asyncpg.Connection) -> tuple[int, int]:
+    """(first, second) log ids of the only pair of the only race event."""
+    [event] = await _events(conn)
+    [pair] = _data(event)["pairs"]
+    return pair["first_log_id"], pair["second_log_id"]
+
+
 async def test_two_rows_straddling_a_second_boundary_are_a_race(conn: asyncpg.Connection) -> None:
     boundary = await _second_boundary(conn)
     first = await _log(conn, "C1", boundary - timedelta(milliseconds=1), request="a")
@@ -164,9 +171,7 @@ async def test_a_row_later_than_everything_examined_is_paired_with_the_row_befor
     second = await _log(conn, "C1", boundary + timedelta(milliseconds=1500), request="b")
     await _detect(conn)
 
-    [event] = await _events(conn)
-    [pair] = _data(event)["pairs"]
-    assert (pair["first_log_id"], pair["second_log_id"]) == (first, second)
+    assert await _the_pair(conn) == (first, second)
     state = await conn.fetchrow(
         "SELECT max_row_time FROM monitoring_detector_watermarks"
         " WHERE detector_name = 'concurrent_transaction_detection'"
@@ -190,9 +195,7 @@ async def test_a_new_row_without_a_request_id_after_an_examined_row_with_one_is_
     )
     await _detect(conn)
 
-    [event] = await _events(conn)
-    [pair] = _data(event)["pairs"]
-    assert (pair["first_log_id"], pair["second_log_id"]) == (first, second)
+    assert await _the_pair(conn) == (first, second)
 
 
 async def test_a_late_row_without_a_request_id_before_an_examined_row_with_one_is_a_race(
@@ -206,6 +209,4 @@ async def test_a_late_row_without_a_request_id_before_an_examined_row_with_one_i
     late = await _log(conn, "C1", boundary, kind="standard_recharge")
     await _detect(conn)
 
-    [event] = await _events(conn)
-    [pair] = _data(event)["pairs"]
-    assert (pair["first_log_id"], pair["second_log_id"]) == (late, examined)
+    assert await _the_pair(conn) == (late, examined)
