@@ -13,13 +13,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from festmon_tui.cli import event_output
+from festmon_tui.cli.headless import run_headless
 from festmon_tui.db.errors import DatabaseRefused
 from festmon_tui.db.target import DatabaseTarget, open_target
 from festmon_tui.models import ConnectionState, EventFilter
-from festmon_tui.scheduler.api import ActionRefused, Unavailable
-from festmon_tui.scheduler.documents import cycle_document, health_document, status_document
-from festmon_tui.scheduler.headless import run_headless
-from festmon_tui.scheduler.service import PostgresMonitorService
+from festmon_tui.service.api import ActionRefused, Unavailable
+from festmon_tui.service.documents import cycle_document, health_document, status_document
+from festmon_tui.service.postgres import PostgresMonitorService
 from festmon_tui.settings import Settings
 
 EXIT_OK = 0

@@ -29,8 +29,8 @@ from festmon_tui.db.simulation import (
     prepare_demo_database,
 )
 from festmon_tui.db.target import DatabaseTarget, open_target
-from festmon_tui.scheduler.api import MonitorService
-from festmon_tui.scheduler.service import PostgresMonitorService
+from festmon_tui.service.api import MonitorService
+from festmon_tui.service.postgres import PostgresMonitorService
 from festmon_tui.settings import Settings
 from festmon_tui.simulator.config import (
     DEFAULT_ANOMALIES_PER_MIN,

@@ -29,7 +29,7 @@ from festmon_tui.models import (
     HealthSnapshot,
     MonitorState,
 )
-from festmon_tui.scheduler.api import ActionRefused, MonitorService, Unavailable
+from festmon_tui.service.api import ActionRefused, MonitorService, Unavailable
 from festmon_tui.settings import Settings
 
 if TYPE_CHECKING:
@@ -75,9 +75,9 @@ def run_dashboard_command(settings: Settings, args: argparse.Namespace) -> int:
     async def open_service(stack: AsyncExitStack) -> MonitorService:
         # Imported here, after the first paint, in a thread: asyncpg and the scheduler take
         # ~0.25 s of CPU to load, which the event loop does not wait for.
-        await import_in_thread("festmon_tui.db.target", "festmon_tui.scheduler.service")
+        await import_in_thread("festmon_tui.db.target", "festmon_tui.service.postgres")
         from festmon_tui.db.target import open_target
-        from festmon_tui.scheduler.service import PostgresMonitorService
+        from festmon_tui.service.postgres import PostgresMonitorService
 
         target = await stack.enter_async_context(open_target(settings))
         service = PostgresMonitorService(

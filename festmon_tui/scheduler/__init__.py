@@ -1,1 +1,1 @@
-"""Jobs, circuit breaker, leader lease and the live-update service the dashboard consumes."""
+"""Jobs, circuit breaker, leader lease and the job runner."""

@@ -30,7 +30,7 @@ from festmon_tui.models import (
     MonitorState,
     Severity,
 )
-from festmon_tui.scheduler.api import ActionRefused, MonitorService
+from festmon_tui.service.api import ActionRefused, MonitorService
 from festmon_tui.ui.commands import MUTATING_ACTIONS, Scope, bindings
 from festmon_tui.ui.config import DashboardConfig
 from festmon_tui.ui.display import clean, type_label

@@ -18,7 +18,7 @@ import pytest
 from festmon_tui.db.connect import ConnectOptions
 from festmon_tui.db.migrations import migrate
 from festmon_tui.models import BreakerState, ChangeKind, ConnectionState
-from festmon_tui.scheduler.service import PostgresMonitorService
+from festmon_tui.service.postgres import PostgresMonitorService
 from festmon_tui.settings import load_settings
 
 pytestmark = pytest.mark.slow

@@ -11,7 +11,7 @@ import pytest
 
 from festmon_tui.db.connect import ConnectOptions
 from festmon_tui.db.lease import LeaseHolder
-from festmon_tui.scheduler.service import PostgresMonitorService
+from festmon_tui.service.postgres import PostgresMonitorService
 from festmon_tui.settings import load_settings
 
 # Generous enough that a loaded 2-core CI machine renews in time; the logic is TTL-independent.

@@ -21,8 +21,8 @@ from festmon_tui.models import (
     HealthStatus,
     Severity,
 )
-from festmon_tui.scheduler.api import ActionRefused
-from festmon_tui.scheduler.service import PostgresMonitorService
+from festmon_tui.service.api import ActionRefused
+from festmon_tui.service.postgres import PostgresMonitorService
 from festmon_tui.settings import Settings, load_settings
 
 FAST = {

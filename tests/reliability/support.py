@@ -16,7 +16,7 @@ import asyncpg
 from festmon_tui.db.connect import ConnectOptions
 from festmon_tui.models import BreakerState, ConnectionState
 from festmon_tui.scheduler.runner import JobRun
-from festmon_tui.scheduler.service import PostgresMonitorService
+from festmon_tui.service.postgres import PostgresMonitorService
 from festmon_tui.settings import load_settings
 from tests.reliability import dataset
 

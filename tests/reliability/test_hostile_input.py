@@ -16,7 +16,7 @@ import pytest
 
 from festmon_tui.db.connect import ConnectOptions
 from festmon_tui.models import EventFilter
-from festmon_tui.scheduler.service import PostgresMonitorService
+from festmon_tui.service.postgres import PostgresMonitorService
 from festmon_tui.settings import load_settings
 from tests.reliability.cli import assert_clean_failure, festmon_bytes, run
 from tests.reliability.conftest import Database, create_database, drop_database

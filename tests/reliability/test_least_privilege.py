@@ -16,8 +16,8 @@ import asyncpg
 import pytest
 
 from festmon_tui.db.connect import ConnectOptions
-from festmon_tui.scheduler.api import ActionRefused
-from festmon_tui.scheduler.service import PostgresMonitorService
+from festmon_tui.service.api import ActionRefused
+from festmon_tui.service.postgres import PostgresMonitorService
 from festmon_tui.settings import load_settings
 from tests.reliability.cli import assert_clean_failure, environment, run
 from tests.reliability.conftest import Database

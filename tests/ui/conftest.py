@@ -15,7 +15,7 @@ from textual.widget import Widget
 from textual.widgets import Static
 
 from festmon_tui.cli.event_output import render_csv, render_json
-from festmon_tui.scheduler.api import MonitorService
+from festmon_tui.service.api import MonitorService
 from festmon_tui.ui.app import FestmonApp
 from festmon_tui.ui.config import DashboardConfig
 from festmon_tui.ui.widgets.event_table import EventTable

@@ -34,7 +34,7 @@ from festmon_tui.models import (
     ScanRow,
     Severity,
 )
-from festmon_tui.scheduler.api import ActionRefused
+from festmon_tui.service.api import ActionRefused
 
 NOW = datetime(2025, 7, 12, 21, 30, 0, tzinfo=UTC)
 

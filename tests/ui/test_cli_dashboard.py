@@ -10,7 +10,7 @@ import pytest
 from festmon_tui.cli import build_parser, main
 from festmon_tui.cli.ui_commands import DeferredService, run_dashboard_command
 from festmon_tui.models import ChangeKind, ConnectionState, EventFilter
-from festmon_tui.scheduler.api import ActionRefused, Unavailable
+from festmon_tui.service.api import ActionRefused, Unavailable
 from tests.ui.conftest import event_ids, make_app, settle
 from tests.ui.fake_service import FakeMonitorService
 

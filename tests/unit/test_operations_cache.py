@@ -17,8 +17,8 @@ from festmon_tui.models import (
     EventType,
     Severity,
 )
-from festmon_tui.scheduler.api import Unavailable
-from festmon_tui.scheduler.operations import KEPT_DETAILS, KEPT_EVENT_LISTS, Operations
+from festmon_tui.service.api import Unavailable
+from festmon_tui.service.operations import KEPT_DETAILS, KEPT_EVENT_LISTS, Operations
 
 SEARCHES = 40  # an operator trying searches: each is another filter, another list of events
 

@@ -11,9 +11,9 @@ from festmon_tui.db.cycle_runs import MANUAL, CycleRun, CycleRunRepository
 from festmon_tui.db.detection import DetectionRepository, cycle_result
 from festmon_tui.db.lease import LeaseHolder
 from festmon_tui.models import Actor, CycleResult
-from festmon_tui.scheduler.api import ActionRefused
 from festmon_tui.scheduler.breaker import CircuitBreaker
-from festmon_tui.scheduler.documents import cycle_document
+from festmon_tui.service.api import ActionRefused
+from festmon_tui.service.documents import cycle_document
 
 log = logging.getLogger(__name__)
 

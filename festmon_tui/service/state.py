@@ -19,10 +19,10 @@ from festmon_tui.models import (
     LeaderInfo,
     MonitorState,
 )
-from festmon_tui.scheduler.documents import breaker_json, evaluate_health
 from festmon_tui.scheduler.jobs import CLEANUP, CRITICAL, HEALTH, MEDIUM
 from festmon_tui.scheduler.runner import JobRun
 from festmon_tui.scheduler.scheduler import Scheduler
+from festmon_tui.service.documents import breaker_json, evaluate_health
 from festmon_tui.settings import Settings
 
 log = logging.getLogger(__name__)

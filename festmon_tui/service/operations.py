@@ -21,9 +21,9 @@ from festmon_tui.models import (
     EventFilter,
     HealthSnapshot,
 )
-from festmon_tui.scheduler.api import ActionRefused, Unavailable
 from festmon_tui.scheduler.breaker import BreakerOpen
-from festmon_tui.scheduler.cycles import ManualCycles
+from festmon_tui.service.api import ActionRefused, Unavailable
+from festmon_tui.service.cycles import ManualCycles
 
 T = TypeVar("T")
 AWAY = (DatabaseUnavailable, StatementTimedOut)

@@ -32,15 +32,15 @@ from festmon_tui.models import (
     HealthSnapshot,
     MonitorState,
 )
-from festmon_tui.scheduler.actor import current_actor
-from festmon_tui.scheduler.api import ActionRefused, MonitorService, Unavailable
 from festmon_tui.scheduler.breaker import BreakerConfig, CircuitBreaker
-from festmon_tui.scheduler.changes import ChangeHub, Subscription
-from festmon_tui.scheduler.cycles import ManualCycles
-from festmon_tui.scheduler.operations import Operations
 from festmon_tui.scheduler.runner import JobRun
 from festmon_tui.scheduler.scheduler import Scheduler, build_scheduler
-from festmon_tui.scheduler.state import StateReader
+from festmon_tui.service.actor import current_actor
+from festmon_tui.service.api import ActionRefused, MonitorService, Unavailable
+from festmon_tui.service.changes import ChangeHub, Subscription
+from festmon_tui.service.cycles import ManualCycles
+from festmon_tui.service.operations import Operations
+from festmon_tui.service.state import StateReader
 from festmon_tui.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ import signal
 from festmon_tui.db.target import open_target
 from festmon_tui.models import ConnectionState
 from festmon_tui.scheduler.runner import JobRun
-from festmon_tui.scheduler.service import PostgresMonitorService
+from festmon_tui.service.postgres import PostgresMonitorService
 from festmon_tui.settings import Settings
 
 log = logging.getLogger("festmon_tui.headless")

@@ -1,0 +1,1 @@
+"""The application service every front end talks to: state, actions, changes."""

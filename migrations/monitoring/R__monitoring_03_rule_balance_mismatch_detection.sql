@@ -1,0 +1,289 @@
+-- festmon detection: rule balance_mismatch_detection (SPEC §6.1); conventions in R__monitoring_03_rules.sql.
+
+-- ---------------------------------------------------------------------------------------------
+-- balance_mismatch_detection (balance_discrepancy, CRITICAL, 1.0).
+-- p_mode 'sweep': every card whose state may have changed since the previous sweep (its
+-- table_cards row written since, xmin-based; every card on the first sweep, after a ledger
+-- build, after a settings change and at least hourly: V0005, docs/DBA.md "The balance
+-- sweep"); 'incremental': the cards of new log rows.
+-- expected = new_balance of the card's latest completed row carrying balances (log_id order),
+-- else the signed sum of completed credits (settings.credit_transaction_types) minus debits
+-- (debit_transaction_types). Not flagged: cards without completed ledger rows, cards whose
+-- expected balance is indeterminate (no balance-carrying row and a row of unclassified type
+-- or without amount). Flagged when |actual - expected| >= discrepancy_threshold (1 cent
+-- included); the sign is kept: discrepancy = actual - expected.
+--
+-- How: monitoring_fold_card_ledger() first, then ONE statement compares table_cards with the
+-- card ledger plus the log rows not folded yet (committed since the fold, or beyond its batch).
+-- That statement has a single snapshot, so a payment committing meanwhile is seen on both
+-- sides (card balance and log row) or on neither: no false alarm. Cost: cards + new rows.
+-- While the ledger is first being built (its watermark has not caught up since it was
+-- (re)initialised: caught_up_at IS NULL), neither mode compares anything and both say so
+-- ("skipped", success true, backlog true): comparing would mean reading the whole unfolded
+-- log. The run that completes the build compares EVERY card, whatever the mode, so nothing
+-- touched during the build is left unchecked. Later backlogs (a monitor that was down) keep
+-- the incremental mode exact: it reads the unfolded rows of its cards (index on card_id,
+-- log_id); the sweep waits for the fold to catch up.
+-- event_data: {actual_balance, expected_balance, discrepancy, absolute_discrepancy,
+--   expected_source ('last_balance_row' | 'signed_sum'), transaction_count,
+--   last_transaction, last_balance_log_id, last_balance_transaction_id, evidence_key}
+-- Serialised on advisory lock (2 x int4 key: 1718969198, 4).
+-- ---------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION monitoring_rule_balance_mismatch_detection(p_mode text DEFAULT 'sweep')
+RETURNS jsonb
+LANGUAGE plpgsql
+SET work_mem = '128MB' AS $$
+DECLARE
+    v_settings      monitoring_settings;
+    v_fold          record;
+    v_built_before  boolean;
+    v_built         boolean;
+    v_completed     boolean;
+    v_cards         text[];
+    v_last        bigint;
+    v_gaps        int8multirange;
+    v_examined    integer;
+    v_detections  jsonb;
+    v_state       monitoring_card_ledger_state;
+    v_config      jsonb;
+    v_snapshot    pg_snapshot;
+    v_full        boolean;
+    v_low         bigint;
+    v_high        bigint;
+BEGIN
+    IF p_mode NOT IN ('sweep', 'incremental') THEN
+        RAISE EXCEPTION 'invalid mode %: expected sweep or incremental', p_mode USING ERRCODE = '22023';
+    END IF;
+    v_settings := monitoring_settings_get();
+    PERFORM pg_advisory_xact_lock(1718969198, 4);
+
+    SELECT caught_up_at IS NOT NULL INTO v_built_before
+      FROM monitoring_detector_watermarks
+     WHERE detector_name = 'card_ledger';
+    SELECT * INTO v_fold FROM monitoring_fold_card_ledger();
+    SELECT caught_up_at IS NOT NULL INTO v_built
+      FROM monitoring_detector_watermarks
+     WHERE detector_name = 'card_ledger';
+    v_completed := v_built AND (v_fold.rebuilt OR NOT coalesce(v_built_before, false));
+
+    IF NOT v_built OR (p_mode = 'sweep' AND v_fold.backlog) THEN
+        RETURN monitoring_rule_result(NULL, v_fold.rows_folded, v_fold.late_count, true)
+            || jsonb_build_object('cards_checked', 0, 'ledger_rebuilt', v_fold.rebuilt,
+                                  'skipped', CASE WHEN v_built
+                                                  THEN 'card ledger is catching up with the log'
+                                                  ELSE 'card ledger is still being built from the log' END);
+    END IF;
+    v_cards := v_fold.touched_cards;
+    IF p_mode = 'sweep' THEN
+        -- Which cards the sweep compares (V0005, docs/DBA.md "The balance sweep"): every card
+        -- on the first sweep, after a ledger (re)build, when the settings the comparison
+        -- depends on changed, and at least once an hour; otherwise only the cards whose
+        -- table_cards row was written by a transaction not older than the previous sweep's
+        -- snapshot xmin (a payment, a direct UPDATE without a log row, a new card), the cards
+        -- this sweep's own fold touched, and the cards with an event of this rule that is
+        -- active or was written since (so an active problem is seen again, and one resolved
+        -- while the balance is still wrong is reported again, as a full sweep would).
+        v_config := jsonb_build_object(
+            'credit_transaction_types', v_settings.credit_transaction_types,
+            'debit_transaction_types', v_settings.debit_transaction_types,
+            'mirror_edge_function_names', v_settings.mirror_edge_function_names,
+            'discrepancy_threshold', v_settings.discrepancy_threshold,
+            'discrepancy_investigation_amount', v_settings.discrepancy_investigation_amount);
+        SELECT * INTO v_state FROM monitoring_card_ledger_state WHERE id = 1;
+        -- Taken before table_cards is read: a write this snapshot does not see has an xid not
+        -- below its xmin, so the next sweep includes it.
+        v_snapshot := pg_current_snapshot();
+        v_full := v_completed
+               OR v_state.sweep_snapshot IS NULL
+               OR v_state.sweep_config IS DISTINCT FROM v_config
+               OR v_state.full_sweep_at IS NULL
+               OR v_state.full_sweep_at < now() - interval '1 hour'
+               -- xmin is 32 bits: past 2^31 xids its order is no longer known
+               OR pg_snapshot_xmax(v_snapshot)::text::bigint
+                  - pg_snapshot_xmin(v_state.sweep_snapshot)::text::bigint >= 2147483648;
+        IF v_full THEN
+            v_cards := NULL;
+        ELSE
+            -- [previous xmin, current xmax] in 32-bit xid space (it may wrap past 2^32). Every
+            -- transaction that had not committed when the previous sweep took its snapshot
+            -- (subtransactions included) has an xid in it; a few that had are in it too and
+            -- are merely compared again.
+            v_low := pg_snapshot_xmin(v_state.sweep_snapshot)::text::bigint % 4294967296;
+            v_high := pg_snapshot_xmax(v_snapshot)::text::bigint % 4294967296;
+            v_cards := ARRAY(
+                SELECT t.id
+                  FROM table_cards AS t
+                 WHERE CASE WHEN v_low <= v_high
+                            THEN t.xmin::text::bigint BETWEEN v_low AND v_high
+                            ELSE t.xmin::text::bigint >= v_low OR t.xmin::text::bigint <= v_high END
+                UNION
+                SELECT unnest(v_fold.touched_cards)
+                UNION
+                SELECT e.card_id
+                  FROM monitoring_events AS e
+                 WHERE e.detection_algorithm = 'balance_mismatch_detection'
+                   AND e.card_id IS NOT NULL
+                   AND (e.status IN ('OPEN', 'INVESTIGATING')
+                        OR CASE WHEN v_low <= v_high
+                                THEN e.xmin::text::bigint BETWEEN v_low AND v_high
+                                ELSE e.xmin::text::bigint >= v_low OR e.xmin::text::bigint <= v_high END));
+        END IF;
+        UPDATE monitoring_card_ledger_state
+           SET sweep_snapshot = v_snapshot, sweep_config = v_config, swept_at = now(),
+               full_sweep_at = CASE WHEN v_full THEN now() ELSE full_sweep_at END
+         WHERE id = 1;
+        IF cardinality(v_cards) = 0 THEN
+            RETURN monitoring_rule_result(NULL, v_fold.rows_folded, v_fold.late_count, v_fold.backlog)
+                || jsonb_build_object('cards_checked', 0, 'ledger_rebuilt', v_fold.rebuilt);
+        END IF;
+    ELSIF v_completed THEN
+        v_cards := NULL;
+    ELSIF cardinality(v_cards) = 0 THEN
+        RETURN monitoring_rule_result(NULL, v_fold.rows_folded, v_fold.late_count, v_fold.backlog)
+            || jsonb_build_object('cards_checked', 0, 'ledger_rebuilt', v_fold.rebuilt);
+    END IF;
+
+    -- Where the fold stopped (our own, locked, watermark row): passed as values so that the
+    -- planner reads the unfolded rows by primary key.
+    SELECT last_log_id, pending_gaps INTO v_last, v_gaps
+      FROM monitoring_detector_watermarks
+     WHERE detector_name = 'card_ledger';
+
+    EXECUTE format($sql$
+        WITH %5$s unfolded AS %6$s (
+            SELECT l.*
+              FROM app_transaction_log AS l
+             WHERE l.log_id > $8
+            %4$s
+        ), unfolded_counted AS (
+            SELECT *
+              FROM unfolded AS l
+             WHERE l.status = 'completed'
+               AND coalesce(l.edge_function_name, '') <> ALL ($3)
+               %1$s
+        ), delta AS (
+            SELECT d.card_id,
+                   count(*) AS completed_rows,
+                   max(d.log_id) FILTER (WHERE d.new_balance IS NOT NULL) AS last_balance_log_id,
+                   coalesce(sum(CASE WHEN d.transaction_type = ANY ($1) THEN d.amount_involved
+                                     WHEN d.transaction_type = ANY ($2) THEN -d.amount_involved END), 0)
+                       AS signed_sum,
+                   count(*) FILTER (WHERE d.amount_involved IS NULL
+                                       OR NOT (d.transaction_type = ANY ($1)
+                                               OR d.transaction_type = ANY ($2)))
+                       AS indeterminate_rows,
+                   max(d."timestamp") AS last_transaction
+              FROM unfolded_counted AS d
+             GROUP BY d.card_id
+        ), delta_balance AS (
+            SELECT d.*, b.new_balance AS last_balance, b.transaction_id AS last_balance_transaction_id
+              FROM delta AS d
+              LEFT JOIN unfolded_counted AS b ON b.log_id = d.last_balance_log_id
+        ), ledger AS (
+            SELECT m.*
+              FROM monitoring_card_ledger AS m
+             WHERE true %2$s
+        ), combined AS (
+            -- the ledger's card_id compares bytes (V0011); the result, the log's locale
+            SELECT coalesce(m.card_id COLLATE "default", d.card_id) AS card_id,
+                   coalesce(m.completed_rows, 0) + coalesce(d.completed_rows, 0) AS completed_rows,
+                   CASE WHEN coalesce(d.last_balance_log_id, -1) > coalesce(m.last_balance_log_id, -1)
+                        THEN d.last_balance_log_id ELSE m.last_balance_log_id END AS last_balance_log_id,
+                   CASE WHEN coalesce(d.last_balance_log_id, -1) > coalesce(m.last_balance_log_id, -1)
+                        THEN d.last_balance ELSE m.last_balance END AS last_balance,
+                   CASE WHEN coalesce(d.last_balance_log_id, -1) > coalesce(m.last_balance_log_id, -1)
+                        THEN d.last_balance_transaction_id ELSE m.last_balance_transaction_id END
+                       AS last_balance_transaction_id,
+                   coalesce(m.signed_sum, 0) + coalesce(d.signed_sum, 0) AS signed_sum,
+                   coalesce(m.indeterminate_rows, 0) + coalesce(d.indeterminate_rows, 0) AS indeterminate_rows,
+                   greatest(m.last_transaction, d.last_transaction) AS last_transaction
+              FROM ledger AS m
+              FULL JOIN delta_balance AS d ON d.card_id COLLATE "C" = m.card_id
+        ), compared AS (
+            SELECT c.id AS card_id,
+                   coalesce(c.amount, 0) AS actual,
+                   g.completed_rows, g.last_transaction, g.last_balance_log_id,
+                   g.last_balance_transaction_id,
+                   CASE WHEN g.last_balance_log_id IS NOT NULL THEN g.last_balance
+                        WHEN g.indeterminate_rows = 0 THEN g.signed_sum END AS expected,
+                   CASE WHEN g.last_balance_log_id IS NOT NULL THEN 'last_balance_row'
+                        ELSE 'signed_sum' END AS expected_source
+              FROM combined AS g
+              JOIN table_cards AS c ON c.id = g.card_id
+             WHERE g.completed_rows > 0 %3$s
+        )
+        SELECT count(*)::integer,
+               coalesce(jsonb_agg(jsonb_build_object(
+                   'event_type', 'balance_discrepancy',
+                   'severity', 'CRITICAL',
+                   'confidence_score', 1.0,
+                   'card_id', x.card_id,
+                   'affected_amount', abs(x.actual - x.expected),
+                   'fingerprint', 'card:' || x.card_id,
+                   'occurrences', 1,
+                   'evidence_key', x.actual::text || '|' || x.expected::text,
+                   'event_data', jsonb_build_object(
+                       'actual_balance', x.actual,
+                       'expected_balance', x.expected,
+                       'discrepancy', x.actual - x.expected,
+                       'absolute_discrepancy', abs(x.actual - x.expected),
+                       'expected_source', x.expected_source,
+                       'transaction_count', x.completed_rows,
+                       'last_transaction', x.last_transaction,
+                       'last_balance_log_id', x.last_balance_log_id,
+                       'last_balance_transaction_id', x.last_balance_transaction_id),
+                   'context_data', jsonb_build_object(
+                       'detection_time', now(),
+                       'detection_mode', $5,
+                       'discrepancy_direction',
+                           CASE WHEN x.actual > x.expected THEN 'card_holds_more_than_ledger'
+                                ELSE 'card_holds_less_than_ledger' END,
+                       'requires_immediate_investigation', abs(x.actual - x.expected) > $6,
+                       'financial_impact',
+                           CASE WHEN abs(x.actual - x.expected) > $6 THEN 'high' ELSE 'low' END))
+                   ORDER BY x.card_id) FILTER (WHERE abs(x.actual - x.expected) >= $7),
+                   '[]'::jsonb)
+          FROM compared AS x
+         WHERE x.expected IS NOT NULL
+        $sql$,
+        CASE WHEN v_cards IS NULL THEN '' ELSE 'AND l.card_id = ANY ($4)' END,
+        CASE WHEN v_cards IS NULL THEN '' ELSE 'AND m.card_id = ANY ($4 COLLATE "C")' END,
+        CASE WHEN v_cards IS NULL THEN '' ELSE 'AND c.id = ANY ($4)' END,
+        -- the late rows' branch only when there are gaps: an empty multirange would still be
+        -- estimated at 100 ranges of rows, and the planner would hash every card of the
+        -- ledger instead of the few unfolded rows
+        CASE WHEN isempty(v_gaps) THEN '' ELSE $b$
+            UNION ALL
+            SELECT lt.* FROM late AS lt
+            $b$ END,
+        -- The late rows are read through the primary key, one range per gap, and only then
+        -- filtered by card (MATERIALIZED keeps the card filter out): with the filter pushed
+        -- down the planner read every row of every touched card through the card index
+        -- (14 000 rows for 1 400 cards at 10 M log rows, 2-3 s a call, the costliest statement
+        -- of the critical job).
+        CASE WHEN isempty(v_gaps) THEN '' ELSE $b$
+            late AS MATERIALIZED (
+                SELECT l.*
+                  FROM unnest($9::int8multirange) AS g (r)
+                  JOIN app_transaction_log AS l ON l.log_id >= lower(g.r) AND l.log_id < upper(g.r)
+            ),
+            $b$ END,
+        -- Without a fold backlog the rows above the fold's last id are the few committed since
+        -- its claim: read them by primary key, then filter by card (the pushed-down card filter
+        -- made the planner probe the card index once per touched card). With a backlog (a
+        -- monitor that was down) there may be millions: the card index is then the right way.
+        CASE WHEN v_fold.backlog THEN 'NOT MATERIALIZED' ELSE 'MATERIALIZED' END)
+       INTO v_examined, v_detections
+      USING v_settings.credit_transaction_types, v_settings.debit_transaction_types,
+            v_settings.mirror_edge_function_names, v_cards, p_mode,
+            v_settings.discrepancy_investigation_amount, v_settings.discrepancy_threshold,
+            v_last, v_gaps;
+
+    RETURN monitoring_rule_result(
+        monitoring_upsert_events('balance_mismatch_detection', v_detections),
+        v_fold.rows_folded, v_fold.late_count, v_fold.backlog)
+        || jsonb_build_object('cards_checked', v_examined, 'ledger_rebuilt', v_fold.rebuilt)
+        || CASE WHEN v_completed THEN jsonb_build_object('ledger_completed', true)
+                ELSE '{}'::jsonb END;
+END;
+$$;

@@ -1,0 +1,218 @@
+-- festmon detection: rule concurrent_transaction_detection (SPEC §6.1); conventions in R__monitoring_03_rules.sql.
+
+-- ---------------------------------------------------------------------------------------------
+-- concurrent_transaction_detection (race_condition, MEDIUM, 0.7), incremental.
+-- Two consecutive non-failed log rows of one card (in "timestamp", log_id order) less than
+-- race_window apart (sliding: .999 and the next second's .001 are 2 ms apart), unless both
+-- carry the same client_request_id (a retry of one request). Neighbours on both sides of each
+-- new row; each pair counted once; one active event per card, every new pair an occurrence.
+-- Predecessors of the new rows within a minute of the newest (every row, in steady traffic):
+-- one read of the non-failed rows of their time span plus race_window before it (index on
+-- "timestamp"), grouped by card in memory; only cards with two rows or more in the span are
+-- sorted. Older new rows (a late commit, a backlog spread over time) and race_window over a
+-- minute: one bounded search per row on (card_id, "timestamp", log_id) — the nearest
+-- non-failed row only matters if it is closer than race_window, so a row without a close
+-- neighbour costs one index step and no table read. The forward search is skipped for a new
+-- row later than every row examined before (watermark max_row_time): the usual case.
+-- event_data: {concurrent_count, transaction_ids [..], log_ids [..], timestamps [..],
+--   transaction_types [..], statuses [..], amounts [..], time_span_seconds, threshold_seconds,
+--   pair_count, min_gap_seconds, pairs [{first_log_id, second_log_id, first_transaction_id,
+--   second_transaction_id, gap_seconds, client_request_ids}]}
+-- ---------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION monitoring_rule_concurrent_transaction_detection()
+RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_settings    monitoring_settings;
+    v_claim       record;
+    v_window      interval;
+    v_mirror      text[];
+    v_limit       integer;
+    v_prev_max    timestamptz;
+    v_new_max     timestamptz;
+    v_detections  jsonb;
+BEGIN
+    v_settings := monitoring_settings_get();
+    v_window := v_settings.race_window;
+    v_mirror := v_settings.mirror_edge_function_names;
+    v_limit := v_settings.evidence_list_limit;
+
+    SELECT * INTO v_claim
+      FROM monitoring_claim_rows('concurrent_transaction_detection', 'app_transaction_log');
+    SELECT max_row_time INTO v_prev_max
+      FROM monitoring_detector_watermarks
+     WHERE detector_name = 'concurrent_transaction_detection';
+
+    WITH new_rows AS MATERIALIZED (
+        SELECT l.log_id AS id, l.card_id AS card, l."timestamp" AS ts, l.client_request_id AS crid
+          FROM app_transaction_log AS l
+         WHERE l.log_id = ANY (v_claim.new_ids)
+           AND l.status <> 'failed'
+           AND l."timestamp" IS NOT NULL
+           AND coalesce(l.edge_function_name, '') <> ALL (v_mirror)
+    ), near AS MATERIALIZED (
+        -- The new rows within a minute of the newest one: every row, in steady traffic (none
+        -- with a race_window over a minute: the span read below would be too long).
+        SELECT n.*
+          FROM new_rows AS n
+         WHERE n.ts >= (SELECT max(x.ts) FROM new_rows AS x) - interval '1 minute'
+           AND v_window <= interval '1 minute'
+    ), span_rows AS MATERIALIZED (
+        -- Their predecessors come from ONE read of the rows of their time span plus the
+        -- window before it (index on "timestamp"; about the new rows and race_window of rows
+        -- before them), grouped by card in memory, instead of one search per new row on the
+        -- (card_id, "timestamp", log_id) index: a row's nearest non-failed predecessor, if it
+        -- is closer than race_window, is in this span, and so is every row between the two.
+        SELECT l.log_id AS id, l.card_id COLLATE "C" AS card, l."timestamp" AS ts,
+               l.client_request_id AS crid
+          FROM (SELECT min(n.ts) AS lo, max(n.ts) AS hi FROM near AS n) AS s
+          JOIN app_transaction_log AS l
+            ON l."timestamp" > s.lo - v_window AND l."timestamp" <= s.hi
+         WHERE l.status <> 'failed'
+           AND coalesce(l.edge_function_name, '') <> ALL (v_mirror)
+    ), span_cards AS (
+        -- cards with two rows or more in the span: the only ones a pair can be on (COLLATE
+        -- "C": equality is the same, and grouping or sorting compares bytes, not locale rules)
+        SELECT r.card
+          FROM span_rows AS r
+         GROUP BY r.card
+        HAVING count(*) > 1
+    ), pairs AS (
+        SELECT o.prev_id AS first_id, o.id AS second_id
+          FROM (SELECT r.id, r.ts, r.crid,
+                       lag(r.id) OVER w AS prev_id,
+                       lag(r.ts) OVER w AS prev_ts,
+                       lag(r.crid) OVER w AS prev_crid
+                  FROM span_rows AS r
+                 WHERE r.card IN (SELECT c.card FROM span_cards AS c)
+                WINDOW w AS (PARTITION BY r.card ORDER BY r.ts, r.id)) AS o
+         WHERE o.prev_id IS NOT NULL
+           AND o.id IN (SELECT n.id FROM near AS n)
+           AND o.ts - o.prev_ts < v_window
+           AND NOT coalesce(o.prev_crid = o.crid, false)  -- a retry: both carry one request id
+        UNION
+        -- new rows far older than the newest (a late commit, a backlog spread over time):
+        -- one search each
+        SELECT p.id AS first_id, n.id AS second_id
+          FROM new_rows AS n
+          CROSS JOIN LATERAL (
+              SELECT l.log_id AS id, l."timestamp" AS ts, l.client_request_id AS crid
+                FROM app_transaction_log AS l
+               WHERE l.card_id = n.card
+                 AND l."timestamp" > n.ts - v_window
+                 AND (l."timestamp", l.log_id) < (n.ts, n.id)
+                 AND l.status <> 'failed'
+                 AND coalesce(l.edge_function_name, '') <> ALL (v_mirror)
+               ORDER BY l."timestamp" DESC, l.log_id DESC
+               LIMIT 1) AS p
+         WHERE n.id NOT IN (SELECT x.id FROM near AS x)
+           AND n.ts - p.ts < v_window
+           AND NOT coalesce(p.crid = n.crid, false)  -- NULL (either has none) is no retry
+        UNION
+        SELECT n.id, q.id
+          FROM new_rows AS n
+          CROSS JOIN LATERAL (
+              SELECT l.log_id AS id, l."timestamp" AS ts, l.client_request_id AS crid
+                FROM app_transaction_log AS l
+               WHERE l.card_id = n.card
+                 AND l."timestamp" < n.ts + v_window
+                 AND (l."timestamp", l.log_id) > (n.ts, n.id)
+                 AND l.status <> 'failed'
+                 AND coalesce(l.edge_function_name, '') <> ALL (v_mirror)
+               ORDER BY l."timestamp", l.log_id
+               LIMIT 1) AS q
+         WHERE q.ts - n.ts < v_window
+           AND NOT coalesce(q.crid = n.crid, false)
+           -- a row examined before can only follow a new row that is not later than all of
+           -- them (watermark max_row_time); later pairs are found from the later row
+           AND (v_prev_max IS NULL OR n.ts <= v_prev_max)
+    ), detail AS (
+        SELECT a.card_id AS card,
+               a.log_id AS first_id, b.log_id AS second_id,
+               a."timestamp" AS first_ts, b."timestamp" AS second_ts,
+               b.transaction_id AS second_tx,
+               extract(epoch FROM b."timestamp" - a."timestamp") AS gap,
+               jsonb_build_object(
+                   'first_log_id', a.log_id,
+                   'second_log_id', b.log_id,
+                   'first_transaction_id', a.transaction_id,
+                   'second_transaction_id', b.transaction_id,
+                   'first_timestamp', a."timestamp",
+                   'second_timestamp', b."timestamp",
+                   'gap_seconds', round(extract(epoch FROM b."timestamp" - a."timestamp"), 3),
+                   'client_request_ids', jsonb_build_array(a.client_request_id, b.client_request_id))
+                   AS pair
+          FROM pairs
+          JOIN app_transaction_log AS a ON a.log_id = pairs.first_id
+          JOIN app_transaction_log AS b ON b.log_id = pairs.second_id
+    ), rows_involved AS (
+        SELECT DISTINCT u.card, l.log_id, l.transaction_id, l."timestamp" AS ts,
+               l.transaction_type, l.status, l.amount_involved
+          FROM (SELECT card, first_id AS id FROM detail
+                UNION
+                SELECT card, second_id FROM detail) AS u
+          JOIN app_transaction_log AS l ON l.log_id = u.id
+    ), per_card AS (
+        SELECT d.card,
+               count(*) AS pair_count,
+               min(d.gap) AS min_gap,
+               min(d.first_ts) AS first_ts,
+               max(d.second_ts) AS last_ts,
+               (array_agg(d.pair ORDER BY d.second_ts DESC, d.second_id DESC))[1:v_limit] AS pair_list,
+               (array_agg(d.second_tx ORDER BY d.second_ts DESC, d.second_id DESC))[1] AS last_tx
+          FROM detail AS d
+         GROUP BY d.card
+    ), per_card_rows AS (
+        SELECT card, count(*) AS row_count,
+               (array_agg(transaction_id ORDER BY ts, log_id))[1:v_limit] AS tx_ids,
+               (array_agg(log_id ORDER BY ts, log_id))[1:v_limit] AS log_ids,
+               (array_agg(ts ORDER BY ts, log_id))[1:v_limit] AS tss,
+               (array_agg(transaction_type ORDER BY ts, log_id))[1:v_limit] AS types,
+               (array_agg(status ORDER BY ts, log_id))[1:v_limit] AS statuses,
+               (array_agg(amount_involved ORDER BY ts, log_id))[1:v_limit] AS amounts
+          FROM rows_involved
+         GROUP BY card
+    )
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'event_type', 'race_condition',
+               'severity', 'MEDIUM',
+               'confidence_score', 0.7,
+               'card_id', c.card,
+               'transaction_id', c.last_tx,
+               'fingerprint', 'card:' || c.card,
+               'occurrences', c.pair_count,
+               'event_data', jsonb_build_object(
+                   'concurrent_count', r.row_count,
+                   'transaction_ids', to_jsonb(r.tx_ids),
+                   'log_ids', to_jsonb(r.log_ids),
+                   'timestamps', to_jsonb(r.tss),
+                   'transaction_types', to_jsonb(r.types),
+                   'statuses', to_jsonb(r.statuses),
+                   'amounts', to_jsonb(r.amounts),
+                   'time_span_seconds', round(extract(epoch FROM c.last_ts - c.first_ts), 3),
+                   'threshold_seconds', extract(epoch FROM v_window),
+                   'pair_count', c.pair_count,
+                   'min_gap_seconds', round(c.min_gap, 3),
+                   'pairs', to_jsonb(c.pair_list)),
+               'context_data', jsonb_build_object(
+                   'detection_time', now(),
+                   'pattern_type', 'concurrent_transactions',
+                   'potential_race_condition', true,
+                   'requires_investigation', r.row_count > 2))
+               ORDER BY c.card), '[]'::jsonb),
+           (SELECT max(ts) FROM new_rows)
+      INTO v_detections, v_new_max
+      FROM per_card AS c
+      JOIN per_card_rows AS r ON r.card = c.card;
+
+    IF v_new_max > v_prev_max OR (v_prev_max IS NULL AND v_new_max IS NOT NULL) THEN
+        UPDATE monitoring_detector_watermarks
+           SET max_row_time = v_new_max
+         WHERE detector_name = 'concurrent_transaction_detection';
+    END IF;
+
+    RETURN monitoring_rule_result(
+        monitoring_upsert_events('concurrent_transaction_detection', v_detections),
+        cardinality(v_claim.new_ids), v_claim.late_count, v_claim.backlog);
+END;
+$$;
