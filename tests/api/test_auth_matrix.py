@@ -1,4 +1,4 @@
-"""Every endpoint of the OpenAPI document, with no token, a wrong one, a read and an operator one."""
+"""Every endpoint of the OpenAPI document: no token, a wrong one, a read and an operator token."""
 
 from __future__ import annotations
 
