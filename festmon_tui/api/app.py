@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -133,16 +134,31 @@ def _guard(context: ApiContext, endpoint: Endpoint) -> Callable[[Request], Await
                     retry_after=verdict.retry_after_s,
                     headers=headers,
                 )
-        response = await _answer(endpoint, request, caller)
+        # One deadline for the whole request (a page and its totals, the dashboard's reads):
+        # the statement timeout plus the client's margin. A cycle has the breaker's own timeout.
+        deadline = None if endpoint.name == "cycle" else context.reports.timeout_s
+        response = await _answer(endpoint, request, caller, deadline)
         response.headers.update(headers)
         return response
 
     return handle
 
 
-async def _answer(endpoint: Endpoint, request: Request, caller: Caller) -> Response:
+async def _answer(
+    endpoint: Endpoint, request: Request, caller: Caller, deadline_s: float | None
+) -> Response:
+    # A task, not a timeout around the await: cancelling a query over a stalled network rolls
+    # its transaction back over that same network, which takes another timeout. The answer
+    # goes out at the deadline; the cancelled task finishes its cleanup on its own.
+    task = asyncio.ensure_future(endpoint.handler(request, caller))
+    done, _ = await asyncio.wait({task}, timeout=deadline_s)
+    if not done:
+        task.cancel()
+        task.add_done_callback(_quiet)
+        message = f"no answer from the database within {deadline_s:g} s"
+        return error(503, "Service Unavailable", message, headers={"Retry-After": "5"})
     try:
-        return await endpoint.handler(request, caller)
+        return task.result()
     except BadParameter as exc:
         return error(400, "Bad Request", str(exc), parameter=exc.name)
     except NotFound as exc:
@@ -154,6 +170,11 @@ async def _answer(endpoint: Endpoint, request: Request, caller: Caller) -> Respo
     except Exception:
         log.exception("API request %s %s failed", request.method, request.url.path)
         return error(500, "Internal Server Error", "the request failed; see festmon's log")
+
+
+def _quiet(task: asyncio.Future[Response]) -> None:
+    if not task.cancelled():
+        task.exception()  # an error while giving up is expected, not news
 
 
 def endpoints(handlers: Handlers) -> list[Endpoint]:
