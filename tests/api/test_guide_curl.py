@@ -13,7 +13,15 @@ import json
 import os
 from pathlib import Path
 
-from tests.api.support import OPERATOR_TOKEN, running_api
+from tests.api.support import (
+    OPERATOR_TOKEN,
+    READ_TOKEN,
+    create_event,
+    eventually,
+    running_api,
+)
+
+REPO = Path(__file__).resolve().parents[2]
 
 ORIGIN = "https://your-project.supabase.co"
 
@@ -133,3 +141,22 @@ async def test_the_guides_edge_function_checks_pass_against_festmon(
     assert json.loads(no_key)["error"] == json.loads(bad_key)["error"] == "Unauthorized"
     assert options_code == 200
     assert "access-control-allow-origin: https://your-domain.com" in options_headers.lower()
+
+
+async def test_the_examples_uptime_check_passes_when_healthy_and_fails_when_critical(
+    db_dsn: str,
+) -> None:
+    lines = (REPO / "examples" / "check_festmon_http.txt").read_text().splitlines()
+    check = next(line for line in lines if line.startswith("curl "))
+    async with running_api(db_dsn) as api:
+        command = check.replace("http://127.0.0.1:8080", api.base_url)
+        env = {**os.environ, "FESTMON_READ_TOKEN": READ_TOKEN}
+
+        async def passes() -> bool:
+            process = await asyncio.create_subprocess_exec("bash", "-c", command, env=env)
+            return await process.wait() == 0
+
+        await eventually(passes)
+        await create_event(db_dsn, severity="CRITICAL")
+        await eventually(lambda: api.service.state.active_critical_events == 1)
+        assert not await passes()
