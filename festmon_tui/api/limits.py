@@ -25,6 +25,7 @@ DEFAULT_LIMITS = {
     LimitClass.DASHBOARD: 30,
 }
 WINDOW_S = 60
+MAX_TRACKED = 10_000
 
 
 class LimitsError(ValueError):
@@ -91,6 +92,8 @@ class RateLimiter:
         if limit == 0:
             return Verdict(True, 0, 0, reset, 0)
         key = (caller, kind)
+        if key not in self._windows and len(self._windows) >= MAX_TRACKED:
+            self._forget_before(window)
         start, used = self._windows.get(key, (window, 0))
         if start != window:
             used = 0
@@ -100,3 +103,7 @@ class RateLimiter:
         used += 1
         self._windows[key] = (window, used)
         return Verdict(True, limit, limit - used, reset, 0)
+
+    def _forget_before(self, window: int) -> None:
+        """Callers without a token are counted by address: drop the windows that are over."""
+        self._windows = {k: v for k, v in self._windows.items() if v[0] == window}

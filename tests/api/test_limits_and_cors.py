@@ -65,3 +65,14 @@ async def test_no_cors_headers_unless_origins_are_configured(db_dsn: str) -> Non
     assert "access-control-allow-origin" not in preflight.headers
     assert allowed.headers["access-control-allow-origin"] == "https://admin.example"
     assert "access-control-allow-origin" not in other.headers
+
+
+def test_the_limiter_forgets_finished_windows_when_many_callers_were_seen() -> None:
+    now = [0.0]
+    limiter = RateLimiter(dict(DEFAULT_LIMITS), clock=lambda: now[0])
+    for n in range(10_000):
+        limiter.check(f"address:10.0.{n // 256}.{n % 256}", LimitClass.HEALTH)
+    now[0] = 60.0
+    limiter.check("address:192.0.2.1", LimitClass.HEALTH)
+
+    assert len(limiter._windows) == 1
