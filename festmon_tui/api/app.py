@@ -40,7 +40,9 @@ def utc_now() -> datetime:
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    text = json.dumps(body, ensure_ascii=False, default=documents.plain, separators=(",", ":"))
+    text = json.dumps(
+        body, ensure_ascii=False, default=documents.json_default, separators=(",", ":")
+    )
     return Response(text, status, headers, media_type="application/json")
 
 
@@ -245,7 +247,9 @@ def _dispatcher(guarded: dict[str, Handler]) -> Handler:
     async def dispatch(request: Request) -> Response:
         if request.method == "OPTIONS":  # the original answered 200 with an empty body
             return Response(status_code=200, headers={"Allow": allow})
-        return await guarded[request.method](request)
+        # Starlette lets HEAD through wherever GET is allowed; it answers as GET, without a body.
+        method = "GET" if request.method == "HEAD" else request.method
+        return await guarded[method](request)
 
     return dispatch
 

@@ -29,6 +29,13 @@ def plain(value: Any) -> Any:
     return value
 
 
+def json_default(value: Any) -> Any:
+    """What json.dumps cannot encode by itself: exact decimals, ISO times, anything else as text."""
+    if isinstance(value, Decimal | datetime):
+        return plain(value)
+    return str(value)
+
+
 def number(value: Decimal | float | int | None) -> float | int | None:
     """A measured figure as a JSON number (None stays None: no 0 -> 100 fallback)."""
     if value is None:

@@ -47,7 +47,9 @@ def _now() -> datetime:
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    text = json.dumps(body, ensure_ascii=False, default=documents.plain, separators=(",", ":"))
+    text = json.dumps(
+        body, ensure_ascii=False, default=documents.json_default, separators=(",", ":")
+    )
     return Response(text, status, headers, media_type="application/json")
 
 

@@ -94,12 +94,17 @@ async def test_a_ten_kilobyte_query_string_and_unknown_paths_are_clean_4xx(db_ds
         unknown = await client.get("/functions/v1/monitoring/nope")
         wrong_method = await client.delete("/health")
         get_cycle = await client.get("/functions/v1/monitoring/cycle")
+        head = await client.head("/health")
+        head_cycle = await client.head("/cycle")
     assert long_query.status_code == 400
     assert unknown.status_code == 404
     assert "GET /health" in unknown.json()["available_endpoints"]
     assert wrong_method.status_code == 405
     assert wrong_method.json()["error"] == "Method Not Allowed"
     assert get_cycle.status_code == 405
+    assert head.status_code == 200
+    assert head.content == b""
+    assert head_cycle.status_code == 405
 
 
 @pytest.mark.parametrize(
