@@ -130,3 +130,58 @@ async def test_bad_lifecycle_requests_are_refused_before_the_database(
     assert answer.json()["parameter"] == parameter
     assert not_json.status_code == 400
     assert not_json.json()["parameter"] == "body"
+
+
+async def test_no_endpoint_answers_500_to_hostile_queries_paths_or_bodies(db_dsn: str) -> None:
+    event_id = await create_event(db_dsn)
+    hostile_queries = [
+        {"page": "-1", "per_page": HUGE, "limit": "-3", "start": "x", "start_date": TEN_KB},
+        {"event_type": INJECTION, "severity": UNICODE, "status": NUL, "card_id": NUL},
+        {"end": "2026-07-04T18:00:00+25:00", "end_date": "0000-00-00"},
+        {"junk": TEN_KB},
+    ]
+    hostile_bodies: list[bytes] = [
+        b"",
+        b"null",
+        b"[]",
+        b'{"note": null, "status": 7}',
+        b'{"note": "' + b"\\u0000" + b'"}',
+        b"\xff\xfe not utf-8",
+        b"[" * 5000 + b"]" * 5000,
+        b'{"status": "RESOLVED"}',
+    ]
+    odd_ids = ["0", "%27%20OR%201=1", "%00", "1.5", "%F0%9F%8E%AA", str(event_id)]
+    async with running_api(db_dsn, **NO_LIMITS) as api, api.client(OPERATOR_TOKEN) as client:
+        document = (await client.get("/openapi.json")).json()
+        answers = []
+        for path, operations in document["paths"].items():
+            for raw_id in odd_ids if "{event_id}" in path else [""]:
+                concrete = path.replace("{event_id}", raw_id).replace("{action}", "resolve")
+                for method in operations:
+                    if method == "post" and (path.endswith(("/cycle", "/monitoring"))):
+                        continue  # a cycle takes no input; running it 48 times proves nothing
+                    for query in hostile_queries:
+                        answers.append(
+                            (
+                                method,
+                                concrete,
+                                await client.request(method.upper(), concrete, params=query),
+                            )
+                        )
+                    if method in ("post", "patch"):
+                        for body in hostile_bodies:
+                            answers.append(
+                                (
+                                    method,
+                                    concrete,
+                                    await client.request(method.upper(), concrete, content=body),
+                                )
+                            )
+
+    assert len(answers) > 200
+    failures = [(m, p, a.status_code, a.text[:120]) for m, p, a in answers if a.status_code >= 500]
+    assert failures == []
+    assert all(
+        a.headers["content-type"].startswith(("application/json", "text/plain"))
+        for _, _, a in answers
+    )
