@@ -70,6 +70,12 @@ async def _body(request: Request) -> dict[str, Any]:
     return value
 
 
+def _health_code(body: dict[str, Any]) -> int:
+    """UNKNOWN (database away, schema missing, not measured yet) is a 503, like the
+    original's error path; HEALTHY, WARNING and CRITICAL are answers, so 200."""
+    return 503 if body["status"] == HealthStatus.UNKNOWN else 200
+
+
 class Handlers:
     """One coroutine per endpoint; expected failures raise what app._answer maps to a status."""
 
@@ -97,7 +103,7 @@ class Handlers:
     async def processor_health(self, _request: Request, _caller: Caller) -> Response:
         state = self.reports.state_with_breaker()
         body = documents.processor_health(state, _now(), self._breaker_config())
-        return _json(body, 200 if self.reports.reachable else 503)
+        return _json(body, _health_code(body))
 
     async def api_health(self, _request: Request, _caller: Caller) -> Response:
         state = self.reports.state_with_breaker()
@@ -108,7 +114,7 @@ class Handlers:
             except Unavailable:
                 pass  # the health document already says what is known
         body = documents.api_health(state, _now(), alerts)
-        return _json(body, 200 if self.reports.reachable else 503)
+        return _json(body, _health_code(body))
 
     async def status(self, _request: Request, _caller: Caller) -> Response:
         state = self.reports.state_with_breaker()

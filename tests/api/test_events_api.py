@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import asyncpg
 
-from tests.api.support import OPERATOR_TOKEN, READ_TOKEN, create_event, running_api
+from tests.api.support import (
+    OPERATOR_TOKEN,
+    READ_TOKEN,
+    create_event,
+    eventually,
+    running_api,
+)
 
 EVENTS = "/functions/v1/monitoring-api/events"
 
@@ -141,3 +147,22 @@ async def test_the_processor_events_endpoint_counts_every_match_not_the_page(
         "status": None,
         "limit": 2,
     }
+
+
+async def test_health_is_503_unknown_on_a_database_without_festmons_schema(
+    empty_db_dsn: str,
+) -> None:
+    async with (
+        running_api(empty_db_dsn, connected=False) as api,
+        api.client(READ_TOKEN) as client,
+    ):
+        await eventually(lambda: api.service.state.last_error)
+        answers = [
+            await client.get(path)
+            for path in ("/health", "/functions/v1/monitoring/health", "/events")
+        ]
+
+    assert [a.status_code for a in answers] == [503, 503, 503]
+    assert [a.json()["status"] for a in answers[:2]] == ["UNKNOWN", "UNKNOWN"]
+    assert "festmon db migrate" in answers[0].json()["database"]["error"]
+    assert "festmon db migrate" in answers[2].json()["message"]
