@@ -53,6 +53,8 @@ def free_port() -> int:
         (["serve", "--http", "nowhere"], TOKENS, "--http"),
         (["serve", "--http", "127.0.0.1:99999"], TOKENS, "--http"),
         (["run", "--headless", "--http", "1.2.3.4:80:90"], TOKENS, "--http"),
+        (["dashboard", "--http", "nowhere"], TOKENS, "--http"),
+        (["dashboard", "--http", ":0"], {}, "MONITORING_API_OPERATOR_TOKENS"),
         (["serve", "--http", ":0"], {}, "MONITORING_API_READ_TOKENS"),
         (
             ["serve", "--http", ":0"],
