@@ -155,3 +155,10 @@ async def test_serve_answers_over_http_and_stops_cleanly_on_sigterm(
     log = stderr.decode()
     assert "HTTP API listening on 127.0.0.1:" in log
     assert READ_TOKEN not in log and OPERATOR_TOKEN not in log
+
+
+def test_demo_headless_refuses_http_in_one_line(tmp_path: Path) -> None:
+    result = festmon("demo", "--headless", "--http", ":0", env=environment(**TOKENS), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "festmon serve --http" in result.stderr
+    assert result.stderr.count("\n") == 1
