@@ -18,7 +18,7 @@ EXIT_USAGE = 2
 
 
 def run_demo(settings: Settings, args: argparse.Namespace) -> int:
-    if args.headless and args.http:
+    if args.headless and getattr(args, "http", None):
         sys.stderr.write(
             "festmon demo: error: --http serves the API beside the dashboard; without one use "
             "festmon serve --http (see 'festmon demo -h')\n"
