@@ -6,7 +6,9 @@
 -- event_data: {negative_balance, impossible_scenario: true, evidence_key}
 -- Serialised on advisory lock (1718969198, 6).
 -- ---------------------------------------------------------------------------------------------
-CREATE OR REPLACE FUNCTION monitoring_rule_negative_balance_detection(p_mode text DEFAULT 'sweep')
+DROP FUNCTION IF EXISTS monitoring_rule_negative_balance_detection(text);
+CREATE OR REPLACE FUNCTION monitoring_rule_negative_balance_detection(
+    p_mode text DEFAULT 'sweep', p_claim_batches integer DEFAULT 1)
 RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -25,7 +27,8 @@ BEGIN
 
     IF p_mode = 'incremental' THEN
         SELECT * INTO v_claim
-          FROM monitoring_claim_rows('negative_balance_detection', 'app_transaction_log');
+          FROM monitoring_claim_rows('negative_balance_detection', 'app_transaction_log',
+                                     NULL, p_claim_batches);
         v_rows := cardinality(v_claim.new_ids);
         v_late := v_claim.late_count;
         v_backlog := v_claim.backlog;
