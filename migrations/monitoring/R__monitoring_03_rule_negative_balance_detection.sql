@@ -4,7 +4,7 @@
 -- negative_balance_detection (balance_discrepancy, HIGH, 1.0).
 -- p_mode 'sweep': every card with amount < 0; 'incremental': the cards of new log rows.
 -- event_data: {negative_balance, impossible_scenario: true, evidence_key}
--- Serialised on advisory lock (1718969198, 6).
+-- Serialised on advisory lock negative_balance (monitoring_xact_lock).
 -- ---------------------------------------------------------------------------------------------
 DROP FUNCTION IF EXISTS monitoring_rule_negative_balance_detection(text);
 CREATE OR REPLACE FUNCTION monitoring_rule_negative_balance_detection(
@@ -23,7 +23,7 @@ BEGIN
     IF p_mode NOT IN ('sweep', 'incremental') THEN
         RAISE EXCEPTION 'invalid mode %: expected sweep or incremental', p_mode USING ERRCODE = '22023';
     END IF;
-    PERFORM pg_advisory_xact_lock(1718969198, 6);
+    PERFORM monitoring_xact_lock('negative_balance');
 
     IF p_mode = 'incremental' THEN
         SELECT * INTO v_claim
