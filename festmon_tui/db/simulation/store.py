@@ -18,7 +18,7 @@ from uuid import UUID
 import asyncpg
 
 from festmon_tui.db.errors import SchemaMissing, translated
-from festmon_tui.db.events import event_from_record
+from festmon_tui.db.events import EVENT_COLUMNS, event_from_record
 from festmon_tui.db.simulation.history import ANALYZE_SQL, HistoryWriter, write_history
 from festmon_tui.db.simulation.records import (
     BarOrder,
@@ -201,16 +201,9 @@ WHERE run_id = $1
 ORDER BY anomaly_id
 """
 
-EVENTS_SINCE_SQL = """
-SELECT
-    event_id, event_type, severity, detection_algorithm, status, detection_timestamp,
-    card_id, transaction_id, affected_amount, confidence_score, event_data, context_data,
-    occurrence_count, last_seen_at, acknowledged_by, acknowledged_at, resolved_at,
-    resolution_notes, updated_at
-FROM monitoring_events
-WHERE last_seen_at >= $1
-ORDER BY event_id
-"""
+EVENTS_SINCE_SQL = (
+    "SELECT" + EVENT_COLUMNS + "FROM monitoring_events WHERE last_seen_at >= $1 ORDER BY event_id"
+)
 
 ACTIVE_SPIKE_SQL = """
 SELECT EXISTS (
