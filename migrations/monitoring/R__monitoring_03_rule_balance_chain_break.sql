@@ -33,7 +33,6 @@
 --   preceding_transaction_id, preceding_new_balance, chain_gap, actual_change,
 --   expected_change}
 -- ---------------------------------------------------------------------------------------------
-DROP FUNCTION IF EXISTS monitoring_rule_balance_chain_break();
 CREATE OR REPLACE FUNCTION monitoring_rule_balance_chain_break(p_claim_batches integer DEFAULT 1)
 RETURNS jsonb
 LANGUAGE plpgsql AS $$

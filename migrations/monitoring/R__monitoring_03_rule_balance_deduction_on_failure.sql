@@ -8,7 +8,6 @@
 --   amount_involved, previous_balance, new_balance, discrepancy (previous - new),
 --   current_balance, card_known, client_request_id, edge_function_name}
 -- ---------------------------------------------------------------------------------------------
-DROP FUNCTION IF EXISTS monitoring_rule_balance_deduction_on_failure();
 CREATE OR REPLACE FUNCTION monitoring_rule_balance_deduction_on_failure(p_claim_batches integer DEFAULT 1)
 RETURNS jsonb
 LANGUAGE plpgsql AS $$

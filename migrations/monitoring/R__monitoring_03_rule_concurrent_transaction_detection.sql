@@ -19,7 +19,6 @@
 --   pair_count, min_gap_seconds, pairs [{first_log_id, second_log_id, first_transaction_id,
 --   second_transaction_id, gap_seconds, client_request_ids}]}
 -- ---------------------------------------------------------------------------------------------
-DROP FUNCTION IF EXISTS monitoring_rule_concurrent_transaction_detection();
 CREATE OR REPLACE FUNCTION monitoring_rule_concurrent_transaction_detection(p_claim_batches integer DEFAULT 1)
 RETURNS jsonb
 LANGUAGE plpgsql AS $$

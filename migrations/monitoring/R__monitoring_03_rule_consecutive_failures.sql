@@ -11,7 +11,6 @@
 --   first_failure, last_failure, time_span_minutes, window_minutes, threshold_count,
 --   new_failures_in_window, total_failed_amount}
 -- ---------------------------------------------------------------------------------------------
-DROP FUNCTION IF EXISTS monitoring_rule_consecutive_failures();
 CREATE OR REPLACE FUNCTION monitoring_rule_consecutive_failures(p_claim_batches integer DEFAULT 1)
 RETURNS jsonb
 LANGUAGE plpgsql AS $$

@@ -6,7 +6,6 @@
 -- event_data: {negative_balance, impossible_scenario: true, evidence_key}
 -- Serialised on advisory lock negative_balance (monitoring_xact_lock).
 -- ---------------------------------------------------------------------------------------------
-DROP FUNCTION IF EXISTS monitoring_rule_negative_balance_detection(text);
 CREATE OR REPLACE FUNCTION monitoring_rule_negative_balance_detection(
     p_mode text DEFAULT 'sweep', p_claim_batches integer DEFAULT 1)
 RETURNS jsonb

@@ -20,7 +20,6 @@
 --   failure_rate_percent, threshold_percent, high_threshold_percent, min_transactions,
 --   time_window_minutes, window_start, window_end, spike_windows_seen}
 -- ---------------------------------------------------------------------------------------------
-DROP FUNCTION IF EXISTS monitoring_rule_system_failure_spike();
 CREATE OR REPLACE FUNCTION monitoring_rule_system_failure_spike(p_claim_batches integer DEFAULT 1)
 RETURNS jsonb
 LANGUAGE plpgsql

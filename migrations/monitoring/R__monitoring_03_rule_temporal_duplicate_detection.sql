@@ -15,7 +15,6 @@
 --   threshold_seconds, pair_count, min_gap_seconds, pairs [{first_scan_id, second_scan_id,
 --   first_scan_timestamp, second_scan_timestamp, gap_seconds, statuses, devices}]}
 -- ---------------------------------------------------------------------------------------------
-DROP FUNCTION IF EXISTS monitoring_rule_temporal_duplicate_detection();
 CREATE OR REPLACE FUNCTION monitoring_rule_temporal_duplicate_detection(p_claim_batches integer DEFAULT 1)
 RETURNS jsonb
 LANGUAGE plpgsql AS $$

@@ -114,6 +114,16 @@ END;
 $$;
 
 
+-- Signatures before p_claim_batches: dropped, so that a call relying on the defaults has one
+-- function to choose (the rule files above created the new ones).
+DROP FUNCTION IF EXISTS monitoring_rule_balance_chain_break();
+DROP FUNCTION IF EXISTS monitoring_rule_balance_deduction_on_failure();
+DROP FUNCTION IF EXISTS monitoring_rule_concurrent_transaction_detection();
+DROP FUNCTION IF EXISTS monitoring_rule_consecutive_failures();
+DROP FUNCTION IF EXISTS monitoring_rule_negative_balance_detection(text);
+DROP FUNCTION IF EXISTS monitoring_rule_system_failure_spike();
+DROP FUNCTION IF EXISTS monitoring_rule_temporal_duplicate_detection();
+
 REVOKE ALL ON FUNCTION monitoring_rule_result(jsonb, integer, integer, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION monitoring_rule_balance_deduction_on_failure(integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION monitoring_rule_consecutive_failures(integer) FROM PUBLIC;
