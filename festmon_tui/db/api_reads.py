@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 
 from festmon_tui.db.errors import DatabaseRefused, translated
-from festmon_tui.db.events import event_from_record
+from festmon_tui.db.events import EVENT_COLUMNS, event_from_record
 from festmon_tui.models import Event
 
 # NULL means "no filter"; the dates bound detection_timestamp (inclusive), as the original did.
@@ -25,13 +25,8 @@ WHERE ($1::text[] IS NULL OR event_type = ANY($1::text[]))
 """
 
 PAGE_SQL = (
-    """
-SELECT
-    event_id, event_type, severity, detection_algorithm, status, detection_timestamp,
-    card_id, transaction_id, affected_amount, confidence_score, event_data, context_data,
-    occurrence_count, last_seen_at, acknowledged_by, acknowledged_at, resolved_at,
-    resolution_notes, updated_at
-"""
+    "SELECT"
+    + EVENT_COLUMNS
     + _PAGE_WHERE
     + """
 ORDER BY detection_timestamp DESC, event_id DESC

@@ -9,9 +9,8 @@ import asyncpg
 import httpx
 
 from tests.api.support import READ_TOKEN, eventually, running_api
-from tests.reliability.conftest import Database
 from tests.reliability.proxy import FaultProxy
-from tests.reliability.server import ReliabilityServer
+from tests.reliability.server import Database, ReliabilityServer
 
 QUICK = {
     "monitoring_statement_timeout_ms": 1000,
