@@ -171,3 +171,38 @@ async def test_after_the_first_run_new_rows_are_followed_whatever_their_timestam
         " WHERE detector_name = 'balance_deduction_on_failure'"
     )
     assert examined == len(INSIDE_HOURS) + 1
+
+
+async def test_a_row_outside_the_lookback_between_two_inside_still_links_the_balance_chain(
+    conn: asyncpg.Connection,
+) -> None:
+    """The chain break rule compares a row with its real predecessor in id order, even when
+    the first run leaves that predecessor out for being older than the lookback."""
+    now = await conn.fetchval("SELECT now()")
+    chain = [
+        ("stripe_recharge", "0.00", "10.00", timedelta(hours=1)),
+        ("bar_order", "10.00", "5.00", timedelta(hours=30)),  # outside the lookback
+        ("bar_order", "5.00", "0.00", timedelta(minutes=30)),
+    ]
+    for kind, previous, new, age in chain:
+        await conn.execute(
+            """
+            INSERT INTO app_transaction_log (card_id, transaction_type, status, amount_involved,
+                                             previous_balance, new_balance, "timestamp")
+            VALUES ('CHAIN', $1, 'completed', 5.00 + 5.00 * ($1 = 'stripe_recharge')::int,
+                    $2::numeric, $3::numeric, $4)
+            """,
+            kind,
+            previous,
+            new,
+            now - age,
+        )
+
+    await _run_until_caught_up(conn)
+
+    assert await _cards(conn, "balance_chain_break") == set()
+    examined = await conn.fetchval(
+        "SELECT total_examined FROM monitoring_detector_watermarks"
+        " WHERE detector_name = 'balance_chain_break'"
+    )
+    assert examined == 2
