@@ -9,6 +9,7 @@ from festmon_tui.db.connect import ConnectOptions
 from festmon_tui.models import DetectionAlarm, DetectionAlarmKind, HealthStatus
 from festmon_tui.service.postgres import PostgresMonitorService
 from festmon_tui.settings import load_settings
+from festmon_tui.ui.widgets.filter_bar import FilterBar
 from festmon_tui.ui.widgets.header_bar import HeaderBar
 from festmon_tui.ui.widgets.health_pane import HealthSummary
 from tests.ui.conftest import make_app, screen_text, settle, until
@@ -102,5 +103,9 @@ async def test_the_dashboard_on_a_database_without_festmon_schema_is_not_calm(
             first = visible_header(header)[0]
             assert "NOT DETECTING" in first and "schema missing — run festmon db migrate" in first
             assert "UNKNOWN" in screen_text(app.screen.query_one(HealthSummary), width=78)
+            # The event list cannot load either; it no longer blames an unreachable database.
+            summary = app.screen.query_one(FilterBar).query_one("#filter-summary")
+            await until(pilot, lambda: "NOT REFRESHED" in screen_text(summary), timeout_s=10)
+            assert "unavailable" not in screen_text(summary, width=200)
     finally:
         await service.stop()
