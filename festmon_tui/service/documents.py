@@ -65,18 +65,22 @@ def detection_alarms(
       This process's own scheduler gets that long after gaining the lease for its first runs.
     """
     alarms: list[DetectionAlarm] = []
+    # Rules failing for the same reason (a missing payment table fails them all) are one alarm.
+    by_error: dict[str, list[RuleFailure]] = {}
     for failure in failing_rules:
-        if failure.consecutive_failures < RULE_FAILING_AFTER_RUNS:
-            continue
-        since = failure.failing_since.astimezone(timezone)
-        alarms.append(
-            DetectionAlarm(
-                DetectionAlarmKind.RULE_FAILING,
-                f"rule {failure.algorithm} failing since {since:%H:%M}: "
-                + _one_line(failure.error),
-                failure.failing_since,
+        if failure.consecutive_failures >= RULE_FAILING_AFTER_RUNS:
+            by_error.setdefault(_one_line(failure.error), []).append(failure)
+    for error, failures in by_error.items():
+        first = min(f.failing_since for f in failures)
+        since = first.astimezone(timezone)
+        names = [f.algorithm for f in failures]
+        if len(names) == 1:
+            message = f"rule {names[0]} failing since {since:%H:%M}: {error}"
+        else:  # the cause before the list, so that a narrow header still shows it
+            message = (
+                f"{len(names)} rules failing since {since:%H:%M}: {error} ({', '.join(names)})"
             )
-        )
+        alarms.append(DetectionAlarm(DetectionAlarmKind.RULE_FAILING, message, first))
     stale = timedelta(milliseconds=critical_interval_ms * STALE_AFTER_INTERVALS)
     reference = last_detection_at or installed_at
     just_started = (
@@ -135,14 +139,10 @@ def evaluate_health(
             if rate is not None and rate < RATE_WARNING_PERCENT:
                 reasons.append(f"{label} {rate} % < {RATE_WARNING_PERCENT} %")
     stale_s = critical_interval_ms / 1000 * STALE_AFTER_INTERVALS
-    not_scheduled = any(a.kind is DetectionAlarmKind.NOT_SCHEDULED for a in alarms)
-    if last_detection_at is None and not not_scheduled:
+    # An alarm already says why detection is not running: no second guess about it.
+    if not alarms and last_detection_at is None:
         reasons.append("detection has never run (is a festmon scheduler running?)")
-    elif (
-        last_detection_at is not None
-        and not not_scheduled
-        and (age := (now - last_detection_at).total_seconds()) > stale_s
-    ):
+    elif not alarms and (age := (now - (last_detection_at or now)).total_seconds()) > stale_s:
         reasons.append(f"detection last ran {age:.0f} s ago (is a festmon scheduler running?)")
     if status is HealthStatus.HEALTHY and reasons:
         status = HealthStatus.WARNING

@@ -158,3 +158,31 @@ async def test_a_freshly_started_scheduler_is_not_reported_as_missing(db_dsn: st
         assert document["detection"] == {"detecting": True, "alarms": []}
     finally:
         await service.stop()
+
+
+async def test_rules_failing_for_one_reason_are_one_alarm(
+    empty_db_dsn: str, tmp_path: Path
+) -> None:
+    conn = await asyncpg.connect(empty_db_dsn)
+    try:
+        await migrate(conn)  # festmon's schema, and no payment tables to watch
+        for _ in range(2):
+            await conn.fetchval(CYCLE)
+        since = await conn.fetchval("SELECT min(failing_since) FROM monitoring_rule_failures")
+    finally:
+        await conn.close()
+    at = since.astimezone(ZoneInfo("Europe/Brussels"))
+
+    result = await run("health", "--json", dsn=empty_db_dsn, cwd=tmp_path)
+
+    doc = json.loads(result.stdout)
+    assert result.returncode == 2
+    assert doc["reasons"] == [
+        f"6 rules failing since {at:%H:%M}: payment table app_transaction_log is missing"
+        " (balance_deduction_on_failure, consecutive_failures, system_failure_spike,"
+        " balance_chain_break, balance_mismatch_detection, concurrent_transaction_detection)",
+        f"rule negative_balance_detection failing since {at:%H:%M}:"
+        ' relation "table_cards" does not exist',
+        f"rule temporal_duplicate_detection failing since {at:%H:%M}:"
+        " payment table nfc_scan_log is missing",
+    ]

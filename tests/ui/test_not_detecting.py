@@ -51,7 +51,7 @@ async def test_at_80x24_a_failing_rule_is_on_the_first_header_line_in_the_alarm_
             lines[0]
             .strip()
             .startswith(
-                "NOT DETECTING  rule temporal_duplicate_detection failing since 02:14: permis"
+                "NOT DETECTING (2)  rule temporal_duplicate_detection failing since 02:14: p"
             )
         )
         assert lines[0].rstrip().endswith("…")  # cut to the width, visibly

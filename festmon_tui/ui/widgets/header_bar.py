@@ -86,9 +86,9 @@ class HeaderBar(Widget):
         alarms = state.detection_alarms
         if not alarms:
             return None
-        more = f" (+{len(alarms) - 1} more)" if len(alarms) > 1 else ""
-        line = Text(" NOT DETECTING ", style=self._style("problem"))
-        line.append_text(Text(" ") + literal(alarms[0].message, max_len=200) + Text(more))
+        count = f"({len(alarms)}) " if len(alarms) > 1 else ""
+        line = Text(f" NOT DETECTING {count}", style=self._style("problem"))
+        line.append_text(Text(" ") + literal(alarms[0].message, max_len=200))
         line.truncate(width, overflow="ellipsis")
         return line
 
