@@ -104,19 +104,27 @@ BEGIN
             'events_created', 0, 'events_updated', 0, 'events_suppressed', 0,
             'rows_examined', 0, 'late_rows', 0, 'backlog', false);
     END;
-    -- Which rules are failing, for health (V0013): a row per failure streak.
-    IF v_message IS NULL THEN
-        DELETE FROM monitoring_rule_failures WHERE algorithm = p_algorithm;
-    ELSE
-        INSERT INTO monitoring_rule_failures AS f (algorithm, failing_since, last_failed_at,
-                                                   consecutive_failures, last_error, last_sqlstate)
-        VALUES (p_algorithm, clock_timestamp(), clock_timestamp(), 1, v_message, v_state)
-        ON CONFLICT (algorithm) DO UPDATE
-            SET last_failed_at = EXCLUDED.last_failed_at,
-                consecutive_failures = f.consecutive_failures + 1,
-                last_error = EXCLUDED.last_error,
-                last_sqlstate = EXCLUDED.last_sqlstate;
-    END IF;
+    -- Which rules are failing, for health (V0013): a row per failure streak. Never the
+    -- reason a job fails: a rule that failed before taking its lock (lock timeout) may write
+    -- this row while a concurrent run of the rule waits to delete it; that wait is bounded by
+    -- the rule's lock_timeout, and a record that cannot be written is skipped.
+    BEGIN
+        IF v_message IS NULL THEN
+            DELETE FROM monitoring_rule_failures WHERE algorithm = p_algorithm;
+        ELSE
+            INSERT INTO monitoring_rule_failures AS f (algorithm, failing_since, last_failed_at,
+                                                       consecutive_failures, last_error,
+                                                       last_sqlstate)
+            VALUES (p_algorithm, clock_timestamp(), clock_timestamp(), 1, v_message, v_state)
+            ON CONFLICT (algorithm) DO UPDATE
+                SET last_failed_at = EXCLUDED.last_failed_at,
+                    consecutive_failures = f.consecutive_failures + 1,
+                    last_error = EXCLUDED.last_error,
+                    last_sqlstate = EXCLUDED.last_sqlstate;
+        END IF;
+    EXCEPTION WHEN OTHERS THEN
+        NULL;
+    END;
     RETURN jsonb_build_object('algorithm', p_algorithm, 'mode', v_mode)
         || v_result
         || jsonb_build_object('duration_ms',
