@@ -154,7 +154,7 @@ class StateReader:
         return replace(
             state,
             connection=ConnectionState.CONNECTED,
-            last_error=None,
+            last_error=problem,  # commands that need the schema stop with it (exit 1)
             health=None,
             health_reasons=(problem,),
             health_status=HealthStatus.UNKNOWN,

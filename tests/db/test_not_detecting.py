@@ -186,3 +186,13 @@ async def test_rules_failing_for_one_reason_are_one_alarm(
         f"rule temporal_duplicate_detection failing since {at:%H:%M}:"
         " payment table nfc_scan_log is missing",
     ]
+
+
+async def test_status_on_a_database_without_the_schema_fails_with_the_fix(
+    empty_db_dsn: str, tmp_path: Path
+) -> None:
+    result = await run("status", dsn=empty_db_dsn, cwd=tmp_path)
+
+    assert result.returncode == 1
+    assert "schema missing — run festmon db migrate" in result.stderr
+    assert "Traceback" not in result.stderr
