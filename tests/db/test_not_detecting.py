@@ -196,3 +196,15 @@ async def test_status_on_a_database_without_the_schema_fails_with_the_fix(
     assert result.returncode == 1
     assert "schema missing — run festmon db migrate" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def test_a_schema_older_than_festmon_says_run_migrate(
+    db_dsn: str, conn: asyncpg.Connection, tmp_path: Path
+) -> None:
+    # As a database migrated by an earlier festmon (before V0013) looks to this one.
+    await conn.execute("DROP TABLE monitoring_rule_failures CASCADE")
+
+    result = await run("health", dsn=db_dsn, cwd=tmp_path)
+
+    assert result.returncode == 3
+    assert result.stdout.strip() == "UNKNOWN: schema out of date — run festmon db migrate"
