@@ -12,8 +12,8 @@ from festmon_tui.settings import load_settings
 from festmon_tui.ui.widgets.filter_bar import FilterBar
 from festmon_tui.ui.widgets.header_bar import HeaderBar
 from festmon_tui.ui.widgets.health_pane import HealthSummary
-from tests.ui.conftest import make_app, screen_text, settle, until
 from tests.ui.fake_service import NOW, FakeMonitorService, healthy_state
+from tests.ui.pilot import make_app, screen_text, settle, until
 
 RULE_FAILING = DetectionAlarm(
     DetectionAlarmKind.RULE_FAILING,
