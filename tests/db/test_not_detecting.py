@@ -3,7 +3,9 @@ scheduler for several intervals are named, with their fix, by the service and `f
 
 from __future__ import annotations
 
+import asyncio
 import json
+import signal
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -13,7 +15,7 @@ import asyncpg
 from festmon_tui.db.migrations import migrate
 from festmon_tui.models import DetectionAlarmKind, HealthStatus
 from festmon_tui.service.documents import health_document
-from tests.db.test_cli_ops import run
+from tests.db.test_cli_ops import environment, read_until, run, start_headless, stop_within
 from tests.db.test_monitoring_schema import ORIGINAL_PHASE4
 from tests.db.test_service import eventually, service_for
 
@@ -208,3 +210,23 @@ async def test_a_schema_older_than_festmon_says_run_migrate(
 
     assert result.returncode == 3
     assert result.stdout.strip() == "UNKNOWN: schema out of date — run festmon db migrate"
+
+
+async def test_the_headless_scheduler_logs_not_detecting_with_the_fix_and_when_it_resumes(
+    empty_db_dsn: str, tmp_path: Path
+) -> None:
+    proc = start_headless("--database-url", empty_db_dsn, cwd=tmp_path, env=environment())
+    try:
+        lines = await asyncio.to_thread(
+            read_until, proc, "NOT DETECTING: schema missing — run festmon db migrate", 30
+        )
+        assert not any("database unavailable" in line for line in lines), lines
+
+        conn = await asyncpg.connect(empty_db_dsn)
+        try:
+            await migrate(conn, with_payment_schema=True)
+        finally:
+            await conn.close()
+        await asyncio.to_thread(read_until, proc, "detecting again", 30)
+    finally:
+        await asyncio.to_thread(stop_within, proc, signal.SIGTERM, 2.0, tmp_path)
