@@ -210,6 +210,20 @@ def jobs_json(jobs: tuple[JobStatus, ...]) -> list[dict[str, Any]]:
     ]
 
 
+def detection_json(state: MonitorState) -> dict[str, Any]:
+    """Whether festmon is detecting, and if not why (issue 13.3); unknown while unreachable."""
+    reachable = state.connection.value == "CONNECTED"
+    return {
+        "detecting": reachable and not state.detection_alarms,
+        "alarms": [
+            {"kind": str(a.kind), "message": a.message, "since": _iso(a.since)}
+            for a in state.detection_alarms
+        ]
+        if reachable
+        else [],
+    }
+
+
 def health_document(state: MonitorState, now: datetime) -> dict[str, Any]:
     """`festmon health --json`: the original's keys first, festmon's additions after."""
     snapshot = state.health
@@ -234,15 +248,7 @@ def health_document(state: MonitorState, now: datetime) -> dict[str, Any]:
             "critical_events_count": state.active_critical_events if reachable else None,
         },
         "reasons": list(state.health_reasons) if reachable else [],
-        "detection": {
-            "detecting": reachable and not state.detection_alarms,
-            "alarms": [
-                {"kind": str(a.kind), "message": a.message, "since": _iso(a.since)}
-                for a in state.detection_alarms
-            ]
-            if reachable
-            else [],
-        },
+        "detection": detection_json(state),
         "database": {
             "label": state.database_label,
             "reachable": reachable,
@@ -298,6 +304,7 @@ def status_document(settings: Settings, state: MonitorState, now: datetime) -> d
             "circuit_breaker": breaker_json(state.breaker),
             "last_detection_at": _iso(state.last_detection_at),
         },
+        "detection": detection_json(state),
     }
 
 

@@ -136,12 +136,14 @@ async def test_no_scheduler_for_several_intervals_is_critical(
     )
 
     result = await run("health", "--json", dsn=db_dsn, cwd=tmp_path)
+    status = await run("status", "--json", dsn=db_dsn, cwd=tmp_path)
 
     doc = json.loads(result.stdout)
     assert result.returncode == 2
     assert doc["status"] == "CRITICAL"
     assert doc["reasons"][0].startswith("no scheduler has run for 10 min — start festmon")
     assert [a["kind"] for a in doc["detection"]["alarms"]] == ["NOT_SCHEDULED"]
+    assert json.loads(status.stdout)["detection"] == doc["detection"]
 
 
 async def test_a_freshly_started_scheduler_is_not_reported_as_missing(db_dsn: str) -> None:
