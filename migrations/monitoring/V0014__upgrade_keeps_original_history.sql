@@ -12,7 +12,8 @@
 --     for every original event seen once, which is set back to detection_timestamp.
 --   * An acknowledgement made the original way (alert_history.acknowledged_by/at on the
 --     event's alert, event INVESTIGATING) becomes festmon's owner (acknowledged_by/at) of an
---     INVESTIGATING event that has none.
+--     INVESTIGATING event that has none, with an 'acknowledge' row in its action history
+--     (actor: that operator, source: the original system) at the original time.
 -- The triggers of monitoring_events are disabled for these updates (they would stamp now()
 -- again) and restored to their previous enabled state.
 
@@ -51,21 +52,33 @@ BEGIN
            AND e.detection_timestamp < m.applied_at;
     END IF;
 
-    UPDATE monitoring_events AS e
-       SET acknowledged_by = a.acknowledged_by,
-           acknowledged_at = a.acknowledged_at
-      FROM (SELECT DISTINCT ON (h.monitoring_event_id)
-                   h.monitoring_event_id, h.acknowledged_by,
-                   coalesce(h.acknowledged_at, h.alert_timestamp) AS acknowledged_at
-              FROM alert_history AS h
-             WHERE h.acknowledged_by IS NOT NULL
-               AND h.monitoring_event_id IS NOT NULL
-             ORDER BY h.monitoring_event_id, h.acknowledged_at DESC NULLS LAST,
-                      h.alert_id DESC) AS a
-     WHERE a.monitoring_event_id = e.event_id
-       AND e.status = 'INVESTIGATING'
-       AND e.acknowledged_by IS NULL
-       AND e.acknowledged_at IS NULL;
+    WITH carried AS (
+        UPDATE monitoring_events AS e
+           SET acknowledged_by = a.acknowledged_by,
+               acknowledged_at = a.acknowledged_at
+          FROM (SELECT DISTINCT ON (h.monitoring_event_id)
+                       h.monitoring_event_id, h.acknowledged_by,
+                       coalesce(h.acknowledged_at, h.alert_timestamp) AS acknowledged_at
+                  FROM alert_history AS h
+                 WHERE h.acknowledged_by IS NOT NULL
+                   AND h.monitoring_event_id IS NOT NULL
+                 ORDER BY h.monitoring_event_id, h.acknowledged_at DESC NULLS LAST,
+                          h.alert_id DESC) AS a
+         WHERE a.monitoring_event_id = e.event_id
+           AND e.status = 'INVESTIGATING'
+           AND e.acknowledged_by IS NULL
+           AND e.acknowledged_at IS NULL
+        RETURNING e.event_id, e.acknowledged_by, e.acknowledged_at
+    )
+    -- the event's history shows who acknowledged it, and that it was the original's doing
+    INSERT INTO monitoring_event_actions (event_id, action, from_status, to_status,
+                                          actor_operator, actor, note, acted_at)
+    SELECT c.event_id, 'acknowledge', 'OPEN', 'INVESTIGATING', c.acknowledged_by,
+           jsonb_build_object('operator', c.acknowledged_by,
+                              'source', 'original system (alert_history)'),
+           'acknowledged in the original system; carried over by festmon db migrate',
+           c.acknowledged_at
+      FROM carried AS c;
 
     FOR v_trigger IN SELECT key AS tgname, value AS tgenabled FROM jsonb_each_text(v_enabled) LOOP
         EXECUTE format('ALTER TABLE monitoring_events ENABLE %s TRIGGER %I',

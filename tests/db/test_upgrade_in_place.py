@@ -89,6 +89,14 @@ async def test_upgrade_keeps_event_times_and_carries_the_original_acknowledgemen
         JULY,
     )
     assert {r["acknowledged_by"] for r in after if r["event_id"] != acknowledged} == {None}
+    history = await original.fetch(
+        "SELECT event_id, action, from_status, to_status, actor_operator, actor ->> 'source',"
+        " acted_at FROM monitoring_event_actions"
+    )
+    assert [tuple(r) for r in history] == [
+        (acknowledged, "acknowledge", "OPEN", "INVESTIGATING", "maria",
+         "original system (alert_history)", JULY)
+    ]  # fmt: skip
 
 
 async def test_a_conflicting_function_is_named_with_what_to_do(
