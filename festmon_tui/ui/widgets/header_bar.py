@@ -95,5 +95,5 @@ class HeaderBar(Widget):
     def render(self) -> Text:
         width = max(20, self.size.width)
         rest = pack(self.segments(), width, separator=" │ ")
-        alarm = self.alarm_line(max(20, self.content_size.width))
+        alarm = self.alarm_line(width)
         return rest if alarm is None else Text("\n").join([alarm, rest])
