@@ -313,6 +313,34 @@ class LeaderInfo:
         return f"{self.host}/{self.pid}" + (" (this process)" if self.is_self else "")
 
 
+class DetectionAlarmKind(StrEnum):
+    """Why festmon is not detecting although it may look connected (issue 13.3)."""
+
+    SCHEMA_MISSING = "SCHEMA_MISSING"  # festmon's schema is not installed (or not up to date)
+    RULE_FAILING = "RULE_FAILING"  # a rule failed on its latest runs
+    NOT_SCHEDULED = "NOT_SCHEDULED"  # no scheduler has run detection for several intervals
+
+
+@dataclass(frozen=True)
+class DetectionAlarm:
+    """One reason detection is not happening: its cause and its fix, in one line."""
+
+    kind: DetectionAlarmKind
+    message: str
+    since: datetime | None = None
+
+
+@dataclass(frozen=True)
+class RuleFailure:
+    """A rule whose latest runs failed (monitoring_rule_failures)."""
+
+    algorithm: str
+    failing_since: datetime
+    last_failed_at: datetime
+    consecutive_failures: int
+    error: str | None = None
+
+
 class ConnectionState(StrEnum):
     """Whether festmon can talk to its database right now."""
 
@@ -346,6 +374,8 @@ class MonitorState:
     started_at: datetime | None = None
     scheduler_enabled: bool = False
     live_updates: str | None = None
+    # Not detecting although connected (issue 13.3); empty while detection works.
+    detection_alarms: tuple[DetectionAlarm, ...] = ()
 
 
 class ChangeKind(StrEnum):

@@ -19,7 +19,7 @@ def summary(window: EventWindow, order: SortOrder, shown: int, tz: tzinfo, now: 
     total = f"{count(shown)}{'+' if window.more else ''} events"
     line = Text(total + " · " + describe(window.event_filter) + f" · sort {order.label}")
     if window.error:
-        line.append(" · NOT REFRESHED (database unavailable)")
+        line.append(" · NOT REFRESHED")  # the header says why (unreachable, no schema, …)
     if window.loaded_at is not None:
         line.append(f" · as of {local_time(window.loaded_at, tz, now)}")
     return line

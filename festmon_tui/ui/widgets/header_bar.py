@@ -35,6 +35,10 @@ class HeaderBar(Widget):
         self.timezone = timezone
         self.viewer = viewer
 
+    def watch_state(self, state: MonitorState | None) -> None:
+        alarm = state is not None and state.connection is ConnectionState.CONNECTED
+        self.set_class(alarm and bool(state and state.detection_alarms), "-not-detecting")
+
     def _style(self, name: str) -> Style:
         return self.get_component_rich_style(f"header-bar--{name}", partial=True)
 
@@ -70,7 +74,26 @@ class HeaderBar(Widget):
                 literal(state.last_error, max_len=60, empty=""),
             ]
         live = {"listen": " (live)", "poll": " (polling)"}.get(state.live_updates or "", "")
-        return [Text(f"data {data_age} old"), Text(f"connected{live}", style=self._style("ok"))]
+        # Connected but not detecting is not "ok": the alarm line above says why.
+        ok = "muted" if state.detection_alarms else "ok"
+        return [Text(f"data {data_age} old"), Text(f"connected{live}", style=self._style(ok))]
+
+    def alarm_line(self, width: int) -> Text | None:
+        """Not detecting (issue 13.3): a line of its own, first, cause and fix (never hidden)."""
+        state = self.state
+        if state is None or state.connection is not ConnectionState.CONNECTED:
+            return None
+        alarms = state.detection_alarms
+        if not alarms:
+            return None
+        count = f"({len(alarms)}) " if len(alarms) > 1 else ""
+        line = Text(f" NOT DETECTING {count}", style=self._style("problem"))
+        line.append_text(Text(" ") + literal(alarms[0].message, max_len=200))
+        line.truncate(width, overflow="ellipsis")
+        return line
 
     def render(self) -> Text:
-        return pack(self.segments(), max(20, self.size.width), separator=" │ ")
+        width = max(20, self.size.width)
+        rest = pack(self.segments(), width, separator=" │ ")
+        alarm = self.alarm_line(width)
+        return rest if alarm is None else Text("\n").join([alarm, rest])
