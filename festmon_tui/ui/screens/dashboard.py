@@ -37,7 +37,7 @@ from festmon_tui.ui.view_state import (
 )
 from festmon_tui.ui.widgets.breaker_pane import BreakerPane
 from festmon_tui.ui.widgets.event_table import EventTable
-from festmon_tui.ui.widgets.filter_bar import FilterBar, summary
+from festmon_tui.ui.widgets.filter_bar import FilterBar, summary_forms
 from festmon_tui.ui.widgets.footer import KeysFooter
 from festmon_tui.ui.widgets.header_bar import HeaderBar
 from festmon_tui.ui.widgets.health_pane import HealthPane
@@ -105,7 +105,9 @@ class DashboardScreen(EventScreen):
         rows = sort_events(window.events, self.order)
         self.query_one(EventTable).show(rows, self.order, self.festmon.now)
         self.query_one(FilterBar).show(
-            summary(window, self.order, len(rows), self.festmon.config.timezone, self.festmon.now)
+            summary_forms(
+                window, self.order, len(rows), self.festmon.config.timezone, self.festmon.now
+            )
         )
 
     def _show_trends(self, trends: Trends | None) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import defaultdict
+from dataclasses import replace
 from datetime import UTC, datetime, tzinfo
 
 from rich.text import Text
@@ -36,6 +37,7 @@ class TrendChart(PlotextPlot):
         self.timezone = timezone
         self._trends: Trends | None = None
         self._now = datetime.now(UTC)
+        self._drawn: tuple[Trends, datetime] | None = None
 
     def on_mount(self) -> None:
         super().on_mount()
@@ -56,6 +58,12 @@ class TrendChart(PlotextPlot):
         return (red, green, blue)
 
     def show(self, trends: Trends, now: datetime) -> None:
+        """Redrawn only when what it would draw changed (issue 17.1: a chart is most of the
+        screen's cells): the data, or the minute its time axis is labelled with."""
+        key = (replace(trends, loaded_at=None), now.replace(second=0, microsecond=0))
+        if key == self._drawn:
+            return
+        self._drawn = key
         self._trends, self._now = trends, now
         self._redraw()
 

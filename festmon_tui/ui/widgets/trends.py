@@ -74,6 +74,9 @@ class TrendsPane(Vertical):
 
     def show(self, trends: Trends, now: datetime) -> None:
         self._shown = (trends, now)
-        self.query_one("#trends-line", Static).update(trends_line(trends))
+        line = trends_line(trends)
+        static = self.query_one("#trends-line", Static)
+        if static.content != line:  # Static repaints on every update (issue 17.1)
+            static.update(line)
         for chart in self._charts:
             chart.show(trends, now)
