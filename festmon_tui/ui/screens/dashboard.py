@@ -41,6 +41,7 @@ from festmon_tui.ui.widgets.filter_bar import FilterBar, summary_forms
 from festmon_tui.ui.widgets.footer import KeysFooter
 from festmon_tui.ui.widgets.header_bar import HeaderBar
 from festmon_tui.ui.widgets.health_pane import HealthPane
+from festmon_tui.ui.widgets.status_line import StatusLine
 from festmon_tui.ui.widgets.trends import TrendsPane
 
 if TYPE_CHECKING:
@@ -75,6 +76,7 @@ class DashboardScreen(EventScreen):
         yield FilterBar(id="filter-bar")
         yield EventTable(id="events")
         yield TrendsPane(tz, id="trends")
+        yield StatusLine(id="status-line")
         yield KeysFooter(compact=True)
 
     def on_mount(self) -> None:
@@ -90,6 +92,10 @@ class DashboardScreen(EventScreen):
         self.watch(app, "paused", self._show_pause)
         self.watch(app, "missed", self._show_pause)
         self.query_one(EventTable).focus()
+
+    def on_resize(self) -> None:
+        # Crossing the 80x24 breakpoint changes what the breaker pane shows (jobs on one line).
+        self.call_after_refresh(self.query_one(BreakerPane).update_lines)
 
     # ---- data down -------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from rich.text import Text
 from textual.reactive import reactive
 
 from festmon_tui.models import BreakerState, BreakerStatus, JobStatus, MonitorState
-from festmon_tui.ui.display import EMPTY, clean, literal, local_time
+from festmon_tui.ui.display import EMPTY, clean, literal
 from festmon_tui.ui.view_state import CyclePhase, CycleProgress
 from festmon_tui.ui.widgets.quiet import QuietLines, coarse_age, coarse_countdown
 
@@ -89,31 +89,68 @@ class BreakerPane(QuietLines):
         return line
 
     def job_line(self, job: JobStatus) -> Text:
+        """'health    FAILED    2m  in 3m   0.08s timeout': the outcome before the details, so
+        that a narrow pane cuts the details (issue 17.2)."""
         if job.running:
-            result = Text("running…")
+            word = Text("running")
         elif job.last_success is None:
-            result = Text("not run yet")
+            word = Text("not run")
+        elif job.last_success:
+            word = Text("ok")
         else:
-            word = "ok" if job.last_success else "FAILED"
-            result = Text(word, style="" if job.last_success else self._style("failed"))
-            if job.last_result:
-                result.append(" ")
-                result.append_text(literal(job.last_result, max_len=60))
+            word = Text("FAILED", style=self._style("failed"))
+        word.pad_right(7 - word.cell_len)
         took = EMPTY if job.last_duration_ms is None else f"{job.last_duration_ms / 1000:.2f}s"
-        return Text.assemble(
+        line = Text.assemble(
             (f"{clean(job.name, max_len=9):<9} ", self._style("label")),
-            f"{local_time(job.last_started_at, self.timezone, self.now):<9} ",
-            f"{took:>6}  ",
-            f"{coarse_countdown(job.next_run_at, self.now):<7}  ",
-            result,
+            word,
+            f" {coarse_age(job.last_started_at, self.now):>4}",
+            f"  {coarse_countdown(job.next_run_at, self.now):<7}",
+            f" {took:>6}",
         )
+        if job.last_result and not job.running:
+            line.append(" ")
+            line.append_text(literal(job.last_result, max_len=60))
+        return line
+
+    def jobs_line(self, jobs: tuple[JobStatus, ...] | list[JobStatus]) -> Text:
+        """All jobs on one line, failing ones first: 'jobs health FAILED 3m · critical ok <10s'.
+
+        What a short terminal (80x24) shows instead of the job table (issue 17.2).
+        """
+        line = Text("jobs ", style=self._style("label"))
+        ordered = sorted(jobs, key=lambda job: job.last_success is not False)
+        for index, job in enumerate(ordered):
+            if index:
+                line.append(" · ")
+            line.append(clean(job.name, max_len=12) + " ")
+            if job.running:
+                line.append("running")
+            elif job.last_success is None:
+                line.append("not run")
+            elif job.last_success:
+                line.append("ok")
+            else:
+                line.append("FAILED", style=self._style("failed"))
+            if job.last_started_at is not None and not job.running:
+                line.append(f" {coarse_age(job.last_started_at, self.now)}")
+        return line
+
+    @property
+    def compact(self) -> bool:
+        """On a short terminal the pane has two lines: the breaker, and every job on one."""
+        return self.is_mounted and self.screen.has_class("-short")
 
     def lines(self) -> list[Text]:
         state = self.state
+        if self.compact:
+            jobs = state.jobs if state is not None else ()
+            line = self.breaker_line(state.breaker if state else None)
+            return [line, self.jobs_line(jobs)] if jobs else [line]
         lines = [self.breaker_line(state.breaker if state else None)]
         if state is not None and state.jobs:
             lines.append(
-                Text("job       last run    took  next     result", style=self._style("label"))
+                Text("job       result  last  next       took", style=self._style("label"))
             )
             lines.extend(self.job_line(job) for job in state.jobs)
         lines.append(

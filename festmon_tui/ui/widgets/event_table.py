@@ -300,8 +300,8 @@ class EventTable(ScrollView, can_focus=True):
         base = self.rich_style
         if y == 0:
             header = base + self.get_component_rich_style("event-table--header")
-            strip = self._header_strip(header)
-            row_style = header
+            strip = self._header_strip(header).crop_extend(scroll_x, scroll_x + width, header)
+            return self._with_sort_marker(strip, scroll_x, width, header)
         else:
             index = scroll_y + y - 1
             if index >= len(self._rows):
@@ -317,6 +317,34 @@ class EventTable(ScrollView, can_focus=True):
                 row_style += cursor
             strip = self._row_strip(self._rows[index], row_style, cursor)
         return strip.crop_extend(scroll_x, scroll_x + width, row_style)
+
+    def sort_marker(self, scroll_x: int, width: int) -> tuple[str, str] | None:
+        """('→', 'occ ▼') when the sorted column's label is not all on screen, with the side
+        it is on; None when it is (issue 17.2: the sort is never out of sight)."""
+        x = 0
+        for column in self.columns:
+            if column.key == self._shown[1].column:
+                start = x + CELL_PADDING
+                end = start + cell_len(column.label)
+                if start >= scroll_x and end <= scroll_x + width:
+                    return None
+                return ("←" if end <= scroll_x else "→", column.label)
+            x += column.render_width
+        return None
+
+    def _with_sort_marker(self, strip: Strip, scroll_x: int, width: int, style: Style) -> Strip:
+        marker = self.sort_marker(scroll_x, width)
+        if marker is None:
+            return strip
+        side, label = marker
+        text = f" {side} {label} " if side == "→" else f" {label} {side} "
+        cells = cell_len(text)
+        if cells >= width:
+            return strip
+        segment = Segment(text, style + Style(reverse=True))
+        if side == "→":
+            return Strip([*strip.crop(0, width - cells), segment], width)
+        return Strip([segment, *strip.crop(cells, width)], width)
 
     def _header_strip(self, style: Style) -> Strip:
         pad = " " * CELL_PADDING
