@@ -33,6 +33,7 @@ class HeaderBar(QuietLines):
     now: reactive[datetime] = reactive(lambda: datetime.now(UTC), repaint=False)
     paused: reactive[bool] = reactive(False, repaint=False)
     missed: reactive[int] = reactive(0, repaint=False)
+    storms: reactive[tuple[str, ...]] = reactive((), repaint=False)
 
     def __init__(self, timezone: tzinfo, *, viewer: bool, id: str | None = None) -> None:
         super().__init__(id=id)
@@ -51,6 +52,9 @@ class HeaderBar(QuietLines):
     def watch_missed(self) -> None:
         self.update_lines()
 
+    def watch_storms(self) -> None:
+        self.update_lines()
+
     def _style(self, name: str) -> Style:
         return self.get_component_rich_style(f"header-bar--{name}", partial=True)
 
@@ -63,6 +67,9 @@ class HeaderBar(QuietLines):
             style = "production" if environment == "PRODUCTION" else "muted"
             segments.append(Text(environment, style=self._style(style)))
         segments.extend(self._freshness(state, now))
+        if self.storms:
+            rules = ", ".join(self.storms)
+            segments.append(Text(f" event storm: {rules} ", style=self._style("problem")))
         if self.paused:
             segments.append(Text(f" PAUSED — {self.missed} new ", style=self._style("paused")))
         clock = now.astimezone(self.timezone)
