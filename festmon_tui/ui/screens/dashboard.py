@@ -44,7 +44,7 @@ from festmon_tui.ui.widgets.header_bar import HeaderBar
 from festmon_tui.ui.widgets.health_pane import HealthPane
 from festmon_tui.ui.widgets.status_line import StatusLine
 from festmon_tui.ui.widgets.storms import Storm, StormBar, StormWatch, collapse
-from festmon_tui.ui.widgets.trends import TrendsPane
+from festmon_tui.ui.widgets.trends import TrendsPane, live_trends
 
 if TYPE_CHECKING:
     from festmon_tui.ui.app import FestmonApp
@@ -140,6 +140,7 @@ class DashboardScreen(EventScreen):
         if self.storms and not self.storms_expanded:
             rows = collapse(rows, self.storms)
         self.query_one(EventTable).show(rows, self.order, now)
+        self._show_trends(self.festmon.trends)  # the trends follow the list (issue 17.8)
         self.query_one(FilterBar).show(
             summary_forms(
                 window, self.order, len(rows), self.festmon.config.timezone, self.festmon.now
@@ -148,7 +149,8 @@ class DashboardScreen(EventScreen):
 
     def _show_trends(self, trends: Trends | None) -> None:
         if trends is not None:
-            self.query_one(TrendsPane).show(trends, self.festmon.now)
+            live = live_trends(trends, self.festmon.window.events)
+            self.query_one(TrendsPane).show(live, self.festmon.now)
             self.query_one(HealthPane).show_history(trends.snapshots)
 
     def _show_cycle(self, progress: CycleProgress) -> None:

@@ -142,6 +142,12 @@ class HealthPane(Vertical):
         success = [
             float(s.success_rate_percent) for s in ordered if s.success_rate_percent is not None
         ]
+        # One point, or only zeros, would draw a bar of full height (Textual scales min..max):
+        # a flat baseline says "nothing yet" (issue 17.8).
+        if len(transactions) < 2 or not any(transactions):
+            transactions = []
+        if len(success) < 2:
+            success = []
         for spark, data in (("#spark-transactions", transactions), ("#spark-success", success)):
             widget = self.query_one(spark, Sparkline)
             if list(widget.data or []) != data:
