@@ -65,7 +65,9 @@ async def test_a_storm_is_one_line_and_a_critical_of_another_rule_stays_on_top(s
         assert "race" not in [row[2] for row in rows]
         bar = screen_text(app.screen.query_one(StormBar))
         assert "STORM race" in bar and "30 events · 30/min" in bar
-        assert "event storm: race" in screen_text(app.screen.query_one(HeaderBar))
+        header = screen_text(app.screen.query_one(HeaderBar))
+        assert "event storm: race" in header
+        assert "scheduler: festmon-a/4242" in header  # the leader stays in sight at 80x24
         await pilot.press("w")  # all of the storm's events in the list again
         await settle(pilot)
         assert [row[2] for row in table_rows(app)].count("race") == 1 + 30  # and an older one

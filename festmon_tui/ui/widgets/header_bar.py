@@ -75,11 +75,13 @@ class HeaderBar(QuietLines):
         clock = now.astimezone(self.timezone)
         segments.append(Text(f"{clock:%H:%M} {clock.tzname() or ''}".strip()))
         if state is not None:
-            segments.append(Text("db ") + literal(state.database_label, max_len=48))
+            # Who runs detection before which database: at 80x24 the last segments are the
+            # first to go (issue 17.2: the leader stays in sight, also during a storm).
             if state.viewer or self.viewer:
                 segments.append(Text("viewer (read-only)", style=self._style("muted")))
             leader = state.leader.label if state.leader is not None else "unknown"
             segments.append(Text("scheduler: ") + literal(leader, max_len=48))
+            segments.append(Text("db ") + literal(state.database_label, max_len=48))
         return segments
 
     def _freshness(self, state: MonitorState | None, now: datetime) -> list[Text]:
