@@ -122,3 +122,16 @@ async def test_the_sort_arrow_shows_when_the_sorted_column_is_off_screen():
         await pilot.press("o")  # amount: on screen, no marker
         await settle(pilot)
         assert "→" not in _visible(app, table).splitlines()[0]
+
+
+async def test_a_long_notification_is_cut_with_an_ellipsis_on_the_status_line():
+    app = make_app(FakeMonitorService())
+    async with app.run_test(size=SMALL) as pilot:
+        await settle(pilot)
+        path = "/tmp/home-operator/exports/" + "festmon-events-2025-07-12T21-30-00" * 2 + ".csv"
+        app.notify(f"6 event(s) written to {path}", title="Exported")
+        status = app.screen.query_one(StatusLine)
+        await until(pilot, lambda: status.display)
+        shown = _visible(app, status).rstrip()
+        assert shown.startswith(" Exported: 6 event(s) written to /tmp/home-operator/")
+        assert shown.endswith("…")

@@ -69,6 +69,14 @@ class QuietLines(Widget):
     `update_lines()` whenever that data changes; no reactive attribute repaints them.
     """
 
+    # One Text per line: a line too long is cut with an ellipsis, never wrapped onto the next.
+    DEFAULT_CSS = """
+    QuietLines {
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
+    }
+    """
+
     def __init__(self, id: str | None = None) -> None:
         super().__init__(id=id)
         self._lines: tuple[Text, ...] = ()
