@@ -53,6 +53,9 @@ class HealthSummary(QuietLines):
         health = state.health if state else None
         status = state.health_status if state else HealthStatus.UNKNOWN
         line = Text(f" {status.value} ", style=self._style(status.value.lower()))
+        if state is not None and state.connection is ConnectionState.UNAVAILABLE:
+            # Next to the word it qualifies: a narrow pane cuts the reasons, never this.
+            line.append(" (last known)", style=self._style("stale"))
         reasons = state.health_reasons if state else ()
         if reasons:
             line.append(" — ")
@@ -61,8 +64,6 @@ class HealthSummary(QuietLines):
             line.append(" — no health snapshot yet")
         elif status is HealthStatus.HEALTHY:
             line.append(" — no active critical or high events, rates above 99 %")
-        if state is not None and state.connection is ConnectionState.UNAVAILABLE:
-            line.append("  (last known)", style=self._style("stale"))
         return line
 
     def metrics(self, health: HealthSnapshot) -> list[Text]:
