@@ -135,3 +135,13 @@ async def test_a_long_notification_is_cut_with_an_ellipsis_on_the_status_line():
         shown = _visible(app, status).rstrip()
         assert shown.startswith(" Exported: 6 event(s) written to /tmp/home-operator/")
         assert shown.endswith("…")
+
+
+async def test_at_80x24_a_severity_filter_keeps_its_name_on_the_filter_line():
+    app = make_app(FakeMonitorService())
+    async with app.run_test(size=SMALL) as pilot:
+        await settle(pilot)
+        await pilot.press("s")  # CRITICAL only
+        await settle(pilot)
+        shown = _visible(app, app.screen.query_one(FilterBar).query_one("#filter-summary"))
+        assert "severity CRITICAL" in shown and "…" not in shown

@@ -68,6 +68,15 @@ def summary_forms(
             " · ".join([f"{count(shown)}{more} events", *named, *found, f"sort {order.label}"])
             + stale
         ),
+        # The status without its name (it always has one), the other filters still named.
+        Text(
+            " · ".join(
+                [f"{count(shown)}{more}", values[0], *named[1:], *found, f"sort {order.label}"]
+                if named and named[0].startswith("status ")
+                else [f"{count(shown)}{more}", *named, *found, f"sort {order.label}"]
+            )
+            + stale_short
+        ),
         Text(
             " · ".join([f"{count(shown)}{more}", *terse, f"{order.column.value}{arrow}"])
             + stale_short
