@@ -66,7 +66,7 @@ def summary_forms(
         full,
         Text(
             " · ".join([f"{count(shown)}{more} events", *named, *found, f"sort {order.label}"])
-            + stale
+            + (" · NOT REFRESHED (database unavailable)" if window.error else "")
         ),
         # The status without its name (it always has one), the other filters still named.
         Text(
