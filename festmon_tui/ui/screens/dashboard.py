@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SEARCH_DEBOUNCE_S = 0.3
+_SEVERITIES = {severity.value: severity for severity in Severity}
 
 
 class DashboardScreen(EventScreen):
@@ -110,7 +111,7 @@ class DashboardScreen(EventScreen):
         try:
             async for change in self.festmon.service.changes():
                 if change.kind is ChangeKind.EVENT_INSERTED and change.event_id is not None:
-                    severity = Severity(change.severity) if change.severity else None
+                    severity = _SEVERITIES.get(change.severity or "")
                     when = self.festmon.clock()
                     self.storm_watch.record(
                         change.event_id, change.event_type or "?", when, severity
