@@ -14,6 +14,7 @@ from festmon_tui.ui.widgets.header_bar import HeaderBar
 from festmon_tui.ui.widgets.storms import StormBar, StormWatch
 from tests.ui.conftest import make_app, screen_text, settle, table_rows, until
 from tests.ui.fake_service import NOW, FakeMonitorService, festival_events, make_event
+from tests.ui.test_small_screen import _visible
 
 THRESHOLD = 20  # per minute (the default, 200, would make these tests slow for nothing)
 
@@ -94,3 +95,26 @@ async def test_a_storm_that_arrives_live_folds_the_list_and_ends_when_it_calms()
         assert not bar.display
         assert [row[2] for row in table_rows(app)].count("race") == 1 + 25
         assert "event storm" not in screen_text(app.screen.query_one(HeaderBar))
+
+
+async def test_two_storms_name_the_busiest_in_the_header_and_keep_the_leader_in_sight():
+    duplicates = [
+        make_event(
+            300 + i,
+            event_type=EventType.DUPLICATE_NFC,
+            severity=Severity.MEDIUM,
+            detection_timestamp=NOW - timedelta(seconds=i),
+        )
+        for i in range(40)
+    ]
+    service = _storming_service()
+    for event in duplicates:
+        service.events[event.event_id] = event
+    app = make_app(service, storm_threshold_per_min=THRESHOLD)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        header = _visible(app, app.screen.query_one(HeaderBar))  # at most 2 lines on screen
+        assert "event storm: duplicate NFC +1" in header
+        assert "scheduler: festmon-a/4242" in header
+        bar = screen_text(app.screen.query_one(StormBar))
+        assert "STORM duplicate NFC" in bar and "STORM race" in bar

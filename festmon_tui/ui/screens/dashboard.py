@@ -160,7 +160,8 @@ class DashboardScreen(EventScreen):
     def _show_storms(self, storms: list[Storm]) -> None:
         self.storms = storms
         self.query_one(StormBar).show(storms, expanded=self.storms_expanded)
-        self.query_one(HeaderBar).storms = tuple(storm.rule for storm in storms)
+        busiest = sorted(storms, key=lambda storm: -storm.per_min)
+        self.query_one(HeaderBar).storms = tuple(storm.rule for storm in busiest)
 
     def _tick(self, now: datetime) -> None:
         storms = self.storm_watch.update(self.festmon.clock())

@@ -9,8 +9,26 @@ from rich.text import Text
 from textual.reactive import reactive
 
 from festmon_tui.models import ConnectionState, MonitorState
-from festmon_tui.ui.display import literal, pack
+from festmon_tui.ui.display import literal
 from festmon_tui.ui.widgets.quiet import QuietLines, coarse_age
+
+
+def first_fit(segments: list[Text], width: int, separator: str) -> list[Text]:
+    """Each segment on the first line with room for it, in order: a short segment fills the
+    end of a line that a long one did not fit (at 80x24 the header has two lines, and the
+    scheduler must not lose its place to a storm)."""
+    lines: list[Text] = []
+    for segment in segments:
+        if not segment.plain:
+            continue
+        for line in lines:
+            if line.cell_len + len(separator) + segment.cell_len <= width:
+                line.append(separator)
+                line.append_text(segment)
+                break
+        else:
+            lines.append(segment.copy())
+    return lines or [Text()]
 
 
 class HeaderBar(QuietLines):
@@ -68,8 +86,11 @@ class HeaderBar(QuietLines):
             segments.append(Text(environment, style=self._style(style)))
         segments.extend(self._freshness(state, now))
         if self.storms:
-            rules = ", ".join(self.storms)
-            segments.append(Text(f" event storm: {rules} ", style=self._style("problem")))
+            # The busiest rule, and how many more: the storm bar lists them all, and a long
+            # list here would push the scheduler off an 80x24 header.
+            more = f" +{len(self.storms) - 1}" if len(self.storms) > 1 else ""
+            text = f" event storm: {self.storms[0]}{more} "
+            segments.append(Text(text, style=self._style("problem")))
         if self.paused:
             segments.append(Text(f" PAUSED — {self.missed} new ", style=self._style("paused")))
         clock = now.astimezone(self.timezone)
@@ -98,5 +119,4 @@ class HeaderBar(QuietLines):
         return [Text(f"data {data_age} old"), Text(f"connected{live}", style=self._style("ok"))]
 
     def lines(self) -> list[Text]:
-        packed = pack(self.segments(), max(20, self.size.width), separator=" │ ")
-        return list(packed.split("\n"))
+        return first_fit(self.segments(), max(20, self.size.width), separator=" │ ")

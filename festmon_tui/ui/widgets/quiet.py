@@ -113,6 +113,15 @@ class QuietLines(Widget):
                 self.repainted_lines += 1
                 self.refresh(Region(0, y, width, 1))
 
+    def set_shown(self, shown: bool) -> None:
+        """Show or hide this line, and repaint the screen once: the panes below it move, and
+        a pane that moved must not keep a blank line on the terminal (seen at 80x24 when the
+        storm bar and the status line came up together). Rare: a storm starts or ends, a
+        notification comes or goes."""
+        if shown != self.display:
+            self.display = shown
+            self.screen.refresh()
+
     def on_resize(self) -> None:
         self.update_lines()
 

@@ -38,8 +38,7 @@ class StatusLine(QuietLines):
     def follow(self) -> None:
         short = self.screen.has_class("-short")
         notification = self.latest() if short else None
-        if (notification is not None) != self.display:
-            self.display = notification is not None
+        self.set_shown(notification is not None)
         self.update_lines()
 
     def lines(self) -> list[Text]:

@@ -129,8 +129,7 @@ class StormBar(QuietLines):
 
     def show(self, storms: list[Storm], *, expanded: bool) -> None:
         self.storms, self.expanded = storms, expanded
-        if self.display != bool(storms):
-            self.display = bool(storms)
+        self.set_shown(bool(storms))
         self.update_lines()
 
     def lines(self) -> list[Text]:
