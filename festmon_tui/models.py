@@ -57,6 +57,34 @@ class EventStatus(StrEnum):
         return self in (EventStatus.OPEN, EventStatus.INVESTIGATING)
 
 
+class Verb(StrEnum):
+    """A lifecycle action on one event; the value is its name in the action log and the CLI."""
+
+    ACKNOWLEDGE = "acknowledge"
+    UNACKNOWLEDGE = "unacknowledge"
+    RESOLVE = "resolve"
+    FALSE_POSITIVE = "false_positive"
+    NOTE = "note"
+
+    @property
+    def needs_note(self) -> bool:
+        return self in (Verb.RESOLVE, Verb.FALSE_POSITIVE, Verb.NOTE)
+
+    @property
+    def label(self) -> str:
+        return self.value.replace("_", " ")
+
+    @property
+    def done(self) -> str:
+        return {
+            Verb.ACKNOWLEDGE: "acknowledged",
+            Verb.UNACKNOWLEDGE: "unacknowledged",
+            Verb.RESOLVE: "resolved",
+            Verb.FALSE_POSITIVE: "marked false positive",
+            Verb.NOTE: "noted",
+        }[self]
+
+
 class HealthStatus(StrEnum):
     """Overall health of the payment system."""
 

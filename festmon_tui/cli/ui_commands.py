@@ -28,6 +28,7 @@ from festmon_tui.models import (
     EventFilter,
     HealthSnapshot,
     MonitorState,
+    Verb,
 )
 from festmon_tui.service.api import ActionRefused, MonitorService, Unavailable
 from festmon_tui.settings import Settings
@@ -265,20 +266,8 @@ class DeferredService:
             raise ActionRefused("still connecting to the database")
         return self._real
 
-    async def acknowledge(self, event_id: int, note: str | None = None) -> Event:
-        return await self._actor().acknowledge(event_id, note)
-
-    async def unacknowledge(self, event_id: int, note: str | None = None) -> Event:
-        return await self._actor().unacknowledge(event_id, note)
-
-    async def resolve(self, event_id: int, note: str) -> Event:
-        return await self._actor().resolve(event_id, note)
-
-    async def mark_false_positive(self, event_id: int, note: str) -> Event:
-        return await self._actor().mark_false_positive(event_id, note)
-
-    async def add_note(self, event_id: int, note: str) -> None:
-        await self._actor().add_note(event_id, note)
+    async def act(self, event_id: int, verb: Verb, note: str | None = None) -> Event:
+        return await self._actor().act(event_id, verb, note)
 
     async def run_cycle_now(self) -> CycleResult:
         return await self._actor().run_cycle_now()

@@ -14,6 +14,7 @@ from festmon_tui.models import (
     EventFilter,
     HealthSnapshot,
     MonitorState,
+    Verb,
 )
 
 
@@ -37,15 +38,9 @@ class MonitorService(Protocol):
 
     async def event_detail(self, event_id: int) -> EventDetail: ...
 
-    async def acknowledge(self, event_id: int, note: str | None = None) -> Event: ...
-
-    async def unacknowledge(self, event_id: int, note: str | None = None) -> Event: ...
-
-    async def resolve(self, event_id: int, note: str) -> Event: ...
-
-    async def mark_false_positive(self, event_id: int, note: str) -> Event: ...
-
-    async def add_note(self, event_id: int, note: str) -> None: ...
+    async def act(self, event_id: int, verb: Verb, note: str | None = None) -> Event:
+        """One audited lifecycle action; ActionRefused says why not (viewer, transition, note)."""
+        ...
 
     async def run_cycle_now(self) -> CycleResult: ...
 

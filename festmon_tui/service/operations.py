@@ -13,13 +13,12 @@ from festmon_tui.db.events import EventRepository
 from festmon_tui.db.health import HealthRepository
 from festmon_tui.models import (
     Actor,
-    Change,
-    ChangeKind,
     CycleResult,
     Event,
     EventDetail,
     EventFilter,
     HealthSnapshot,
+    Verb,
 )
 from festmon_tui.scheduler.breaker import BreakerOpen
 from festmon_tui.service.api import ActionRefused, Unavailable
@@ -71,7 +70,7 @@ class Operations:
         *,
         viewer: bool,
         on_away: Callable[[str], None],
-        on_change: Callable[[Change | None], None],
+        on_change: Callable[[], None],
     ) -> None:
         self.events = events
         self.health = health
@@ -122,27 +121,24 @@ class Operations:
         self._details.put(event_id, detail)
         return detail
 
-    async def act(self, action: str, event_id: int, note: str | None) -> Event:
-        """One audited lifecycle action; the database's refusal becomes ActionRefused."""
+    async def act(self, event_id: int, verb: Verb, note: str | None) -> Event:
+        """One audited lifecycle action; the database's refusal becomes ActionRefused.
+
+        The only place festmon refuses a viewer (the database's grants refuse it too). The
+        change reaches every dashboard, this one included, once: through the change stream
+        (the database's NOTIFY, or the poller, nudged now), never from here as well.
+        """
         if self.viewer:
             raise ActionRefused("viewer mode is read-only: lifecycle actions are disabled")
         note = (note or "").strip() or None
         try:
-            event = await self.events.apply(action, event_id, self.actor, note)
+            event = await self.events.apply(str(Verb(verb)), event_id, self.actor, note)
         except AWAY as exc:
             self._on_away(str(exc))
             raise ActionRefused(f"the database is unavailable: {exc}") from None
         except DatabaseRefused as exc:
             raise ActionRefused(str(exc)) from None
-        self._on_change(
-            Change(
-                ChangeKind.EVENT_UPDATED,
-                event.event_id,
-                str(event.event_type),
-                str(event.severity),
-                str(event.status),
-            )
-        )
+        self._on_change()
         return event
 
     async def run_cycle(self) -> CycleResult:
@@ -155,5 +151,5 @@ class Operations:
             raise ActionRefused(f"the detection cycle failed: {exc}") from None
         except (DatabaseRefused, BreakerOpen) as exc:
             raise ActionRefused(str(exc)) from None
-        self._on_change(None)
+        self._on_change()
         return result

@@ -31,6 +31,7 @@ from festmon_tui.models import (
     EventFilter,
     HealthSnapshot,
     MonitorState,
+    Verb,
 )
 from festmon_tui.scheduler.breaker import BreakerConfig, CircuitBreaker
 from festmon_tui.scheduler.runner import JobRun
@@ -109,6 +110,7 @@ class PostgresMonitorService:
         self.scheduler: Scheduler | None = None
         self._reader: StateReader | None = None
         self._ops: Operations | None = None
+        self._listener: EventListener | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._connected = asyncio.Event()
         self._ready = asyncio.Event()
@@ -224,13 +226,14 @@ class PostgresMonitorService:
             self.scheduler.start()
         self._reader = StateReader(self.settings, health, lease, runs, self.holder, self.scheduler)
         if self.listens:
-            listener = EventListener(
+            self._listener = EventListener(
                 self.options,
                 self.pool,
                 self.hub.publish,
                 poll_interval_ms=self.settings.monitoring_poll_interval_ms,
             )
-            self._tasks.append(asyncio.create_task(listener.run(), name="monitor-listener"))
+            task = asyncio.create_task(self._listener.run(), name="monitor-listener")
+            self._tasks.append(task)
 
     async def _refresh_forever(self) -> None:
         backoff = BACKOFF_START_S
@@ -323,40 +326,24 @@ class PostgresMonitorService:
     async def event_counts_by_hour(self, since: datetime) -> list[tuple[datetime, str, int]]:
         return [] if self._ops is None else await self._ops.event_counts_by_hour(since)
 
-    async def _act(self, action: str, event_id: int, note: str | None) -> Event:
+    async def act(self, event_id: int, verb: Verb, note: str | None = None) -> Event:
         if self._ops is None:
             raise ActionRefused(self._state.last_error or "not connected to the database yet")
-        return await self._ops.act(action, event_id, note)
-
-    async def acknowledge(self, event_id: int, note: str | None = None) -> Event:
-        return await self._act("acknowledge", event_id, note)
-
-    async def unacknowledge(self, event_id: int, note: str | None = None) -> Event:
-        return await self._act("unacknowledge", event_id, note)
-
-    async def resolve(self, event_id: int, note: str) -> Event:
-        return await self._act("resolve", event_id, note)
-
-    async def mark_false_positive(self, event_id: int, note: str) -> Event:
-        return await self._act("false_positive", event_id, note)
-
-    async def add_note(self, event_id: int, note: str) -> None:
-        await self._act("note", event_id, note)
+        return await self._ops.act(event_id, verb, note)
 
     async def run_cycle_now(self) -> CycleResult:
         """One full detection cycle, at most one at a time across every festmon process."""
-        if self.viewer:
-            raise ActionRefused("viewer mode is read-only: it cannot run a detection cycle")
         if self._ops is None:
             raise ActionRefused(self._state.last_error or "not connected to the database yet")
         result = await self._ops.run_cycle()
         self._replace(replace(self._state, last_cycle=result, breaker=self.breaker.status()))
         return result
 
-    def _changed(self, change: Change | None) -> None:
-        if change is not None:
-            self.hub.publish(change)
+    def _changed(self) -> None:
+        """An action or a manual cycle wrote: re-read the state, and poll for changes now."""
         self._refresh_now.set()
+        if self._listener is not None:
+            self._listener.nudge()
 
 
 async def _close(pool: asyncpg.Pool) -> None:

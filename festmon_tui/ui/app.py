@@ -29,9 +29,10 @@ from festmon_tui.models import (
     EventFilter,
     MonitorState,
     Severity,
+    Verb,
 )
 from festmon_tui.service.api import ActionRefused, MonitorService
-from festmon_tui.ui.commands import MUTATING_ACTIONS, Scope, bindings
+from festmon_tui.ui.commands import Scope, bindings, offered
 from festmon_tui.ui.config import DashboardConfig
 from festmon_tui.ui.display import clean, type_label
 from festmon_tui.ui.export import write_export
@@ -54,7 +55,6 @@ from festmon_tui.ui.view_state import (
     EventWindow,
     ExportRequested,
     FiltersChanged,
-    Lifecycle,
     LifecycleRequested,
     TrendRange,
     TrendRangeChanged,
@@ -367,19 +367,10 @@ class FestmonApp(App[int]):
 
     # Not exclusive: acknowledging one event must never cancel a write still running for another.
     @work(group="lifecycle", exit_on_error=False)
-    async def apply_lifecycle(self, event_id: int, verb: Lifecycle, note: str | None) -> None:
-        service = self.service
+    async def apply_lifecycle(self, event_id: int, verb: Verb, note: str | None) -> None:
+        """One action; the list and the detail follow from the change it causes, not from here."""
         try:
-            if verb is Lifecycle.ACKNOWLEDGE:
-                await service.acknowledge(event_id, note)
-            elif verb is Lifecycle.UNACKNOWLEDGE:
-                await service.unacknowledge(event_id, note)
-            elif verb is Lifecycle.RESOLVE:
-                await service.resolve(event_id, note or "")
-            elif verb is Lifecycle.FALSE_POSITIVE:
-                await service.mark_false_positive(event_id, note or "")
-            else:
-                await service.add_note(event_id, note or "")
+            await self.service.act(event_id, verb, note)
         except ActionRefused as exc:
             self.notify(
                 clean(str(exc)), title=f"#{event_id} refused", severity="error", markup=False
@@ -394,18 +385,12 @@ class FestmonApp(App[int]):
             )
             return
         self.notify(f"Event #{event_id} {verb.done}.", markup=False)
-        self.load_events()
-        detail = self._open_detail(event_id)
-        if detail is not None:
-            self.load_detail(detail)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        return not (self.config.viewer and action in MUTATING_ACTIONS)
+        return offered(action, viewer=self.config.viewer)
 
     def action_run_cycle(self) -> None:
-        if self.config.viewer:
-            self.notify("Read-only viewer: cannot run a cycle.", severity="warning")
-        elif self.cycle.phase is CyclePhase.RUNNING:
+        if self.cycle.phase is CyclePhase.RUNNING:
             self.notify("A cycle is already running.", severity="warning")
         else:
             self.run_cycle()
@@ -429,7 +414,6 @@ class FestmonApp(App[int]):
             markup=False,
         )
         self.monitor_state = self.service.state
-        self.load_events()
 
     @on(ExportRequested)
     def _export_requested(self, message: ExportRequested) -> None:

@@ -150,6 +150,12 @@ COMMANDS_BY_ID = {command.id: command for command in COMMANDS}
 COMMANDS_BY_ACTION = {command.action: command for command in COMMANDS}
 MUTATING_ACTIONS = frozenset(command.action for command in COMMANDS if command.mutating)
 
+
+def offered(action: str, *, viewer: bool) -> bool:
+    """Whether keys, footer and palette offer this action; the service is what refuses it."""
+    return not (viewer and action in MUTATING_ACTIONS)
+
+
 # The scopes whose keys are live together; a remapped key must not clash inside one of these.
 _ACTIVE_TOGETHER = (
     (Scope.APP, Scope.EVENT, Scope.DASHBOARD),

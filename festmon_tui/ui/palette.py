@@ -8,7 +8,7 @@ from functools import partial
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.dom import DOMNode
 
-from festmon_tui.ui.commands import COMMANDS, Command, Scope, keys_of
+from festmon_tui.ui.commands import COMMANDS, Command, Scope, keys_of, offered
 
 
 def screen_scopes(screen: DOMNode) -> tuple[Scope, ...]:
@@ -26,7 +26,7 @@ class RegistryCommands(Provider):
         for command in COMMANDS:
             if command.scope not in scopes or command.id == "palette":
                 continue
-            if viewer and command.mutating:
+            if not offered(command.action, viewer=viewer):
                 continue
             keys = " ".join(keys_of(command, keymap))
             yield command, f"{command.title} ({keys})"

@@ -5,11 +5,11 @@ from __future__ import annotations
 from rich.text import Text
 from textual.screen import Screen
 
-from festmon_tui.models import Event
-from festmon_tui.ui.commands import MUTATING_ACTIONS, Scope, bindings
+from festmon_tui.models import Event, Verb
+from festmon_tui.ui.commands import Scope, bindings, offered
 from festmon_tui.ui.display import clean
 from festmon_tui.ui.screens.note_prompt import NotePrompt
-from festmon_tui.ui.view_state import Lifecycle, LifecycleRequested
+from festmon_tui.ui.view_state import LifecycleRequested
 
 
 class EventScreen(Screen[None]):
@@ -26,28 +26,24 @@ class EventScreen(Screen[None]):
         raise NotImplementedError
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        # A viewer never sees lifecycle keys (and a palette call is refused below).
-        return not (self.viewer and action in MUTATING_ACTIONS)
+        return offered(action, viewer=self.viewer)
 
     def action_acknowledge_event(self) -> None:
-        self.request(Lifecycle.ACKNOWLEDGE)
+        self.request(Verb.ACKNOWLEDGE)
 
     def action_unacknowledge_event(self) -> None:
-        self.request(Lifecycle.UNACKNOWLEDGE)
+        self.request(Verb.UNACKNOWLEDGE)
 
     def action_resolve_event(self) -> None:
-        self.request(Lifecycle.RESOLVE)
+        self.request(Verb.RESOLVE)
 
     def action_mark_false_positive(self) -> None:
-        self.request(Lifecycle.FALSE_POSITIVE)
+        self.request(Verb.FALSE_POSITIVE)
 
     def action_add_note(self) -> None:
-        self.request(Lifecycle.NOTE)
+        self.request(Verb.NOTE)
 
-    def request(self, verb: Lifecycle) -> None:
-        if self.viewer:
-            self.notify("Read-only viewer: lifecycle actions are disabled.", severity="warning")
-            return
+    def request(self, verb: Verb) -> None:
         event = self.selected_event()
         if event is None:
             self.notify("No event selected.", severity="warning")
@@ -56,7 +52,7 @@ class EventScreen(Screen[None]):
             self.post_message(LifecycleRequested(event.event_id, verb))
             return
         card = f" (card {clean(event.card_id, max_len=30)})" if event.card_id else ""
-        title = Text(f"{verb.value.capitalize()} event #{event.event_id}{card}")
+        title = Text(f"{verb.label.capitalize()} event #{event.event_id}{card}")
         title.append(f"\n{event.severity.value} {clean(event.detection_algorithm, max_len=40)}")
 
         def send(note: str | None) -> None:
