@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -339,6 +340,25 @@ class LeaderInfo:
         if self.holder_id is None:
             return "no leader"
         return f"{self.host}/{self.pid}" + (" (this process)" if self.is_self else "")
+
+
+@dataclass(frozen=True)
+class Handover:
+    """What quitting this process means for detection: who would take over, and how soon."""
+
+    leads: bool
+    standbys: int | None = None  # other schedulers waiting for the lease; None when unknown
+    takeover_s: float = 0.0  # a standby asks for the lease this often
+
+    @property
+    def consequence(self) -> str:
+        if not self.leads:
+            return "this festmon does not run the scheduler: detection goes on"
+        if self.standbys is None:
+            return "cannot tell whether another festmon is running: detection may stop"
+        if self.standbys == 0:
+            return "no other festmon is running: detection stops"
+        return f"another festmon will take over within {math.ceil(self.takeover_s)} s"
 
 
 class ConnectionState(StrEnum):

@@ -26,6 +26,7 @@ from festmon_tui.models import (
     Event,
     EventDetail,
     EventFilter,
+    Handover,
     HealthSnapshot,
     MonitorState,
     Verb,
@@ -271,6 +272,9 @@ class DeferredService:
 
     async def run_cycle_now(self) -> CycleResult:
         return await self._actor().run_cycle_now()
+
+    async def handover(self) -> Handover:
+        return Handover(leads=False) if self._real is None else await self._real.handover()
 
     async def health_history(self, since: datetime) -> list[HealthSnapshot]:
         return [] if self._real is None else await self._real.health_history(since)

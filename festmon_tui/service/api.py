@@ -12,6 +12,7 @@ from festmon_tui.models import (
     Event,
     EventDetail,
     EventFilter,
+    Handover,
     HealthSnapshot,
     MonitorState,
     Verb,
@@ -43,6 +44,10 @@ class MonitorService(Protocol):
         ...
 
     async def run_cycle_now(self) -> CycleResult: ...
+
+    async def handover(self) -> Handover:
+        """Whether this process leads the scheduler and who would take over if it quit."""
+        ...
 
     async def health_history(self, since: datetime) -> list[HealthSnapshot]: ...
 

@@ -29,11 +29,13 @@ from festmon_tui.models import (
     Event,
     EventDetail,
     EventFilter,
+    Handover,
     HealthSnapshot,
     MonitorState,
     Verb,
 )
 from festmon_tui.scheduler.breaker import BreakerConfig, CircuitBreaker
+from festmon_tui.scheduler.leader import LeaderTiming
 from festmon_tui.scheduler.runner import JobRun
 from festmon_tui.scheduler.scheduler import Scheduler, build_scheduler
 from festmon_tui.service.actor import current_actor
@@ -48,6 +50,8 @@ log = logging.getLogger(__name__)
 
 BACKOFF_START_S = 1.0
 BACKOFF_MAX_S = 30.0
+# Quitting waits this long at most to learn whether another festmon would take over.
+HANDOVER_TIMEOUT_S = 1.0
 
 
 def _utc_now() -> datetime:
@@ -111,6 +115,7 @@ class PostgresMonitorService:
         self._reader: StateReader | None = None
         self._ops: Operations | None = None
         self._listener: EventListener | None = None
+        self._lease: LeaseRepository | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._connected = asyncio.Event()
         self._ready = asyncio.Event()
@@ -201,7 +206,7 @@ class PostgresMonitorService:
         timeout_ms = self.settings.monitoring_circuit_timeout_ms
         detection = DetectionRepository(self.pool, timeout_ms=timeout_ms)
         runs = CycleRunRepository(self.pool)
-        lease = LeaseRepository(self._lease_pool)
+        lease = self._lease = LeaseRepository(self._lease_pool)
         health = HealthRepository(self.pool)
         self._ops = Operations(
             EventRepository(self.pool),
@@ -338,6 +343,18 @@ class PostgresMonitorService:
         result = await self._ops.run_cycle()
         self._replace(replace(self._state, last_cycle=result, breaker=self.breaker.status()))
         return result
+
+    async def handover(self) -> Handover:
+        """Asked when the operator quits: leading, and how many standbys the database knows."""
+        if self.scheduler is None or not self.scheduler.elector.is_leader or self._lease is None:
+            return Handover(leads=False)
+        takeover_s = LeaderTiming(self.settings.monitoring_lease_ttl_ms).renew_period_s
+        try:
+            async with asyncio.timeout(HANDOVER_TIMEOUT_S):
+                standbys = await self._lease.standbys(self.holder)
+        except (TimeoutError, DatabaseUnavailable, DatabaseRefused, StatementTimedOut):
+            standbys = None
+        return Handover(leads=True, standbys=standbys, takeover_s=takeover_s)
 
     def _changed(self) -> None:
         """An action or a manual cycle wrote: re-read the state, and poll for changes now."""

@@ -5,18 +5,14 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import os
-import signal
-import sys
 import time
 from collections.abc import Awaitable, Callable
-from contextlib import suppress
 from dataclasses import replace
 from datetime import UTC, datetime
-from types import FrameType
 
 from textual import on, work
 from textual.app import App
+from textual.binding import Binding
 from textual.notifications import Notification, Notify
 from textual.reactive import reactive
 from textual.screen import Screen
@@ -27,6 +23,7 @@ from festmon_tui.models import (
     ConnectionState,
     Event,
     EventFilter,
+    Handover,
     MonitorState,
     Severity,
     Verb,
@@ -41,6 +38,8 @@ from festmon_tui.ui.palette import RegistryCommands
 from festmon_tui.ui.screens.dashboard import DashboardScreen
 from festmon_tui.ui.screens.event_detail import EventDetailScreen
 from festmon_tui.ui.screens.help import HelpScreen
+from festmon_tui.ui.screens.quit_prompt import QuitPrompt
+from festmon_tui.ui.terminal import exit_if_terminal_lost, handle_signals
 from festmon_tui.ui.themes import (
     DEFAULT_THEME,
     fallback_variables,
@@ -77,7 +76,10 @@ class FestmonApp(App[int]):
     """Data down (reactive attributes the screens watch), operator intentions up (messages)."""
 
     TITLE = "festmon"
-    BINDINGS = bindings(Scope.APP)
+    BINDINGS = [
+        *bindings(Scope.APP),
+        Binding("ctrl+c,ctrl+q", "confirm_quit", "Quit", show=False, priority=True),
+    ]
     COMMANDS = App.COMMANDS | {RegistryCommands}
 
     monitor_state: reactive[MonitorState] = reactive(
@@ -132,38 +134,13 @@ class FestmonApp(App[int]):
 
     def on_mount(self) -> None:
         if not self.is_headless:
-            self._handle_signals(asyncio.get_running_loop())
+            handle_signals(asyncio.get_running_loop(), self._exit_on)
         self.set_interval(1.0, self._tick)
         self.set_interval(self.config.reload_interval_s, self._auto_reload)
         self.set_interval(self.config.trends_interval_s, self._auto_trends)
         # After the first frame: opening the service imports asyncpg and the scheduler (~0.25 s
         # of CPU) and starts servers; the panes are on screen before any of that.
         self.call_after_refresh(self.start_service)
-
-    def _handle_signals(self, loop: asyncio.AbstractEventLoop) -> None:
-        """SIGTERM and SIGHUP end the app; a hang-up must not deadlock Textual on the way out.
-
-        A hung-up terminal gets SIGHUP *and* SIGCONT. Textual resumes application mode on
-        SIGCONT and its writer thread dies on the first EIO, after which the main thread blocks
-        for ever on the writer's full queue. So on SIGHUP the terminal is swapped for /dev/null
-        first (the handler runs before SIGCONT's: signals are handled in number order), and
-        SIGCONT only resumes a terminal that is still there.
-        """
-        loop.add_signal_handler(signal.SIGTERM, self._exit_on, signal.SIGTERM)
-
-        def hang_up(signum: int, _frame: FrameType | None) -> None:
-            _detach_terminal()
-            with suppress(RuntimeError):  # the loop is already closed: nothing left to stop
-                loop.call_soon_threadsafe(self._exit_on, signum)
-
-        resume = signal.getsignal(signal.SIGCONT)
-
-        def resume_if_terminal(signum: int, frame: FrameType | None) -> None:
-            if callable(resume) and _terminal_alive():
-                resume(signum, frame)
-
-        signal.signal(signal.SIGHUP, hang_up)
-        signal.signal(signal.SIGCONT, resume_if_terminal)
 
     def _exit_on(self, signum: int) -> None:
         """Quit with the shell's code for the signal (129 for SIGHUP, 143 for SIGTERM)."""
@@ -249,9 +226,8 @@ class FestmonApp(App[int]):
         self.now = self.clock()
         if not self.paused:
             self.monitor_state = self.service.state
-        if not self.is_headless and not _terminal_alive():  # the tty went away without SIGHUP
-            _detach_terminal()
-            self._exit_on(signal.SIGHUP)
+        if not self.is_headless:
+            exit_if_terminal_lost(self._exit_on)
 
     def watch_monitor_state(self, state: MonitorState) -> None:
         # A new health snapshot is a new point on the trend charts: fetch it now.
@@ -454,24 +430,40 @@ class FestmonApp(App[int]):
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(self.config.keymap, viewer=self.config.viewer))
 
+    # ---- quitting: back from a sub-view, ask before the scheduler stops -------------------
+
+    async def action_quit(self) -> None:
+        """q: back from a sub-view (k9s, less); on the dashboard, quit (asking if leading)."""
+        if len(self.screen_stack) > 1:
+            self.screen.dismiss()
+        else:
+            self.confirm_quit()
+
+    def action_confirm_quit(self) -> None:
+        """Ctrl+C, Ctrl+Q: quit from anywhere, asking first if this process leads; twice quits."""
+        if isinstance(self.screen, QuitPrompt):
+            self.screen.dismiss(True)
+        else:
+            self.confirm_quit()
+
+    @work(exclusive=True, group="quit", exit_on_error=False)
+    async def confirm_quit(self) -> None:
+        try:
+            handover = await self.service.handover()
+        except Exception as exc:  # the database is away: leading is a local fact, say so
+            log.warning("could not tell who takes over: %s", exc)
+            leader = self.monitor_state.leader
+            handover = Handover(leads=leader is not None and leader.is_self)
+        if not handover.leads:
+            self.exit()
+            return
+
+        def answered(quit_now: bool | None) -> None:
+            if quit_now:
+                self.exit()
+
+        self.push_screen(QuitPrompt(handover), answered)
+
     def action_switch_theme(self) -> None:
         self.theme = next_theme(self.theme)
         self.notify(f"Theme: {self.theme}", markup=False, timeout=2)
-
-
-def _detach_terminal() -> None:
-    """Point stdin/stdout/stderr at /dev/null: writes to a dead terminal then cost nothing."""
-    devnull = os.open(os.devnull, os.O_RDWR)
-    try:
-        for fd in (0, 1, 2):
-            os.dup2(devnull, fd)
-    finally:
-        os.close(devnull)
-
-
-def _terminal_alive() -> bool:
-    """False once the controlling terminal is gone (SSH dropped): stdin stops being a tty."""
-    try:
-        return sys.__stdin__ is not None and os.isatty(sys.__stdin__.fileno())
-    except (OSError, ValueError):
-        return False

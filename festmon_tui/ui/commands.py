@@ -58,7 +58,15 @@ COMMANDS: tuple[Command, ...] = (
     Command("palette", ":", "command_palette", "Commands", "Open the command palette", Scope.APP),
     Command("theme", "T", "switch_theme", "Theme", "Next theme (dark, light, contrast)", Scope.APP),
     Command("reload", "R", "reload_data", "Reload", "Reload everything now", Scope.APP),
-    Command("quit", "q", "quit", "Quit", "Quit festmon", Scope.APP, footer=True),
+    Command(
+        "quit",
+        "q",
+        "quit",
+        "Quit",
+        "Back from a view; on the list, quit (Ctrl+C quits from anywhere)",
+        Scope.APP,
+        footer=True,
+    ),
     Command(
         "ack",
         "a",

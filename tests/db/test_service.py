@@ -208,6 +208,33 @@ async def test_an_action_reaches_the_change_stream_exactly_once(
     assert (after_barrier.kind, after_barrier.event_id) == (ChangeKind.EVENT_INSERTED, second)
 
 
+async def test_the_leader_learns_at_quit_time_that_another_festmon_would_take_over(
+    db_dsn: str, running: list[PostgresMonitorService]
+) -> None:
+    leader = service_for(db_dsn, holder=LeaseHolder("a/1/x", "a", 1))
+    running.append(leader)
+    await leader.start()
+    await eventually(lambda: leader.state.leader is not None and leader.state.leader.is_self)
+    alone = await leader.handover()
+    standby = service_for(db_dsn, holder=LeaseHolder("b/2/y", "b", 2))
+    running.append(standby)
+    await standby.start()
+    await eventually(lambda: _standbys(leader), timeout_s=10)
+
+    with_standby = await leader.handover()
+    follower = await standby.handover()
+
+    assert (alone.leads, alone.standbys) == (True, 0)
+    assert "detection stops" in alone.consequence
+    assert (with_standby.leads, with_standby.standbys) == (True, 1)
+    assert with_standby.consequence == "another festmon will take over within 1 s"
+    assert follower.leads is False
+
+
+async def _standbys(service: PostgresMonitorService) -> bool:
+    return (await service.handover()).standbys == 1
+
+
 async def test_the_database_refusal_of_an_action_reaches_the_caller_with_its_message(
     db_dsn: str, conn: asyncpg.Connection, running: list[PostgresMonitorService]
 ) -> None:

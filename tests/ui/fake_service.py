@@ -25,6 +25,7 @@ from festmon_tui.models import (
     EventFilter,
     EventStatus,
     EventType,
+    Handover,
     HealthSnapshot,
     HealthStatus,
     JobStatus,
@@ -260,6 +261,8 @@ class FakeMonitorService:
         self.snapshots: list[HealthSnapshot] = []
         self.counts: list[tuple[datetime, str, int]] = []
         self.detail_extra: dict[str, Any] = {}
+        # Quitting asks this; by default this process is a follower and quits at once.
+        self.handover_answer = Handover(leads=False)
         self._subscribers: list[asyncio.Queue[Change]] = []
 
     # ---- test controls ---------------------------------------------------------------------
@@ -372,6 +375,10 @@ class FakeMonitorService:
                 DetectorResult("race_conditions", True),
             ),
         )
+
+    async def handover(self) -> Handover:
+        self._check("handover")
+        return self.handover_answer
 
     async def health_history(self, since: datetime) -> list[HealthSnapshot]:
         self._check("health_history")
