@@ -271,6 +271,18 @@ class EventDetail:
 
 
 @dataclass(frozen=True)
+class CardView:
+    """One card: every event about it (newest first), its ledger (oldest first), its scans."""
+
+    card_id: str
+    events: tuple[Event, ...] = ()
+    ledger: tuple[LedgerRow, ...] = ()
+    scans: tuple[ScanRow, ...] = ()
+    current_balance: Decimal | None = None
+    more_events: bool = False
+
+
+@dataclass(frozen=True)
 class DetectorResult:
     """One detector's part of a cycle: counts per algorithm, or the error that stopped it."""
 

@@ -20,6 +20,7 @@ import platformdirs
 from festmon_tui.cli import gc_pause
 from festmon_tui.cli.event_output import render_csv, render_json
 from festmon_tui.models import (
+    CardView,
     Change,
     ConnectionState,
     CycleResult,
@@ -266,6 +267,9 @@ class DeferredService:
         if self._real is None:
             raise ActionRefused("still connecting to the database")
         return self._real
+
+    async def card(self, card_id: str) -> CardView:
+        return await self._service().card(card_id)
 
     async def act(self, event_id: int, verb: Verb, note: str | None = None) -> Event:
         return await self._actor().act(event_id, verb, note)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -12,6 +12,7 @@ from festmon_tui.db.errors import DatabaseRefused, SchemaMissing, translated
 from festmon_tui.models import (
     Actor,
     Alert,
+    CardView,
     Event,
     EventAction,
     EventDetail,
@@ -236,6 +237,25 @@ class EventRepository:
             scan_rows = await self.pool.fetch(SCANS_SQL, card_id, at)
             balance = await self.pool.fetchval(BALANCE_SQL, card_id)
         return chain_checked(reversed(ledger_rows)), tuple(_scan(r) for r in scan_rows), balance
+
+    async def card(self, card_id: str, events_limit: int) -> CardView:
+        """Every event of one card (newest first, at most events_limit + 1), ledger and scans."""
+        events = await self.list(EventFilter(card_id=card_id, limit=events_limit + 1))
+        ledger: tuple[LedgerRow, ...] = ()
+        scans: tuple[ScanRow, ...] = ()
+        balance = None
+        try:
+            ledger, scans, balance = await self._card_context(card_id, datetime.now(UTC))
+        except SchemaMissing:  # payment tables absent (a monitoring-only database)
+            pass
+        return CardView(
+            card_id,
+            tuple(events[:events_limit]),
+            ledger,
+            scans,
+            balance,
+            more_events=len(events) > events_limit,
+        )
 
     async def apply(self, action: str, event_id: int, actor: Actor, note: str | None) -> Event:
         """Run one lifecycle action; DatabaseRefused carries the database's own message."""

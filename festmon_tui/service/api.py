@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Protocol
 
 from festmon_tui.models import (
+    CardView,
     Change,
     CycleResult,
     Event,
@@ -38,6 +39,10 @@ class MonitorService(Protocol):
     async def list_events(self, event_filter: EventFilter) -> list[Event]: ...
 
     async def event_detail(self, event_id: int) -> EventDetail: ...
+
+    async def card(self, card_id: str) -> CardView:
+        """One card's events, ledger and scans (Unavailable when away and never loaded)."""
+        ...
 
     async def act(self, event_id: int, verb: Verb, note: str | None = None) -> Event:
         """One audited lifecycle action; ActionRefused says why not (viewer, transition, note)."""

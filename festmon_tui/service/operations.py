@@ -13,6 +13,7 @@ from festmon_tui.db.events import EventRepository
 from festmon_tui.db.health import HealthRepository
 from festmon_tui.models import (
     Actor,
+    CardView,
     CycleResult,
     Event,
     EventDetail,
@@ -32,6 +33,8 @@ AWAY = (DatabaseUnavailable, StatementTimedOut)
 # another list, so only the lists of the last few filters are kept, and the last details opened.
 KEPT_EVENT_LISTS = 4
 KEPT_DETAILS = 16
+# A card view lists at most this many of the card's events (a card in a storm has thousands).
+CARD_EVENTS = 500
 
 
 class LastAnswers:
@@ -120,6 +123,20 @@ class Operations:
             raise ActionRefused(str(exc)) from None
         self._details.put(event_id, detail)
         return detail
+
+    async def card(self, card_id: str) -> CardView:
+        try:
+            view = await self.events.card(card_id, CARD_EVENTS)
+        except AWAY as exc:
+            self._on_away(str(exc))
+            cached: CardView | None = self._details.get(("card", card_id), None)
+            if cached is None:
+                raise Unavailable(str(exc)) from None
+            return cached
+        except DatabaseRefused as exc:
+            raise ActionRefused(str(exc)) from None
+        self._details.put(("card", card_id), view)
+        return view
 
     async def act(self, event_id: int, verb: Verb, note: str | None) -> Event:
         """One audited lifecycle action; the database's refusal becomes ActionRefused.

@@ -22,6 +22,7 @@ from festmon_tui.db.lease import LeaseHolder, LeaseRepository, NotLeader
 from festmon_tui.db.listen import EventListener
 from festmon_tui.db.settings_sync import SettingsRowRepository
 from festmon_tui.models import (
+    CardView,
     Change,
     ChangeKind,
     ConnectionState,
@@ -330,6 +331,9 @@ class PostgresMonitorService:
 
     async def event_counts_by_hour(self, since: datetime) -> list[tuple[datetime, str, int]]:
         return [] if self._ops is None else await self._ops.event_counts_by_hour(since)
+
+    async def card(self, card_id: str) -> CardView:
+        return await self._operations().card(card_id)
 
     async def act(self, event_id: int, verb: Verb, note: str | None = None) -> Event:
         if self._ops is None:

@@ -35,6 +35,7 @@ from festmon_tui.ui.display import clean, type_label
 from festmon_tui.ui.export import write_export
 from festmon_tui.ui.filters import DEFAULT_FILTER
 from festmon_tui.ui.palette import RegistryCommands
+from festmon_tui.ui.screens.card_view import CardScreen
 from festmon_tui.ui.screens.dashboard import DashboardScreen
 from festmon_tui.ui.screens.event_detail import EventDetailScreen
 from festmon_tui.ui.screens.help import HelpScreen
@@ -48,6 +49,8 @@ from festmon_tui.ui.themes import (
     stylesheet_path,
 )
 from festmon_tui.ui.view_state import (
+    CardActionRequested,
+    CardChosen,
     CyclePhase,
     CycleProgress,
     EventChosen,
@@ -211,16 +214,15 @@ class FestmonApp(App[int]):
             return
         self._reloaded_at = time.monotonic()
         self.load_events()
-        detail = self._open_detail()
-        if detail is not None:
-            self.load_detail(detail)
+        self.reload_view()
 
-    def _open_detail(self, event_id: int | None = None) -> EventDetailScreen | None:
-        """The detail screen on top (of that event), if any; None while the app shuts down."""
+    def reload_view(self) -> None:
+        """The detail or card view on top, if any, loads again (None while shutting down)."""
         top = self.screen_stack[-1] if self.screen_stack else None
-        if isinstance(top, EventDetailScreen) and event_id in (None, top.event_id):
-            return top
-        return None
+        if isinstance(top, EventDetailScreen):
+            self.load_detail(top)
+        elif isinstance(top, CardScreen):
+            self.load_card(top)
 
     def _tick(self) -> None:
         self.now = self.clock()
@@ -328,6 +330,45 @@ class FestmonApp(App[int]):
     def _range_changed(self, message: TrendRangeChanged) -> None:
         self.trend_range = message.trend_range
         self.load_trends()
+
+    @work(exclusive=True, group="card", exit_on_error=False)
+    async def load_card(self, screen: CardScreen) -> None:
+        try:
+            screen.view = await self.service.card(screen.card_id)
+        except Exception as exc:
+            self.notify(
+                clean(str(exc)), title="Could not load the card", severity="error", markup=False
+            )
+
+    @on(CardChosen)
+    def _card_chosen(self, message: CardChosen) -> None:
+        screen = CardScreen(
+            message.card_id, self.config.timezone, self.now, viewer=self.config.viewer
+        )
+        self.push_screen(screen)
+        self.load_card(screen)
+
+    @on(CardActionRequested)
+    def _card_action_requested(self, message: CardActionRequested) -> None:
+        self.act_on_card(message.card_id, message.event_ids, message.verb, message.note)
+
+    @work(group="lifecycle", exit_on_error=False)
+    async def act_on_card(
+        self, card_id: str, event_ids: tuple[int, ...], verb: Verb, note: str | None
+    ) -> None:
+        """One audited action per event, one note for all; one summary, not one toast each."""
+        refused: list[str] = []
+        for event_id in event_ids:
+            try:
+                await self.service.act(event_id, verb, note)
+            except Exception as exc:
+                refused.append(f"#{event_id}: {clean(str(exc), max_len=80)}")
+        done = len(event_ids) - len(refused)
+        card = clean(card_id, max_len=40)
+        summary = f"Card {card}: {done} event(s) {verb.done}."
+        if refused:
+            summary += f" {len(refused)} refused — " + "; ".join(refused[:3])
+        self.notify(summary, severity="warning" if refused else "information", markup=False)
 
     @on(EventChosen)
     def _event_chosen(self, message: EventChosen) -> None:

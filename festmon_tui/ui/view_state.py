@@ -94,6 +94,27 @@ class LifecycleRequested(Message):
         self.note = note
 
 
+class CardChosen(Message):
+    """The operator asked for one card's view."""
+
+    def __init__(self, card_id: str) -> None:
+        super().__init__()
+        self.card_id = card_id
+
+
+class CardActionRequested(Message):
+    """One action, with one note, on each of these events of a card."""
+
+    def __init__(
+        self, card_id: str, event_ids: tuple[int, ...], verb: Verb, note: str | None = None
+    ) -> None:
+        super().__init__()
+        self.card_id = card_id
+        self.event_ids = event_ids
+        self.verb = verb
+        self.note = note
+
+
 class ExportRequested(Message):
     """The operator asked to export the filtered events ('csv' or 'json')."""
 

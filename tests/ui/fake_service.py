@@ -14,6 +14,7 @@ from festmon_tui.models import (
     Alert,
     BreakerState,
     BreakerStatus,
+    CardView,
     Change,
     ChangeKind,
     ConnectionState,
@@ -317,6 +318,18 @@ class FakeMonitorService:
             scans=self.detail_extra.get("scans", ()),
             alerts=self.detail_extra.get("alerts", ()),
             current_balance=self.detail_extra.get("current_balance"),
+        )
+
+    async def card(self, card_id: str) -> CardView:
+        self._check("card")
+        events = [e for e in self.events.values() if e.card_id == card_id]
+        events.sort(key=lambda e: (e.last_seen_at or e.detection_timestamp, e.event_id))
+        return CardView(
+            card_id,
+            tuple(reversed(events)),
+            self.detail_extra.get("ledger", ()),
+            self.detail_extra.get("scans", ()),
+            self.detail_extra.get("current_balance"),
         )
 
     async def act(self, event_id: int, verb: Verb, note: str | None = None) -> Event:

@@ -9,7 +9,7 @@ from festmon_tui.models import Event, Verb
 from festmon_tui.ui.commands import Scope, bindings, offered
 from festmon_tui.ui.display import clean
 from festmon_tui.ui.screens.note_prompt import NotePrompt
-from festmon_tui.ui.view_state import LifecycleRequested
+from festmon_tui.ui.view_state import CardChosen, LifecycleRequested
 
 
 class EventScreen(Screen[None]):
@@ -42,6 +42,15 @@ class EventScreen(Screen[None]):
 
     def action_add_note(self) -> None:
         self.request(Verb.NOTE)
+
+    def action_open_card(self) -> None:
+        event = self.selected_event()
+        if event is None:
+            self.notify("No event selected.", severity="warning")
+        elif not event.card_id:
+            self.notify("This event concerns no card (the whole system).", markup=False)
+        else:
+            self.post_message(CardChosen(event.card_id))
 
     def request(self, verb: Verb) -> None:
         event = self.selected_event()
