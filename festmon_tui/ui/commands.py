@@ -65,7 +65,7 @@ COMMANDS: tuple[Command, ...] = (
         "q",
         "quit",
         "Quit",
-        "Back from a view; on the list, quit (Ctrl+C quits from anywhere)",
+        "Leave a view; on the list, quit (Ctrl+C quits from anywhere)",
         Scope.APP,
         footer=True,
     ),
