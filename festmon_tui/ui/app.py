@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -13,7 +12,6 @@ from datetime import UTC, datetime
 from textual import on, work
 from textual.app import App
 from textual.binding import Binding
-from textual.notifications import Notification, Notify
 from textual.reactive import reactive
 from textual.screen import Screen
 
@@ -21,25 +19,24 @@ from festmon_tui.models import (
     Change,
     ChangeKind,
     ConnectionState,
-    Event,
     EventFilter,
-    Handover,
     MonitorState,
     Severity,
-    Verb,
 )
-from festmon_tui.service.api import ActionRefused, MonitorService
+from festmon_tui.service.api import MonitorService
 from festmon_tui.ui.commands import Scope, bindings, offered
 from festmon_tui.ui.config import DashboardConfig
-from festmon_tui.ui.display import clean, type_label
-from festmon_tui.ui.export import write_export
+from festmon_tui.ui.display import clean
 from festmon_tui.ui.filters import DEFAULT_FILTER
+from festmon_tui.ui.news import CriticalNews
+from festmon_tui.ui.pacing import ReloadPacer
 from festmon_tui.ui.palette import RegistryCommands
 from festmon_tui.ui.screens.card_view import CardScreen
 from festmon_tui.ui.screens.dashboard import DashboardScreen
 from festmon_tui.ui.screens.event_detail import EventDetailScreen
 from festmon_tui.ui.screens.help import HelpScreen
 from festmon_tui.ui.screens.quit_prompt import QuitPrompt
+from festmon_tui.ui.service_path import ServicePath, Toast
 from festmon_tui.ui.terminal import exit_if_terminal_lost, handle_signals
 from festmon_tui.ui.themes import (
     DEFAULT_THEME,
@@ -66,9 +63,6 @@ from festmon_tui.ui.view_state import (
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
-EXPORT_LIMIT = 1_000_000
-ANNOUNCE_GATHER_S = 0.5
-RELOAD_RETRY_S = 0.05  # a reload asked for while the list is loading waits this long, again
 
 
 def utc_now() -> datetime:
@@ -110,17 +104,17 @@ class FestmonApp(App[int]):
         self.service = service
         self.config = config or DashboardConfig()
         self.clock = clock
+        self.path = ServicePath(service, self.config, clock)
         self._startup = startup
         self.started_at = clock()
         self.trend_range = TrendRange.DAY
-        self.announced: set[int] = set()
-        self._news: list[str] = []
-        # The CRITICAL toast on screen and what it lists: later news joins it, never stacks.
-        self._news_toast: Notification | None = None
-        self._news_shown: list[str] = []
+        self.news = CriticalNews(
+            self.started_at, self._show_news, self.clear_notifications, self.set_timer
+        )
+        self.pacer = ReloadPacer(
+            self.config.reload_coalesce_s, self._reload, self._loading_events, self.set_timer
+        )
         self._trends_snapshot: int | None = None
-        self._reload_pending = False
-        self._reloaded_at = -float("inf")  # time.monotonic() of the last reload asked for
         for theme in load_themes():
             self.register_theme(theme)
         self.theme = self.config.theme if self.get_theme(self.config.theme) else DEFAULT_THEME
@@ -149,6 +143,14 @@ class FestmonApp(App[int]):
         """Quit with the shell's code for the signal (129 for SIGHUP, 143 for SIGTERM)."""
         self.exit(return_code=128 + signum)
 
+    def toast(self, toast: Toast) -> None:
+        self.notify(toast.message, title=toast.title, severity=toast.severity, markup=False)
+
+    def _show_news(self, message: str, title: str, timeout_s: float) -> None:
+        self.notify(message, title=title, severity="error", timeout=timeout_s, markup=False)
+        if self.config.bell:
+            self.bell()
+
     # ---- the service: start, follow its changes, keep the state fresh ---------------------
 
     @work(exclusive=True, group="service", exit_on_error=False)
@@ -158,7 +160,7 @@ class FestmonApp(App[int]):
                 await self._startup()
             except Exception as exc:  # shown, then the dashboard keeps trying through the service
                 log.exception("startup failed")
-                self.notify(clean(str(exc)), title="Startup failed", severity="error", markup=False)
+                self.toast(Toast(clean(str(exc)), "Startup failed", "error"))
         if not self.is_headless:
             # Everything alive now (modules, Textual's DOM and stylesheets, the service) lives as
             # long as the dashboard: out of the collector's full passes, which otherwise walk it
@@ -181,43 +183,20 @@ class FestmonApp(App[int]):
 
     def _on_change(self, change: Change) -> None:
         if change.kind is ChangeKind.EVENT_INSERTED and change.severity == Severity.CRITICAL:
-            self.announce(change.event_id, change.event_type)
+            self.news.announce(change.event_id, change.event_type)
         if self.paused:
             self.missed += change.kind is ChangeKind.EVENT_INSERTED
             return
         if change.kind is ChangeKind.STATE:
             self.monitor_state = self.service.state
-        self.request_reload()
+        self.pacer.request()
 
-    def request_reload(self) -> None:
-        """Reload at once, then fold the changes of the next reload_coalesce_s into one reload.
+    def _loading_events(self) -> bool:
+        return any(w.is_running for w in self.workers if w.group == "events")
 
-        A new event is on screen one query after its NOTIFY; a burst of changes costs at most
-        one more reload. Never cancels a load that is running.
-        """
-        if self._reload_pending:
-            return
-        since = time.monotonic() - self._reloaded_at
-        if since >= self.config.reload_coalesce_s:
-            self._reload_now()
-            return
-        self._reload_pending = True
-        self.set_timer(self.config.reload_coalesce_s - since, self._reload_now)
-
-    def _reload_now(self) -> None:
-        self._reload_pending = False
-        if any(w.is_running for w in self.workers if w.group == "events"):
-            # Never cancel a running load (a slow database would never finish one); ask again
-            # as soon as it may be done. Changes until then fold into this reload.
-            self._reload_pending = True
-            self.set_timer(RELOAD_RETRY_S, self._reload_now)
-            return
-        self._reloaded_at = time.monotonic()
+    def _reload(self) -> None:
+        """The list, and the detail or card view on top if any (none while shutting down)."""
         self.load_events()
-        self.reload_view()
-
-    def reload_view(self) -> None:
-        """The detail or card view on top, if any, loads again (None while shutting down)."""
         top = self.screen_stack[-1] if self.screen_stack else None
         if isinstance(top, EventDetailScreen):
             self.load_detail(top)
@@ -240,84 +219,37 @@ class FestmonApp(App[int]):
 
     def _auto_reload(self) -> None:
         if not self.paused:
-            self.request_reload()
+            self.pacer.request()
 
     def _auto_trends(self) -> None:
         if not self.paused:
             self.load_trends()
 
-    def announce(self, event_id: int | None, event_type: str | None) -> None:
-        """A new CRITICAL event is announced once; a burst of them in one notification."""
-        if event_id is None or event_id in self.announced:
-            return
-        self.announced.add(event_id)
-        what = type_label(event_type) if event_type else "event"
-        if not self._news:
-            self.set_timer(ANNOUNCE_GATHER_S, self._flush_news)
-        self._news.append(f"#{event_id} {what}")
-
-    def _flush_news(self) -> None:
-        news, self._news = self._news, []
-        previous = self._news_toast
-        if previous is not None and previous in self._notifications:
-            news = self._news_shown + news
-            self._unnotify(previous, refresh=False)
-        title = "New CRITICAL event" if len(news) == 1 else f"{len(news)} new CRITICAL events"
-        shown = ", ".join(news[:6]) + (f" and {len(news) - 6} more" if len(news) > 6 else "")
-        toast = Notification(
-            f"{shown} — in the list (s shows CRITICAL only)",
-            title,
-            "error",
-            15,
-            markup=False,
-        )
-        self._news_toast, self._news_shown = toast, news
-        self.post_message(Notify(toast))
-        if self.config.bell:
-            self.bell()
-
-    def _announce_from(self, events: list[Event]) -> None:
-        for event in events:
-            if event.severity is Severity.CRITICAL and event.detection_timestamp >= self.started_at:
-                self.announce(event.event_id, event.event_type)
-
-    # ---- loading ---------------------------------------------------------------------------
+    # ---- loading: one worker group each, the calls themselves in the service path ---------
 
     @work(exclusive=True, group="events", exit_on_error=False)
     async def load_events(self, event_filter: EventFilter | None = None) -> None:
         wanted = event_filter or self.window.event_filter
-        try:
-            events = await self.service.list_events(replace(wanted, limit=self.config.window + 1))
-        except Exception as exc:
-            log.warning("loading events failed: %s", exc)
-            self.window = replace(self.window, event_filter=wanted, error=clean(str(exc)))
-            return
-        limit = self.config.window
-        self.window = EventWindow(tuple(events[:limit]), wanted, self.clock(), len(events) > limit)
-        self._announce_from(events)
+        self.window = window = await self.path.window(wanted, self.window)
+        self.news.announce_new(window.events)
 
     @work(exclusive=True, group="trends", exit_on_error=False)
     async def load_trends(self) -> None:
-        trend_range = self.trend_range
-        since = self.clock() - trend_range.span
-        try:
-            snapshots = await self.service.health_history(since)
-            counts = await self.service.event_counts_by_hour(since)
-        except Exception as exc:
-            log.warning("loading trends failed: %s", exc)
-            old = self.trends if self.trends and self.trends.range is trend_range else None
-            self.trends = replace(old or Trends(trend_range), error=clean(str(exc)))
-            return
-        self.trends = Trends(trend_range, tuple(snapshots), tuple(counts), self.clock())
+        self.trends = await self.path.trends(self.trend_range, self.trends)
 
     @work(exclusive=True, group="detail", exit_on_error=False)
     async def load_detail(self, screen: EventDetailScreen) -> None:
         try:
             screen.detail = await self.service.event_detail(screen.event_id)
         except Exception as exc:
-            self.notify(
-                clean(str(exc)), title="Could not load the event", severity="error", markup=False
-            )
+            self.toast(Toast(clean(str(exc)), "Could not load the event", "error"))
+
+    @work(exclusive=True, group="card", exit_on_error=False)
+    async def load_card(self, screen: CardScreen) -> None:
+        try:
+            screen.view = await self.service.card(screen.card_id)
+        except Exception as exc:
+            self.toast(Toast(clean(str(exc)), "Could not load the card", "error"))
 
     # ---- what the operator asked for -------------------------------------------------------
 
@@ -331,77 +263,36 @@ class FestmonApp(App[int]):
         self.trend_range = message.trend_range
         self.load_trends()
 
-    @work(exclusive=True, group="card", exit_on_error=False)
-    async def load_card(self, screen: CardScreen) -> None:
-        try:
-            screen.view = await self.service.card(screen.card_id)
-        except Exception as exc:
-            self.notify(
-                clean(str(exc)), title="Could not load the card", severity="error", markup=False
-            )
-
-    @on(CardChosen)
-    def _card_chosen(self, message: CardChosen) -> None:
-        screen = CardScreen(
-            message.card_id, self.config.timezone, self.now, viewer=self.config.viewer
-        )
-        self.push_screen(screen)
-        self.load_card(screen)
-
-    @on(CardActionRequested)
-    def _card_action_requested(self, message: CardActionRequested) -> None:
-        self.act_on_card(message.card_id, message.event_ids, message.verb, message.note)
-
-    @work(group="lifecycle", exit_on_error=False)
-    async def act_on_card(
-        self, card_id: str, event_ids: tuple[int, ...], verb: Verb, note: str | None
-    ) -> None:
-        """One audited action per event, one note for all; one summary, not one toast each."""
-        refused: list[str] = []
-        for event_id in event_ids:
-            try:
-                await self.service.act(event_id, verb, note)
-            except Exception as exc:
-                refused.append(f"#{event_id}: {clean(str(exc), max_len=80)}")
-        done = len(event_ids) - len(refused)
-        card = clean(card_id, max_len=40)
-        summary = f"Card {card}: {done} event(s) {verb.done}."
-        if refused:
-            summary += f" {len(refused)} refused — " + "; ".join(refused[:3])
-        self.notify(summary, severity="warning" if refused else "information", markup=False)
-
     @on(EventChosen)
     def _event_chosen(self, message: EventChosen) -> None:
-        screen = EventDetailScreen(
-            message.event_id, self.config.timezone, self.now, viewer=self.config.viewer
-        )
+        tz, viewer = self.config.timezone, self.config.viewer
+        screen = EventDetailScreen(message.event_id, tz, self.now, viewer=viewer)
         self.push_screen(screen)
         self.load_detail(screen)
 
-    @on(LifecycleRequested)
-    def _lifecycle_requested(self, message: LifecycleRequested) -> None:
-        self.apply_lifecycle(message.event_id, message.verb, message.note)
+    @on(CardChosen)
+    def _card_chosen(self, message: CardChosen) -> None:
+        tz, viewer = self.config.timezone, self.config.viewer
+        screen = CardScreen(message.card_id, tz, self.now, viewer=viewer)
+        self.push_screen(screen)
+        self.load_card(screen)
 
     # Not exclusive: acknowledging one event must never cancel a write still running for another.
+    @on(LifecycleRequested)
     @work(group="lifecycle", exit_on_error=False)
-    async def apply_lifecycle(self, event_id: int, verb: Verb, note: str | None) -> None:
-        """One action; the list and the detail follow from the change it causes, not from here."""
-        try:
-            await self.service.act(event_id, verb, note)
-        except ActionRefused as exc:
-            self.notify(
-                clean(str(exc)), title=f"#{event_id} refused", severity="error", markup=False
-            )
-            return
-        except Exception as exc:
-            self.notify(
-                clean(str(exc)),
-                title=f"#{event_id} not {verb.done}",
-                severity="error",
-                markup=False,
-            )
-            return
-        self.notify(f"Event #{event_id} {verb.done}.", markup=False)
+    async def _lifecycle_requested(self, message: LifecycleRequested) -> None:
+        self.toast(await self.path.act(message.event_id, message.verb, message.note))
+
+    @on(CardActionRequested)
+    @work(group="lifecycle", exit_on_error=False)
+    async def _card_action_requested(self, message: CardActionRequested) -> None:
+        m = message
+        self.toast(await self.path.act_on_card(m.card_id, m.event_ids, m.verb, m.note))
+
+    @on(ExportRequested)
+    @work(exclusive=True, group="export", exit_on_error=False)
+    async def _export_requested(self, message: ExportRequested) -> None:
+        self.toast(await self.path.export(self.window.event_filter, message.fmt))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         return offered(action, viewer=self.config.viewer)
@@ -416,41 +307,9 @@ class FestmonApp(App[int]):
     async def run_cycle(self) -> None:
         started = self.clock()
         self.cycle = CycleProgress(CyclePhase.RUNNING, started)
-        try:
-            result = await self.service.run_cycle_now()
-        except Exception as exc:
-            self.cycle = CycleProgress(CyclePhase.FAILED, started, error=clean(str(exc)))
-            self.notify(clean(str(exc)), title="Cycle failed", severity="error", markup=False)
-            return
-        self.cycle = CycleProgress(CyclePhase.DONE, started, result)
-        outcome = "done" if result.success else "done with errors"
-        self.notify(
-            f"Cycle {outcome}: {result.total_events_created} new event(s) "
-            f"in {result.cycle_duration_seconds:.2f} s.",
-            severity="information" if result.success else "warning",
-            markup=False,
-        )
+        self.cycle, toast = await self.path.cycle(started)
+        self.toast(toast)
         self.monitor_state = self.service.state
-
-    @on(ExportRequested)
-    def _export_requested(self, message: ExportRequested) -> None:
-        self.export_events(message.fmt)
-
-    @work(exclusive=True, group="export", exit_on_error=False)
-    async def export_events(self, fmt: str) -> None:
-        render = self.config.renderers.get(fmt)
-        if render is None:
-            self.notify(f"No {fmt} export in this build.", severity="warning", markup=False)
-            return
-        wanted = replace(self.window.event_filter, limit=EXPORT_LIMIT)
-        try:
-            events = await self.service.list_events(wanted)
-            directory, now = self.config.export_dir, self.clock()
-            path = await asyncio.to_thread(write_export, render(events), fmt, directory, now)
-        except Exception as exc:
-            self.notify(clean(str(exc)), title="Export failed", severity="error", markup=False)
-            return
-        self.notify(f"{len(events)} event(s) written to {path}", title="Exported", markup=False)
 
     def action_toggle_pause(self) -> None:
         self.paused = not self.paused
@@ -458,9 +317,7 @@ class FestmonApp(App[int]):
             self.notify("Display paused; detection keeps running. p resumes.", markup=False)
             return
         self.missed = 0
-        self.monitor_state = self.service.state
-        self.load_events()
-        self.load_trends()
+        self.action_reload_data()
 
     def action_reload_data(self) -> None:
         self.monitor_state = self.service.state
@@ -470,6 +327,10 @@ class FestmonApp(App[int]):
     def action_show_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(self.config.keymap, viewer=self.config.viewer))
+
+    def action_switch_theme(self) -> None:
+        self.theme = next_theme(self.theme)
+        self.notify(f"Theme: {self.theme}", markup=False, timeout=2)
 
     # ---- quitting: back from a sub-view, ask before the scheduler stops -------------------
 
@@ -489,12 +350,7 @@ class FestmonApp(App[int]):
 
     @work(exclusive=True, group="quit", exit_on_error=False)
     async def confirm_quit(self) -> None:
-        try:
-            handover = await self.service.handover()
-        except Exception as exc:  # the database is away: leading is a local fact, say so
-            log.warning("could not tell who takes over: %s", exc)
-            leader = self.monitor_state.leader
-            handover = Handover(leads=leader is not None and leader.is_self)
+        handover = await self.path.handover(self.monitor_state)
         if not handover.leads:
             self.exit()
             return
@@ -504,7 +360,3 @@ class FestmonApp(App[int]):
                 self.exit()
 
         self.push_screen(QuitPrompt(handover), answered)
-
-    def action_switch_theme(self) -> None:
-        self.theme = next_theme(self.theme)
-        self.notify(f"Theme: {self.theme}", markup=False, timeout=2)
