@@ -103,6 +103,14 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command("note", "n", "add_note", "Note", "Add a note to the action history", Scope.EVENT, True),
     Command(
+        "copy",
+        "y",
+        "copy_id",
+        "Copy",
+        "Copy the event id, card id or transaction id to the clipboard",
+        Scope.EVENT,
+    ),
+    Command(
         "card",
         "C",
         "open_card",
@@ -163,6 +171,7 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command("raw", "j", "toggle_raw", "Raw JSON", "Show or hide the raw evidence", Scope.DETAIL),
     Command("card_back", "escape", "close_card", "Back", "Back (q too)", Scope.CARD, footer=True),
+    Command("card_copy", "y", "copy_card_id", "Copy", "Copy the card id", Scope.CARD),
     Command(
         "card_ack",
         "a",

@@ -19,6 +19,7 @@ from textual.widgets import Footer, Static
 from festmon_tui.models import CardView, Event, EventStatus, Verb
 from festmon_tui.ui.commands import Scope, bindings, offered
 from festmon_tui.ui.display import EMPTY, age, literal, local_time, money, type_label
+from festmon_tui.ui.screens.event_screen import copy_to_clipboard
 from festmon_tui.ui.screens.note_prompt import NotePrompt
 from festmon_tui.ui.view_state import CardActionRequested
 
@@ -188,6 +189,9 @@ class CardScreen(Screen[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         return offered(action, viewer=self.viewer)
+
+    def action_copy_card_id(self) -> None:
+        copy_to_clipboard(self.app, "card id", self.card_id)
 
     def action_close_card(self) -> None:
         self.dismiss(None)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from rich.text import Text
+from textual.app import App
 from textual.screen import Screen
 
 from festmon_tui.models import Event, Verb
 from festmon_tui.ui.commands import Scope, bindings, offered
 from festmon_tui.ui.display import clean
+from festmon_tui.ui.screens.copy_prompt import CopyPrompt
 from festmon_tui.ui.screens.note_prompt import NotePrompt
 from festmon_tui.ui.view_state import CardChosen, LifecycleRequested
 
@@ -43,6 +45,18 @@ class EventScreen(Screen[None]):
     def action_add_note(self) -> None:
         self.request(Verb.NOTE)
 
+    def action_copy_id(self) -> None:
+        event = self.selected_event()
+        if event is None:
+            self.notify("No event selected.", severity="warning")
+            return
+
+        def copy(chosen: tuple[str, str] | None) -> None:
+            if chosen is not None:
+                copy_to_clipboard(self.app, *chosen)
+
+        self.app.push_screen(CopyPrompt(event), copy)
+
     def action_open_card(self) -> None:
         event = self.selected_event()
         if event is None:
@@ -69,3 +83,9 @@ class EventScreen(Screen[None]):
                 self.post_message(LifecycleRequested(event.event_id, verb, note))
 
         self.app.push_screen(NotePrompt(title, required=True), send)
+
+
+def copy_to_clipboard(app: App[object], name: str, value: str) -> None:
+    """The exact value to the terminal's clipboard (OSC 52, base64: nothing in it is run)."""
+    app.copy_to_clipboard(value)
+    app.notify(f"Copied {name} {clean(value, max_len=60)} to the clipboard.", markup=False)
