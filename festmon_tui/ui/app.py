@@ -30,7 +30,7 @@ from festmon_tui.ui.display import clean
 from festmon_tui.ui.filters import DEFAULT_FILTER
 from festmon_tui.ui.news import CriticalNews
 from festmon_tui.ui.pacing import ReloadPacer
-from festmon_tui.ui.palette import RegistryCommands
+from festmon_tui.ui.palette import RegistryCommands, TypedCommands
 from festmon_tui.ui.screens.card_view import CardScreen
 from festmon_tui.ui.screens.dashboard import DashboardScreen
 from festmon_tui.ui.screens.event_detail import EventDetailScreen
@@ -77,7 +77,7 @@ class FestmonApp(App[int]):
         *bindings(Scope.APP),
         Binding("ctrl+c,ctrl+q", "confirm_quit", "Quit", show=False, priority=True),
     ]
-    COMMANDS = App.COMMANDS | {RegistryCommands}
+    COMMANDS = App.COMMANDS | {RegistryCommands, TypedCommands}
 
     monitor_state: reactive[MonitorState] = reactive(
         lambda: MonitorState(ConnectionState.CONNECTING, "", ""), init=False

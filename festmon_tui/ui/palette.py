@@ -9,6 +9,8 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.dom import DOMNode
 
 from festmon_tui.ui.commands import COMMANDS, Command, Scope, keys_of, offered
+from festmon_tui.ui.filters import DEFAULT_FILTER
+from festmon_tui.ui.typed_commands import USAGE, Typed, parse
 
 
 def screen_scopes(screen: DOMNode) -> tuple[Scope, ...]:
@@ -47,3 +49,28 @@ class RegistryCommands(Provider):
                 yield Hit(
                     score, matcher.highlight(label), partial(self._run, command), help=command.help
                 )
+
+
+class TypedCommands(Provider):
+    """`ack 42`, `type race`, `card 04A1…`: a typed line is the first hit, ready to run."""
+
+    async def search(self, query: str) -> Hits:
+        current = getattr(getattr(self.app, "window", None), "event_filter", DEFAULT_FILTER)
+        typed = parse(query, current)
+        if typed is None:
+            return
+        if typed.mutating and not offered(MUTATING_PROBE, viewer=_viewer(self.app)):
+            typed = Typed("read-only viewer: no lifecycle actions")
+        if typed.message is None:  # incomplete: choosing it says what is missing
+            run = partial(self.app.notify, typed.label, severity="warning", markup=False)
+            yield Hit(1.0, typed.label, run, help=USAGE)
+            return
+        yield Hit(1.0, typed.label, partial(self.app.post_message, typed.message), help=USAGE)
+
+
+# Any lifecycle action stands for all of them: a viewer is offered none.
+MUTATING_PROBE = "acknowledge_event"
+
+
+def _viewer(app: object) -> bool:
+    return bool(getattr(getattr(app, "config", None), "viewer", False))

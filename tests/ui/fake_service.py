@@ -225,7 +225,8 @@ def festival_events() -> list[Event]:
     ]
 
 
-def _matches(event: Event, f: EventFilter) -> bool:
+def _matches(event: Event, f: EventFilter, history: list[str]) -> bool:
+    """As the database's search: ids, notes, owner, and the notes and actors of its history."""
     if f.severities and event.severity not in f.severities:
         return False
     if f.event_types and event.event_type not in f.event_types:
@@ -242,6 +243,9 @@ def _matches(event: Event, f: EventFilter) -> bool:
             needle in (event.card_id or "").lower()
             or needle in str(event.transaction_id or "")
             or needle == str(event.event_id)
+            or needle in (event.resolution_notes or "").lower()
+            or needle in (event.acknowledged_by or "").lower()
+            or any(needle in text.lower() for text in history)
         )
     return True
 
@@ -302,7 +306,16 @@ class FakeMonitorService:
 
     async def list_events(self, event_filter: EventFilter) -> list[Event]:
         self._check("list_events")
-        found = [e for e in self.events.values() if _matches(e, event_filter)]
+        history: dict[int, list[str]] = {}
+        for action in self.actions:
+            actor = action.actor or {}
+            texts = [action.note or "", str(actor.get("operator") or ""), str(actor.get("os_user"))]
+            history.setdefault(action.event_id, []).extend(texts)
+        found = [
+            e
+            for e in self.events.values()
+            if _matches(e, event_filter, history.get(e.event_id, []))
+        ]
         found.sort(
             key=lambda e: (e.last_seen_at or e.detection_timestamp, e.event_id), reverse=True
         )
