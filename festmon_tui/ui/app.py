@@ -36,7 +36,7 @@ from festmon_tui.ui.screens.dashboard import DashboardScreen
 from festmon_tui.ui.screens.event_detail import EventDetailScreen
 from festmon_tui.ui.screens.help import HelpScreen
 from festmon_tui.ui.screens.quit_prompt import QuitPrompt
-from festmon_tui.ui.service_path import ServicePath, Toast
+from festmon_tui.ui.service_path import ServicePath, SubView, Toast
 from festmon_tui.ui.terminal import exit_if_terminal_lost, handle_signals
 from festmon_tui.ui.themes import (
     DEFAULT_THEME,
@@ -198,10 +198,8 @@ class FestmonApp(App[int]):
         """The list, and the detail or card view on top if any (none while shutting down)."""
         self.load_events()
         top = self.screen_stack[-1] if self.screen_stack else None
-        if isinstance(top, EventDetailScreen):
-            self.load_detail(top)
-        elif isinstance(top, CardScreen):
-            self.load_card(top)
+        if isinstance(top, EventDetailScreen | CardScreen):
+            self.load_view(top)
 
     def _tick(self) -> None:
         self.now = self.clock()
@@ -237,19 +235,15 @@ class FestmonApp(App[int]):
     async def load_trends(self) -> None:
         self.trends = await self.path.trends(self.trend_range, self.trends)
 
-    @work(exclusive=True, group="detail", exit_on_error=False)
-    async def load_detail(self, screen: EventDetailScreen) -> None:
-        try:
-            screen.detail = await self.service.event_detail(screen.event_id)
-        except Exception as exc:
-            self.toast(Toast(clean(str(exc)), "Could not load the event", "error"))
+    def load_view(self, screen: SubView) -> None:
+        """The detail or card view's data; one load at a time per kind of view."""
+        self.run_worker(
+            self._fill(screen), group=type(screen).__name__, exclusive=True, exit_on_error=False
+        )
 
-    @work(exclusive=True, group="card", exit_on_error=False)
-    async def load_card(self, screen: CardScreen) -> None:
-        try:
-            screen.view = await self.service.card(screen.card_id)
-        except Exception as exc:
-            self.toast(Toast(clean(str(exc)), "Could not load the card", "error"))
+    async def _fill(self, screen: SubView) -> None:
+        if toast := await self.path.fill(screen):
+            self.toast(toast)
 
     # ---- what the operator asked for -------------------------------------------------------
 
@@ -264,18 +258,16 @@ class FestmonApp(App[int]):
         self.load_trends()
 
     @on(EventChosen)
-    def _event_chosen(self, message: EventChosen) -> None:
-        tz, viewer = self.config.timezone, self.config.viewer
-        screen = EventDetailScreen(message.event_id, tz, self.now, viewer=viewer)
-        self.push_screen(screen)
-        self.load_detail(screen)
-
     @on(CardChosen)
-    def _card_chosen(self, message: CardChosen) -> None:
-        tz, viewer = self.config.timezone, self.config.viewer
-        screen = CardScreen(message.card_id, tz, self.now, viewer=viewer)
+    def _view_chosen(self, message: EventChosen | CardChosen) -> None:
+        tz, now, viewer = self.config.timezone, self.now, self.config.viewer
+        screen: SubView
+        if isinstance(message, EventChosen):
+            screen = EventDetailScreen(message.event_id, tz, now, viewer=viewer)
+        else:
+            screen = CardScreen(message.card_id, tz, now, viewer=viewer)
         self.push_screen(screen)
-        self.load_card(screen)
+        self.load_view(screen)
 
     # Not exclusive: acknowledging one event must never cancel a write still running for another.
     @on(LifecycleRequested)

@@ -15,9 +15,13 @@ from festmon_tui.service.api import ActionRefused, MonitorService
 from festmon_tui.ui.config import DashboardConfig
 from festmon_tui.ui.display import clean
 from festmon_tui.ui.export import write_export
+from festmon_tui.ui.screens.card_view import CardScreen
+from festmon_tui.ui.screens.event_detail import EventDetailScreen
 from festmon_tui.ui.view_state import CyclePhase, CycleProgress, EventWindow, TrendRange, Trends
 
 log = logging.getLogger(__name__)
+
+SubView = EventDetailScreen | CardScreen
 
 EXPORT_LIMIT = 1_000_000
 
@@ -61,6 +65,18 @@ class ServicePath:
             old = previous if previous and previous.range is trend_range else None
             return replace(old or Trends(trend_range), error=clean(str(exc)))
         return Trends(trend_range, tuple(snapshots), tuple(counts), self.clock())
+
+    async def fill(self, screen: SubView) -> Toast | None:
+        """Load what a detail or card view shows into it; what went wrong, if anything."""
+        try:
+            if isinstance(screen, CardScreen):
+                screen.view = await self.service.card(screen.card_id)
+            else:
+                screen.detail = await self.service.event_detail(screen.event_id)
+        except Exception as exc:
+            what = "the card" if isinstance(screen, CardScreen) else "the event"
+            return Toast(clean(str(exc)), f"Could not load {what}", "error")
+        return None
 
     async def act(self, event_id: int, verb: Verb, note: str | None) -> Toast:
         """One action; the list and the views follow from the change it causes, not from here."""
