@@ -35,9 +35,8 @@ TYPE_WORDS = {
     "health": EventType.SYSTEM_HEALTH,
 }
 USAGE = (
-    "ack 42 · unack 42 · resolve 42 <note> · fp 42 <note> · note 42 <text> · open 42 · "
-    "card <id> · type race|tx|balance|nfc|health|all · sev critical|high|medium|low|all · "
-    "status active|open|investigating|closed|all · search <text>"
+    "ack|unack 42 · resolve|fp|note 42 <note> · open 42 · card <id> · "
+    "type race|tx|balance|nfc · sev high · status all · search <text>"
 )
 
 
