@@ -12,6 +12,7 @@ from festmon_tui.models import ConnectionState
 from festmon_tui.service.postgres import PostgresMonitorService
 from festmon_tui.settings import load_settings
 from festmon_tui.ui.screens.event_detail import EventDetailScreen
+from festmon_tui.ui.screens.quit_prompt import QuitPrompt
 from festmon_tui.ui.view_state import CyclePhase
 from festmon_tui.ui.widgets.header_bar import HeaderBar
 from tests.ui.conftest import event_ids, make_app, screen_text, settle, table_rows, until
@@ -158,3 +159,43 @@ async def test_an_unreachable_database_is_shown_and_the_dashboard_stays_up() -> 
             assert "DATABASE UNAVAILABLE" in screen_text(app.screen.query_one(HeaderBar))
     finally:
         await service.stop()
+
+
+async def test_the_leading_dashboard_asks_before_quitting_and_names_its_successor(
+    db_dsn: str,
+) -> None:
+    """17.3 end to end: the lease table tells whether another festmon will take over."""
+    fast = {"monitoring_lease_ttl_ms": 3000}
+    leader_settings = load_settings({"database_url": db_dsn, **FAST, **fast}, env_file=None)
+    leader = PostgresMonitorService(
+        leader_settings, ConnectOptions.from_settings(leader_settings, db_dsn)
+    )
+    standby = PostgresMonitorService(
+        leader_settings, ConnectOptions.from_settings(leader_settings, db_dsn)
+    )
+    app = make_app(leader, startup=leader.start)
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(pilot, lambda: leader.state.leader is not None, timeout_s=15)
+            await until(pilot, lambda: bool(leader.state.leader.is_self), timeout_s=15)
+            await pilot.press("q")
+            await until(pilot, lambda: isinstance(app.screen, QuitPrompt), timeout_s=10)
+            alone = screen_text(app.screen.query_one("#quit-consequence"), width=80)
+            assert "No other festmon is running: detection stops." in alone
+            await pilot.press("n")
+            await settle(pilot)
+
+            await standby.start()  # a second festmon asks for the lease and waits in line
+            for _ in range(300):  # until its first lease attempt is in the database
+                if (await leader.handover()).standbys == 1:
+                    break
+                await pilot.pause(0.05)
+            await pilot.press("q")
+            await until(pilot, lambda: isinstance(app.screen, QuitPrompt), timeout_s=10)
+            said = screen_text(app.screen.query_one("#quit-consequence"), width=80)
+            assert "Another festmon will take over within 1 s." in said
+            await pilot.press("y")
+            await until(pilot, lambda: not app.is_running, timeout_s=10)
+    finally:
+        await standby.stop()
+        await leader.stop()
