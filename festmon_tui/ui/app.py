@@ -26,7 +26,6 @@ from festmon_tui.models import (
 from festmon_tui.service.api import MonitorService
 from festmon_tui.ui.commands import Scope, bindings, offered
 from festmon_tui.ui.config import DashboardConfig
-from festmon_tui.ui.display import clean
 from festmon_tui.ui.filters import DEFAULT_FILTER
 from festmon_tui.ui.news import CriticalNews
 from festmon_tui.ui.pacing import ReloadPacer
@@ -35,7 +34,7 @@ from festmon_tui.ui.screens.card_view import CardScreen
 from festmon_tui.ui.screens.dashboard import DashboardScreen
 from festmon_tui.ui.screens.event_detail import EventDetailScreen
 from festmon_tui.ui.screens.help import HelpScreen
-from festmon_tui.ui.screens.quit_prompt import QuitPrompt
+from festmon_tui.ui.screens.quit_prompt import QuitPrompt, quit_or_ask
 from festmon_tui.ui.service_path import ServicePath, SubView, Toast
 from festmon_tui.ui.terminal import exit_if_terminal_lost, handle_signals
 from festmon_tui.ui.themes import (
@@ -155,12 +154,8 @@ class FestmonApp(App[int]):
 
     @work(exclusive=True, group="service", exit_on_error=False)
     async def start_service(self) -> None:
-        if self._startup is not None:
-            try:
-                await self._startup()
-            except Exception as exc:  # shown, then the dashboard keeps trying through the service
-                log.exception("startup failed")
-                self.toast(Toast(clean(str(exc)), "Startup failed", "error"))
+        if toast := await self.path.start(self._startup):
+            self.toast(toast)
         if not self.is_headless:
             # Everything alive now (modules, Textual's DOM and stylesheets, the service) lives as
             # long as the dashboard: out of the collector's full passes, which otherwise walk it
@@ -170,16 +165,7 @@ class FestmonApp(App[int]):
         self.monitor_state = self.service.state
         self.load_events()
         self.load_trends()
-        self.follow_changes()
-
-    @work(exclusive=True, group="changes", exit_on_error=False)
-    async def follow_changes(self) -> None:
-        try:
-            async for change in self.service.changes():
-                self._on_change(change)
-        except Exception:
-            log.exception("the change stream failed; resubscribing")
-            self.set_timer(2.0, self.follow_changes)
+        self.run_worker(self.path.follow(self._on_change), group="changes", exit_on_error=False)
 
     def _on_change(self, change: Change) -> None:
         if change.kind is ChangeKind.EVENT_INSERTED and change.severity == Severity.CRITICAL:
@@ -342,13 +328,4 @@ class FestmonApp(App[int]):
 
     @work(exclusive=True, group="quit", exit_on_error=False)
     async def confirm_quit(self) -> None:
-        handover = await self.path.handover(self.monitor_state)
-        if not handover.leads:
-            self.exit()
-            return
-
-        def answered(quit_now: bool | None) -> None:
-            if quit_now:
-                self.exit()
-
-        self.push_screen(QuitPrompt(handover), answered)
+        quit_or_ask(self, await self.path.handover(self.monitor_state))

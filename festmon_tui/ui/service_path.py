@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
 from textual.notifications import SeverityLevel
 
-from festmon_tui.models import EventFilter, Handover, MonitorState, Verb
+from festmon_tui.models import Change, EventFilter, Handover, MonitorState, Verb
 from festmon_tui.service.api import ActionRefused, MonitorService
 from festmon_tui.ui.config import DashboardConfig
 from festmon_tui.ui.display import clean
@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 SubView = EventDetailScreen | CardScreen
 
 EXPORT_LIMIT = 1_000_000
+RESUBSCRIBE_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,28 @@ class ServicePath:
         self.service = service
         self.config = config
         self.clock = clock
+
+    async def start(self, startup: Callable[[], Awaitable[None]] | None) -> Toast | None:
+        """Open the real service (after the first paint); a failure is shown, never fatal."""
+        if startup is None:
+            return None
+        try:
+            await startup()
+        except Exception as exc:  # shown, then the dashboard keeps trying through the service
+            log.exception("startup failed")
+            return Toast(clean(str(exc)), "Startup failed", "error")
+        return None
+
+    async def follow(self, on_change: Callable[[Change], None]) -> None:
+        """Every live change, for as long as the service publishes; a broken stream resubscribes."""
+        while True:
+            try:
+                async for change in self.service.changes():
+                    on_change(change)
+                return
+            except Exception:
+                log.exception("the change stream failed; resubscribing")
+                await asyncio.sleep(RESUBSCRIBE_S)
 
     async def window(self, wanted: EventFilter, previous: EventWindow) -> EventWindow:
         """The events of `wanted` (at most config.window), or the previous ones with the error."""

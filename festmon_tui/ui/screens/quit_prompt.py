@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from rich.text import Text
-from textual.app import ComposeResult
+from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
@@ -32,3 +32,16 @@ class QuitPrompt(ModalScreen[bool]):
 
     def action_answer(self, quit_now: bool) -> None:
         self.dismiss(quit_now)
+
+
+def quit_or_ask(app: App[int], handover: Handover) -> None:
+    """A process that does not lead the scheduler quits at once; the leader asks first."""
+    if not handover.leads:
+        app.exit()
+        return
+
+    def answered(quit_now: bool | None) -> None:
+        if quit_now:
+            app.exit()
+
+    app.push_screen(QuitPrompt(handover), answered)
