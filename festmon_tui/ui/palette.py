@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from functools import partial
 
+from rich.text import Text
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.dom import DOMNode
 
@@ -63,9 +64,11 @@ class TypedCommands(Provider):
             typed = Typed("read-only viewer: no lifecycle actions")
         if typed.message is None:  # incomplete: choosing it says what is missing
             run = partial(self.app.notify, typed.label, severity="warning", markup=False)
-            yield Hit(1.0, typed.label, run, help=USAGE)
+            yield Hit(1.0, Text(typed.label), run, help=USAGE)
             return
-        yield Hit(1.0, typed.label, partial(self.app.post_message, typed.message), help=USAGE)
+        # Text, not str: a str prompt is parsed as markup, and the line may hold a card id.
+        label = Text(typed.label)
+        yield Hit(1.0, label, partial(self.app.post_message, typed.message), help=USAGE)
 
 
 # Any lifecycle action stands for all of them: a viewer is offered none.

@@ -134,3 +134,16 @@ async def test_the_search_box_finds_an_event_by_a_note_in_its_history(service, s
         await settle(pilot)
         await pilot.press("slash", *"double charge", "enter")
         await until(pilot, lambda: event_ids(app) == [4])
+
+
+async def test_a_typed_card_id_is_shown_literally_in_the_palette(service):
+    app = make_app(service)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("colon")
+        await until(pilot, lambda: isinstance(app.screen, CommandPalette))
+        await pilot.press(*"card [bold red]04A1[/]")
+        commands = app.screen.query_one(CommandList)
+        await until(pilot, lambda: commands.option_count > 0)
+        shown = str(commands.get_option_at_index(0).prompt)
+        assert "[bold red]04A1[/]" in shown
