@@ -9,8 +9,8 @@ import pytest
 from textual.pilot import Pilot
 
 from festmon_tui.models import Handover
-from tests.ui.conftest import make_app, settle, until
 from tests.ui.fake_service import FakeMonitorService, ledger_with_break, scans_for
+from tests.ui.pilot import make_app, settle, until
 
 SIZES = [(80, 24), (120, 40)]
 

@@ -13,7 +13,6 @@ from festmon_tui.ui.screens.card_view import CardScreen
 from festmon_tui.ui.screens.dashboard import DashboardScreen
 from festmon_tui.ui.screens.event_detail import EventDetailScreen
 from festmon_tui.ui.screens.note_prompt import NotePrompt
-from tests.ui.conftest import make_app, notifications, screen_text, settle, until
 from tests.ui.fake_service import (
     NOW,
     FakeMonitorService,
@@ -22,6 +21,7 @@ from tests.ui.fake_service import (
     make_event,
     scans_for,
 )
+from tests.ui.pilot import make_app, notifications, screen_text, settle, until
 
 SIZES = [(80, 24), (120, 40)]
 CARD = "card-00002"

@@ -10,8 +10,8 @@ from festmon_tui.ui.screens.card_view import CardScreen
 from festmon_tui.ui.screens.copy_prompt import CopyPrompt
 from festmon_tui.ui.screens.dashboard import DashboardScreen
 from festmon_tui.ui.screens.event_detail import EventDetailScreen
-from tests.ui.conftest import make_app, notifications, screen_text, settle, until
 from tests.ui.fake_service import FakeMonitorService, make_event
+from tests.ui.pilot import make_app, notifications, screen_text, settle, until
 
 SIZES = [(80, 24), (120, 40)]
 TX = UUID("00000000-0000-4000-8000-00000000abcd")

@@ -9,8 +9,8 @@ from textual.widgets import Footer
 from festmon_tui.models import EventStatus, Verb
 from festmon_tui.ui.commands import COMMANDS, KeymapError, parse_keymap
 from festmon_tui.ui.screens.help import HelpScreen
-from tests.ui.conftest import make_app, notifications, screen_text, settle, until
 from tests.ui.fake_service import FakeMonitorService, healthy_state
+from tests.ui.pilot import make_app, notifications, screen_text, settle, until
 
 
 def test_no_command_needs_ctrl_enter_or_an_f_key():

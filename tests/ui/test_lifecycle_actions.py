@@ -5,7 +5,8 @@ from __future__ import annotations
 from festmon_tui.models import EventStatus
 from festmon_tui.ui.screens.event_detail import EventDetailScreen
 from festmon_tui.ui.screens.note_prompt import NotePrompt
-from tests.ui.conftest import (
+from tests.ui.fake_service import make_event
+from tests.ui.pilot import (
     event_ids,
     make_app,
     notifications,
@@ -14,7 +15,6 @@ from tests.ui.conftest import (
     table_rows,
     until,
 )
-from tests.ui.fake_service import make_event
 
 
 async def test_a_acknowledges_the_selected_event(service):

@@ -9,7 +9,7 @@ from festmon_tui.ui.screens.dashboard import DashboardScreen
 from festmon_tui.ui.screens.event_detail import EventDetailScreen
 from festmon_tui.ui.screens.help import HelpScreen
 from festmon_tui.ui.screens.quit_prompt import QuitPrompt
-from tests.ui.conftest import make_app, screen_text, settle, until
+from tests.ui.pilot import make_app, screen_text, settle, until
 
 SIZES = [(80, 24), (120, 40)]
 

@@ -10,8 +10,8 @@ from festmon_tui.ui.filters import DEFAULT_FILTER
 from festmon_tui.ui.screens.card_view import CardScreen
 from festmon_tui.ui.typed_commands import parse
 from festmon_tui.ui.view_state import CardChosen, EventChosen, FiltersChanged, LifecycleRequested
-from tests.ui.conftest import event_ids, make_app, notifications, settle, until
 from tests.ui.fake_service import FakeMonitorService, healthy_state
+from tests.ui.pilot import event_ids, make_app, notifications, settle, until
 
 SIZES = [(80, 24), (120, 40)]
 
