@@ -413,7 +413,8 @@ class ChangeKind(StrEnum):
 
     EVENT_INSERTED = "EVENT_INSERTED"
     EVENT_UPDATED = "EVENT_UPDATED"
-    STATE = "STATE"
+    STATE = "STATE"  # anything may have changed (a reconnect, a dropped backlog): reload all
+    MONITOR = "MONITOR"  # the monitor's own state moved (health, jobs, leader, connection)
 
 
 @dataclass(frozen=True)

@@ -289,7 +289,7 @@ class PostgresMonitorService:
         before = replace(self._state, refreshed_at=None)
         self._state = state
         if replace(state, refreshed_at=None) != before:
-            self.hub.publish(Change(ChangeKind.STATE))
+            self.hub.publish(Change(ChangeKind.MONITOR))
 
     def _set_unavailable(self, error: str) -> None:
         self._replace(

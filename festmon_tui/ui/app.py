@@ -173,8 +173,11 @@ class FestmonApp(App[int]):
         if self.paused:
             self.missed += change.kind is ChangeKind.EVENT_INSERTED
             return
-        if change.kind is ChangeKind.STATE:
-            self.monitor_state = self.service.state
+        if change.kind in (ChangeKind.STATE, ChangeKind.MONITOR):
+            before, self.monitor_state = self.monitor_state, self.service.state
+            back = before.connection is not self.monitor_state.connection
+            if change.kind is ChangeKind.MONITOR and not back and self.window.error is None:
+                return  # health, jobs or leader moved, not the events: one reload per change
         self.pacer.request()
 
     def _loading_events(self) -> bool:

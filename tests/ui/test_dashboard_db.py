@@ -199,3 +199,46 @@ async def test_the_leading_dashboard_asks_before_quitting_and_names_its_successo
     finally:
         await standby.stop()
         await leader.stop()
+
+
+class CountingService(PostgresMonitorService):
+    """The real service, counting the event-list loads the dashboard asks of it."""
+
+    loads = 0
+
+    async def list_events(self, event_filter: Any) -> Any:
+        self.loads += 1
+        return await super().list_events(event_filter)
+
+
+async def test_resolving_an_event_reloads_the_list_once_on_a_real_database(
+    db_dsn: str, conn: asyncpg.Connection
+) -> None:
+    """16.2: the action's NOTIFY is the one reload; the state refresh it causes is not another."""
+    settings = load_settings({"database_url": db_dsn, **FAST}, env_file=None)
+    service = CountingService(
+        settings, ConnectOptions.from_settings(settings, db_dsn), run_scheduler=False
+    )
+    critical = await create_event(conn, "CRITICAL", "CARD-ONCE")
+    app = make_app(service, startup=service.start, reload_interval_s=3600)
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(pilot, lambda: critical in event_ids(app), timeout_s=10)
+            await until(pilot, lambda: (service.state.active_events or 0) >= 1, timeout_s=10)
+            await until(pilot, lambda: app.monitor_state.connection is ConnectionState.CONNECTED)
+            await until(pilot, lambda: not app.pacer.pending)  # the reloads of connecting
+            await settle(pilot)
+            loads, active = service.loads, service.state.active_events or 0
+            await pilot.press("r", *"refunded", "enter")
+            await until(pilot, lambda: critical not in event_ids(app), timeout_s=10)
+            # The state refresh the resolve causes (one active event fewer) has arrived too.
+            await until(pilot, lambda: service.state.active_events == active - 1, timeout_s=10)
+            await until(pilot, lambda: not app.pacer.pending)  # no reload still to come
+            barrier = await create_event(conn, "HIGH", "CARD-BARRIER")  # a later change
+            await until(pilot, lambda: barrier in event_ids(app), timeout_s=10)
+            await until(pilot, lambda: service.state.active_events == active, timeout_s=10)
+            await until(pilot, lambda: not app.pacer.pending)
+            await settle(pilot)
+            assert service.loads == loads + 2  # the resolve's one reload, the barrier's one
+    finally:
+        await service.stop()
