@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -55,6 +56,34 @@ class EventStatus(StrEnum):
     @property
     def is_active(self) -> bool:
         return self in (EventStatus.OPEN, EventStatus.INVESTIGATING)
+
+
+class Verb(StrEnum):
+    """A lifecycle action on one event; the value is its name in the action log and the CLI."""
+
+    ACKNOWLEDGE = "acknowledge"
+    UNACKNOWLEDGE = "unacknowledge"
+    RESOLVE = "resolve"
+    FALSE_POSITIVE = "false_positive"
+    NOTE = "note"
+
+    @property
+    def needs_note(self) -> bool:
+        return self in (Verb.RESOLVE, Verb.FALSE_POSITIVE, Verb.NOTE)
+
+    @property
+    def label(self) -> str:
+        return self.value.replace("_", " ")
+
+    @property
+    def done(self) -> str:
+        return {
+            Verb.ACKNOWLEDGE: "acknowledged",
+            Verb.UNACKNOWLEDGE: "unacknowledged",
+            Verb.RESOLVE: "resolved",
+            Verb.FALSE_POSITIVE: "marked false positive",
+            Verb.NOTE: "noted",
+        }[self]
 
 
 class HealthStatus(StrEnum):
@@ -242,6 +271,18 @@ class EventDetail:
 
 
 @dataclass(frozen=True)
+class CardView:
+    """One card: every event about it (newest first), its ledger (oldest first), its scans."""
+
+    card_id: str
+    events: tuple[Event, ...] = ()
+    ledger: tuple[LedgerRow, ...] = ()
+    scans: tuple[ScanRow, ...] = ()
+    current_balance: Decimal | None = None
+    more_events: bool = False
+
+
+@dataclass(frozen=True)
 class DetectorResult:
     """One detector's part of a cycle: counts per algorithm, or the error that stopped it."""
 
@@ -341,6 +382,25 @@ class RuleFailure:
     error: str | None = None
 
 
+@dataclass(frozen=True)
+class Handover:
+    """What quitting this process means for detection: who would take over, and how soon."""
+
+    leads: bool
+    standbys: int | None = None  # other schedulers waiting for the lease; None when unknown
+    takeover_s: float = 0.0  # a standby asks for the lease this often
+
+    @property
+    def consequence(self) -> str:
+        if not self.leads:
+            return "this festmon does not run the scheduler: detection goes on"
+        if self.standbys is None:
+            return "cannot tell whether another festmon is running: detection may stop"
+        if self.standbys == 0:
+            return "no other festmon is running: detection stops"
+        return f"another festmon will take over within {math.ceil(self.takeover_s)} s"
+
+
 class ConnectionState(StrEnum):
     """Whether festmon can talk to its database right now."""
 
@@ -383,7 +443,8 @@ class ChangeKind(StrEnum):
 
     EVENT_INSERTED = "EVENT_INSERTED"
     EVENT_UPDATED = "EVENT_UPDATED"
-    STATE = "STATE"
+    STATE = "STATE"  # anything may have changed (a reconnect, a dropped backlog): reload all
+    MONITOR = "MONITOR"  # the monitor's own state moved (health, jobs, leader, connection)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable
+from contextlib import suppress
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -129,6 +130,11 @@ class EventListener:
         self._on_state = on_state
         self.connected = False
         self.last_error: str | None = None
+        self._poll_now = asyncio.Event()
+
+    def nudge(self) -> None:
+        """Poll at once (an action was just written); LISTEN needs no nudge: NOTIFY is sent."""
+        self._poll_now.set()
 
     @property
     def mode(self) -> str:
@@ -195,7 +201,10 @@ class EventListener:
             self._set_state(True, None)
             for change in changes:
                 self.deliver(change)
-            await asyncio.sleep(self.poll_interval_s)
+            with suppress(TimeoutError):
+                async with asyncio.timeout(self.poll_interval_s):
+                    await self._poll_now.wait()
+            self._poll_now.clear()
 
     def _set_state(self, connected: bool, error: str | None) -> None:
         changed = connected != self.connected or error != self.last_error

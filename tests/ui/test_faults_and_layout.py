@@ -13,6 +13,7 @@ from festmon_tui.models import (
     HealthSnapshot,
     HealthStatus,
     Severity,
+    Verb,
 )
 from festmon_tui.ui.screens.event_detail import EventDetailScreen
 from festmon_tui.ui.widgets.breaker_pane import BreakerPane
@@ -149,7 +150,7 @@ async def test_an_event_changed_by_another_operator_updates_an_open_detail(servi
         await settle(pilot)
         await pilot.press("enter")
         await settle(pilot)
-        await service.acknowledge(2)  # someone else, from another dashboard
+        await service.act(2, Verb.ACKNOWLEDGE)  # someone else, from another dashboard
         await until(
             pilot, lambda: "INVESTIGATING" in screen_text(app.screen.query_one("#detail-title"))
         )
