@@ -12,8 +12,8 @@ from textual.pilot import Pilot
 
 from festmon_tui.models import EventType, Severity
 from festmon_tui.ui.widgets.status_line import StatusLine
-from tests.ui.conftest import make_app, settle
 from tests.ui.fake_service import NOW, FakeMonitorService, festival_events, make_event
+from tests.ui.pilot import make_app, settle
 from tests.ui.test_small_screen import _failing_health_job
 from tests.ui.test_trends_follow import _service_behind_the_list
 

@@ -20,8 +20,8 @@ from festmon_tui.ui.config import DashboardConfig
 from festmon_tui.ui.widgets.event_table import EventTable
 from festmon_tui.ui.widgets.header_bar import HeaderBar
 from festmon_tui.ui.widgets.quiet import coarse_age, coarse_countdown, next_change
-from tests.ui.conftest import screen_text, settle, table_rows, until
 from tests.ui.fake_service import NOW, FakeMonitorService, healthy_state, make_event
+from tests.ui.pilot import screen_text, settle, table_rows, until
 
 
 class FreshObjects(FakeMonitorService):

@@ -14,8 +14,8 @@ from festmon_tui.ui.widgets.event_table import EventTable
 from festmon_tui.ui.widgets.filter_bar import FilterBar
 from festmon_tui.ui.widgets.header_bar import HeaderBar
 from festmon_tui.ui.widgets.status_line import StatusLine
-from tests.ui.conftest import make_app, settle, until
 from tests.ui.fake_service import FakeMonitorService, festival_events, healthy_state
+from tests.ui.pilot import make_app, settle, until
 
 SMALL, LARGE = (80, 24), (120, 40)
 

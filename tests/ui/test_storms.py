@@ -12,8 +12,8 @@ from festmon_tui.settings import Settings
 from festmon_tui.ui.config import DashboardConfig
 from festmon_tui.ui.widgets.header_bar import HeaderBar
 from festmon_tui.ui.widgets.storms import StormBar, StormWatch
-from tests.ui.conftest import make_app, screen_text, settle, table_rows, until
 from tests.ui.fake_service import NOW, FakeMonitorService, festival_events, make_event
+from tests.ui.pilot import make_app, screen_text, settle, table_rows, until
 from tests.ui.test_small_screen import _visible
 
 THRESHOLD = 20  # per minute (the default, 200, would make these tests slow for nothing)

@@ -13,8 +13,8 @@ from textual.widgets import Sparkline
 from festmon_tui.models import EventType, HealthSnapshot, HealthStatus, Severity
 from festmon_tui.ui.view_state import TrendRange, Trends
 from festmon_tui.ui.widgets.trends import TrendsLine, live_trends
-from tests.ui.conftest import make_app, screen_text, settle, until
 from tests.ui.fake_service import NOW, FakeMonitorService, festival_events, make_event
+from tests.ui.pilot import make_app, screen_text, settle, until
 
 HOUR = NOW.replace(minute=0, second=0, microsecond=0)
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
