@@ -102,7 +102,7 @@ class PostgresMonitorService:
             breaker=self.breaker.status(),
             started_at=_utc_now(),
             scheduler_enabled=self.schedules,
-            live_updates=None if not listen else ("listen" if options.supports_listen else "poll"),
+            live_updates=self._live_updates(),
         )
         self.pool: asyncpg.Pool | None = None
         self._lease_pool: asyncpg.Pool | None = None
@@ -193,6 +193,13 @@ class PostgresMonitorService:
             pool.terminate()
             raise
         self.pool, self._lease_pool = pool, lease_pool
+        # In auto mode the first connection may have found a pooler: polling, not LISTEN.
+        self._replace(replace(self._state, live_updates=self._live_updates()))
+
+    def _live_updates(self) -> str | None:
+        if not self.listens:
+            return None
+        return "listen" if self.options.supports_listen else "poll"
 
     def _start_components(self) -> None:
         assert self.pool is not None and self._lease_pool is not None
