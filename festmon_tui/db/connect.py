@@ -30,6 +30,49 @@ _POOLER_PORTS = frozenset({6432, 6543})
 _POOLER_HOST_HINTS = ("pooler.", "pgbouncer", "pooler-")
 
 
+class PoolRetryLog(logging.Filter):
+    """One line per outage from asyncpg's pools, not one per pool per retry.
+
+    asyncpg keeps each pool's connection floor in the background, retrying every 1..60 s and
+    logging a WARNING with a traceback each time; festmon has two pools, so an outage logged a
+    pair of them on every retry. The first failure of an outage is kept (on one line, saying that
+    the rest are not logged); later ones are counted and dropped until `recovered()`.
+    """
+
+    MARK = "Failed to restore the pool connection floor"
+
+    def __init__(self) -> None:
+        super().__init__("festmon-pool-retries")
+        self.failures = 0  # floor failures seen in the current outage, logged or not
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith(self.MARK):
+            return True
+        self.failures += 1
+        if self.failures > 1:
+            return False
+        error = record.exc_info[1] if record.exc_info else None
+        text = str(record.msg)
+        if error is not None:
+            reason = f": {type(error).__name__}: {error}"
+        else:  # another filter may have put the error's text on the line already
+            reason = f": {text.split('retrying: ', 1)[1]}" if "retrying: " in text else ""
+        record.msg = (
+            f"database connections are failing{reason}; asyncpg keeps retrying in the background"
+            " (not logged again until the database is back)"
+        )
+        record.args = None
+        record.exc_info = record.exc_text = None
+        return True
+
+    def recovered(self) -> None:
+        """The database answered again: the next outage is news."""
+        self.failures = 0
+
+
+POOL_RETRY_LOG = PoolRetryLog()
+
+
 class DatabaseUnavailable(Exception):
     """The database cannot be reached or refused the login; the message is safe to show."""
 
@@ -314,6 +357,7 @@ async def create_pool(
     options: ConnectOptions, *, min_size: int = 1, max_size: int = 4
 ) -> asyncpg.Pool:
     """A small pool for festmon's queries; the same failure handling as `connect`."""
+    logging.getLogger("asyncpg.pool").addFilter(POOL_RETRY_LOG)  # once: addFilter dedupes
     await detect_pooler(options)
 
     async def _init(conn: asyncpg.Connection) -> None:

@@ -12,7 +12,12 @@ from types import TracebackType
 
 import asyncpg
 
-from festmon_tui.db.connect import ConnectOptions, DatabaseUnavailable, create_pool
+from festmon_tui.db.connect import (
+    POOL_RETRY_LOG,
+    ConnectOptions,
+    DatabaseUnavailable,
+    create_pool,
+)
 from festmon_tui.db.cycle_runs import CycleRunRepository
 from festmon_tui.db.detection import DetectionRepository
 from festmon_tui.db.errors import DatabaseRefused, StatementTimedOut
@@ -270,8 +275,10 @@ class PostgresMonitorService:
         state = await self._reader.read(self._state, self.breaker.status())
         self._replace(state)
         self._connected.set()
-        if was_unavailable and self.scheduler is not None:
-            self.scheduler.elector.nudge()
+        if was_unavailable:
+            POOL_RETRY_LOG.recovered()
+            if self.scheduler is not None:
+                self.scheduler.elector.nudge()
         return self._state
 
     # -- state and changes -------------------------------------------------------------------
