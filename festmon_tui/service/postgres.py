@@ -37,6 +37,7 @@ from festmon_tui.models import (
     HealthSnapshot,
     MonitorState,
 )
+from festmon_tui.retry import Backoff
 from festmon_tui.scheduler.breaker import BreakerConfig, CircuitBreaker
 from festmon_tui.scheduler.runner import JobRun
 from festmon_tui.scheduler.scheduler import Scheduler, build_scheduler
@@ -49,9 +50,6 @@ from festmon_tui.service.state import StateReader
 from festmon_tui.settings import Settings
 
 log = logging.getLogger(__name__)
-
-BACKOFF_START_S = 1.0
-BACKOFF_MAX_S = 30.0
 
 
 def _utc_now() -> datetime:
@@ -177,15 +175,14 @@ class PostgresMonitorService:
                 task.exception()  # a failure while stopping is expected, not news
 
     async def _supervise(self) -> None:
-        backoff = BACKOFF_START_S
+        backoff = Backoff()
         while self.pool is None:
             try:
                 await self._open_pools()
             except DatabaseUnavailable as exc:
                 self._set_unavailable(str(exc))
                 self._ready.set()
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, BACKOFF_MAX_S)
+                await asyncio.sleep(backoff.next_delay())
         self._start_components()
         await self._refresh_forever()
 
@@ -245,22 +242,20 @@ class PostgresMonitorService:
             self._tasks.append(asyncio.create_task(listener.run(), name="monitor-listener"))
 
     async def _refresh_forever(self) -> None:
-        backoff = BACKOFF_START_S
+        backoff = Backoff()
         while True:
             wait = self.settings.monitoring_poll_interval_ms / 1000
             try:
                 await self.refresh()
-                backoff = BACKOFF_START_S
+                backoff.reset()
             except (DatabaseUnavailable, StatementTimedOut) as exc:
                 self._set_unavailable(str(exc))
-                wait = backoff
-                backoff = min(backoff * 2, BACKOFF_MAX_S)
+                wait = backoff.next_delay()
             except DatabaseRefused as exc:  # reachable, but e.g. the schema is not migrated
                 self._replace(
                     replace(self._state, connection=ConnectionState.CONNECTED, last_error=str(exc))
                 )
-                wait = backoff
-                backoff = min(backoff * 2, BACKOFF_MAX_S)
+                wait = backoff.next_delay()
             self._ready.set()
             self._refresh_now.clear()
             with suppress(TimeoutError):
