@@ -104,3 +104,16 @@ async def test_the_fence_holds_only_for_the_current_holder_and_term(pool: asyncp
     async with pool.acquire() as conn:
         with pytest.raises(NotLeader):
             await check_fence(conn, LeaseFence(A.holder_id, grant.term))
+
+
+async def test_a_follower_learns_when_the_holders_lease_expires(pool: asyncpg.Pool) -> None:
+    lease = LeaseRepository(pool)
+    assert await lease.expires_in_s() is None  # nobody holds it
+    await lease.acquire(A, 15_000)
+    left = await lease.expires_in_s()
+    assert left is not None and 14.0 < left <= 15.0
+    await expire_now(pool)
+    assert await lease.expires_in_s() is None
+    await lease.acquire(A, 15_000)
+    await lease.release(A)
+    assert await lease.expires_in_s() is None
