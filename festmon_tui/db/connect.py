@@ -363,6 +363,13 @@ async def create_pool(
     async def _init(conn: asyncpg.Connection) -> None:
         await _setup_session(conn, options)
 
+    async def _reset(conn: asyncpg.Connection) -> None:
+        # asyncpg's reset on release ends in RESET ALL, which would drop the session's timeout
+        # (set after login, no longer in the startup packet): set it again in the same query.
+        query = "\n".join(q for q in (conn.get_reset_query(), _session_setup_sql(options)) if q)
+        if query:
+            await conn.execute(query)
+
     kwargs = _connect_kwargs(options)
     # Without a client-side bound a query over a stalled network (no reset, no answer) waits
     # forever, and so does the cleanup of a cancelled one: asyncpg waits for its cancel request,
@@ -376,6 +383,7 @@ async def create_pool(
             min_size=min_size,
             max_size=max_size,
             init=_init,
+            reset=_reset,
             max_inactive_connection_lifetime=60.0,
             **kwargs,
         )
