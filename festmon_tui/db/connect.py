@@ -364,6 +364,11 @@ async def create_pool(
         await _setup_session(conn, options)
 
     async def _reset(conn: asyncpg.Connection) -> None:
+        if options.pooler_safe:
+            # No session state to undo (no SET, LISTEN, session lock or cursor outside a
+            # transaction), and through a pooler the reset would run on whichever server
+            # connection is free, RESET ALL included: skip the round trip.
+            return
         # asyncpg's reset on release ends in RESET ALL, which would drop the session's timeout
         # (set after login, no longer in the startup packet): set it again in the same query.
         query = "\n".join(q for q in (conn.get_reset_query(), _session_setup_sql(options)) if q)
