@@ -23,6 +23,7 @@ from festmon_tui.service.postgres import PostgresMonitorService
 from festmon_tui.settings import load_settings
 from festmon_tui.ui.screens.event_detail import EventDetailScreen
 from tests.reliability import dataset
+from tests.reliability import pgbouncer as pgbouncer_module
 from tests.reliability.cli import assert_clean_failure, environment, run
 from tests.reliability.conftest import Database
 from tests.reliability.pgbouncer import PgBouncer
@@ -353,3 +354,10 @@ async def test_db_migrate_and_status_work_through_the_pooler(
         result = await run(*command, *url, cwd=tmp_path)
         assert result.returncode == 0, result.stderr
         assert "Traceback" not in result.stderr
+
+
+def test_a_missing_pgbouncer_fails_with_a_clear_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Never a skip: without the binary the pooler tests fail and say how to install it."""
+    monkeypatch.setattr(pgbouncer_module.shutil, "which", lambda *_a, **_k: None)
+    with pytest.raises(RuntimeError, match=r"pgbouncer is not installed: `apt-get install"):
+        pgbouncer_module.pgbouncer_binary()
