@@ -397,6 +397,28 @@ async def create_pool(
     return pool
 
 
+PING_SQL = "SELECT 1"
+
+
+async def ping(pool: asyncpg.Pool, timeout_s: float) -> None:
+    """Raise DatabaseUnavailable unless the database answers a trivial query within timeout_s.
+
+    A stopped database behind a pooler does not reset the connection: the pooler queues the
+    query while it retries its login (PgBouncer: up to query_wait_timeout, 120 s), which
+    looks like a slow statement. A trivial query waits on no lock, so no answer within the
+    connect timeout means the database is away, while slow reads still get their own,
+    longer statement timeout.
+    """
+    try:
+        async with asyncio.timeout(timeout_s):
+            await pool.fetchval(PING_SQL)
+    except TimeoutError:
+        raise DatabaseUnavailable(f"no answer from the database within {timeout_s:g} s") from None
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DatabaseUnavailable(f"database unavailable: {first}") from None
+
+
 def server_version_text(conn: asyncpg.Connection) -> str:
     """The server's version as 'major.minor'."""
     info = conn.get_server_version()

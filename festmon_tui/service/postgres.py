@@ -17,6 +17,7 @@ from festmon_tui.db.connect import (
     ConnectOptions,
     DatabaseUnavailable,
     create_pool,
+    ping,
 )
 from festmon_tui.db.cycle_runs import CycleRunRepository
 from festmon_tui.db.detection import DetectionRepository
@@ -266,6 +267,9 @@ class PostgresMonitorService:
         """Re-read health, leader and jobs now; publishes a STATE change if anything moved."""
         if self._reader is None:
             return self._state
+        if self.pool is not None:
+            # First: does the database answer at all? (Through a pooler an outage is a wait.)
+            await ping(self.pool, self.options.connect_timeout_s)
         was_unavailable = self._state.connection is not ConnectionState.CONNECTED
         state = await self._reader.read(self._state, self.breaker.status())
         self._replace(state)

@@ -10,6 +10,7 @@ import asyncio
 import json
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,6 +20,7 @@ import pytest
 
 from festmon_tui.db.connect import ConnectOptions, DatabaseUnavailable, connect, create_pool
 from festmon_tui.db.errors import DatabaseRefused, translated
+from festmon_tui.models import ConnectionState
 from festmon_tui.service.postgres import PostgresMonitorService
 from festmon_tui.settings import load_settings
 from festmon_tui.ui.screens.event_detail import EventDetailScreen
@@ -361,3 +363,46 @@ def test_a_missing_pgbouncer_fails_with_a_clear_message(monkeypatch: pytest.Monk
     monkeypatch.setattr(pgbouncer_module.shutil, "which", lambda *_a, **_k: None)
     with pytest.raises(RuntimeError, match=r"pgbouncer is not installed: `apt-get install"):
         pgbouncer_module.pgbouncer_binary()
+
+
+async def test_a_database_that_stops_behind_the_pooler_is_shown_unavailable_then_recovers(
+    rel_server: ReliabilityServer, rel_db: Database
+) -> None:
+    """Through a pooler a stopped database is no reset but a wait: PgBouncer queues the query
+    (up to its query_wait_timeout, 120 s) while it retries the login. The state must still say
+    UNAVAILABLE within the connect timeout, not after the 30 s statement timeout."""
+    bouncer = PgBouncer(rel_server.port, "postgres", ADMIN_PASSWORD)  # its own: it will wait
+    dsn = bouncer.dsn(rel_db.name)
+    settings = load_settings(
+        {"database_url": dsn, "monitoring_poll_interval_ms": 200,
+         "monitoring_connect_timeout_ms": 1000},
+        env_file=None,
+    )  # fmt: skip
+    service = PostgresMonitorService(
+        settings, ConnectOptions.from_settings(settings, dsn), run_scheduler=False
+    )
+    try:
+        await service.start()
+        assert await service.wait_connected(10)
+        await asyncio.to_thread(rel_server.stop)
+        stopped = time.monotonic()
+        await until_done(
+            lambda: service.state.connection is ConnectionState.UNAVAILABLE,
+            10,
+            "the state to say UNAVAILABLE",
+        )
+        assert time.monotonic() - stopped < 1.0 + 2 * 0.2 + 1.0  # connect timeout + polls + slack
+        # "no answer ... within 1 s", or PgBouncer's own refusal once its login retry failed.
+        assert service.state.last_error, service.state
+        await asyncio.to_thread(rel_server.start)
+        # PgBouncer retries a failed server login after server_login_retry (15 s, stock).
+        await until_done(
+            lambda: service.state.connection is ConnectionState.CONNECTED,
+            30,
+            "the state to say CONNECTED again",
+        )
+    finally:
+        await service.stop()
+        if not rel_server.running:
+            await asyncio.to_thread(rel_server.start)
+        bouncer.close()
