@@ -407,16 +407,39 @@ async def ping(pool: asyncpg.Pool, timeout_s: float) -> None:
     query while it retries its login (PgBouncer: up to query_wait_timeout, 120 s), which
     looks like a slow statement. A trivial query waits on no lock, so no answer within the
     connect timeout means the database is away, while slow reads still get their own,
-    longer statement timeout.
+    longer statement timeout. An unanswered ping's connection is terminated, not cancelled:
+    a cancel request would wait on the same pooler that is not answering.
     """
+    unavailable = DatabaseUnavailable(f"no answer from the database within {timeout_s:g} s")
+    deadline = asyncio.get_running_loop().time() + timeout_s
     try:
-        async with asyncio.timeout(timeout_s):
-            await pool.fetchval(PING_SQL)
+        conn = await pool.acquire(timeout=timeout_s)
     except TimeoutError:
-        raise DatabaseUnavailable(f"no answer from the database within {timeout_s:g} s") from None
+        raise unavailable from None
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DatabaseUnavailable(f"database unavailable: {first}") from None
+        raise DatabaseUnavailable(f"database unavailable: {_first_line(exc)}") from None
+    try:
+        query = asyncio.ensure_future(conn.fetchval(PING_SQL))
+        remaining = max(0.0, deadline - asyncio.get_running_loop().time())
+        done, _ = await asyncio.wait({query}, timeout=remaining)
+        if not done:
+            conn.terminate()
+            await asyncio.wait({query}, timeout=1.0)  # ends at once: its socket is closed
+            if query.done() and not query.cancelled():
+                query.exception()  # retrieved: expected after a terminate
+            else:
+                query.cancel()
+            raise unavailable
+        try:
+            query.result()
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise DatabaseUnavailable(f"database unavailable: {_first_line(exc)}") from None
+    finally:
+        await pool.release(conn)
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def server_version_text(conn: asyncpg.Connection) -> str:
