@@ -27,11 +27,10 @@ from festmon_tui.ui.screens.event_detail import EventDetailScreen
 from tests.reliability import dataset
 from tests.reliability import pgbouncer as pgbouncer_module
 from tests.reliability.cli import assert_clean_failure, environment, run
-from tests.reliability.conftest import Database
 from tests.reliability.pgbouncer import PgBouncer
-from tests.reliability.server import ADMIN_PASSWORD, ReliabilityServer
+from tests.reliability.server import ADMIN_PASSWORD, Database, ReliabilityServer
 from tests.reliability.support import until as until_done
-from tests.ui.conftest import event_ids, make_app, settle, until
+from tests.ui.pilot import event_ids, make_app, settle, until
 
 pytestmark = pytest.mark.slow
 
