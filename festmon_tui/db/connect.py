@@ -417,25 +417,31 @@ async def ping(pool: asyncpg.Pool, timeout_s: float) -> None:
     except TimeoutError:
         raise unavailable from None
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        raise DatabaseUnavailable(f"database unavailable: {_first_line(exc)}") from None
+        raise DatabaseUnavailable(f"the database did not answer: {_first_line(exc)}") from None
+    query = asyncio.ensure_future(conn.fetchval(PING_SQL))
     try:
-        query = asyncio.ensure_future(conn.fetchval(PING_SQL))
         remaining = max(0.0, deadline - asyncio.get_running_loop().time())
         done, _ = await asyncio.wait({query}, timeout=remaining)
         if not done:
-            conn.terminate()
-            await asyncio.wait({query}, timeout=1.0)  # ends at once: its socket is closed
-            if query.done() and not query.cancelled():
-                query.exception()  # retrieved: expected after a terminate
-            else:
-                query.cancel()
             raise unavailable
         try:
             query.result()
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise DatabaseUnavailable(f"database unavailable: {_first_line(exc)}") from None
+            raise DatabaseUnavailable(f"the database did not answer: {_first_line(exc)}") from None
     finally:
+        # Unanswered (timed out, or the caller was cancelled): close the socket rather than
+        # send a cancel request, so the connection is free to release at once.
+        if not query.done():
+            conn.terminate()
+            query.cancel()
+        query.add_done_callback(_retrieve)
         await pool.release(conn)
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Mark an abandoned query's outcome as seen (it failed because festmon closed it)."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _first_line(exc: BaseException) -> str:

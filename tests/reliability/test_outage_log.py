@@ -9,9 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from festmon_tui.db.connect import ConnectOptions, create_pool, ping
+from festmon_tui.settings import load_settings
 from tests.reliability.cli import environment
 from tests.reliability.proxy import FaultProxy
 from tests.reliability.server import Database
+from tests.reliability.support import until
 
 pytestmark = pytest.mark.slow
 
@@ -61,3 +64,25 @@ async def test_an_outage_is_one_line_not_one_per_pool_per_retry(
     log = "".join(lines) + rest.decode()
     assert process.returncode == 0, log
     assert "Traceback" not in log, log
+
+
+async def test_a_liveness_ping_cancelled_mid_flight_ends_cleanly(
+    rel_db: Database, proxy: FaultProxy
+) -> None:
+    """A service stopping while its ping waits on a stalled network: the ping ends with the
+    cancellation, not with asyncpg's 'another operation is in progress' from the release."""
+    settings = load_settings({"database_url": rel_db.tcp_dsn(port=proxy.port)}, env_file=None)
+    options = ConnectOptions.from_settings(settings, rel_db.tcp_dsn(port=proxy.port))
+    pool = await create_pool(options, min_size=1, max_size=1)
+    try:
+        proxy.stall()
+        pinging = asyncio.create_task(ping(pool, 30))
+        await until(lambda: pool.get_idle_size() == 0, 5, "the ping to hold the connection")
+        pinging.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await pinging
+        proxy.forward()
+        await ping(pool, 5)  # the pool works again: the stalled connection was closed, not stuck
+    finally:
+        proxy.forward()
+        pool.terminate()
