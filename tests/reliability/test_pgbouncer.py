@@ -283,9 +283,7 @@ async def test_the_dashboard_works_through_the_pooler_while_payments_flow(
                 )
                 return bool(status == "INVESTIGATING")
 
-            async with asyncio.timeout(10):
-                while not await acknowledged():
-                    await pilot.pause(0.05)
+            await until_done(acknowledged, 10, "the acknowledgement to reach the database")
     finally:
         await admin.close()
         await service.stop()
