@@ -416,7 +416,7 @@ async def ping(pool: asyncpg.Pool, timeout_s: float) -> None:
         conn = await pool.acquire(timeout=timeout_s)
     except TimeoutError:
         raise unavailable from None
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+    except Exception as exc:  # any failure to get a connection means "not answering"
         raise DatabaseUnavailable(f"the database did not answer: {_first_line(exc)}") from None
     query = asyncio.ensure_future(conn.fetchval(PING_SQL))
     try:
@@ -426,7 +426,7 @@ async def ping(pool: asyncpg.Pool, timeout_s: float) -> None:
             raise unavailable
         try:
             query.result()
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except Exception as exc:  # incl. asyncpg's InternalClientError on a dying connection
             raise DatabaseUnavailable(f"the database did not answer: {_first_line(exc)}") from None
     finally:
         # Unanswered (timed out, or the caller was cancelled): close the socket rather than

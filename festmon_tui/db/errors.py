@@ -47,7 +47,8 @@ def translate(exc: BaseException) -> Exception | None:
     if isinstance(exc, asyncpg.QueryCanceledError):
         return StatementTimedOut(first_line(exc))
     if isinstance(exc, _UNAVAILABLE_STATES):
-        return DatabaseUnavailable(f"database unavailable: {first_line(exc)}")
+        # The server's own words; callers add "database unavailable: " (no doubled prefix).
+        return DatabaseUnavailable(first_line(exc))
     if isinstance(exc, asyncpg.UndefinedTableError | asyncpg.UndefinedFunctionError):
         return SchemaMissing(
             f"{first_line(exc)} (is festmon's schema installed? run `festmon db migrate`)"

@@ -8,6 +8,7 @@ import asyncpg
 import pytest
 
 from festmon_tui.db.connect import ConnectOptions, DatabaseUnavailable, connect, create_pool
+from festmon_tui.db.errors import translated
 
 
 async def test_a_connection_names_itself_festmon_and_has_a_statement_timeout(
@@ -57,3 +58,21 @@ async def test_a_pooled_connection_keeps_its_statement_timeout_after_being_relea
                 assert await conn.fetchval("SHOW work_mem") != "1MB"
     finally:
         await pool.close()
+
+
+async def test_a_terminated_session_is_unavailable_without_a_doubled_prefix(
+    empty_db_dsn: str,
+) -> None:
+    """Callers say 'database unavailable: <reason>' themselves (the headless log, refusals):
+    the reason must not say it again ('database unavailable: database unavailable: ...')."""
+    conn = await asyncpg.connect(empty_db_dsn)
+    admin = await asyncpg.connect(empty_db_dsn)
+    try:
+        await admin.fetchval("SELECT pg_terminate_backend($1)", conn.get_server_pid())
+        with pytest.raises(DatabaseUnavailable) as away, translated():
+            await conn.fetchval("SELECT 1")
+    finally:
+        conn.terminate()
+        await admin.close()
+    message = str(away.value)
+    assert message and not message.lower().startswith("database unavailable"), message
