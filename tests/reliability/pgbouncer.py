@@ -73,8 +73,15 @@ class PgBouncer:
     """One pgbouncer process; `dsn()` names a database through it."""
 
     def __init__(
-        self, server_port: int, user: str, password: str, *, pool_mode: str = "transaction"
+        self,
+        server_port: int,
+        user: str,
+        password: str,
+        *,
+        pool_mode: str = "transaction",
+        extra: tuple[tuple[str, str], ...] = (),
     ) -> None:
+        """`extra`: further settings a test changes on purpose (and says why)."""
         self.binary = pgbouncer_binary()
         self.user, self.password = user, password
         self.base = Path(tempfile.mkdtemp(prefix="festmon-pgbouncer-"))
@@ -92,6 +99,7 @@ class PgBouncer:
             ("logfile", str(self.base / "pgbouncer.log")),
             ("pidfile", str(self.base / "pgbouncer.pid")),
             ("unix_socket_dir", str(self.base)),
+            *extra,
         ):
             ini = _set(ini, key, value)
         self.ini = self.base / "pgbouncer.ini"

@@ -368,7 +368,12 @@ async def test_a_database_that_stops_behind_the_pooler_is_shown_unavailable_then
     """Through a pooler a stopped database is no reset but a wait: PgBouncer queues the query
     (up to its query_wait_timeout, 120 s) while it retries the login. The state must still say
     UNAVAILABLE within the connect timeout, not after the 30 s statement timeout."""
-    bouncer = PgBouncer(rel_server.port, "postgres", ADMIN_PASSWORD)  # its own: it will wait
+    # Its own pooler, since it will wait for the server. server_login_retry is 15 s in the stock
+    # configuration: how long PgBouncer waits before logging in again after a failure. 1 s here
+    # only keeps the recovery part of this test short; festmon's side does not depend on it.
+    bouncer = PgBouncer(
+        rel_server.port, "postgres", ADMIN_PASSWORD, extra=(("server_login_retry", "1"),)
+    )
     dsn = bouncer.dsn(rel_db.name)
     settings = load_settings(
         {"database_url": dsn, "monitoring_poll_interval_ms": 200,
@@ -392,7 +397,7 @@ async def test_a_database_that_stops_behind_the_pooler_is_shown_unavailable_then
         # "no answer ... within 1 s", or PgBouncer's own refusal once its login retry failed.
         assert service.state.last_error, service.state
         await asyncio.to_thread(rel_server.start)
-        # PgBouncer retries a failed server login after server_login_retry (15 s, stock).
+        # PgBouncer retries a failed server login after server_login_retry.
         await until_done(
             lambda: service.state.connection is ConnectionState.CONNECTED,
             30,
