@@ -57,11 +57,17 @@ def _log_run(run: JobRun) -> None:
 
 
 async def _log_connection(service: PostgresMonitorService) -> None:
-    """One line each time the database goes away or comes back (the journal shows outages)."""
+    """One line each time the database goes away or comes back (the journal shows outages).
+
+    While it is away the error's text changes with every retry ("connection reset", "connection
+    lost", ...): that is not news, so an outage is one line; a reachable database that refuses
+    (the schema is missing) is logged again when its reason changes.
+    """
     last: tuple[ConnectionState, str | None] | None = None
     async for _change in service.changes():
         state = service.state
-        now = (state.connection, state.last_error)
+        reason = state.last_error if state.connection is ConnectionState.CONNECTED else None
+        now = (state.connection, reason)
         if now != last and state.connection is not ConnectionState.CONNECTING:
             # (connected but not detecting, e.g. no schema: _log_detection says why)
             if state.connection is ConnectionState.CONNECTED and (

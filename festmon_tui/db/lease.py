@@ -118,6 +118,13 @@ SELECT count(*) FROM monitoring_scheduler_standbys
 WHERE lease_name = $1 AND holder_id <> $2 AND expires_at > clock_timestamp()
 """
 
+# How long the lease another process holds stays valid (server clock); no row when it is free.
+EXPIRES_IN_SQL = """
+SELECT extract(epoch FROM expires_at - clock_timestamp())::float8
+FROM monitoring_scheduler_lease
+WHERE lease_name = $1 AND holder_id IS NOT NULL AND expires_at > clock_timestamp()
+"""
+
 FENCE_SQL = """
 SELECT EXISTS (
     SELECT 1 FROM monitoring_scheduler_lease
@@ -163,6 +170,12 @@ class LeaseRepository:
                 )
         except SchemaMissing:
             pass
+
+    async def expires_in_s(self) -> float | None:
+        """Seconds until the current lease expires (None when nobody holds a valid one)."""
+        with translated():
+            left: float | None = await self.pool.fetchval(EXPIRES_IN_SQL, self.lease_name)
+        return left
 
     async def release(self, holder: LeaseHolder) -> None:
         with translated():

@@ -12,7 +12,13 @@ from types import TracebackType
 
 import asyncpg
 
-from festmon_tui.db.connect import ConnectOptions, DatabaseUnavailable, create_pool
+from festmon_tui.db.connect import (
+    POOL_RETRY_LOG,
+    ConnectOptions,
+    DatabaseUnavailable,
+    create_pool,
+    ping,
+)
 from festmon_tui.db.cycle_runs import CycleRunRepository
 from festmon_tui.db.detection import DetectionRepository
 from festmon_tui.db.errors import DatabaseRefused, StatementTimedOut
@@ -36,6 +42,7 @@ from festmon_tui.models import (
     MonitorState,
     Verb,
 )
+from festmon_tui.retry import Backoff
 from festmon_tui.scheduler.breaker import BreakerConfig, CircuitBreaker
 from festmon_tui.scheduler.leader import LeaderTiming
 from festmon_tui.scheduler.runner import JobRun
@@ -50,8 +57,6 @@ from festmon_tui.settings import Settings
 
 log = logging.getLogger(__name__)
 
-BACKOFF_START_S = 1.0
-BACKOFF_MAX_S = 30.0
 # Quitting waits this long at most to learn whether another festmon would take over.
 HANDOVER_TIMEOUT_S = 1.0
 
@@ -109,7 +114,7 @@ class PostgresMonitorService:
             breaker=self.breaker.status(),
             started_at=_utc_now(),
             scheduler_enabled=self.schedules,
-            live_updates=None if not listen else ("listen" if options.supports_listen else "poll"),
+            live_updates=self._live_updates(),
         )
         self.pool: asyncpg.Pool | None = None
         self._lease_pool: asyncpg.Pool | None = None
@@ -181,15 +186,14 @@ class PostgresMonitorService:
                 task.exception()  # a failure while stopping is expected, not news
 
     async def _supervise(self) -> None:
-        backoff = BACKOFF_START_S
+        backoff = Backoff()
         while self.pool is None:
             try:
                 await self._open_pools()
             except DatabaseUnavailable as exc:
                 self._set_unavailable(str(exc))
                 self._ready.set()
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, BACKOFF_MAX_S)
+                await asyncio.sleep(backoff.next_delay())
         self._start_components()
         await self._refresh_forever()
 
@@ -202,6 +206,13 @@ class PostgresMonitorService:
             pool.terminate()
             raise
         self.pool, self._lease_pool = pool, lease_pool
+        # In auto mode the first connection may have found a pooler: polling, not LISTEN.
+        self._replace(replace(self._state, live_updates=self._live_updates()))
+
+    def _live_updates(self) -> str | None:
+        if not self.listens:
+            return None
+        return "listen" if self.options.supports_listen else "poll"
 
     def _start_components(self) -> None:
         assert self.pool is not None and self._lease_pool is not None
@@ -243,22 +254,20 @@ class PostgresMonitorService:
             self._tasks.append(task)
 
     async def _refresh_forever(self) -> None:
-        backoff = BACKOFF_START_S
+        backoff = Backoff()
         while True:
             wait = self.settings.monitoring_poll_interval_ms / 1000
             try:
                 await self.refresh()
-                backoff = BACKOFF_START_S
+                backoff.reset()
             except (DatabaseUnavailable, StatementTimedOut) as exc:
                 self._set_unavailable(str(exc))
-                wait = backoff
-                backoff = min(backoff * 2, BACKOFF_MAX_S)
+                wait = backoff.next_delay()
             except DatabaseRefused as exc:  # reachable, but e.g. the schema is not migrated
                 self._replace(
                     replace(self._state, connection=ConnectionState.CONNECTED, last_error=str(exc))
                 )
-                wait = backoff
-                backoff = min(backoff * 2, BACKOFF_MAX_S)
+                wait = backoff.next_delay()
             self._ready.set()
             self._refresh_now.clear()
             with suppress(TimeoutError):
@@ -269,12 +278,17 @@ class PostgresMonitorService:
         """Re-read health, leader and jobs now; publishes a STATE change if anything moved."""
         if self._reader is None:
             return self._state
+        if self.pool is not None:
+            # First: does the database answer at all? (Through a pooler an outage is a wait.)
+            await ping(self.pool, self.options.connect_timeout_s)
         was_unavailable = self._state.connection is not ConnectionState.CONNECTED
         state = await self._reader.read(self._state, self.breaker.status())
         self._replace(state)
         self._connected.set()
-        if was_unavailable and self.scheduler is not None:
-            self.scheduler.elector.nudge()
+        if was_unavailable:
+            POOL_RETRY_LOG.recovered()
+            if self.scheduler is not None:
+                self.scheduler.elector.nudge()
         return self._state
 
     # -- state and changes -------------------------------------------------------------------

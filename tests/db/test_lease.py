@@ -129,3 +129,16 @@ async def test_a_standby_that_stopped_asking_no_longer_counts(pool: asyncpg.Pool
     assert await lease.acquire(B, 15_000) is None
     await pool.execute("UPDATE monitoring_scheduler_standbys SET expires_at = clock_timestamp()")
     assert await lease.standbys(A) == 0
+
+
+async def test_a_follower_learns_when_the_holders_lease_expires(pool: asyncpg.Pool) -> None:
+    lease = LeaseRepository(pool)
+    assert await lease.expires_in_s() is None  # nobody holds it
+    await lease.acquire(A, 15_000)
+    left = await lease.expires_in_s()
+    assert left is not None and 14.0 < left <= 15.0
+    await expire_now(pool)
+    assert await lease.expires_in_s() is None
+    await lease.acquire(A, 15_000)
+    await lease.release(A)
+    assert await lease.expires_in_s() is None
