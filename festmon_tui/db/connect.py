@@ -189,24 +189,28 @@ def _server_settings(options: ConnectOptions) -> dict[str, str]:
 
     Timeouts and server keepalives are not here: a stock PgBouncer refuses any other startup
     parameter ("unsupported startup parameter: statement_timeout"). They are set per session on
-    a direct connection (`_session_setup_sql`) and per transaction / per statement through a
+    a direct connection (`SESSION_SETUP_SQL`) and per transaction / per statement through a
     pooler (`set_config(..., true)` in the job transactions, asyncpg's command_timeout).
     """
     return {"application_name": options.application_name, "timezone": "UTC"}
 
 
-def _session_setup_sql(options: ConnectOptions) -> str | None:
-    """Session settings for a direct connection, sent once after connecting (None if pooled:
-    a SET through a transaction pooler would stay on a server connection other clients get)."""
-    if options.pooler_safe:
-        return None
-    timeout = int(options.statement_timeout_ms)
-    return (
-        f"SET statement_timeout = {timeout};"
-        # Server-side keepalives find a vanished festmon; the client side is set on the socket.
-        " SET tcp_keepalives_idle = 30; SET tcp_keepalives_interval = 10;"
-        " SET tcp_keepalives_count = 3"
-    )
+# Session settings for a direct connection, sent once after connecting and again after
+# asyncpg's RESET ALL on release. Server-side keepalives find a vanished festmon; the client
+# side is set on the socket. $1 is the statement timeout in ms.
+SESSION_SETUP_SQL = """
+SELECT set_config('statement_timeout', $1, false),
+       set_config('tcp_keepalives_idle', '30', false),
+       set_config('tcp_keepalives_interval', '10', false),
+       set_config('tcp_keepalives_count', '3', false)
+"""
+
+
+async def _set_session(conn: asyncpg.Connection, options: ConnectOptions) -> None:
+    """Nothing through a transaction pooler: a setting would stay on a server connection that
+    other clients get next."""
+    if not options.pooler_safe:
+        await conn.execute(SESSION_SETUP_SQL, str(int(options.statement_timeout_ms)))
 
 
 def _connect_kwargs(options: ConnectOptions) -> dict[str, Any]:
@@ -333,9 +337,7 @@ async def detect_pooler(options: ConnectOptions) -> None:
 
 async def _setup_session(conn: asyncpg.Connection, options: ConnectOptions) -> None:
     _enable_client_keepalive(conn)
-    sql = _session_setup_sql(options)
-    if sql is not None:
-        await conn.execute(sql)
+    await _set_session(conn, options)
 
 
 async def connect(options: ConnectOptions) -> asyncpg.Connection:
@@ -370,10 +372,11 @@ async def create_pool(
             # connection is free, RESET ALL included: skip the round trip.
             return
         # asyncpg's reset on release ends in RESET ALL, which would drop the session's timeout
-        # (set after login, no longer in the startup packet): set it again in the same query.
-        query = "\n".join(q for q in (conn.get_reset_query(), _session_setup_sql(options)) if q)
-        if query:
-            await conn.execute(query)
+        # (set after login, no longer in the startup packet): set it again right after.
+        reset_query = conn.get_reset_query()
+        if reset_query:
+            await conn.execute(reset_query)
+        await _set_session(conn, options)
 
     kwargs = _connect_kwargs(options)
     # Without a client-side bound a query over a stalled network (no reset, no answer) waits
