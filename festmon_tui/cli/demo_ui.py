@@ -8,18 +8,24 @@ from __future__ import annotations
 import argparse
 import sys
 from contextlib import AsyncExitStack
+from typing import TYPE_CHECKING
 
+from festmon_tui.cli.pending import PendingSettings
 from festmon_tui.cli.ui_commands import import_in_thread, run_dashboard
 from festmon_tui.service.api import MonitorService
-from festmon_tui.settings import Settings
+
+if TYPE_CHECKING:
+    from festmon_tui.settings import Settings
 
 EXIT_USAGE = 2
 
 
-def run_demo(settings: Settings, args: argparse.Namespace) -> int:
+def run_demo(settings: Settings | PendingSettings, args: argparse.Namespace) -> int:
+    """`festmon demo`: the dashboard gets PendingSettings, --headless validated Settings."""
     if args.headless:
         from festmon_tui.cli import sim_commands
 
+        assert not isinstance(settings, PendingSettings), "validated before --headless runs"
         return sim_commands.run_demo(settings, args)
     if args.json or args.check:
         sys.stderr.write(
@@ -28,7 +34,7 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
         sys.stderr.flush()
         return EXIT_USAGE
 
-    async def open_service(stack: AsyncExitStack) -> MonitorService:
+    async def open_service(stack: AsyncExitStack, settings: Settings) -> MonitorService:
         # Imported here, after the first paint, in a thread: the simulator, asyncpg and the
         # scheduler.
         await import_in_thread("festmon_tui.cli.sim_commands")
@@ -36,4 +42,5 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
 
         return await open_demo_service(settings, args, stack)
 
+    assert isinstance(settings, PendingSettings), "the dashboard validates after painting"
     return run_dashboard(settings, open_service)

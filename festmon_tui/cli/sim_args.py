@@ -78,7 +78,7 @@ def register(sub: Any, settings_parent: argparse.ArgumentParser) -> None:
         action="store_true",
         help="exit 1 unless every rule found every injected anomaly and nothing else",
     )
-    demo.set_defaults(handler=LazyHandler("festmon_tui.cli.demo_ui", "run_demo"))
+    demo.set_defaults(handler=LazyHandler("festmon_tui.cli.demo_ui", "run_demo"), paint_first=True)
 
 
 def _traffic_options(parser: argparse.ArgumentParser, default_duration: float | None) -> None:

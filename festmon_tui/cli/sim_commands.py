@@ -283,11 +283,7 @@ def _demo_label(target: DatabaseTarget, options: ConnectOptions) -> str:
 
 
 def run_demo(settings: Settings, args: argparse.Namespace) -> int:
-    if not args.headless:
-        if args.json or args.check:
-            _say("festmon demo: error: --json and --check need --headless (see 'festmon demo -h')")
-            return EXIT_USAGE
-        return _run_demo_dashboard(settings, args)
+    """`festmon demo --headless` (demo_ui runs the dashboard)."""
     return _run(_demo_headless(settings, args))
 
 
@@ -330,16 +326,6 @@ async def _demo_headless(settings: Settings, args: argparse.Namespace) -> int:
         return _fail(str(exc))
     except _EXPECTED as exc:
         return _fail(f"demo failed: {exc}")
-
-
-def _run_demo_dashboard(settings: Settings, args: argparse.Namespace) -> int:
-    """The dashboard on a live simulated festival (the traffic runs until the dashboard quits)."""
-    from festmon_tui.cli.ui_commands import run_dashboard
-
-    async def open_service(stack: AsyncExitStack) -> MonitorService:
-        return await open_demo_service(settings, args, stack)
-
-    return run_dashboard(settings, open_service)
 
 
 async def open_demo_service(

@@ -30,9 +30,11 @@ from festmon_tui.models import (
     MonitorState,
 )
 from festmon_tui.service.api import ActionRefused, MonitorService, Unavailable
-from festmon_tui.settings import Settings
+from festmon_tui.settings_light import SettingsError, libpq_choice, redact_dsn
 
 if TYPE_CHECKING:
+    from festmon_tui.cli.pending import PendingSettings
+    from festmon_tui.settings import Settings
     from festmon_tui.ui.config import DashboardConfig
 
 log = logging.getLogger(__name__)
@@ -49,9 +51,10 @@ SHUTDOWN_S = 1.6
 # started with the closing (db/embedded.py).
 SERVER_STOP_S = 1.0
 
-# Opens everything the dashboard needs and returns the service; whatever must be closed on exit
-# goes on the exit stack (entered contexts, callbacks). Runs in a worker after the first paint.
-ServiceOpener = Callable[[AsyncExitStack], Awaitable[MonitorService]]
+# Opens everything the dashboard needs, from the validated settings, and returns the service;
+# whatever must be closed on exit goes on the exit stack (entered contexts, callbacks). Runs in a
+# worker after the first paint.
+ServiceOpener = Callable[[AsyncExitStack, "Settings"], Awaitable[MonitorService]]
 
 
 def register(sub: Any, settings_parent: argparse.ArgumentParser) -> None:
@@ -65,14 +68,14 @@ def register(sub: Any, settings_parent: argparse.ArgumentParser) -> None:
         action="store_true",
         help="read-only: no scheduler, no lifecycle actions (a monitoring_reader login works)",
     )
-    dash.set_defaults(handler=run_dashboard_command)
+    dash.set_defaults(handler=run_dashboard_command, paint_first=True)
 
 
-def run_dashboard_command(settings: Settings, args: argparse.Namespace) -> int:
+def run_dashboard_command(pending: PendingSettings, args: argparse.Namespace) -> int:
     """`festmon dashboard`: the configured database (or the embedded one)."""
     viewer = bool(getattr(args, "viewer", False))
 
-    async def open_service(stack: AsyncExitStack) -> MonitorService:
+    async def open_service(stack: AsyncExitStack, settings: Settings) -> MonitorService:
         # Imported here, after the first paint, in a thread: asyncpg and the scheduler take
         # ~0.25 s of CPU to load, which the event loop does not wait for.
         await import_in_thread("festmon_tui.db.target", "festmon_tui.service.postgres")
@@ -86,7 +89,7 @@ def run_dashboard_command(settings: Settings, args: argparse.Namespace) -> int:
         await stack.enter_async_context(service)
         return service
 
-    return run_dashboard(settings, open_service, viewer=viewer)
+    return run_dashboard(pending, open_service, viewer=viewer)
 
 
 async def import_in_thread(*modules: str) -> None:
@@ -94,8 +97,14 @@ async def import_in_thread(*modules: str) -> None:
     await asyncio.to_thread(lambda: [importlib.import_module(name) for name in modules])
 
 
-def run_dashboard(settings: Settings, open_service: ServiceOpener, *, viewer: bool = False) -> int:
+def run_dashboard(
+    pending: PendingSettings, open_service: ServiceOpener, *, viewer: bool = False
+) -> int:
     """Paint the dashboard at once, then open the service in the background; used by `demo` too.
+
+    The first frame is painted from the raw values of a few settings (theme, keymap, time zone);
+    the full settings are validated right after it (pydantic is imported then, in a thread), and
+    a bad value ends the app with one line naming the variable and exit code 2.
 
     `open_service` starts whatever it needs (embedded server, simulator, PostgresMonitorService),
     registers its cleanup on the stack, and returns the service. On quit, SIGHUP, SIGTERM or a
@@ -103,24 +112,50 @@ def run_dashboard(settings: Settings, open_service: ServiceOpener, *, viewer: bo
     """
     # No automatic garbage collection until the first frame is out (startup() resumes it).
     with gc_pause.paused():
-        return _open_dashboard(settings, open_service, viewer)
+        return _open_dashboard(pending, open_service, viewer)
 
 
-def _open_dashboard(settings: Settings, open_service: ServiceOpener, viewer: bool) -> int:
+def _open_dashboard(pending: PendingSettings, open_service: ServiceOpener, viewer: bool) -> int:
     # Imported here so `festmon health` and friends never pay for importing Textual.
-    from festmon_tui.ui.config import DashboardConfig, DashboardSettingError
+    from festmon_tui.ui.config import FIRST_FRAME_SETTINGS, DashboardConfig, DashboardSettingError
 
+    raw = {
+        name: found.value
+        for name, found in pending.raw(
+            (*FIRST_FRAME_SETTINGS, "database_url", "environment")
+        ).items()
+    }
     try:
-        config = DashboardConfig.from_settings(
-            settings, viewer=viewer, renderers={"csv": render_csv, "json": render_json}
+        config = DashboardConfig.from_values(
+            raw, viewer=viewer, renderers={"csv": render_csv, "json": render_json}
         )
     except DashboardSettingError as exc:
         sys.stderr.write(f"festmon: invalid setting {exc.setting}: {exc}\n")
         return EXIT_USAGE
-    label = "embedded" if settings.dsn is None else settings.redacted_dsn
-    service = DeferredService(label, str(settings.environment), viewer)
+    service = DeferredService(_first_label(raw), raw.get("environment", "development"), viewer)
+    failure: list[str] = []
     with _log_to_file():
-        return asyncio.run(_run(service, config, open_service))
+        code = asyncio.run(_run(service, config, open_service, pending, failure))
+    if failure:
+        sys.stderr.write(f"festmon: {failure[0]}\n")
+        return EXIT_USAGE
+    return code
+
+
+def _first_label(raw: dict[str, str]) -> str:
+    """The database the header names until the service is open (validated by then)."""
+    url = raw.get("database_url", "").strip()
+    if url:
+        return redact_dsn(url)
+    libpq = libpq_choice()
+    return "embedded" if libpq is None else libpq.label
+
+
+def _validated(pending: PendingSettings) -> Settings:
+    """The full settings and a database to use; SettingsError otherwise (runs in a thread)."""
+    settings = pending.load()
+    settings.database()
+    return settings
 
 
 @contextmanager
@@ -147,7 +182,14 @@ def _log_to_file() -> Iterator[None]:
             root.addHandler(old)
 
 
-async def _run(service: DeferredService, config: DashboardConfig, opener: ServiceOpener) -> int:
+async def _run(
+    service: DeferredService,
+    config: DashboardConfig,
+    opener: ServiceOpener,
+    pending: PendingSettings,
+    failure: list[str],
+) -> int:
+    """Run the app; a setting found invalid after the first frame goes to `failure`."""
     from festmon_tui.ui.app import FestmonApp
 
     stack = AsyncExitStack()
@@ -156,8 +198,14 @@ async def _run(service: DeferredService, config: DashboardConfig, opener: Servic
     async def startup() -> None:
         nonlocal opening
         gc_pause.resume()  # the first frame is on screen
+        try:
+            settings = await asyncio.to_thread(_validated, pending)
+        except SettingsError as exc:
+            failure.append(str(exc))
+            app.exit(return_code=EXIT_USAGE)
+            return
         # Shielded: quitting while the server starts must not orphan it; _run waits for it.
-        opening = asyncio.ensure_future(opener(stack))
+        opening = asyncio.ensure_future(opener(stack, settings))
         service.attach(await asyncio.shield(opening))
 
     app = FestmonApp(service, config, startup=startup)
