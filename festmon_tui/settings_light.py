@@ -14,7 +14,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import parse_qs, quote, urlsplit, urlunsplit
 
 # Sources of settings, lowest to highest precedence (SPEC §4): these files, then ./.env (or
 # --env-file), the environment, the command-line options.
@@ -121,6 +121,10 @@ def redact_dsn(dsn: str) -> str:
         parts = urlsplit(dsn)
     except ValueError:
         return "<unparseable DSN>"
+    if not parts.netloc and not parts.path and parts.scheme in ("postgres", "postgresql"):
+        # libpq_choice()'s URL: everything comes from the PG* variables (or a service).
+        service = parse_qs(parts.query).get("service")
+        return "libpq environment" + (f" (PGSERVICE={service[0]})" if service else " (PG*)")
     netloc = parts.netloc
     if "@" in netloc:
         userinfo, _, hostinfo = netloc.rpartition("@")
