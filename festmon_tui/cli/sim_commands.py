@@ -279,7 +279,8 @@ async def _demo_options(target: DatabaseTarget) -> ConnectOptions:
 
 
 def _demo_label(target: DatabaseTarget, options: ConnectOptions) -> str:
-    return "embedded (festmon_demo)" if target.embedded is not None else options.redacted
+    """The DSN that reaches the demo's data (`festmon db serve --demo` prints it too)."""
+    return options.redacted
 
 
 def run_demo(settings: Settings, args: argparse.Namespace) -> int:
