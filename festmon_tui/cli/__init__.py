@@ -49,6 +49,13 @@ def _add_settings_options(parser: argparse.ArgumentParser) -> None:
         )
 
 
+def _own_usage(parser: argparse.ArgumentParser) -> str:
+    """The usage line of a command's own options; the settings are summed up after it."""
+    formatter = parser._get_formatter()
+    formatter.add_usage(None, parser._actions, parser._mutually_exclusive_groups, prefix="")
+    return formatter.format_help().strip()
+
+
 def _commands(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
     """Every subcommand's parser, depth first."""
     for action in parser._actions:
@@ -86,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
         # The top level's defaults (plain `festmon` paints first) reach every subcommand.
         command.set_defaults(paint_first=bool(command.get_default("paint_first")))
         if not command.get_default("no_settings"):
+            command.usage = _own_usage(command) + " [--SETTING VALUE ...]"
             _add_settings_options(command)
     # Plain `festmon` opens the dashboard (settings from the files and the environment).
     parser.set_defaults(handler=ui_commands.run_dashboard_command, paint_first=True)
