@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 
+from festmon_tui.cli import sd_notify
 from festmon_tui.db.target import open_target
 from festmon_tui.models import ConnectionState
 from festmon_tui.scheduler.runner import JobRun
@@ -57,6 +58,11 @@ async def _log_connection(service: PostgresMonitorService) -> None:
             last = now
 
 
+def _alive(service: PostgresMonitorService) -> bool:
+    """The scheduler's loop (lease election, which starts and stops the jobs) is running."""
+    return service.scheduler is not None and service.scheduler.running
+
+
 async def run_headless(settings: Settings) -> int:
     """Run the scheduler until SIGTERM / SIGHUP / SIGINT, then release everything and return 0."""
     logging.getLogger("festmon_tui").setLevel(logging.INFO)
@@ -83,8 +89,18 @@ async def run_headless(settings: Settings) -> int:
             await service.start()
             log.info("scheduler started as %s on %s", service.holder.label, target.label)
             watcher = asyncio.create_task(_log_connection(service))
+            sd_notify.notify(f"READY=1\nSTATUS=scheduler running on {target.label}")
+            interval = sd_notify.watchdog_interval_s()
+            watchdog = (
+                None
+                if interval is None
+                else asyncio.create_task(sd_notify.feed_watchdog(lambda: _alive(service), interval))
+            )
             await stop.wait()
+            sd_notify.notify("STOPPING=1")
             watcher.cancel()
+            if watchdog is not None:
+                watchdog.cancel()
             log.info("stopping on %s: releasing the lease", received[0] if received else "request")
             await service.stop()
     finally:
