@@ -45,7 +45,7 @@ HELP: tuple[tuple[str, str], ...] = (
     ("monitoring_timezone", "IANA time zone for displayed times (default: Europe/Brussels)"),
     (
         "monitoring_theme",
-        "dashboard theme (festmon-dark, festmon-light, festmon-contrast or Textual's) (default: festmon-dark)",
+        "dashboard theme: festmon-dark, festmon-light, festmon-high-contrast, or one of Textual's (default: festmon-dark)",
     ),
     (
         "monitoring_operator",

@@ -134,7 +134,8 @@ class Settings(BaseSettings):
     )
     monitoring_theme: str = Field(
         "festmon-dark",
-        description="dashboard theme (festmon-dark, festmon-light, festmon-contrast or Textual's)",
+        description="dashboard theme: festmon-dark, festmon-light, festmon-high-contrast, "
+        "or one of Textual's",
     )
     monitoring_operator: str | None = Field(
         None, description="operator name recorded with lifecycle actions (default: login user)"
