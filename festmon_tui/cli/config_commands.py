@@ -67,7 +67,7 @@ def run_config(settings: Settings, args: argparse.Namespace) -> int:
         return EXIT_OK
     width = max(len(row["name"]) for row in document["settings"])
     for row in document["settings"]:
-        value = "(unset)" if row["value"] is None else printable(row["value"])
+        value = "(unset)" if row["value"] is None else printable(row["value"]) or '""'
         source = row["source"] + (f" {printable(row['file'])}" if row["file"] else "")
         print(f"{row['name']:<{width}}  {value}  [{source}]")
     database = document["database"]

@@ -227,9 +227,9 @@ def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
 def test_the_cli_reports_a_bad_setting_in_one_line_and_exits_2() -> None:
     result = _cli("db", "status", env={"MONITORING_INTERVAL_CRITICAL": "0"})
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
-        "festmon: invalid setting MONITORING_INTERVAL_CRITICAL='0': Input should be greater than 0"
-    ]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("festmon: invalid setting MONITORING_INTERVAL_CRITICAL='0': ")
     assert "Traceback" not in result.stderr
 
 
