@@ -280,6 +280,9 @@ async def test_db_serve_demo_prints_the_demos_database_so_health_reads_what_the_
         dsn = ready.split(": ", 1)[1].strip()
         hint = await asyncio.to_thread(proc.stdout.readline)
         assert hint.strip() == f"for festmon health/events/psql: export DATABASE_URL='{dsn}'"
+        assert proc.stderr is not None  # every command says when it uses the embedded server
+        said = await asyncio.to_thread(proc.stderr.readline)
+        assert said.startswith("festmon: no DATABASE_URL or PG* variables: using the embedded")
         # What `festmon demo` does to it: a fresh festmon_demo with both schemas, and an event.
         admin = dsn.replace("/festmon_demo", "/festmon", 1)
         assert await prepare_demo_database(admin) == dsn
