@@ -22,7 +22,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
-    DotEnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
@@ -352,38 +351,20 @@ def _describe(exc: ValidationError) -> str:
 
 
 def load_settings(
-    overrides: Mapping[str, Any] | None = None,
-    env_file: str | None = ".env",
-    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None, env_file: str | None = ".env"
 ) -> Settings:
     """Settings from the files, the environment and `overrides` (command-line options).
 
-    Each setting comes from the highest of: `overrides` (keyed by field name), the environment
-    (`environ`, default os.environ), `env_file`, the user's festmon.env, /etc/festmon/festmon.env.
+    Each setting comes from the highest of: `overrides` (keyed by field name), the environment,
+    `env_file`, the user's festmon.env, /etc/festmon/festmon.env (settings_light.env_files);
     `env_file` None reads no file at all. Variable names are matched without regard to case.
     Raises SettingsError with one line naming the offending variable.
     """
     files = tuple(path for _, path in env_files(env_file) if path.is_file())
     try:
-        if environ is None:
-            return Settings(_env_file=files or None, **dict(overrides or {}))  # type: ignore[call-arg]
-        return _with_environ(environ, files, overrides or {})
+        return Settings(_env_file=files or None, **dict(overrides or {}))  # type: ignore[call-arg]
     except ValidationError as exc:
         raise SettingsError(_describe(exc)) from None
-
-
-def _with_environ(
-    environ: Mapping[str, str], files: tuple[Path, ...], overrides: Mapping[str, Any]
-) -> Settings:
-    """load_settings() from an environment other than the process's."""
-    values: dict[str, Any] = {}
-    for path in files:
-        source = DotEnvSettingsSource(Settings, env_file=path, case_sensitive=False)
-        values.update(source())
-    known = Settings.model_fields
-    values.update({k.lower(): v for k, v in environ.items() if k.lower() in known})
-    values.update(overrides)
-    return Settings.model_validate(values)
 
 
 def _help_module() -> str:
