@@ -142,4 +142,9 @@ def _register_events(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--since", type=_since, help="seen since: ISO time or an age like 2h")
     parser.add_argument("--search", help="text in the card id, transaction id or event id")
     parser.add_argument("--limit", type=_positive, default=1000, help="at most N (default 1000)")
-    parser.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    parser.add_argument(
+        "--format",
+        choices=("table", "json", "csv"),
+        default="table",
+        help="table for people, json or csv for scripts and spreadsheets (default table)",
+    )
