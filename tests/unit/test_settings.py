@@ -259,3 +259,23 @@ def test_an_unreachable_database_is_a_clear_message_without_the_password() -> No
     assert "cannot reach the database" in result.stderr
     assert "topsecret" not in result.stderr + result.stdout
     assert "Traceback" not in result.stderr
+
+
+def test_which_database_url_then_libpq_then_embedded_and_never_embedded_in_production() -> None:
+    libpq = {"PGHOST": "db.example", "PGUSER": "ops", "PGPASSWORD": "Pw-Libpq-1"}
+    url = load_settings({"database_url": "postgresql://ops:Pw-Url-2@db/festival"}, None)
+    assert url.database(libpq).kind == "url"
+    assert "Pw-Url-2" not in url.database(libpq).label
+    plain = load_settings({}, env_file=None)
+    choice = plain.database(libpq)
+    assert (choice.kind, choice.dsn) == ("libpq", "postgresql://")
+    assert choice.label == "libpq environment (PGHOST=db.example, PGUSER=ops)"
+    assert plain.database({"PGSERVICE": "festival night"}).dsn == (
+        "postgresql://?service=festival%20night"
+    )
+    assert plain.database({}).kind == "embedded"
+    production = load_settings({"environment": "production"}, env_file=None)
+    assert production.database(libpq).kind == "libpq"
+    with pytest.raises(SettingsError) as info:
+        production.database({})
+    assert str(info.value).startswith("no database: set DATABASE_URL")
