@@ -51,9 +51,12 @@ def _add_settings_options(parser: argparse.ArgumentParser) -> None:
 
 def _own_usage(parser: argparse.ArgumentParser) -> str:
     """The usage line of a command's own options; the settings are summed up after it."""
+    settings = argparse.Action(["--SETTING"], dest="setting", metavar="VALUE")
     formatter = parser._get_formatter()
-    formatter.add_usage(None, parser._actions, parser._mutually_exclusive_groups, prefix="")
-    return formatter.format_help().strip()
+    formatter.add_usage(
+        None, [*parser._actions, settings], parser._mutually_exclusive_groups, prefix="usage: "
+    )
+    return formatter.format_help().strip().removeprefix("usage: ")
 
 
 def _commands(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
@@ -93,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
         # The top level's defaults (plain `festmon` paints first) reach every subcommand.
         command.set_defaults(paint_first=bool(command.get_default("paint_first")))
         if not command.get_default("no_settings"):
-            command.usage = _own_usage(command) + " [--SETTING VALUE ...]"
+            command.usage = _own_usage(command)
             _add_settings_options(command)
     # Plain `festmon` opens the dashboard (settings from the files and the environment).
     parser.set_defaults(handler=ui_commands.run_dashboard_command, paint_first=True)
