@@ -279,3 +279,12 @@ def test_which_database_url_then_libpq_then_embedded_and_never_embedded_in_produ
     with pytest.raises(SettingsError) as info:
         production.database({})
     assert str(info.value).startswith("no database: set DATABASE_URL")
+
+
+def test_parse_reads_only_the_values_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MONITORING_BATCH_SIZE", "99")
+    parsed = Settings.parse({"monitoring_race_window_ms": "1500", "not_a_setting": "x"})
+    assert (parsed.monitoring_race_window_ms, parsed.monitoring_batch_size) == (1500, 500)
+    with pytest.raises(SettingsError) as info:
+        Settings.parse({"monitoring_race_window_ms": "0"})
+    assert str(info.value).startswith("invalid setting MONITORING_RACE_WINDOW_MS='0': ")
