@@ -281,9 +281,10 @@ class Settings(BaseSettings):
         """
         known = {name: value for name, value in values.items() if name in cls.model_fields}
         try:
-            return cls.model_validate(known)
+            given = _GivenValuesOnly(**known)
         except ValidationError as exc:
             raise SettingsError(_describe(exc)) from None
+        return Settings.model_construct(_fields_set=given.model_fields_set, **dict(given))
 
     @property
     def dsn(self) -> str | None:
@@ -315,6 +316,21 @@ class Settings(BaseSettings):
                 "ENVIRONMENT=production never uses the embedded server"
             )
         return DatabaseChoice("embedded", None, "embedded")
+
+
+class _GivenValuesOnly(Settings):
+    """Settings validated from init values alone (Settings.parse): no environment, no file."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
 
 
 def _check_ports(hosts: str) -> None:
