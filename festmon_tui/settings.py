@@ -283,7 +283,7 @@ class Settings(BaseSettings):
         try:
             given = _GivenValuesOnly(**known)
         except ValidationError as exc:
-            raise SettingsError(_describe(exc)) from None
+            raise SettingsError(_describe(exc), _first_field(exc)) from None
         return Settings.model_construct(_fields_set=given.model_fields_set, **dict(given))
 
     @property
@@ -353,6 +353,11 @@ def is_secret(field: str) -> bool:
     return field in _SECRET_FIELDS
 
 
+def _first_field(exc: ValidationError) -> str | None:
+    loc = exc.errors(include_url=False)[0]["loc"]
+    return str(loc[0]) if loc else None
+
+
 def _describe(exc: ValidationError) -> str:
     """One line naming the first offending setting, without echoing secrets."""
     errors = exc.errors(include_url=False)
@@ -380,7 +385,7 @@ def load_settings(
     try:
         return Settings(_env_file=files or None, **dict(overrides or {}))  # type: ignore[call-arg]
     except ValidationError as exc:
-        raise SettingsError(_describe(exc)) from None
+        raise SettingsError(_describe(exc), _first_field(exc)) from None
 
 
 def _help_module() -> str:

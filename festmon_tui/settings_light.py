@@ -35,7 +35,11 @@ LIBPQ_VARIABLES = (
 
 
 class SettingsError(ValueError):
-    """A configuration value is invalid; the message names the variable."""
+    """A configuration value is invalid; the message names the variable (`field`, if one)."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 def user_env_file() -> Path:

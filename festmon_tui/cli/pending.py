@@ -6,7 +6,7 @@ import sys
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
-from festmon_tui.settings_light import DatabaseChoice, RawValue, raw_values
+from festmon_tui.settings_light import DatabaseChoice, RawValue, SettingsError, raw_values
 
 if TYPE_CHECKING:
     from festmon_tui.settings import Settings
@@ -27,10 +27,16 @@ class PendingSettings:
         return raw_values(list(fields), self.overrides, self.env_file)
 
     def load(self) -> Settings:
-        """Raises SettingsError (one line naming the variable)."""
+        """Raises SettingsError (one line naming the variable, and the file it is in)."""
         from festmon_tui.settings import load_settings
 
-        return load_settings(self.overrides, env_file=self.env_file)
+        try:
+            return load_settings(self.overrides, env_file=self.env_file)
+        except SettingsError as exc:
+            found = self.raw([exc.field]).get(exc.field) if exc.field else None
+            if found is None or found.path is None:
+                raise
+            raise SettingsError(f"{exc} (set in {found.path})", exc.field) from None
 
     @staticmethod
     def announce(choice: DatabaseChoice) -> None:

@@ -110,3 +110,15 @@ def test_a_missing_env_file_option_is_one_line_and_exit_2(
         f"festmon: --env-file '{missing}': no such file"
     ]
     assert main(["--env-file", str(missing), "health"]) == 3  # a plugin's UNKNOWN
+
+
+def test_a_bad_value_in_a_file_names_the_file(
+    sources: dict[str, object], capsys: pytest.CaptureFixture[str]
+) -> None:
+    system = sources["files"]["system file"]  # type: ignore[index]
+    system.write_text("MONITORING_BELL=maybe\n")
+    assert main(["db", "status"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1
+    assert err[0].startswith("festmon: invalid setting MONITORING_BELL='maybe': ")
+    assert err[0].endswith(f" (set in {system})")
