@@ -7,7 +7,8 @@ Usage (needs tmux):
 Runs the real command in a tmux pane of its own (socket festmon-trace-<pid>, 120x40), each
 tree as PYTHONPATH=<tree>, samples alternating between the trees, through a wrapper that
 notes, at each milestone, the wall time since exec and the main thread's CPU time: argv parsed
-and settings loaded, the UI imported, the first frame rendered and written to the terminal;
+and settings read (the dashboard validates them after its first frame), the UI imported, the
+first frame rendered and written to the terminal;
 with the cyclic garbage collector's collections and time until then (gc.callbacks). Prints the
 median of each per tree. For finding causes; bench_dashboard.py measures first paint itself.
 The dashboard runs against an empty festmon database on an embedded server of its own.
@@ -46,12 +47,12 @@ gc.callbacks.append(on_gc)
 mark("python started")
 import festmon_tui.cli as cli
 mark("festmon_tui.cli imported")
-load = cli.load_settings
-def load_settings(*args, **kwargs):
-    settings = load(*args, **kwargs)
-    mark("argv parsed, settings loaded")
-    return settings
-cli.load_settings = load_settings
+prepare = cli._prepare
+def traced_prepare(*args, **kwargs):
+    prepared = prepare(*args, **kwargs)
+    mark("argv parsed, settings read")
+    return prepared
+cli._prepare = traced_prepare
 import festmon_tui.cli.ui_commands as ui_commands
 run = ui_commands._run
 async def traced_run(*args, **kwargs):
@@ -91,7 +92,7 @@ raise SystemExit(code)
 MILESTONES = (
     "python started",
     "festmon_tui.cli imported",
-    "argv parsed, settings loaded",
+    "argv parsed, settings read",
     "UI imports start",
     "festmon_tui.ui.app imported",
     "first frame rendered",

@@ -34,4 +34,10 @@ def register(sub: Any, settings_parent: argparse.ArgumentParser) -> None:
         parents=[settings_parent],
         help="start the embedded server, print its DSN for psql, keep it up until interrupted",
     )
+    serve.add_argument(
+        "--demo",
+        action="store_true",
+        help="print the address of `festmon demo`'s database (festmon_demo) instead, so that "
+        "health, events and psql read what a running demo shows",
+    )
     serve.set_defaults(handler=_handler("run_serve"))

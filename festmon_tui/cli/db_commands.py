@@ -143,15 +143,23 @@ async def _status(settings: Settings, as_json: bool) -> int:
 
 
 def run_serve(settings: Settings, args: argparse.Namespace) -> int:
-    if settings.dsn is not None:
-        sys.stderr.write("festmon: db serve is for the embedded server; DATABASE_URL is set\n")
+    choice = settings.database()
+    if choice.kind != "embedded":
+        sys.stderr.write(
+            f"festmon: db serve is for the embedded server; {choice.label} names a database\n"
+        )
         return EXIT_USAGE
-    return asyncio.run(_serve(settings))
+    return asyncio.run(_serve(settings, demo=bool(getattr(args, "demo", False))))
 
 
-async def _serve(settings: Settings) -> int:
+async def _serve(settings: Settings, *, demo: bool) -> int:
+    from festmon_tui.db.simulation.demo import DEMO_DATABASE, with_database
+
     async with open_target(settings) as target:
-        print(f"embedded PostgreSQL ready: {target.options.dsn}", flush=True)
+        dsn = with_database(target.options.dsn, DEMO_DATABASE) if demo else target.options.dsn
+        what = f"festmon demo's database ({DEMO_DATABASE})" if demo else "embedded PostgreSQL"
+        print(f"{what} ready: {dsn}", flush=True)
+        print(f"for festmon health/events/psql: export DATABASE_URL='{dsn}'", flush=True)
         print("press Ctrl+C to stop it (other festmon processes keep it alive)", flush=True)
         try:
             await asyncio.Event().wait()

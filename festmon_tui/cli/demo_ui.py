@@ -8,16 +8,21 @@ from __future__ import annotations
 import argparse
 import sys
 from contextlib import AsyncExitStack
+from typing import TYPE_CHECKING
 
-from festmon_tui.cli.http_args import prepare_http
+from festmon_tui.cli.http_args import check_http
+from festmon_tui.cli.pending import PendingSettings
 from festmon_tui.cli.ui_commands import import_in_thread, run_dashboard
 from festmon_tui.service.api import MonitorService
-from festmon_tui.settings import Settings
+
+if TYPE_CHECKING:
+    from festmon_tui.settings import Settings
 
 EXIT_USAGE = 2
 
 
-def run_demo(settings: Settings, args: argparse.Namespace) -> int:
+def run_demo(settings: Settings | PendingSettings, args: argparse.Namespace) -> int:
+    """`festmon demo`: the dashboard gets PendingSettings, --headless validated Settings."""
     if args.headless and getattr(args, "http", None):
         sys.stderr.write(
             "festmon demo: error: --http serves the API beside the dashboard; without one use "
@@ -27,6 +32,7 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
     if args.headless:
         from festmon_tui.cli import sim_commands
 
+        assert not isinstance(settings, PendingSettings), "validated before --headless runs"
         return sim_commands.run_demo(settings, args)
     if args.json or args.check:
         sys.stderr.write(
@@ -35,11 +41,8 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
         sys.stderr.flush()
         return EXIT_USAGE
 
-    api = prepare_http(settings, args)  # checked before the first paint, no HTTP imports
-    if isinstance(api, int):
-        return api
-
-    async def open_service(stack: AsyncExitStack) -> MonitorService:
+    async def open_service(stack: AsyncExitStack, settings: Settings) -> MonitorService:
+        api = check_http(settings, args)  # a bad API setting ends the app like any other
         # Imported here, after the first paint, in a thread: the simulator, asyncpg and the
         # scheduler (and the HTTP stack with --http).
         http = ["festmon_tui.api.server"] if api else []
@@ -48,4 +51,5 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
 
         return await open_demo_service(settings, args, stack, api)
 
+    assert isinstance(settings, PendingSettings), "the dashboard validates after painting"
     return run_dashboard(settings, open_service)

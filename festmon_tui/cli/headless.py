@@ -8,6 +8,7 @@ import signal
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from festmon_tui.cli import sd_notify
 from festmon_tui.db.target import open_target
 from festmon_tui.models import ConnectionState, DetectionAlarm, DetectionAlarmKind
 from festmon_tui.scheduler.runner import JobRun
@@ -102,6 +103,11 @@ async def _log_detection(service: PostgresMonitorService) -> None:
             last = now
 
 
+def _alive(service: PostgresMonitorService) -> bool:
+    """The scheduler's loop (lease election, which starts and stops the jobs) is running."""
+    return service.scheduler is not None and service.scheduler.running
+
+
 async def run_headless(settings: Settings, api: ApiConfig | None = None) -> int:
     """Run the scheduler until SIGTERM / SIGHUP / SIGINT, then release everything and return 0.
 
@@ -141,9 +147,19 @@ async def run_headless(settings: Settings, api: ApiConfig | None = None) -> int:
                 await server.start(service)
             watcher = asyncio.create_task(_log_connection(service))
             detection = asyncio.create_task(_log_detection(service))
+            sd_notify.notify(f"READY=1\nSTATUS=scheduler running on {target.label}")
+            interval = sd_notify.watchdog_interval_s()
+            watchdog = (
+                None
+                if interval is None
+                else asyncio.create_task(sd_notify.feed_watchdog(lambda: _alive(service), interval))
+            )
             await stop.wait()
+            sd_notify.notify("STOPPING=1")
             watcher.cancel()
             detection.cancel()
+            if watchdog is not None:
+                watchdog.cancel()
             log.info("stopping on %s: releasing the lease", received[0] if received else "request")
             if server is not None:
                 await server.stop()

@@ -7,10 +7,11 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from festmon_tui.cli.lazy import LazyHandler
-from festmon_tui.settings import Settings
+from festmon_tui.settings_light import SettingsError
 
 if TYPE_CHECKING:
     from festmon_tui.api.config import ApiConfig
+    from festmon_tui.settings import Settings
 
 EXIT_USAGE = 2
 SERVE_DEFAULT = "127.0.0.1:8080"
@@ -44,6 +45,17 @@ def prepare_http(settings: Settings, args: argparse.Namespace) -> ApiConfig | in
 
     Imports no HTTP library: the dashboard calls it before its first paint.
     """
+    try:
+        return check_http(settings, args)
+    except SettingsError as exc:
+        sys.stderr.write(f"festmon: {exc}\n")
+        return EXIT_USAGE
+
+
+def check_http(settings: Settings, args: argparse.Namespace) -> ApiConfig | None:
+    """The checked API configuration (socket bound), None when off; SettingsError (one line)
+    when a setting or the address is off. The dashboard calls it with the settings it validates
+    right after its first frame, so a bad one ends it like any other bad setting."""
     text = getattr(args, "http", None)
     if text is None:
         return None
@@ -52,5 +64,4 @@ def prepare_http(settings: Settings, args: argparse.Namespace) -> ApiConfig | in
     try:
         return prepare_api(settings, parse_address(text))
     except ApiConfigError as exc:
-        sys.stderr.write(f"festmon: {exc}\n")
-        return EXIT_USAGE
+        raise SettingsError(str(exc)) from None

@@ -10,7 +10,15 @@ from typing import Any
 
 from festmon_tui.cli.http_args import add_http_option
 from festmon_tui.cli.lazy import LazyHandler
-from festmon_tui.models import EventStatus, EventType, Severity
+from festmon_tui.models import (
+    SEVERITY_WORDS,
+    STATUS_WORDS,
+    EventStatus,
+    EventType,
+    Severity,
+    event_type_words,
+    parse_words,
+)
 
 EXIT_UNREACHABLE = 3
 
@@ -67,18 +75,18 @@ def _event_id(text: str) -> int:
     return int(text)
 
 
-def _choices(enum: type[Any], label: str) -> Callable[[str], list[Any]]:
-    """Parse a comma-separated, case-insensitive list of enum values."""
+def _words(
+    table: dict[str, frozenset[Any]], every: frozenset[Any], label: str
+) -> Callable[[str], list[Any]]:
+    """Parse a comma-separated list of the dashboard's words (models' vocabulary), any case;
+    every value (e.g. `all`) is no filter."""
 
     def parse(text: str) -> list[Any]:
-        values = []
-        for part in filter(None, (p.strip() for p in text.split(","))):
-            matches = [m for m in enum if m.value.lower() == part.lower().replace("-", "_")]
-            if not matches:
-                allowed = ", ".join(m.value for m in enum)
-                raise argparse.ArgumentTypeError(f"unknown {label} {part!r} (one of: {allowed})")
-            values.append(matches[0])
-        return values
+        try:
+            values = parse_words(text, table, label)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return [] if values == every else sorted(values)
 
     return parse
 
@@ -107,30 +115,38 @@ def _positive(text: str) -> int:
 
 
 def _register_events(parser: argparse.ArgumentParser) -> None:
+    types = event_type_words()
     parser.add_argument(
         "--severity",
-        type=_choices(Severity, "severity"),
+        type=_words(SEVERITY_WORDS, frozenset(Severity), "severity"),
         action="extend",
         default=[],
-        help="CRITICAL, HIGH, MEDIUM, LOW, INFO (repeat or comma-list)",
+        help=f"{'|'.join(SEVERITY_WORDS)} (as the dashboard's filter bar: high+ is ≥HIGH; "
+        "any case; repeat or comma-list; default all)",
     )
     parser.add_argument(
         "--type",
         dest="event_type",
-        type=_choices(EventType, "event type"),
+        type=_words(types, frozenset(EventType), "event type"),
         action="extend",
         default=[],
-        help="e.g. balance_discrepancy",
+        help=f"{'|'.join(types)} (the dashboard's words; repeat or comma-list; default all)",
     )
     parser.add_argument(
         "--status",
-        type=_choices(EventStatus, "status"),
+        type=_words(STATUS_WORDS, frozenset(EventStatus), "status"),
         action="extend",
         default=[],
-        help="OPEN, INVESTIGATING, RESOLVED, FALSE_POSITIVE",
+        help=f"{'|'.join(STATUS_WORDS)} (the dashboard's words; active is open + "
+        "investigating, closed is resolved + false-positive; repeat or comma-list; default all)",
     )
     parser.add_argument("--card", help="exact card id")
     parser.add_argument("--since", type=_since, help="seen since: ISO time or an age like 2h")
     parser.add_argument("--search", help="text in the card id, transaction id or event id")
     parser.add_argument("--limit", type=_positive, default=1000, help="at most N (default 1000)")
-    parser.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    parser.add_argument(
+        "--format",
+        choices=("table", "json", "csv"),
+        default="table",
+        help="table for people, json or csv for scripts and spreadsheets (default table)",
+    )

@@ -14,6 +14,7 @@ from typing import Any
 
 from festmon_tui.cli import event_output
 from festmon_tui.cli.headless import run_headless
+from festmon_tui.cli.nagios import plugin_line
 from festmon_tui.db.errors import DatabaseRefused
 from festmon_tui.db.target import DatabaseTarget, open_target
 from festmon_tui.models import ConnectionState, EventFilter, Verb
@@ -119,7 +120,7 @@ def run_health(settings: Settings, args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(doc, indent=2))
         else:
-            print(f"{doc['status']}: " + ("; ".join(doc["reasons"]) or "no problem found"))
+            print(event_output.printable(plugin_line(doc, service.state.active_high_events)))
         codes = {"HEALTHY": 0, "WARNING": 1, "CRITICAL": 2}
         return codes.get(doc["status"], EXIT_UNREACHABLE)
 

@@ -80,7 +80,7 @@ def register(sub: Any, settings_parent: argparse.ArgumentParser) -> None:
         help="exit 1 unless every rule found every injected anomaly and nothing else",
     )
     add_http_option(demo)
-    demo.set_defaults(handler=LazyHandler("festmon_tui.cli.demo_ui", "run_demo"))
+    demo.set_defaults(handler=LazyHandler("festmon_tui.cli.demo_ui", "run_demo"), paint_first=True)
 
 
 def _traffic_options(parser: argparse.ArgumentParser, default_duration: float | None) -> None:

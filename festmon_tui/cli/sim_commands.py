@@ -282,15 +282,12 @@ async def _demo_options(target: DatabaseTarget) -> ConnectOptions:
 
 
 def _demo_label(target: DatabaseTarget, options: ConnectOptions) -> str:
-    return "embedded (festmon_demo)" if target.embedded is not None else options.redacted
+    """The DSN that reaches the demo's data (`festmon db serve --demo` prints it too)."""
+    return options.redacted
 
 
 def run_demo(settings: Settings, args: argparse.Namespace) -> int:
-    if not args.headless:
-        if args.json or args.check:
-            _say("festmon demo: error: --json and --check need --headless (see 'festmon demo -h')")
-            return EXIT_USAGE
-        return _run_demo_dashboard(settings, args)
+    """`festmon demo --headless` (demo_ui runs the dashboard)."""
     return _run(_demo_headless(settings, args))
 
 
@@ -333,16 +330,6 @@ async def _demo_headless(settings: Settings, args: argparse.Namespace) -> int:
         return _fail(str(exc))
     except _EXPECTED as exc:
         return _fail(f"demo failed: {exc}")
-
-
-def _run_demo_dashboard(settings: Settings, args: argparse.Namespace) -> int:
-    """The dashboard on a live simulated festival (the traffic runs until the dashboard quits)."""
-    from festmon_tui.cli.ui_commands import run_dashboard
-
-    async def open_service(stack: AsyncExitStack) -> MonitorService:
-        return await open_demo_service(settings, args, stack)
-
-    return run_dashboard(settings, open_service)
 
 
 async def open_demo_service(

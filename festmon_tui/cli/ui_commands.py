@@ -19,7 +19,7 @@ import platformdirs
 
 from festmon_tui.cli import gc_pause
 from festmon_tui.cli.event_output import render_csv, render_json
-from festmon_tui.cli.http_args import add_http_option, prepare_http
+from festmon_tui.cli.http_args import add_http_option, check_http
 from festmon_tui.models import (
     CardView,
     Change,
@@ -34,9 +34,11 @@ from festmon_tui.models import (
     Verb,
 )
 from festmon_tui.service.api import ActionRefused, MonitorService, Unavailable
-from festmon_tui.settings import Settings
+from festmon_tui.settings_light import SettingsError, libpq_choice, redact_dsn
 
 if TYPE_CHECKING:
+    from festmon_tui.cli.pending import PendingSettings
+    from festmon_tui.settings import Settings
     from festmon_tui.ui.config import DashboardConfig
 
 log = logging.getLogger(__name__)
@@ -53,9 +55,10 @@ SHUTDOWN_S = 1.6
 # started with the closing (db/embedded.py).
 SERVER_STOP_S = 1.0
 
-# Opens everything the dashboard needs and returns the service; whatever must be closed on exit
-# goes on the exit stack (entered contexts, callbacks). Runs in a worker after the first paint.
-ServiceOpener = Callable[[AsyncExitStack], Awaitable[MonitorService]]
+# Opens everything the dashboard needs, from the validated settings, and returns the service;
+# whatever must be closed on exit goes on the exit stack (entered contexts, callbacks). Runs in a
+# worker after the first paint.
+ServiceOpener = Callable[[AsyncExitStack, "Settings"], Awaitable[MonitorService]]
 
 
 def register(sub: Any, settings_parent: argparse.ArgumentParser) -> None:
@@ -70,18 +73,16 @@ def register(sub: Any, settings_parent: argparse.ArgumentParser) -> None:
         help="read-only: no scheduler, no lifecycle actions (a monitoring_reader login works)",
     )
     add_http_option(dash)
-    dash.set_defaults(handler=run_dashboard_command)
+    dash.set_defaults(handler=run_dashboard_command, paint_first=True)
 
 
-def run_dashboard_command(settings: Settings, args: argparse.Namespace) -> int:
+def run_dashboard_command(pending: PendingSettings, args: argparse.Namespace) -> int:
     """`festmon dashboard`: the configured database (or the embedded one)."""
     viewer = bool(getattr(args, "viewer", False))
-    # Checked (and the port bound) before the first paint, without importing the HTTP stack.
-    api = prepare_http(settings, args)
-    if isinstance(api, int):
-        return api
 
-    async def open_service(stack: AsyncExitStack) -> MonitorService:
+    async def open_service(stack: AsyncExitStack, settings: Settings) -> MonitorService:
+        # Checked (and the port bound) with the other settings, after the first paint.
+        api = check_http(settings, args)
         # Imported here, after the first paint, in a thread: asyncpg and the scheduler take
         # ~0.25 s of CPU to load, which the event loop does not wait for.
         modules = ["festmon_tui.db.target", "festmon_tui.service.postgres"]
@@ -108,7 +109,7 @@ def run_dashboard_command(settings: Settings, args: argparse.Namespace) -> int:
             stack.push_async_callback(server.stop)
         return service
 
-    return run_dashboard(settings, open_service, viewer=viewer)
+    return run_dashboard(pending, open_service, viewer=viewer)
 
 
 async def import_in_thread(*modules: str) -> None:
@@ -116,8 +117,14 @@ async def import_in_thread(*modules: str) -> None:
     await asyncio.to_thread(lambda: [importlib.import_module(name) for name in modules])
 
 
-def run_dashboard(settings: Settings, open_service: ServiceOpener, *, viewer: bool = False) -> int:
+def run_dashboard(
+    pending: PendingSettings, open_service: ServiceOpener, *, viewer: bool = False
+) -> int:
     """Paint the dashboard at once, then open the service in the background; used by `demo` too.
+
+    The first frame is painted from the raw values of a few settings (theme, keymap, time zone);
+    the full settings are validated right after it (pydantic is imported then, in a thread), and
+    a bad value ends the app with one line naming the variable and exit code 2.
 
     `open_service` starts whatever it needs (embedded server, simulator, PostgresMonitorService),
     registers its cleanup on the stack, and returns the service. On quit, SIGHUP, SIGTERM or a
@@ -125,24 +132,50 @@ def run_dashboard(settings: Settings, open_service: ServiceOpener, *, viewer: bo
     """
     # No automatic garbage collection until the first frame is out (startup() resumes it).
     with gc_pause.paused():
-        return _open_dashboard(settings, open_service, viewer)
+        return _open_dashboard(pending, open_service, viewer)
 
 
-def _open_dashboard(settings: Settings, open_service: ServiceOpener, viewer: bool) -> int:
+def _open_dashboard(pending: PendingSettings, open_service: ServiceOpener, viewer: bool) -> int:
     # Imported here so `festmon health` and friends never pay for importing Textual.
-    from festmon_tui.ui.config import DashboardConfig, DashboardSettingError
+    from festmon_tui.ui.config import FIRST_FRAME_SETTINGS, DashboardConfig, DashboardSettingError
 
+    raw = {
+        name: found.value
+        for name, found in pending.raw(
+            (*FIRST_FRAME_SETTINGS, "database_url", "environment")
+        ).items()
+    }
     try:
-        config = DashboardConfig.from_settings(
-            settings, viewer=viewer, renderers={"csv": render_csv, "json": render_json}
+        config = DashboardConfig.from_values(
+            raw, viewer=viewer, renderers={"csv": render_csv, "json": render_json}
         )
     except DashboardSettingError as exc:
         sys.stderr.write(f"festmon: invalid setting {exc.setting}: {exc}\n")
         return EXIT_USAGE
-    label = "embedded" if settings.dsn is None else settings.redacted_dsn
-    service = DeferredService(label, str(settings.environment), viewer)
+    service = DeferredService(_first_label(raw), raw.get("environment", "development"), viewer)
+    failure: list[str] = []
     with _log_to_file():
-        return asyncio.run(_run(service, config, open_service))
+        code = asyncio.run(_run(service, config, open_service, pending, failure))
+    if failure:
+        sys.stderr.write(f"festmon: {failure[0]}\n")
+        return EXIT_USAGE
+    return code
+
+
+def _first_label(raw: dict[str, str]) -> str:
+    """The database the header names until the service is open (validated by then)."""
+    url = raw.get("database_url", "").strip()
+    if url:
+        return redact_dsn(url)
+    libpq = libpq_choice()
+    return "embedded" if libpq is None else libpq.label
+
+
+def _validated(pending: PendingSettings) -> Settings:
+    """The full settings and a database to use; SettingsError otherwise (runs in a thread)."""
+    settings = pending.load()
+    settings.database()
+    return settings
 
 
 @contextmanager
@@ -169,7 +202,14 @@ def _log_to_file() -> Iterator[None]:
             root.addHandler(old)
 
 
-async def _run(service: DeferredService, config: DashboardConfig, opener: ServiceOpener) -> int:
+async def _run(
+    service: DeferredService,
+    config: DashboardConfig,
+    opener: ServiceOpener,
+    pending: PendingSettings,
+    failure: list[str],
+) -> int:
+    """Run the app; a setting found invalid after the first frame goes to `failure`."""
     from festmon_tui.ui.app import FestmonApp
 
     stack = AsyncExitStack()
@@ -178,9 +218,19 @@ async def _run(service: DeferredService, config: DashboardConfig, opener: Servic
     async def startup() -> None:
         nonlocal opening
         gc_pause.resume()  # the first frame is on screen
+        try:
+            settings = await asyncio.to_thread(_validated, pending)
+        except SettingsError as exc:
+            failure.append(str(exc))
+            app.exit(return_code=EXIT_USAGE)
+            return
         # Shielded: quitting while the server starts must not orphan it; _run waits for it.
-        opening = asyncio.ensure_future(opener(stack))
-        service.attach(await asyncio.shield(opening))
+        opening = asyncio.ensure_future(opener(stack, settings))
+        try:
+            service.attach(await asyncio.shield(opening))
+        except SettingsError as exc:  # one the opener checks itself (the API's, with --http)
+            failure.append(str(exc))
+            app.exit(return_code=EXIT_USAGE)
 
     app = FestmonApp(service, config, startup=startup)
     settled = False

@@ -1,4 +1,5 @@
-"""Resolve where festmon's database is: DATABASE_URL, or the embedded server started for it."""
+"""Resolve where festmon's database is: DATABASE_URL, libpq's PG* environment, or the embedded
+server started for it (Settings.database() decides, and refuses the embedded one in production)."""
 
 from __future__ import annotations
 
@@ -18,17 +19,22 @@ class DatabaseTarget:
 
     options: ConnectOptions
     embedded: EmbeddedServer | None
+    description: str | None = None
 
     @property
     def label(self) -> str:
-        return "embedded" if self.embedded is not None else self.options.redacted
+        if self.embedded is not None:
+            return "embedded"
+        return self.description or self.options.redacted
 
 
 @asynccontextmanager
 async def open_target(settings: Settings) -> AsyncIterator[DatabaseTarget]:
     """Yield the database to use; an embedded server is started in a thread and released after."""
-    if settings.dsn is not None:
-        yield DatabaseTarget(ConnectOptions.from_settings(settings, settings.dsn), None)
+    choice = settings.database()
+    if choice.dsn is not None:
+        options = ConnectOptions.from_settings(settings, choice.dsn)
+        yield DatabaseTarget(options, None, None if choice.kind == "url" else choice.label)
         return
     server = EmbeddedServer(settings.monitoring_data_dir or default_data_dir())
     dsn = await asyncio.to_thread(server.start)

@@ -18,9 +18,14 @@ from tests.api.support import OPERATOR_TOKEN, READ_TOKEN, eventually
 REPO = Path(__file__).resolve().parents[2]
 
 
+# A database target, so these checks are not preceded by the line that announces the embedded
+# server (SPEC §3); the API's settings are refused before festmon connects to it.
+NEVER_REACHED = "postgresql://festmon@127.0.0.1:1/festmon"
+
+
 def environment(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MONITORING_", "DATABASE_"))}
-    return {**env, "PYTHONPATH": str(REPO), **extra}
+    return {**env, "PYTHONPATH": str(REPO), "DATABASE_URL": NEVER_REACHED, **extra}
 
 
 TOKENS = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -102,6 +103,8 @@ def test_the_table_report_names_every_rule(data_dir: Path) -> None:
     for rule in ("balance_deduction_on_failure", "concurrent_transaction_detection", "all rules"):
         assert rule in out
     assert "seed 4" in err
+    # It names the DSN that reaches its data, for `festmon health --database-url ...` beside it.
+    assert re.search(r" on postgresql://\S*/festmon_demo\b", err), err[-3000:]
 
 
 def test_ctrl_c_winds_the_traffic_down_and_still_reports(data_dir: Path) -> None:

@@ -262,3 +262,49 @@ async def test_a_dashboard_whose_closing_is_stuck_still_stops_its_embedded_serve
     assert time.monotonic() - started < SHUTDOWN_S + 1.0
     assert await asyncio.to_thread(_wait_stopped, pid), "the server outlived its last user"
     assert not stuck.is_set()
+
+
+async def test_db_serve_demo_prints_the_demos_database_so_health_reads_what_the_demo_shows(
+    data_dir: Path,
+) -> None:
+    """`festmon health` next to a running demo: the demo's database is festmon_demo, not the
+    embedded server's festmon; `festmon db serve --demo` prints its address (issue 15.3)."""
+    from festmon_tui.db.migrations import migrate
+    from festmon_tui.db.simulation.demo import prepare_demo_database
+
+    proc = _festmon("db", "serve", "--demo", data_dir=data_dir)
+    try:
+        assert proc.stdout is not None
+        ready = await asyncio.to_thread(proc.stdout.readline)
+        assert ready.startswith("festmon demo's database (festmon_demo) ready: postgresql://")
+        dsn = ready.split(": ", 1)[1].strip()
+        hint = await asyncio.to_thread(proc.stdout.readline)
+        assert hint.strip() == f"for festmon health/events/psql: export DATABASE_URL='{dsn}'"
+        assert proc.stderr is not None  # every command says when it uses the embedded server
+        said = await asyncio.to_thread(proc.stderr.readline)
+        assert said.startswith("festmon: no DATABASE_URL or PG* variables: using the embedded")
+        # What `festmon demo` does to it: a fresh festmon_demo with both schemas, and an event.
+        admin = dsn.replace("/festmon_demo", "/festmon", 1)
+        assert await prepare_demo_database(admin) == dsn
+        conn = await asyncpg.connect(dsn)
+        try:
+            await migrate(conn, with_payment_schema=True)
+            await conn.fetchval(
+                "SELECT create_monitoring_event('balance_discrepancy', 'CRITICAL', 'r', 'CARD-D')"
+            )
+        finally:
+            await conn.close()
+        env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+        events = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "festmon_tui", "events", "--format", "csv"],
+            env={**env, "DATABASE_URL": dsn},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert events.returncode == 0, events.stderr
+        assert "CARD-D" in events.stdout
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(proc.wait, 10)

@@ -53,16 +53,19 @@ def test_a_collector_the_caller_turned_off_stays_off() -> None:
 def test_the_cli_parses_and_loads_settings_without_collection_and_gives_it_back(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from festmon_tui.cli.pending import PendingSettings
+
     seen: list[bool] = []
-    load = cli.load_settings
+    load = PendingSettings.load
 
-    def recording_load(*args: Any, **kwargs: Any) -> Any:
+    def recording_load(self: PendingSettings) -> Any:
         seen.append(gc.isenabled())
-        return load(*args, **kwargs)
+        return load(self)
 
-    monkeypatch.setattr(cli, "load_settings", recording_load)
-    assert cli.main(["--env-file", "/nonexistent", "dashboard", "--monitoring-theme", "x"]) == 2
+    monkeypatch.setattr(PendingSettings, "load", recording_load)
+    assert cli.main(["db", "status", "--monitoring-batch-size", "0"]) == 2
     assert seen == [False]
+    assert cli.main(["dashboard", "--monitoring-theme", "x"]) == 2  # checked before painting
     assert gc.isenabled()
     with pytest.raises(SystemExit):
         cli.main(["--no-such-option"])
@@ -76,7 +79,7 @@ def test_the_dashboard_starts_without_collection_and_resumes_it_after_its_first_
     from contextlib import AsyncExitStack
 
     from festmon_tui.cli import ui_commands
-    from festmon_tui.settings import load_settings
+    from festmon_tui.cli.pending import PendingSettings
     from festmon_tui.ui.app import FestmonApp
     from tests.ui.fake_service import FakeMonitorService
 
@@ -84,7 +87,7 @@ def test_the_dashboard_starts_without_collection_and_resumes_it_after_its_first_
     frames: list[bool] = []
     opened = asyncio.Event()
 
-    async def open_service(stack: AsyncExitStack) -> FakeMonitorService:
+    async def open_service(stack: AsyncExitStack, settings: Any) -> FakeMonitorService:
         seen["opener"] = gc.isenabled()  # runs after the first frame
         opened.set()
         return FakeMonitorService()
@@ -106,8 +109,7 @@ def test_the_dashboard_starts_without_collection_and_resumes_it_after_its_first_
 
     monkeypatch.setattr(FestmonApp, "run_async", headless_run)
     monkeypatch.setattr(FestmonApp, "_display", recording_display)
-    settings = load_settings({}, env_file=None)
-    assert ui_commands.run_dashboard(settings, open_service) == 0
+    assert ui_commands.run_dashboard(PendingSettings({}, None), open_service) == 0
     assert seen == {"app start": False, "opener": True}
     assert frames and not frames[0]  # the first frame was rendered without collection
     assert gc.isenabled()
