@@ -80,18 +80,20 @@ class FestmonApp(App[int]):
     BINDINGS = bindings(Scope.APP)
     COMMANDS = App.COMMANDS | {RegistryCommands}
 
+    # None of these repaints the screen (an App reactive repaints every widget, each second for
+    # `now`: issue 17.1); the panes that show them watch them and repaint what changed.
     monitor_state: reactive[MonitorState] = reactive(
-        lambda: MonitorState(ConnectionState.CONNECTING, "", ""), init=False
+        lambda: MonitorState(ConnectionState.CONNECTING, "", ""), init=False, repaint=False
     )
     # The dashboard shows a new window through its watcher (the list and the filter bar repaint
     # themselves); repainting the whole screen too (charts, panes) cost two full compositor
     # passes per filter change.
     window: reactive[EventWindow] = reactive(EventWindow, init=False, repaint=False)
-    trends: reactive[Trends | None] = reactive(None, init=False)
-    cycle: reactive[CycleProgress] = reactive(CycleProgress, init=False)
-    now: reactive[datetime] = reactive(utc_now, init=False)
-    paused: reactive[bool] = reactive(False, init=False)
-    missed: reactive[int] = reactive(0, init=False)
+    trends: reactive[Trends | None] = reactive(None, init=False, repaint=False)
+    cycle: reactive[CycleProgress] = reactive(CycleProgress, init=False, repaint=False)
+    now: reactive[datetime] = reactive(utc_now, init=False, repaint=False)
+    paused: reactive[bool] = reactive(False, init=False, repaint=False)
+    missed: reactive[int] = reactive(0, init=False, repaint=False)
 
     def __init__(
         self,

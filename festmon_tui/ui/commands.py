@@ -122,6 +122,14 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command("clear", "c", "clear_filters", "Clear", "Clear filters and search", Scope.DASHBOARD),
     Command("sort", "o", "cycle_sort", "Sort", "Next sort column", Scope.DASHBOARD),
+    Command(
+        "storms",
+        "w",
+        "toggle_storms",
+        "Storms",
+        "Event storms: one line per rule, or all their events",
+        Scope.DASHBOARD,
+    ),
     Command("reverse", "O", "reverse_sort", "Reverse", "Reverse the sort order", Scope.DASHBOARD),
     Command("range", "g", "cycle_range", "Range", "Trends range: 1 h, 24 h, 7 d", Scope.DASHBOARD),
     Command(
