@@ -3,9 +3,12 @@ state, notifications that never cover the list, and the sort in sight."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 
 import pytest
+from textual.events import Resize
+from textual.geometry import Size
 from textual.widgets._toast import Toast
 
 from festmon_tui.models import EventType
@@ -18,6 +21,7 @@ from tests.ui.fake_service import FakeMonitorService, festival_events, healthy_s
 from tests.ui.pilot import make_app, settle, until
 
 SMALL, LARGE = (80, 24), (120, 40)
+LAYOUTS_MAX = 20
 
 
 def _failing_health_job() -> FakeMonitorService:
@@ -145,3 +149,43 @@ async def test_at_80x24_a_severity_filter_keeps_its_name_on_the_filter_line():
         await settle(pilot)
         shown = _visible(app, app.screen.query_one(FilterBar).query_one("#filter-summary"))
         assert "severity CRITICAL" in shown and "…" not in shown
+
+
+async def test_two_pending_resizes_of_different_sizes_settle_instead_of_echoing_forever():
+    """Textual merges a Resize with the next one only when they are adjacent in the screen's
+    queue. A headless start queues two (80x25 from the console's fallback, then the driver's
+    80x24), and a terminal resized while the screen is busy can too. The screen answers each
+    layout with a Resize to itself: anything the screen posts to its own queue on every
+    Resize keeps the two apart, and they echo each other forever (`dashboard --http` never
+    painted its first frame)."""
+    app = make_app(_failing_health_job())
+    async with app.run_test(size=SMALL) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        layouts = []
+
+        def laid_out(_screen) -> None:
+            layouts.append(_screen)
+            if len(layouts) > LAYOUTS_MAX:  # runaway: stop the screen, or the test hangs with it
+                raise asyncio.CancelledError
+
+        screen.screen_layout_refresh_signal.subscribe(app, laid_out, immediate=True)
+        screen.post_message(Resize(Size(80, 25), Size(80, 25)))
+        screen.call_later(lambda: None)  # any message in between
+        screen.post_message(Resize(Size(*SMALL), Size(*SMALL)))
+        await pilot.pause(0.5)
+        assert len(layouts) <= LAYOUTS_MAX
+
+
+async def test_the_breaker_pane_changes_form_when_the_terminal_crosses_the_breakpoint():
+    app = make_app(_failing_health_job())
+    async with app.run_test(size=LARGE) as pilot:
+        await settle(pilot)
+        await pilot.resize_terminal(*SMALL)
+        await settle(pilot)
+        pane = _visible(app, app.screen.query_one(BreakerPane))
+        assert pane.splitlines()[1].startswith(" jobs health FAILED 2m")
+        await pilot.resize_terminal(*LARGE)
+        await settle(pilot)
+        pane = _visible(app, app.screen.query_one(BreakerPane))
+        assert "health    FAILED    2m  in 3m" in pane

@@ -119,9 +119,9 @@ class DashboardScreen(EventScreen):
         except Exception:
             log.exception("the storm counter's change stream failed; the list still counts")
 
-    def on_resize(self) -> None:
-        # Crossing the 80x24 breakpoint changes what the breaker pane shows (jobs on one line).
-        self.call_after_refresh(self.query_one(BreakerPane).update_lines)
+    # No on_resize here: a message the screen posts to itself on every Resize keeps two pending
+    # Resizes of different sizes from merging, and they re-post each other forever. The panes
+    # follow their own size and the breakpoint classes (BreakerPane.notify_style_update).
 
     # ---- data down -------------------------------------------------------------------------
 

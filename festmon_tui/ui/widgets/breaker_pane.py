@@ -57,6 +57,7 @@ class BreakerPane(QuietLines):
     def __init__(self, timezone: tzinfo, id: str | None = None) -> None:
         super().__init__(id=id)
         self.timezone = timezone
+        self._compact = False  # the form of the lines shown
 
     def watch_state(self) -> None:
         self.update_lines()
@@ -141,9 +142,17 @@ class BreakerPane(QuietLines):
         """On a short terminal the pane has two lines: the breaker, and every job on one."""
         return self.is_mounted and self.screen.has_class("-short")
 
+    def notify_style_update(self) -> None:
+        # The screen's breakpoint class (-short) reaches this pane as a style update (its border
+        # and height change with it): that is when the form changes, not on every Resize.
+        super().notify_style_update()
+        if self.compact != self._compact:
+            self.update_lines()
+
     def lines(self) -> list[Text]:
         state = self.state
-        if self.compact:
+        self._compact = self.compact
+        if self._compact:
             jobs = state.jobs if state is not None else ()
             line = self.breaker_line(state.breaker if state else None)
             return [line, self.jobs_line(jobs)] if jobs else [line]
