@@ -10,7 +10,7 @@ import sys
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING
 
-from festmon_tui.cli.http_args import check_http
+from festmon_tui.cli.http_args import check_http, check_http_address
 from festmon_tui.cli.pending import PendingSettings
 from festmon_tui.cli.ui_commands import import_in_thread, run_dashboard
 from festmon_tui.service.api import MonitorService
@@ -40,6 +40,9 @@ def run_demo(settings: Settings | PendingSettings, args: argparse.Namespace) -> 
         )
         sys.stderr.flush()
         return EXIT_USAGE
+
+    if (bad_address := check_http_address(args)) is not None:
+        return bad_address
 
     async def open_service(stack: AsyncExitStack, settings: Settings) -> MonitorService:
         api = check_http(settings, args)  # a bad API setting ends the app like any other

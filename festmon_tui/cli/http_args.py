@@ -52,6 +52,22 @@ def prepare_http(settings: Settings, args: argparse.Namespace) -> ApiConfig | in
         return EXIT_USAGE
 
 
+def check_http_address(args: argparse.Namespace) -> int | None:
+    """Exit code 2 (one line) when --http is not an address; before the dashboard's first paint,
+    with nothing but the command line (the API's settings are checked with the others after)."""
+    text = getattr(args, "http", None)
+    if text is None:
+        return None
+    from festmon_tui.api.address import ApiConfigError, parse_address
+
+    try:
+        parse_address(text)
+    except ApiConfigError as exc:
+        sys.stderr.write(f"festmon: {exc}\n")
+        return EXIT_USAGE
+    return None
+
+
 def check_http(settings: Settings, args: argparse.Namespace) -> ApiConfig | None:
     """The checked API configuration (socket bound), None when off; SettingsError (one line)
     when a setting or the address is off. The dashboard calls it with the settings it validates
@@ -59,7 +75,8 @@ def check_http(settings: Settings, args: argparse.Namespace) -> ApiConfig | None
     text = getattr(args, "http", None)
     if text is None:
         return None
-    from festmon_tui.api.config import ApiConfigError, parse_address, prepare_api
+    from festmon_tui.api.address import ApiConfigError, parse_address
+    from festmon_tui.api.config import prepare_api
 
     try:
         return prepare_api(settings, parse_address(text))

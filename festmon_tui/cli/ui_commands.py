@@ -19,7 +19,7 @@ import platformdirs
 
 from festmon_tui.cli import gc_pause
 from festmon_tui.cli.event_output import render_csv, render_json
-from festmon_tui.cli.http_args import add_http_option, check_http
+from festmon_tui.cli.http_args import add_http_option, check_http, check_http_address
 from festmon_tui.models import (
     CardView,
     Change,
@@ -79,6 +79,8 @@ def register(sub: Any, settings_parent: argparse.ArgumentParser) -> None:
 def run_dashboard_command(pending: PendingSettings, args: argparse.Namespace) -> int:
     """`festmon dashboard`: the configured database (or the embedded one)."""
     viewer = bool(getattr(args, "viewer", False))
+    if (bad_address := check_http_address(args)) is not None:
+        return bad_address
 
     async def open_service(stack: AsyncExitStack, settings: Settings) -> MonitorService:
         # Checked (and the port bound) with the other settings, after the first paint.

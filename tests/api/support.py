@@ -11,7 +11,8 @@ from typing import Any
 import asyncpg
 import httpx
 
-from festmon_tui.api.config import Address, prepare_api
+from festmon_tui.api.address import Address
+from festmon_tui.api.config import prepare_api
 from festmon_tui.api.server import ApiServer
 from festmon_tui.db.connect import ConnectOptions
 from festmon_tui.service.postgres import PostgresMonitorService

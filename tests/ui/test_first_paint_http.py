@@ -22,7 +22,7 @@ OURS = ("festmon_tui.api.app", "festmon_tui.api.server")
 def loaded():
     return sorted(m for m in sys.modules if m.split(".")[0] in HTTP or m in OURS)
 from festmon_tui.cli import build_parser, ui_commands
-from festmon_tui.settings import load_settings
+from festmon_tui.cli.pending import PendingSettings
 import festmon_tui.ui.app as app_module
 result = {}
 port = int(sys.argv[1])
@@ -43,7 +43,7 @@ class Probe(app_module.FestmonApp):
         return await super().run_async(headless=True, **kwargs)
 app_module.FestmonApp = Probe
 args = build_parser().parse_args(["dashboard", "--http", f"127.0.0.1:{port}"])
-code = ui_commands.run_dashboard_command(load_settings({}, env_file=None), args)
+code = ui_commands.run_dashboard_command(PendingSettings({}, None), args)
 print(json.dumps({"code": code, **result}))
 """
 
