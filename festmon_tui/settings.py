@@ -140,6 +140,9 @@ class Settings:
     monitoring_poll_interval_ms: PositiveMs = 2_000
     monitoring_alert_escalation_minutes: Annotated[int, Ge(1), Le(1_000_000)] = 15
     monitoring_bell: bool = False
+    # CSV output (`festmon events --format csv`, the dashboard's export) for spreadsheets: cells a
+    # spreadsheet would run as a formula start with ' and control characters are shown escaped.
+    monitoring_csv_safe: bool = False
     # Dashboard key remapping, "action=key,action=key" (actions listed by the help screen, `?`).
     monitoring_keymap: str = ""
 

@@ -11,11 +11,8 @@ from typing import Any
 from festmon_tui.db.connect import DatabaseUnavailable, connect
 from festmon_tui.db.migrations import MigrationError, MigrationStatus, migrate, status
 from festmon_tui.db.target import open_target
+from festmon_tui.presentation import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from festmon_tui.settings import Settings
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
 
 
 def run_migrate(settings: Settings, args: argparse.Namespace) -> int:

@@ -10,10 +10,9 @@ import sys
 from contextlib import AsyncExitStack
 
 from festmon_tui.cli.ui_commands import import_in_thread, run_dashboard
+from festmon_tui.presentation import EXIT_USAGE
 from festmon_tui.service.api import MonitorService
 from festmon_tui.settings import Settings
-
-EXIT_USAGE = 2
 
 
 def run_demo(settings: Settings, args: argparse.Namespace) -> int:

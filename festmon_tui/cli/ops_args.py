@@ -10,8 +10,7 @@ from typing import Any
 
 from festmon_tui.cli.lazy import LazyHandler
 from festmon_tui.models import EventStatus, EventType, Severity
-
-EXIT_UNREACHABLE = 3
+from festmon_tui.presentation import EXIT_UNREACHABLE
 
 
 def _handler(name: str) -> LazyHandler:
@@ -132,3 +131,9 @@ def _register_events(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--search", help="text in the card id, transaction id or event id")
     parser.add_argument("--limit", type=_positive, default=1000, help="at most N (default 1000)")
     parser.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    parser.add_argument(
+        "--csv-safe",
+        action="store_true",
+        help="CSV for spreadsheets: formulas (=, +, -, @) start with ' and control characters "
+        "are escaped (also MONITORING_CSV_SAFE)",
+    )

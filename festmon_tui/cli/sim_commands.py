@@ -29,6 +29,7 @@ from festmon_tui.db.simulation import (
     prepare_demo_database,
 )
 from festmon_tui.db.target import DatabaseTarget, open_target
+from festmon_tui.presentation import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from festmon_tui.service.api import MonitorService
 from festmon_tui.service.postgres import PostgresMonitorService
 from festmon_tui.settings import Settings
@@ -50,10 +51,6 @@ from festmon_tui.simulator.session import (
     wait_for_detection,
 )
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
 _EXPECTED = (
     DatabaseUnavailable,
     DatabaseRefused,

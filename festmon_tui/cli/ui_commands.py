@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import platformdirs
 
 from festmon_tui.cli import gc_pause
-from festmon_tui.cli.event_output import render_csv, render_json
 from festmon_tui.models import (
     Change,
     ConnectionState,
@@ -29,6 +28,7 @@ from festmon_tui.models import (
     HealthSnapshot,
     MonitorState,
 )
+from festmon_tui.presentation import EXIT_HANGUP, EXIT_OK, EXIT_USAGE
 from festmon_tui.service.api import ActionRefused, MonitorService, Unavailable
 from festmon_tui.settings import Settings
 
@@ -37,9 +37,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-EXIT_OK = 0
-EXIT_USAGE = 2
-EXIT_HANGUP = 129  # 128 + SIGHUP: the app's code when the terminal went away
 # Quit, SIGTERM or hang-up: closing the service, the simulator and the server gets this long, so
 # a dropped SSH session is gone within 2 s (the app itself closes in ~0.15 s).
 SHUTDOWN_S = 1.6
@@ -111,9 +108,7 @@ def _open_dashboard(settings: Settings, open_service: ServiceOpener, viewer: boo
     from festmon_tui.ui.config import DashboardConfig, DashboardSettingError
 
     try:
-        config = DashboardConfig.from_settings(
-            settings, viewer=viewer, renderers={"csv": render_csv, "json": render_json}
-        )
+        config = DashboardConfig.from_settings(settings, viewer=viewer)
     except DashboardSettingError as exc:
         sys.stderr.write(f"festmon: invalid setting {exc.setting}: {exc}\n")
         return EXIT_USAGE

@@ -34,7 +34,7 @@ from festmon_tui.service.api import ActionRefused, MonitorService
 from festmon_tui.ui.commands import MUTATING_ACTIONS, Scope, bindings
 from festmon_tui.ui.config import DashboardConfig
 from festmon_tui.ui.display import clean, type_label
-from festmon_tui.ui.export import write_export
+from festmon_tui.ui.export import renderer, write_export
 from festmon_tui.ui.filters import DEFAULT_FILTER
 from festmon_tui.ui.palette import RegistryCommands
 from festmon_tui.ui.screens.dashboard import DashboardScreen
@@ -437,7 +437,7 @@ class FestmonApp(App[int]):
 
     @work(exclusive=True, group="export", exit_on_error=False)
     async def export_events(self, fmt: str) -> None:
-        render = self.config.renderers.get(fmt)
+        render = renderer(fmt, csv_safe=self.config.csv_safe)
         if render is None:
             self.notify(f"No {fmt} export in this build.", severity="warning", markup=False)
             return

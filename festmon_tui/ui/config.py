@@ -11,7 +11,6 @@ from textual.theme import BUILTIN_THEMES
 
 from festmon_tui.settings import Settings
 from festmon_tui.ui.commands import KeymapError, parse_keymap
-from festmon_tui.ui.export import Renderer
 from festmon_tui.ui.themes import DEFAULT_THEME, THEME_NAMES
 
 
@@ -40,7 +39,8 @@ class DashboardConfig:
     trends_interval_s: float = 60.0
     # Rows loaded for the current filter; more is a filter away (the list says "500+ events").
     window: int = 500
-    renderers: Mapping[str, Renderer] = field(default_factory=dict)
+    # The CSV export neutralises spreadsheet formulas and escapes controls (MONITORING_CSV_SAFE).
+    csv_safe: bool = False
 
     @classmethod
     def from_settings(
@@ -48,7 +48,6 @@ class DashboardConfig:
         settings: Settings,
         *,
         viewer: bool = False,
-        renderers: Mapping[str, Renderer] | None = None,
     ) -> DashboardConfig:
         """Raises DashboardSettingError for a wrong MONITORING_KEYMAP or MONITORING_THEME."""
         try:
@@ -68,5 +67,5 @@ class DashboardConfig:
             keymap=keymap,
             bell=settings.monitoring_bell,
             viewer=viewer,
-            renderers=renderers or {},
+            csv_safe=settings.monitoring_csv_safe,
         )

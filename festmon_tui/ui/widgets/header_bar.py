@@ -62,15 +62,24 @@ class HeaderBar(Widget):
     def _freshness(self, state: MonitorState | None, now: datetime) -> list[Text]:
         if state is None or state.connection is ConnectionState.CONNECTING:
             return [Text("connecting…", style=self._style("muted"))]
-        data_age = age(state.refreshed_at, now) if state.refreshed_at else "no data yet"
         if state.connection is ConnectionState.UNAVAILABLE:
             return [
                 Text(" DATABASE UNAVAILABLE ", style=self._style("problem")),
-                Text(f"last data {data_age} old"),
+                Text(_data_age("last data", state, now)),
                 literal(state.last_error, max_len=60, empty=""),
             ]
         live = {"listen": " (live)", "poll": " (polling)"}.get(state.live_updates or "", "")
-        return [Text(f"data {data_age} old"), Text(f"connected{live}", style=self._style("ok"))]
+        return [
+            Text(_data_age("data", state, now)),
+            Text(f"connected{live}", style=self._style("ok")),
+        ]
 
     def render(self) -> Text:
         return pack(self.segments(), max(20, self.size.width), separator=" │ ")
+
+
+def _data_age(prefix: str, state: MonitorState, now: datetime) -> str:
+    """'data 8s old', or 'no data yet' before the first refresh (never 'data no data yet old')."""
+    if state.refreshed_at is None:
+        return "no data yet"
+    return f"{prefix} {age(state.refreshed_at, now)} old"
