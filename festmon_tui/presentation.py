@@ -216,7 +216,8 @@ def render_csv(events: list[Event], *, terminal: bool = False, csv_safe: bool = 
     someone may `cat`): formulas neutralised and dangerous characters escaped.
     """
     buffer = io.StringIO()
-    writer = csv.writer(buffer, dialect="excel")
+    # On a terminal a record ends with a plain newline: a CR there is a control character.
+    writer = csv.writer(buffer, dialect="excel", lineterminator="\n" if terminal else "\r\n")
     writer.writerow(CSV_COLUMNS)
     for event in events:
         row = event_json(event)

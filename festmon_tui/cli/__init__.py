@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -11,7 +12,7 @@ from typing import Any, NoReturn
 
 from festmon_tui import __version__
 from festmon_tui.cli import db_args, gc_pause, ops_args, sim_args, ui_commands
-from festmon_tui.presentation import EXIT_USAGE
+from festmon_tui.presentation import EXIT_USAGE, escape
 from festmon_tui.settings import Settings, SettingsError, field_option_name, load_settings
 
 # Every command module registers its subcommands here. These modules are light: a command's
@@ -24,7 +25,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports bad arguments in one line instead of a usage dump."""
 
     def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+        # escaped: an argument can hold anything, and this line goes to a terminal.
+        sys.stderr.write(f"{self.prog}: error: {escape(message)} (see '{self.prog} --help')\n")
         raise SystemExit(EXIT_USAGE)
 
 
@@ -52,7 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
         "command, e.g. `festmon db migrate --database-url postgresql://...`.",
     )
     parser.add_argument("--version", action="version", version=f"festmon {__version__}")
-    parser.add_argument("--env-file", default=".env", help="dotenv file to read (default: .env)")
+    parser.add_argument(
+        "--env-file", default=None, help="dotenv file to read (default: .env, if there is one)"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details to stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for module in _COMMAND_MODULES:
@@ -104,10 +108,14 @@ def _prepare(
     if handler is None:
         parser.print_help()
         return EXIT_USAGE
+    if args.env_file is not None and not os.path.exists(args.env_file):
+        # A file named on purpose that is not there is a mistake, never silently ignored.
+        sys.stderr.write(f"festmon: --env-file {escape(args.env_file)}: no such file\n")
+        return EXIT_USAGE
     try:
-        settings = load_settings(_overrides(args), env_file=args.env_file)
+        settings = load_settings(_overrides(args), env_file=args.env_file or ".env")
     except SettingsError as exc:
-        sys.stderr.write(f"festmon: {exc}\n")
+        sys.stderr.write(f"festmon: {escape(exc)}\n")
         # `health` is a monitoring plugin: a configuration it cannot use is UNKNOWN (3), not the
         # usage code 2, which Nagios would read as CRITICAL.
         return int(getattr(args, "settings_error_exit", EXIT_USAGE))

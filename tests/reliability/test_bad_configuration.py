@@ -85,7 +85,7 @@ def test_a_bad_setting_is_one_line_naming_it_and_exit_2(
         if key.startswith(("MONITORING_", "DATABASE_")):
             monkeypatch.delenv(key)
     # As a command-line option...
-    code = main(["--env-file", "/nonexistent", "status", f"{field_option_name(name)}={value}"])
+    code = main(["--env-file", "/dev/null", "status", f"{field_option_name(name)}={value}"])
     err = capsys.readouterr().err
     assert code == 2
     assert err.count("\n") == 1 and err.startswith(
@@ -93,7 +93,7 @@ def test_a_bad_setting_is_one_line_naming_it_and_exit_2(
     )
     # ... and as an environment variable.
     monkeypatch.setenv(field_env_name(name), value)
-    code = main(["--env-file", "/nonexistent", "status"])
+    code = main(["--env-file", "/dev/null", "status"])
     err = capsys.readouterr().err
     assert code == 2
     assert err.count("\n") == 1 and f"invalid setting {field_env_name(name)}" in err
