@@ -11,8 +11,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from festmon_tui import __version__
-from festmon_tui.cli import db_args, gc_pause, ops_args, sim_args, ui_commands
-from festmon_tui.presentation import EXIT_USAGE, escape
+from festmon_tui.cli import db_args, event_output, gc_pause, ops_args, sim_args, ui_commands
+from festmon_tui.presentation import EXIT_INTERRUPTED, EXIT_USAGE, escape
 from festmon_tui.settings import Settings, SettingsError, field_option_name, load_settings
 
 # Every command module registers its subcommands here. These modules are light: a command's
@@ -88,9 +88,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _exit_on_signal)
     try:
-        return handler(settings, args)
+        # A reader that leaves (`festmon events | head -2`) ends the command quietly.
+        return event_output.quiet_on_broken_pipe(lambda: handler(settings, args))
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
 
 
 def _prepare(
