@@ -30,6 +30,7 @@ from festmon_tui.models import (
     MonitorState,
     Severity,
 )
+from festmon_tui.presentation import plural
 from festmon_tui.service.api import ActionRefused, MonitorService
 from festmon_tui.ui.commands import MUTATING_ACTIONS, Scope, bindings
 from festmon_tui.ui.config import DashboardConfig
@@ -423,7 +424,7 @@ class FestmonApp(App[int]):
         self.cycle = CycleProgress(CyclePhase.DONE, started, result)
         outcome = "done" if result.success else "done with errors"
         self.notify(
-            f"Cycle {outcome}: {result.total_events_created} new event(s) "
+            f"Cycle {outcome}: {plural(result.total_events_created, 'new event')} "
             f"in {result.cycle_duration_seconds:.2f} s.",
             severity="information" if result.success else "warning",
             markup=False,
@@ -449,7 +450,11 @@ class FestmonApp(App[int]):
         except Exception as exc:
             self.notify(clean(str(exc)), title="Export failed", severity="error", markup=False)
             return
-        self.notify(f"{len(events)} event(s) written to {path}", title="Exported", markup=False)
+        self.notify(
+            f"{plural(len(events), 'event')} written to {clean(str(path))}",
+            title="Exported",
+            markup=False,
+        )
 
     def action_toggle_pause(self) -> None:
         self.paused = not self.paused

@@ -16,7 +16,8 @@ from festmon_tui.ui.view_state import EventWindow
 
 def summary(window: EventWindow, order: SortOrder, shown: int, tz: tzinfo, now: datetime) -> Text:
     """'1 000+ events · status active · … · sort severity ▼ · as of 12:04:31'."""
-    total = f"{count(shown)}{'+' if window.more else ''} events"
+    noun = "event" if shown == 1 and not window.more else "events"
+    total = f"{count(shown)}{'+' if window.more else ''} {noun}"
     line = Text(total + " · " + describe(window.event_filter) + f" · sort {order.label}")
     if window.error:
         line.append(" · NOT REFRESHED (database unavailable)")
