@@ -31,6 +31,8 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader of stdout left (`festmon events | head`)
 
 ELLIPSIS = "…"
+# Printable ASCII without a backslash: shown as it is (checked at C speed, before any loop).
+_PLAIN = re.compile(r"[\x20-\x5b\x5d-\x7e]*")
 _ZWJ = "\u200d"
 _NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r", "\\": "\\\\"}
 
@@ -73,6 +75,10 @@ def escape(value: object, *, multiline: bool = False, max_len: int | None = None
     terminal, and the UI passes the result to Textual as `Text`, never as markup.
     """
     text = "" if value is None else str(value)
+    if _PLAIN.fullmatch(text):  # the common case (a card id, a rule name): nothing to escape
+        if max_len is None or len(text) <= max_len:
+            return text
+        return text[: max_len - 1] + ELLIPSIS
     if max_len is not None:
         text = text[: max_len * 2 + 2]  # never escape megabytes to show a few characters
     pieces: list[str] = []
