@@ -11,7 +11,7 @@ from typing import Any
 from festmon_tui.db.connect import DatabaseUnavailable, connect
 from festmon_tui.db.migrations import MigrationError, MigrationStatus, migrate, status
 from festmon_tui.db.target import open_target
-from festmon_tui.presentation import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from festmon_tui.presentation import EXIT_FAILED, EXIT_OK, EXIT_USAGE, escape
 from festmon_tui.settings import Settings
 
 
@@ -28,7 +28,7 @@ async def _migrate(settings: Settings, with_payment_schema: bool) -> int:
             finally:
                 await conn.close()
     except (DatabaseUnavailable, MigrationError) as exc:
-        sys.stderr.write(f"festmon: migrate failed: {exc}\n")
+        sys.stderr.write(f"festmon: migrate failed: {escape(exc)}\n")
         return EXIT_FAILED
     if applied:
         for f in applied:
@@ -82,7 +82,7 @@ async def _status(settings: Settings, as_json: bool) -> int:
             finally:
                 await conn.close()
     except (DatabaseUnavailable, MigrationError) as exc:
-        sys.stderr.write(f"festmon: status failed: {exc}\n")
+        sys.stderr.write(f"festmon: status failed: {escape(exc)}\n")
         return EXIT_FAILED
     doc = _status_document(result, target.label)
     if as_json:

@@ -29,7 +29,7 @@ from festmon_tui.db.simulation import (
     prepare_demo_database,
 )
 from festmon_tui.db.target import DatabaseTarget, open_target
-from festmon_tui.presentation import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from festmon_tui.presentation import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, escape
 from festmon_tui.service.api import MonitorService
 from festmon_tui.service.postgres import PostgresMonitorService
 from festmon_tui.settings import Settings
@@ -86,7 +86,7 @@ def _say(text: str) -> None:
 
 
 def _fail(message: str) -> int:
-    _say(f"festmon: {message}")
+    _say(f"festmon: {escape(message)}")
     return EXIT_FAILED
 
 

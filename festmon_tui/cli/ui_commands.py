@@ -28,7 +28,7 @@ from festmon_tui.models import (
     HealthSnapshot,
     MonitorState,
 )
-from festmon_tui.presentation import EXIT_HANGUP, EXIT_OK, EXIT_USAGE
+from festmon_tui.presentation import EXIT_HANGUP, EXIT_OK, EXIT_USAGE, escape
 from festmon_tui.service.api import ActionRefused, MonitorService, Unavailable
 from festmon_tui.settings import Settings
 
@@ -110,7 +110,7 @@ def _open_dashboard(settings: Settings, open_service: ServiceOpener, viewer: boo
     try:
         config = DashboardConfig.from_settings(settings, viewer=viewer)
     except DashboardSettingError as exc:
-        sys.stderr.write(f"festmon: invalid setting {exc.setting}: {exc}\n")
+        sys.stderr.write(f"festmon: invalid setting {exc.setting}: {escape(exc)}\n")
         return EXIT_USAGE
     label = "embedded" if settings.dsn is None else settings.redacted_dsn
     service = DeferredService(label, str(settings.environment), viewer)
