@@ -29,6 +29,8 @@ EXIT_UNREACHABLE = 3
 EXIT_HANGUP = 129  # 128 + SIGHUP: the terminal went away
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader of stdout left (`festmon events | head`)
+# `festmon health` is a monitoring plugin (Nagios): its exit code is the health status.
+HEALTH_EXIT_CODES = {"HEALTHY": 0, "WARNING": 1, "CRITICAL": 2, "UNKNOWN": 3}
 
 ELLIPSIS = "…"
 # Printable ASCII without a backslash: shown as it is (checked at C speed, before any loop).

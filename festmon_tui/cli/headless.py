@@ -8,7 +8,7 @@ import signal
 
 from festmon_tui.db.target import open_target
 from festmon_tui.models import ConnectionState
-from festmon_tui.presentation import escape
+from festmon_tui.presentation import EXIT_OK, escape
 from festmon_tui.scheduler.runner import JobRun
 from festmon_tui.service.postgres import PostgresMonitorService
 from festmon_tui.settings import Settings
@@ -99,4 +99,4 @@ async def run_headless(settings: Settings) -> int:
         for signum in STOP_SIGNALS:
             loop.remove_signal_handler(signum)
     log.info("stopped")
-    return 0
+    return EXIT_OK

@@ -20,6 +20,7 @@ from festmon_tui.presentation import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_UNREACHABLE,
+    HEALTH_EXIT_CODES,
     dumps_json,
     escape,
     plural,
@@ -143,8 +144,7 @@ def run_health(settings: Settings, args: argparse.Namespace) -> int:
         else:
             reasons = "; ".join(doc["reasons"]) or "no problem found"
             print(f"{doc['status']}: {escape(reasons)}")
-        codes = {"HEALTHY": 0, "WARNING": 1, "CRITICAL": 2}
-        return codes.get(doc["status"], EXIT_UNREACHABLE)
+        return HEALTH_EXIT_CODES.get(doc["status"], EXIT_UNREACHABLE)
 
     return asyncio.run(_with_service(settings, body, viewer=True))
 
