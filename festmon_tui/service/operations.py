@@ -131,7 +131,8 @@ class Operations:
             event = await self.events.apply(action, event_id, self.actor, note)
         except AWAY as exc:
             self._on_away(str(exc))
-            raise ActionRefused(f"the database is unavailable: {exc}") from None
+            reason = str(exc).removeprefix("database unavailable: ")  # said once, not twice
+            raise ActionRefused(f"the database is unavailable: {reason}") from None
         except DatabaseRefused as exc:
             raise ActionRefused(str(exc)) from None
         self._on_change(

@@ -10,8 +10,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from festmon_tui.db.connect import ConnectOptions
+from festmon_tui.service.api import ActionRefused
+from festmon_tui.service.postgres import PostgresMonitorService
+from festmon_tui.settings import load_settings
 from tests.reliability.cli import environment, run
 from tests.reliability.conftest import Database
+from tests.reliability.proxy import FaultProxy
 from tests.reliability.test_hostile_input import failed_payment
 
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as `yes | head -1` ends
@@ -81,3 +88,40 @@ async def test_cycle_json_against_an_unreachable_database_prints_a_json_error_do
     assert "secret" not in result.stdout + result.stderr
     assert len(result.stderr.splitlines()) == 1
     assert "unreachable: database unreachable" not in result.stderr
+
+
+async def test_an_action_while_the_database_is_away_names_the_outage_once(
+    rel_db: Database, proxy: FaultProxy
+) -> None:
+    event_id = await _an_event(rel_db)
+    dsn = rel_db.tcp_dsn(port=proxy.port)
+    settings = load_settings(
+        {"database_url": dsn, "monitoring_operator": "ops", "monitoring_connect_timeout_ms": 1000},
+        env_file=None,
+    )
+    service = PostgresMonitorService(
+        settings, ConnectOptions.from_settings(settings, dsn), run_scheduler=False, listen=False
+    )
+    await service.start()
+    try:
+        assert await service.wait_connected(10)
+        proxy.drop()
+        with pytest.raises(ActionRefused) as refused:
+            await service.acknowledge(event_id, None)
+    finally:
+        await service.stop()
+    message = str(refused.value)
+    assert "unavailable" in message, message
+    assert "unavailable: database unavailable" not in message, message
+
+
+async def _an_event(db: Database) -> int:
+    conn = await db.admin()
+    try:
+        event_id: int = await conn.fetchval(
+            "SELECT create_monitoring_event('balance_discrepancy', 'HIGH',"
+            " 'balance_mismatch_detection', 'card-1', NULL, 1.00)"
+        )
+    finally:
+        await conn.close()
+    return event_id
