@@ -51,3 +51,10 @@ def test_the_outage_line_names_the_database_once() -> None:
     line = unavailable_line("database unavailable: connection lost: [Errno 111] refused")
     assert line == "database unavailable: connection lost: [Errno 111] refused"
     assert unavailable_line(None) == "database unavailable: no answer"
+
+
+def test_the_cli_names_an_outage_once_whatever_prefix_the_reason_has() -> None:
+    from festmon_tui.cli.ops_commands import _unreachable
+
+    for reason in ("database unavailable: refused", "database unreachable: refused", "refused"):
+        assert _unreachable(reason) == "database unreachable: refused"
