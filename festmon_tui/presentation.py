@@ -110,12 +110,6 @@ def escape(value: object, *, multiline: bool = False, max_len: int | None = None
     return "".join(shown)
 
 
-def has_dangerous(value: str) -> bool:
-    """Whether `value` holds a character that `escape` would show instead of pass (tests, API)."""
-    return any(_dangerous(c) and not (c == _ZWJ and _emoji_joiner(value, i)) for i, c in
-               enumerate(value))  # fmt: skip
-
-
 # ---------------------------------------------------------------------------------------------
 # JSON: exact values, and safe on a terminal: every dangerous character is written as a JSON
 # \uXXXX escape, which any JSON reader turns back into the stored character.
