@@ -93,21 +93,16 @@ def escape(value: object, *, multiline: bool = False, max_len: int | None = None
             pieces.append(_code(char))
         else:
             pieces.append(char)
-    if max_len is None:
+    if max_len is None or sum(len(p) for p in pieces) <= max_len:
         return "".join(pieces)
     shown: list[str] = []
     used = 0
-    for index, piece in enumerate(pieces):
-        rest_fits = used + sum(len(p) for p in pieces[index:]) <= max_len
-        if rest_fits:
-            shown.extend(pieces[index:])
-            break
+    for piece in pieces:  # whole pieces only: an escape is never cut in half
         if used + len(piece) > max_len - 1:
-            shown.append(ELLIPSIS)
             break
         shown.append(piece)
         used += len(piece)
-    return "".join(shown)
+    return "".join(shown) + ELLIPSIS
 
 
 # ---------------------------------------------------------------------------------------------
