@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 from typing import Any
 
 from festmon_tui.db.connect import DatabaseUnavailable, connect
 from festmon_tui.db.migrations import MigrationError, MigrationStatus, migrate, status
 from festmon_tui.db.target import open_target
-from festmon_tui.presentation import EXIT_FAILED, EXIT_OK, EXIT_USAGE, escape
+from festmon_tui.presentation import EXIT_FAILED, EXIT_OK, EXIT_USAGE, dumps_json, escape
 from festmon_tui.settings import Settings
 
 
@@ -86,7 +85,7 @@ async def _status(settings: Settings, as_json: bool) -> int:
         return EXIT_FAILED
     doc = _status_document(result, target.label)
     if as_json:
-        print(json.dumps(doc, indent=2))
+        print(dumps_json(doc))
     else:
         print(f"database: {target.label}")
         print(f"applied migrations: {len(result.applied)}")

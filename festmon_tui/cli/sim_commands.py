@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import math
 import secrets
 import signal
@@ -29,7 +28,14 @@ from festmon_tui.db.simulation import (
     prepare_demo_database,
 )
 from festmon_tui.db.target import DatabaseTarget, open_target
-from festmon_tui.presentation import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, escape
+from festmon_tui.presentation import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    dumps_json,
+    escape,
+)
 from festmon_tui.service.api import MonitorService
 from festmon_tui.service.postgres import PostgresMonitorService
 from festmon_tui.settings import Settings
@@ -105,7 +111,7 @@ async def _close_pool(pool: asyncpg.Pool) -> None:
 
 def _print_report(report: Report, as_json: bool) -> None:
     if as_json:
-        print(json.dumps(report.as_json(), indent=2, default=str))
+        print(dumps_json(report.as_json()))
     else:
         print(render_table(report))
 

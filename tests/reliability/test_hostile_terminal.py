@@ -54,6 +54,8 @@ async def test_every_events_format_on_a_terminal_is_escaped_and_json_stays_exact
     assert table.returncode == 0
     text = table.stdout.decode()
     assert "[@click=app.quit]CLICKME[/]" in text and "\\x1b]52;c;" in text
+    # The stored TEXT "\x1b" shows its backslash doubled: it never looks like a stored ESC.
+    assert "card-\\\\x1b[2J" in text and "card\\x1b]0;" in text
     lines = text.rstrip("\n").split("\n")  # a newline inside a value would add a line
     assert lines[-1] == f"{len(lines) - 2} events" and len(lines) - 2 > len(stored)
 
