@@ -5,11 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
+import festmon_tui
 from festmon_tui.models import Event, EventStatus, EventType, Severity
 from festmon_tui.presentation import (
     dumps_json,
@@ -153,3 +156,13 @@ def test_csv_safe_neutralises_formulas_and_escapes_controls() -> None:
 
 def test_plural() -> None:
     assert [plural(n, "event") for n in (0, 1, 2)] == ["0 events", "1 event", "2 events"]
+
+
+def test_exit_codes_are_defined_in_presentation_only() -> None:
+    package = Path(festmon_tui.__file__).parent
+    defined = {
+        str(path.relative_to(package))
+        for path in package.rglob("*.py")
+        if re.search(r"^EXIT_[A-Z_]+ *=", path.read_text(encoding="utf-8"), re.MULTILINE)
+    }
+    assert defined == {"presentation.py"}
