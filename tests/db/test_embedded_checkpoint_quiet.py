@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 
 from festmon_tui.db.embedded import checkpoint_quietly
-from tests.conftest import PgServer
+from tests.support import PgServer
 
 
 def _gone_server_uri() -> str:

@@ -21,9 +21,8 @@ from festmon_tui.settings import (
     load_settings,
 )
 from tests.reliability.cli import assert_clean_failure, environment, festmon, run
-from tests.reliability.conftest import Database, create_database, drop_database
 from tests.reliability.proxy import FaultProxy
-from tests.reliability.server import ReliabilityServer
+from tests.reliability.server import Database, ReliabilityServer, create_database, drop_database
 
 SECRET = "Pw-Bad-Config-5e1d"
 

@@ -17,8 +17,8 @@ from festmon_tui.service.api import ActionRefused
 from festmon_tui.service.postgres import PostgresMonitorService
 from festmon_tui.settings import load_settings
 from tests.reliability.cli import environment, run
-from tests.reliability.conftest import Database
 from tests.reliability.proxy import FaultProxy
+from tests.reliability.server import Database
 from tests.reliability.test_hostile_input import failed_payment
 
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as `yes | head -1` ends

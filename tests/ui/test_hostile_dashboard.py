@@ -34,7 +34,7 @@ from tests.hostile_corpus import (
     assert_no_payload,
     assert_terminal_safe,
 )
-from tests.ui.conftest import event_ids, make_app, settle, until
+from tests.ui.pilot import event_ids, make_app, settle, until
 from tests.ui.test_dashboard_db import create_event
 
 OPERATOR = f"{CLICK_MARKUP}{OSC0}{C1_CSI}\u202eops"

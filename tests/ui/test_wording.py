@@ -13,8 +13,8 @@ from festmon_tui.ui.filters import SortOrder
 from festmon_tui.ui.view_state import EventWindow
 from festmon_tui.ui.widgets.filter_bar import summary
 from festmon_tui.ui.widgets.header_bar import HeaderBar
-from tests.ui.conftest import make_app, settle
 from tests.ui.fake_service import NOW, FakeMonitorService, make_event
+from tests.ui.pilot import make_app, settle
 
 
 def test_one_event_is_one_event_in_the_cli_table_and_the_filter_line() -> None:
