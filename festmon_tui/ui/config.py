@@ -41,6 +41,8 @@ class DashboardConfig:
     window: int = 500
     # The CSV export neutralises spreadsheet formulas and escapes controls (MONITORING_CSV_SAFE).
     csv_safe: bool = False
+    # New events a minute from one rule above which the list folds them into one line (17.7).
+    storm_threshold_per_min: int = 200
 
     @classmethod
     def from_settings(
@@ -66,6 +68,7 @@ class DashboardConfig:
             theme=theme,
             keymap=keymap,
             bell=settings.monitoring_bell,
+            storm_threshold_per_min=settings.monitoring_storm_threshold_per_min,
             viewer=viewer,
             csv_safe=settings.monitoring_csv_safe,
         )

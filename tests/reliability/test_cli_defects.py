@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from festmon_tui.db.connect import ConnectOptions
+from festmon_tui.models import Verb
 from festmon_tui.service.api import ActionRefused
 from festmon_tui.service.postgres import PostgresMonitorService
 from festmon_tui.settings import load_settings
@@ -107,7 +108,7 @@ async def test_an_action_while_the_database_is_away_names_the_outage_once(
         assert await service.wait_connected(10)
         proxy.drop()
         with pytest.raises(ActionRefused) as refused:
-            await service.acknowledge(event_id, None)
+            await service.act(event_id, Verb.ACKNOWLEDGE, None)
     finally:
         await service.stop()
     message = str(refused.value)

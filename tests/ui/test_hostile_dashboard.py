@@ -25,6 +25,7 @@ from festmon_tui.settings import load_settings
 from festmon_tui.ui.app import FestmonApp
 from festmon_tui.ui.screens.event_detail import EventDetailScreen
 from festmon_tui.ui.screens.note_prompt import NotePrompt
+from festmon_tui.ui.view_state import ExportRequested
 from tests.hostile_corpus import (
     C1_CSI,
     CLICK_MARKUP,
@@ -164,8 +165,8 @@ async def _exports(dsn: str, directory: Path, *, csv_safe: bool) -> tuple[str, s
     try:
         async with app.run_test(size=(120, 40)) as pilot:
             await until(pilot, lambda: len(event_ids(app)) > len(HOSTILE), timeout_s=10)
-            await app.workers.wait_for_complete([app.export_events("csv")])
-            await app.workers.wait_for_complete([app.export_events("json")])
+            await app.workers.wait_for_complete([app._export_requested(ExportRequested("csv"))])
+            await app.workers.wait_for_complete([app._export_requested(ExportRequested("json"))])
     finally:
         await service.stop()
     return (
