@@ -86,6 +86,10 @@ HELP: tuple[tuple[str, str], ...] = (
         "more new events a minute than this from one rule fold into one storm line on the dashboard (nothing is dropped), events/min (default: 200)",
     ),
     (
+        "monitoring_csv_safe",
+        "CSV output (festmon events --format csv, the dashboard's export) for spreadsheets: formulas start with ' and control characters are shown escaped (default: False)",
+    ),
+    (
         "monitoring_consecutive_failure_count",
         "failed transactions in a row on one card that raise an event (default: 3)",
     ),

@@ -172,6 +172,11 @@ class Settings(BaseSettings):
         description="more new events a minute than this from one rule fold into one storm line "
         "on the dashboard (nothing is dropped), events/min",
     )
+    monitoring_csv_safe: bool = Field(
+        False,
+        description="CSV output (festmon events --format csv, the dashboard's export) for "
+        "spreadsheets: formulas start with ' and control characters are shown escaped",
+    )
 
     # Detection thresholds and windows (SPEC §6.1), written to the database settings row.
     monitoring_consecutive_failure_count: Annotated[int, Field(ge=2, le=INT4_MAX)] = Field(
@@ -269,8 +274,8 @@ class Settings(BaseSettings):
             return None
         if not isinstance(value, str):
             raise ValueError("must be comma-separated name=token pairs")
-        for item in filter(None, (part.strip() for part in value.split(","))):
-            name, equals, token = item.partition("=")
+        for item in value.strip().strip(",").split(","):  # a trailing comma is no pair
+            name, equals, token = item.strip().partition("=")
             if not (name.strip() and equals and token.strip()):
                 raise ValueError("must be comma-separated name=token pairs (a token is hidden)")
         return value

@@ -14,6 +14,7 @@ from festmon_tui._settings_help import HELP
 from festmon_tui.cli import (
     config_args,
     db_args,
+    event_output,
     gc_pause,
     http_args,
     logs,
@@ -22,6 +23,7 @@ from festmon_tui.cli import (
     ui_commands,
 )
 from festmon_tui.cli.pending import PendingSettings
+from festmon_tui.presentation import EXIT_INTERRUPTED, EXIT_USAGE, escape
 from festmon_tui.settings_light import SettingsError, field_option_name, readable
 
 if TYPE_CHECKING:
@@ -39,7 +41,6 @@ _COMMAND_MODULES: tuple[Any, ...] = (
     config_args,
 )
 
-EXIT_USAGE = 2
 SETTINGS_GROUP = "settings (each also an environment variable or a line of a festmon.env file)"
 
 
@@ -47,7 +48,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports bad arguments in one line instead of a usage dump."""
 
     def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+        # escaped: an argument can hold anything, and this line goes to a terminal.
+        sys.stderr.write(f"{self.prog}: error: {escape(message)} (see '{self.prog} --help')\n")
         raise SystemExit(EXIT_USAGE)
 
 
@@ -141,9 +143,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _exit_on_signal)
     try:
-        return handler(settings, args)
+        # A reader that leaves (`festmon events | head -2`) ends the command quietly.
+        return event_output.quiet_on_broken_pipe(lambda: handler(settings, args))
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
 
 
 def _prepare(
@@ -165,7 +168,7 @@ def _prepare(
     # usage code 2, which Nagios would read as CRITICAL.
     error_exit = int(getattr(args, "settings_error_exit", EXIT_USAGE))
     if args.env_file is not None and not readable(Path(args.env_file).expanduser()):
-        sys.stderr.write(f"festmon: --env-file {args.env_file!r}: no such file\n")
+        sys.stderr.write(f"festmon: --env-file {escape(repr(args.env_file))}: no such file\n")
         return error_exit
     pending = PendingSettings(_overrides(args), args.env_file or ".env")
     paint_first = args.paint_first and not getattr(args, "headless", False)
@@ -176,6 +179,6 @@ def _prepare(
         if getattr(args, "needs_database", True):
             pending.announce(settings.database())
     except SettingsError as exc:
-        sys.stderr.write(f"festmon: {exc}\n")
+        sys.stderr.write(f"festmon: {escape(exc)}\n")
         return error_exit
     return handler, settings, args

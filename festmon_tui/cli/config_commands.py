@@ -7,12 +7,11 @@ import json
 import sys
 from typing import Any
 
-from festmon_tui.cli.event_output import printable
 from festmon_tui.cli.pending import PendingSettings
+from festmon_tui.presentation import EXIT_OK, escape
 from festmon_tui.settings import Settings, SettingsError, field_env_name, is_secret, redact_dsn
 from festmon_tui.settings_light import env_files, raw_values, readable
 
-EXIT_OK = 0
 MASK = "**********"
 
 
@@ -67,15 +66,15 @@ def run_config(settings: Settings, args: argparse.Namespace) -> int:
         return EXIT_OK
     width = max(len(row["name"]) for row in document["settings"])
     for row in document["settings"]:
-        value = "(unset)" if row["value"] is None else printable(row["value"]) or '""'
-        source = row["source"] + (f" {printable(row['file'])}" if row["file"] else "")
+        value = "(unset)" if row["value"] is None else escape(row["value"]) or '""'
+        source = row["source"] + (f" {escape(row['file'])}" if row["file"] else "")
         print(f"{row['name']:<{width}}  {value}  [{source}]")
     database = document["database"]
     print()
     print(f"database: {database['label'] or database['error']}")
     for item in document["files"]:
         state = "read" if item["present"] else "absent"
-        print(f"{item['source']}: {printable(item['path'])} ({state})")
+        print(f"{item['source']}: {escape(item['path'])} ({state})")
     return EXIT_OK
 
 

@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 from typing import Any
 
 from festmon_tui.db.connect import DatabaseUnavailable, connect
 from festmon_tui.db.migrations import MigrationError, MigrationStatus, migrate, status
 from festmon_tui.db.target import open_target
+from festmon_tui.presentation import EXIT_FAILED, EXIT_OK, EXIT_USAGE, dumps_json, escape
 from festmon_tui.settings import Settings
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
 
 
 def run_migrate(settings: Settings, args: argparse.Namespace) -> int:
@@ -32,7 +28,7 @@ async def _migrate(settings: Settings, with_payment_schema: bool) -> int:
             finally:
                 await conn.close()
     except (DatabaseUnavailable, MigrationError) as exc:
-        sys.stderr.write(f"festmon: migrate failed: {exc}\n")
+        sys.stderr.write(f"festmon: migrate failed: {escape(exc)}\n")
         return EXIT_FAILED
     _warn_about_payment_tables(after)
     if applied:
@@ -103,11 +99,11 @@ async def _status(settings: Settings, as_json: bool) -> int:
             finally:
                 await conn.close()
     except (DatabaseUnavailable, MigrationError) as exc:
-        sys.stderr.write(f"festmon: status failed: {exc}\n")
+        sys.stderr.write(f"festmon: status failed: {escape(exc)}\n")
         return EXIT_FAILED
     doc = _status_document(result, target.label)
     if as_json:
-        print(json.dumps(doc, indent=2))
+        print(dumps_json(doc))
     else:
         print(f"database: {target.label}")
         print(f"applied migrations: {len(result.applied)}")

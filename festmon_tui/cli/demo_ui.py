@@ -13,12 +13,11 @@ from typing import TYPE_CHECKING
 from festmon_tui.cli.http_args import check_http, check_http_address
 from festmon_tui.cli.pending import PendingSettings
 from festmon_tui.cli.ui_commands import import_in_thread, run_dashboard
+from festmon_tui.presentation import EXIT_USAGE
 from festmon_tui.service.api import MonitorService
 
 if TYPE_CHECKING:
     from festmon_tui.settings import Settings
-
-EXIT_USAGE = 2
 
 
 def run_demo(settings: Settings | PendingSettings, args: argparse.Namespace) -> int:

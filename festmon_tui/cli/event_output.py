@@ -1,108 +1,38 @@
-"""`festmon events` output: a terminal table, JSON, or CSV that a spreadsheet opens."""
+"""`festmon events` output on a terminal, and writing to stdout for every command.
+
+The documents themselves (JSON, CSV) and the escaping are `festmon_tui.presentation`'s; this
+module decides what a terminal gets (escaped) and what a file or pipe gets (exact values).
+"""
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-import re
+import os
+import sys
+from collections.abc import Callable
 from datetime import datetime
-from decimal import Decimal
-from typing import Any
+from typing import TextIO
 from zoneinfo import ZoneInfo
 
 from festmon_tui.models import Event
+from festmon_tui.presentation import EXIT_BROKEN_PIPE, escape, plural, render_csv, render_json
 
-CSV_COLUMNS = (
-    "event_id",
-    "severity",
-    "event_type",
-    "status",
-    "detection_algorithm",
-    "card_id",
-    "transaction_id",
-    "affected_amount",
-    "confidence_score",
-    "occurrence_count",
-    "detection_timestamp",
-    "last_seen_at",
-    "acknowledged_by",
-    "acknowledged_at",
-    "resolved_at",
-    "resolution_notes",
-    "event_data",
-    "context_data",
-)
-
-# C0, DEL and C1 controls (escape sequences), plus the bidi and line-separator characters a
-# terminal may act on (a right-to-left override makes a card id read backwards).
-_CONTROL = re.compile(
-    r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]"
-)
+__all__ = [
+    "error_line",
+    "quiet_on_broken_pipe",
+    "render_csv",
+    "render_json",
+    "render_table",
+    "stdout_is_terminal",
+    "write_events",
+]
 
 
-def printable(value: object) -> str:
-    """Text for a terminal: control characters (escape sequences) are shown, never obeyed."""
-    text = "" if value is None else str(value)
-    return _CONTROL.sub(_escaped, text)
-
-
-def _escaped(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return value
-
-
-def event_json(event: Event) -> dict[str, Any]:
-    """One event as a JSON object; money stays exact (a decimal string)."""
-    return {
-        "event_id": event.event_id,
-        "event_type": str(event.event_type),
-        "severity": str(event.severity),
-        "status": str(event.status),
-        "detection_algorithm": event.detection_algorithm,
-        "card_id": event.card_id,
-        "transaction_id": None if event.transaction_id is None else str(event.transaction_id),
-        "affected_amount": _plain(event.affected_amount),
-        "confidence_score": _plain(event.confidence_score),
-        "occurrence_count": event.occurrence_count,
-        "detection_timestamp": _plain(event.detection_timestamp),
-        "last_seen_at": _plain(event.last_seen_at),
-        "acknowledged_by": event.acknowledged_by,
-        "acknowledged_at": _plain(event.acknowledged_at),
-        "resolved_at": _plain(event.resolved_at),
-        "resolution_notes": event.resolution_notes,
-        "event_data": event.event_data,
-        "context_data": event.context_data,
-    }
-
-
-def render_json(events: list[Event]) -> str:
-    return json.dumps([event_json(e) for e in events], indent=2, default=str, ensure_ascii=False)
-
-
-def render_csv(events: list[Event]) -> str:
-    """RFC 4180 CSV (CRLF, quoted as needed), one header row; values exactly as stored."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, dialect="excel")
-    writer.writerow(CSV_COLUMNS)
-    for event in events:
-        row = event_json(event)
-        cells = []
-        for column in CSV_COLUMNS:
-            value = row[column]
-            if isinstance(value, dict | list):
-                value = json.dumps(value, default=str, ensure_ascii=False, sort_keys=True)
-            cells.append("" if value is None else value)
-        writer.writerow(cells)
-    return buffer.getvalue()
+def stdout_is_terminal(stream: TextIO | None = None) -> bool:
+    stream = sys.stdout if stream is None else stream
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def _local(value: datetime | None, zone: ZoneInfo) -> str:
@@ -110,19 +40,19 @@ def _local(value: datetime | None, zone: ZoneInfo) -> str:
 
 
 def render_table(events: list[Event], zone: ZoneInfo) -> str:
-    """Aligned columns for a terminal; times in the configured zone."""
+    """Aligned columns for a terminal (escaped on a pipe too); times in the configured zone."""
     header = ("ID", "SEVERITY", "TYPE", "STATUS", "CARD", "AMOUNT", "SEEN", "LAST SEEN", "RULE")
     rows = [
         (
             str(e.event_id),
-            str(e.severity),
-            str(e.event_type),
-            str(e.status),
-            printable(e.card_id or "-")[:40],
+            escape(e.severity),
+            escape(e.event_type),
+            escape(e.status),
+            escape(e.card_id or "-", max_len=40),
             "" if e.affected_amount is None else str(e.affected_amount),
             f"{e.occurrence_count}x",
             _local(e.last_seen_at or e.detection_timestamp, zone),
-            printable(e.detection_algorithm),
+            escape(e.detection_algorithm, max_len=60),
         )
         for e in events
     ]
@@ -131,5 +61,41 @@ def render_table(events: list[Event], zone: ZoneInfo) -> str:
         "  ".join(cell.ljust(width) for cell, width in zip(r, widths, strict=True)).rstrip()
         for r in [header, *rows]
     ]
-    lines.append(f"{len(events)} event(s)")
+    lines.append(plural(len(events), "event"))
     return "\n".join(lines)
+
+
+def write_events(events: list[Event], fmt: str, zone: ZoneInfo, *, csv_safe: bool = False) -> None:
+    """`festmon events --format fmt` to stdout: escaped on a terminal, exact on a file or pipe."""
+    terminal = stdout_is_terminal()
+    if fmt == "json":
+        sys.stdout.write(render_json(events) + "\n")  # exact and terminal-safe alike
+    elif fmt == "csv":
+        sys.stdout.write(render_csv(events, terminal=terminal, csv_safe=csv_safe))
+    else:
+        sys.stdout.write(render_table(events, zone) + "\n")
+
+
+def error_line(message: object) -> str:
+    """`festmon: <message>` for stderr, escaped: stored text in it is shown, never obeyed."""
+    return f"festmon: {escape(message)}\n"
+
+
+def quiet_on_broken_pipe(command: Callable[[], int]) -> int:
+    """Run `command`; if the reader of stdout left (`festmon events | head -2`), end quietly with
+    EXIT_BROKEN_PIPE as Unix tools do, instead of a BrokenPipeError traceback.
+
+    stdout is flushed here so a pipe closed after the last write is caught too, and then pointed
+    at /dev/null so the interpreter's final flush does not print "Exception ignored…" either.
+    """
+    try:
+        code = command()
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        finally:
+            os.close(devnull)
+        return EXIT_BROKEN_PIPE

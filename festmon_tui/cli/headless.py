@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from festmon_tui.cli import sd_notify
 from festmon_tui.db.target import open_target
 from festmon_tui.models import ConnectionState, DetectionAlarm, DetectionAlarmKind
+from festmon_tui.presentation import EXIT_OK, escape
 from festmon_tui.scheduler.runner import JobRun
 from festmon_tui.service.postgres import PostgresMonitorService
 from festmon_tui.settings import Settings
@@ -39,9 +40,16 @@ class _OneLine(logging.Filter):
 
 
 def describe_run(run: JobRun) -> str:
+    """One log line; the result is escaped (a rule's error can quote stored text)."""
     outcome = "skipped" if run.skipped else ("ok" if run.success else "FAILED")
     term = "" if run.term is None else f" term {run.term}"
-    return f"job {run.name} {outcome} in {run.duration_ms} ms{term}: {run.result}"
+    return f"job {run.name} {outcome} in {run.duration_ms} ms{term}: {escape(run.result)}"
+
+
+def unavailable_line(error: str | None) -> str:
+    """'database unavailable: <why>', without doubling the prefix the error often carries."""
+    reason = (error or "no answer").removeprefix("database unavailable: ")
+    return f"database unavailable: {escape(reason)}"
 
 
 def _both(*hooks: Callable[[JobRun], None]) -> Callable[[JobRun], None]:
@@ -76,7 +84,7 @@ async def _log_connection(service: PostgresMonitorService) -> None:
             ):
                 log.info("database connected")
             else:
-                log.warning("database unavailable: %s", state.last_error)
+                log.warning("%s", unavailable_line(state.last_error))
             last = now
 
 
@@ -168,4 +176,4 @@ async def run_headless(settings: Settings, api: ApiConfig | None = None) -> int:
         for signum in STOP_SIGNALS:
             loop.remove_signal_handler(signum)
     log.info("stopped")
-    return 0
+    return EXIT_OK

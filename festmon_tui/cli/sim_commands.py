@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import math
 import secrets
 import signal
@@ -29,6 +28,13 @@ from festmon_tui.db.simulation import (
     prepare_demo_database,
 )
 from festmon_tui.db.target import DatabaseTarget, open_target
+from festmon_tui.presentation import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    dumps_json,
+    escape,
+)
 from festmon_tui.service.api import MonitorService
 from festmon_tui.service.postgres import PostgresMonitorService
 from festmon_tui.settings import Settings
@@ -53,10 +59,6 @@ from festmon_tui.simulator.session import (
 if TYPE_CHECKING:
     from festmon_tui.api.config import ApiConfig
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
 _EXPECTED = (
     DatabaseUnavailable,
     DatabaseRefused,
@@ -92,7 +94,7 @@ def _say(text: str) -> None:
 
 
 def _fail(message: str) -> int:
-    _say(f"festmon: {message}")
+    _say(f"festmon: {escape(message)}")
     return EXIT_FAILED
 
 
@@ -111,7 +113,7 @@ async def _close_pool(pool: asyncpg.Pool) -> None:
 
 def _print_report(report: Report, as_json: bool) -> None:
     if as_json:
-        print(json.dumps(report.as_json(), indent=2, default=str))
+        print(dumps_json(report.as_json()))
     else:
         print(render_table(report))
 

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import platformdirs
 
 from festmon_tui.cli import gc_pause
-from festmon_tui.cli.event_output import render_csv, render_json
 from festmon_tui.cli.http_args import add_http_option, check_http, check_http_address
 from festmon_tui.models import (
     CardView,
@@ -33,6 +32,7 @@ from festmon_tui.models import (
     MonitorState,
     Verb,
 )
+from festmon_tui.presentation import EXIT_HANGUP, EXIT_OK, EXIT_USAGE, escape
 from festmon_tui.service.api import ActionRefused, MonitorService, Unavailable
 from festmon_tui.settings_light import SettingsError, libpq_choice, redact_dsn
 
@@ -43,9 +43,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-EXIT_OK = 0
-EXIT_USAGE = 2
-EXIT_HANGUP = 129  # 128 + SIGHUP: the app's code when the terminal went away
 # Quit, SIGTERM or hang-up: closing the service, the simulator and the server gets this long, so
 # a dropped SSH session is gone within 2 s (the app itself closes in ~0.15 s).
 SHUTDOWN_S = 1.6
@@ -148,11 +145,9 @@ def _open_dashboard(pending: PendingSettings, open_service: ServiceOpener, viewe
         ).items()
     }
     try:
-        config = DashboardConfig.from_values(
-            raw, viewer=viewer, renderers={"csv": render_csv, "json": render_json}
-        )
+        config = DashboardConfig.from_values(raw, viewer=viewer)
     except DashboardSettingError as exc:
-        sys.stderr.write(f"festmon: invalid setting {exc.setting}: {exc}\n")
+        sys.stderr.write(f"festmon: invalid setting {exc.setting}: {escape(exc)}\n")
         return EXIT_USAGE
     service = DeferredService(_first_label(raw), raw.get("environment", "development"), viewer)
     failure: list[str] = []

@@ -88,10 +88,18 @@ def summarize_detection(doc: dict[str, Any]) -> JobOutcome:
     backlog = bool(doc.get("backlog"))
     if backlog:
         summary += ", backlog remains"
+    # Parts outside the rules (the view refresh, the escalation) report only in "errors".
+    for item in doc.get("errors") or []:
+        if (
+            isinstance(item, dict)
+            and item.get("algorithm")
+            and not any(f.startswith(f"{item['algorithm']}: ") for f in failed)
+        ):
+            failed.append(f"{item['algorithm']}: {item.get('error') or 'failed'}")
     if failed:
         summary += "; failed: " + "; ".join(failed)
-    elif not success and doc.get("error"):
-        summary += f"; failed: {doc['error']}"
+    elif not success:
+        summary += f"; failed: {doc.get('error') or 'no reason reported'}"
     return JobOutcome(success, summary, doc, backlog)
 
 

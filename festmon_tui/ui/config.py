@@ -13,7 +13,6 @@ from textual.theme import BUILTIN_THEMES
 
 from festmon_tui.settings_light import field_env_name
 from festmon_tui.ui.commands import KeymapError, parse_keymap
-from festmon_tui.ui.export import Renderer
 from festmon_tui.ui.themes import DEFAULT_THEME, THEME_NAMES
 
 if TYPE_CHECKING:
@@ -26,6 +25,7 @@ FIRST_FRAME_SETTINGS = (
     "monitoring_keymap",
     "monitoring_bell",
     "monitoring_storm_threshold_per_min",
+    "monitoring_csv_safe",
 )
 _TRUE = frozenset({"1", "on", "t", "true", "y", "yes"})
 
@@ -55,9 +55,10 @@ class DashboardConfig:
     trends_interval_s: float = 60.0
     # Rows loaded for the current filter; more is a filter away (the list says "500+ events").
     window: int = 500
+    # The CSV export neutralises spreadsheet formulas and escapes controls (MONITORING_CSV_SAFE).
+    csv_safe: bool = False
     # New events a minute from one rule above which the list folds them into one line (17.7).
     storm_threshold_per_min: int = 200
-    renderers: Mapping[str, Renderer] = field(default_factory=dict)
 
     @classmethod
     def from_settings(
@@ -65,11 +66,10 @@ class DashboardConfig:
         settings: Settings,
         *,
         viewer: bool = False,
-        renderers: Mapping[str, Renderer] | None = None,
     ) -> DashboardConfig:
         """Raises DashboardSettingError for a wrong MONITORING_KEYMAP or MONITORING_THEME."""
         values = {name: str(getattr(settings, name)) for name in FIRST_FRAME_SETTINGS}
-        return cls.from_values(values, viewer=viewer, renderers=renderers)
+        return cls.from_values(values, viewer=viewer)
 
     @classmethod
     def from_values(
@@ -77,7 +77,6 @@ class DashboardConfig:
         values: Mapping[str, str],
         *,
         viewer: bool = False,
-        renderers: Mapping[str, Renderer] | None = None,
     ) -> DashboardConfig:
         """From raw setting values (FIRST_FRAME_SETTINGS, field names; absent = default).
 
@@ -111,7 +110,7 @@ class DashboardConfig:
                 values.get("monitoring_storm_threshold_per_min")
             ),
             viewer=viewer,
-            renderers=renderers or {},
+            csv_safe=values.get("monitoring_csv_safe", "").strip().lower() in _TRUE,
         )
 
 

@@ -10,12 +10,9 @@ from rich.style import Style
 from rich.text import Text
 
 from festmon_tui.models import EventType
+from festmon_tui.presentation import escape
 
 EMPTY = "—"
-
-# Bidi marks, overrides and isolates reorder what follows them ("Trojan source"), and the line /
-# paragraph separators break lines: shown too (the same set as cli/event_output.printable).
-_BIDI = {0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x2028, 0x2029}
 
 TYPE_LABELS = {
     EventType.TRANSACTION_FAILURE: "tx failure",
@@ -26,37 +23,8 @@ TYPE_LABELS = {
 }
 
 
-def _escaped(char: str) -> str:
-    code = ord(char)
-    if char == "\n":
-        return "\\n"
-    if char == "\t":
-        return "\\t"
-    if char == "\r":
-        return "\\r"
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
-
-def clean(value: str, *, multiline: bool = False, max_len: int | None = None) -> str:
-    """The string with control characters (escape sequences, BEL, bidi overrides) made visible.
-
-    `max_len` bounds what is shown (escapes included), ending with … when cut.
-    """
-    if max_len is not None:
-        value = value[: max_len * 4]  # never escape megabytes to show a few characters
-    out: list[str] = []
-    for char in value:
-        code = ord(char)
-        if multiline and char == "\n":
-            out.append(char)
-        elif code < 0x20 or 0x7F <= code < 0xA0 or code in _BIDI:
-            out.append(_escaped(char))
-        else:
-            out.append(char)
-    shown = "".join(out)
-    if max_len is not None and len(shown) > max_len:
-        shown = shown[: max_len - 1] + "…"
-    return shown
+# The one terminal escaping (presentation.escape), under the name the UI has always used.
+clean = escape
 
 
 def literal(
@@ -129,11 +97,14 @@ def type_label(value: EventType | str) -> str:
         return clean(str(value), max_len=20)
 
 
-def actor_label(actor: dict[str, Any]) -> str:
-    """'ops@10.0.0.7' from an action-log actor document (operator name, else OS user)."""
+def actor_label(actor: dict[str, Any]) -> Text:
+    """'ops@10.0.0.7' from an action-log actor document (operator name, else OS user).
+
+    Literal Text: an operator named `[@click=app.quit]x[/]` is shown as typed, never a link.
+    """
     who = actor.get("operator") or actor.get("os_user") or "?"
     where = actor.get("ssh_client") or actor.get("host")
-    return clean(f"{who}@{where}" if where else str(who), max_len=60)
+    return literal(f"{who}@{where}" if where else str(who), max_len=60)
 
 
 def pack(segments: list[Text], width: int, separator: str = "  ") -> Text:

@@ -7,10 +7,20 @@ from datetime import datetime
 from pathlib import Path
 
 from festmon_tui.models import Event
+from festmon_tui.presentation import render_csv, render_csv_safe, render_json
 
-# fmt ("csv" / "json") -> the text of a file; the CLI's `festmon events` renderers are passed in,
-# so the dashboard's export and `festmon events --format ...` are the same document.
+# fmt ("csv" / "json") -> the text of a file: the documents of `festmon events --format ...`.
 Renderer = Callable[[list[Event]], str]
+
+
+def renderer(fmt: str, *, csv_safe: bool = False) -> Renderer | None:
+    """The export document for `fmt`: exact values (a file round-trips), or with `csv_safe`
+    (MONITORING_CSV_SAFE) formulas neutralised and control characters escaped."""
+    if fmt == "json":
+        return render_json
+    if fmt == "csv":
+        return render_csv_safe if csv_safe else render_csv
+    return None
 
 
 def export_path(directory: Path, fmt: str, now: datetime) -> Path:

@@ -11,10 +11,11 @@ from datetime import datetime
 from textual.notifications import SeverityLevel
 
 from festmon_tui.models import Change, EventFilter, Handover, MonitorState, Verb
+from festmon_tui.presentation import plural
 from festmon_tui.service.api import ActionRefused, MonitorService
 from festmon_tui.ui.config import DashboardConfig
 from festmon_tui.ui.display import clean
-from festmon_tui.ui.export import write_export
+from festmon_tui.ui.export import renderer, write_export
 from festmon_tui.ui.screens.card_view import CardScreen
 from festmon_tui.ui.screens.event_detail import EventDetailScreen
 from festmon_tui.ui.view_state import CyclePhase, CycleProgress, EventWindow, TrendRange, Trends
@@ -138,14 +139,14 @@ class ServicePath:
             )
         outcome = "done" if result.success else "done with errors"
         toast = Toast(
-            f"Cycle {outcome}: {result.total_events_created} new event(s) "
+            f"Cycle {outcome}: {plural(result.total_events_created, 'new event')} "
             f"in {result.cycle_duration_seconds:.2f} s.",
             severity="information" if result.success else "warning",
         )
         return CycleProgress(CyclePhase.DONE, started, result), toast
 
     async def export(self, event_filter: EventFilter, fmt: str) -> Toast:
-        render = self.config.renderers.get(fmt)
+        render = renderer(fmt, csv_safe=self.config.csv_safe)
         if render is None:
             return Toast(f"No {fmt} export in this build.", severity="warning")
         try:
@@ -154,7 +155,7 @@ class ServicePath:
             path = await asyncio.to_thread(write_export, render(events), fmt, directory, now)
         except Exception as exc:
             return Toast(clean(str(exc)), "Export failed", "error")
-        return Toast(f"{len(events)} event(s) written to {path}", "Exported")
+        return Toast(f"{plural(len(events), 'event')} written to {clean(str(path))}", "Exported")
 
     async def handover(self, state: MonitorState) -> Handover:
         """Who takes over if this process quits; with the database away, what the state knows."""

@@ -170,7 +170,7 @@ async def test_events_are_exported_literally_as_json_and_csv_and_escaped_in_the_
 
     table = await run("events", "--search", "CARD-", dsn=db_dsn, cwd=tmp_path)
     assert "\x1b" not in table.stdout and "\\x1b[31m" in table.stdout
-    assert table.stdout.rstrip().endswith("2 event(s)")
+    assert table.stdout.rstrip().endswith("2 events")
 
 
 async def test_lifecycle_commands_act_with_the_audited_identity_and_report_refusals(

@@ -6,7 +6,6 @@ import asyncio
 import csv
 import io
 import json
-import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from festmon_tui.db.connect import ConnectOptions
 from festmon_tui.models import EventFilter
 from festmon_tui.service.postgres import PostgresMonitorService
 from festmon_tui.settings import load_settings
+from tests.hostile_corpus import assert_terminal_safe
 from tests.reliability.cli import assert_clean_failure, festmon_bytes, run
 from tests.reliability.server import Database, ReliabilityServer, create_database, drop_database
 
@@ -33,10 +33,6 @@ HOSTILE = {
     "long": "card-" + "L" * 10240,
     "emoji": "card-\U0001f37a\u200d",
 }
-# Anything a terminal could act on: C0 but newline, DEL, C1, bidi controls, line separators.
-_TERMINAL_CONTROLS = re.compile(
-    "[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]"
-)
 
 FAILED_PAYMENT_SQL = """
 INSERT INTO app_transaction_log (card_id, transaction_type, status, amount_involved,
@@ -122,7 +118,7 @@ async def test_hostile_card_ids_and_details_are_detected_and_exported_literally(
     table = await asyncio.to_thread(festmon_bytes, "events", "--database-url", dsn, cwd=tmp_path)
     assert table.returncode == 0, table.stderr
     text = table.stdout.decode("utf-8")
-    assert not _TERMINAL_CONTROLS.search(text), _TERMINAL_CONTROLS.findall(text)
+    assert_terminal_safe(text)  # the shared corpus's checker (tests/hostile_corpus.py)
     assert MARKUP in text  # shown as typed, never rendered
     assert "\\x1b[2J" in text and "\\x9b2J" in text
     assert len(text.splitlines()) == len(HOSTILE) + 3  # header, the events, the init event, count

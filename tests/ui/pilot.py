@@ -13,7 +13,6 @@ from textual.pilot import Pilot
 from textual.widget import Widget
 from textual.widgets import Static
 
-from festmon_tui.cli.event_output import render_csv, render_json
 from festmon_tui.service.api import MonitorService
 from festmon_tui.ui.app import FestmonApp
 from festmon_tui.ui.config import DashboardConfig
@@ -55,7 +54,6 @@ def make_app(
     **config: Any,
 ) -> FestmonApp:
     """The real app on a fake service with a fixed clock (so ages and times are stable)."""
-    config.setdefault("renderers", {"csv": render_csv, "json": render_json})
     return FestmonApp(
         service or FakeMonitorService(),
         DashboardConfig(**config),

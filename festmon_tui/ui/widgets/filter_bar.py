@@ -45,8 +45,9 @@ def summary_forms(
     ("so…", "type tx failu…": issue 17.2)."""
     flt = window.event_filter
     more = "+" if window.more else ""
+    noun = "event" if shown == 1 and not window.more else "events"  # "1 event", not "1 events"
     stale = _stale(window, tz, now)
-    full = Text(f"{count(shown)}{more} events · {describe(flt)} · sort {order.label}{stale}")
+    full = Text(f"{count(shown)}{more} {noun} · {describe(flt)} · sort {order.label}{stale}")
     values = [
         step_label(STATUS_STEPS, flt.statuses),
         step_label(SEVERITY_STEPS, flt.severities),
@@ -65,7 +66,7 @@ def summary_forms(
     return [
         full,
         Text(
-            " · ".join([f"{count(shown)}{more} events", *named, *found, f"sort {order.label}"])
+            " · ".join([f"{count(shown)}{more} {noun}", *named, *found, f"sort {order.label}"])
             + (" · NOT REFRESHED" if window.error else "")
         ),
         # The status without its name (it always has one), the other filters still named.

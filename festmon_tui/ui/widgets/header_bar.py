@@ -110,17 +110,19 @@ class HeaderBar(QuietLines):
     def _freshness(self, state: MonitorState | None, now: datetime) -> list[Text]:
         if state is None or state.connection is ConnectionState.CONNECTING:
             return [Text("connecting…", style=self._style("muted"))]
-        data_age = coarse_age(state.refreshed_at, now) if state.refreshed_at else "no data yet"
         if state.connection is ConnectionState.UNAVAILABLE:
             return [
                 Text(" DATABASE UNAVAILABLE ", style=self._style("problem")),
-                Text(f"last data {data_age} old"),
+                Text(_data_age("last data", state, now)),
                 literal(state.last_error, max_len=60, empty=""),
             ]
         live = {"listen": " (live)", "poll": " (polling)"}.get(state.live_updates or "", "")
         # Connected but not detecting is not "ok": the alarm line above says why.
         ok = "muted" if state.detection_alarms else "ok"
-        return [Text(f"data {data_age} old"), Text(f"connected{live}", style=self._style(ok))]
+        return [
+            Text(_data_age("data", state, now)),
+            Text(f"connected{live}", style=self._style(ok)),
+        ]
 
     def alarm_line(self, width: int) -> Text | None:
         """Not detecting (issue 13.3): a line of its own, first, cause and fix (never hidden)."""
@@ -141,3 +143,10 @@ class HeaderBar(QuietLines):
         rest = first_fit(self.segments(), width, separator=" │ ")
         alarm = self.alarm_line(width)
         return rest if alarm is None else [alarm, *rest]
+
+
+def _data_age(prefix: str, state: MonitorState, now: datetime) -> str:
+    """'data 8s old', or 'no data yet' before the first refresh (never 'data no data yet old')."""
+    if state.refreshed_at is None:
+        return "no data yet"
+    return f"{prefix} {coarse_age(state.refreshed_at, now)} old"
