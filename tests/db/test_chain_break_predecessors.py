@@ -118,6 +118,8 @@ async def test_a_row_the_ledger_could_not_see_when_it_folded_is_still_the_predec
 
     assert result["rules"]["balance_chain_break"]["late_rows"] == 1
     assert await _breaks(conn) == []
+    # The fold is the medium job's (issue 19: no ledger write on the critical path).
+    await conn.fetchval("SELECT run_medium_detection()")
     ledger = await conn.fetchrow(
         "SELECT last_balance_log_id, last_balance FROM monitoring_card_ledger WHERE card_id = 'C1'"
     )
