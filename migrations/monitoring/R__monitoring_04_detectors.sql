@@ -6,8 +6,10 @@
 --   balance_chain_break, balance_mismatch_detection, negative_balance_detection,
 --   temporal_duplicate_detection, concurrent_transaction_detection
 -- (balance_chain_break runs before balance_mismatch_detection, which folds new rows into the
--- card ledger: the chain-break rule reads the predecessors of new rows from the ledger, which
--- it can only do for rows the ledger has not folded yet)
+-- card ledger — in the medium job's sweep, and in the critical job only while the ledger is
+-- first built (issue 19: no ledger write per payment on the critical path): the chain-break
+-- rule reads the predecessors of new rows from the ledger, which it can only do for rows the
+-- ledger has not folded yet)
 -- and each takes its watermark row lock / advisory lock, held to the end of the transaction.
 -- Two cycles at once therefore serialise rule by rule; the second one finds no new rows for
 -- the incremental rules, and the unique index makes any event write an update.
