@@ -165,9 +165,15 @@ BEGIN
         SELECT * INTO v_claim
           FROM monitoring_claim_rows('balance_mismatch_detection', 'app_transaction_log',
                                      NULL, p_claim_batches);
+        -- The ledger may lag by at most 20 000 ids (about 15 s at 1 300 payments/s): with the
+        -- SPEC's 120 s medium interval the chain-break rule would otherwise read up to two
+        -- minutes of rows above the fold every critical run. Beyond that the critical job
+        -- folds (the old way, exact as before), about once per 20 000 rows instead of every run.
         v_fast := EXISTS (SELECT 1 FROM monitoring_detector_watermarks AS w
                            WHERE w.detector_name = 'card_ledger' AND w.caught_up_at IS NOT NULL
-                             AND w.state_config = v_config)
+                             AND w.state_config = v_config
+                             AND w.last_log_id >= (SELECT max(l.log_id) FROM app_transaction_log AS l)
+                                                  - 20000)
                   AND EXISTS (SELECT 1 FROM monitoring_card_ledger_state);
     END IF;
     IF v_fast THEN

@@ -174,3 +174,33 @@ async def test_a_direct_update_without_a_log_row_is_found_by_the_next_sweep(
     await _job(conn, "run_medium_detection()")
 
     assert await _flagged(conn) == ["C1"]
+
+
+async def test_the_critical_job_folds_when_the_ledger_lags_too_far(
+    conn: asyncpg.Connection,
+) -> None:
+    # With the SPEC's 120 s medium interval the ledger could lag two minutes of payments; the
+    # chain-break rule reads the rows above the fold every critical run. Beyond 20 000 ids of
+    # lag the critical job folds itself (exact as before the change).
+    await put_card(conn, "C1", "50.00")
+    await log_row(conn, "C1", kind="stripe_recharge", amount="50.00", previous="0", new="50.00")
+    await _job(conn, "run_critical_detection()")  # builds the ledger
+    await conn.execute(
+        """
+        INSERT INTO app_transaction_log (card_id, transaction_type, status, amount_involved,
+                                         previous_balance, new_balance, "timestamp")
+        SELECT 'C1', 'stripe_recharge', 'completed', 1.00, 49.00 + i, 50.00 + i, now()
+          FROM generate_series(1, 20001) AS i
+        """
+    )
+    await put_card(conn, "C1", "20051.00")
+    await conn.execute("UPDATE monitoring_settings SET detection_batch_size = 100000")
+
+    critical = await _job(conn, "run_critical_detection()")
+
+    assert critical["rules"]["balance_mismatch_detection"].get("ledger_rebuilt") is False
+    folded = await conn.fetchval(
+        "SELECT last_log_id FROM monitoring_detector_watermarks WHERE detector_name = 'card_ledger'"
+    )
+    assert folded == await conn.fetchval("SELECT max(log_id) FROM app_transaction_log")
+    assert await _flagged(conn) == []
