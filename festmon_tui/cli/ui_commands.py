@@ -19,15 +19,19 @@ import platformdirs
 
 from festmon_tui.cli import gc_pause
 from festmon_tui.cli.event_output import render_csv, render_json
+from festmon_tui.cli.http_args import add_http_option, prepare_http
 from festmon_tui.models import (
+    CardView,
     Change,
     ConnectionState,
     CycleResult,
     Event,
     EventDetail,
     EventFilter,
+    Handover,
     HealthSnapshot,
     MonitorState,
+    Verb,
 )
 from festmon_tui.service.api import ActionRefused, MonitorService, Unavailable
 from festmon_tui.settings import Settings
@@ -65,25 +69,43 @@ def register(sub: Any, settings_parent: argparse.ArgumentParser) -> None:
         action="store_true",
         help="read-only: no scheduler, no lifecycle actions (a monitoring_reader login works)",
     )
+    add_http_option(dash)
     dash.set_defaults(handler=run_dashboard_command)
 
 
 def run_dashboard_command(settings: Settings, args: argparse.Namespace) -> int:
     """`festmon dashboard`: the configured database (or the embedded one)."""
     viewer = bool(getattr(args, "viewer", False))
+    # Checked (and the port bound) before the first paint, without importing the HTTP stack.
+    api = prepare_http(settings, args)
+    if isinstance(api, int):
+        return api
 
     async def open_service(stack: AsyncExitStack) -> MonitorService:
         # Imported here, after the first paint, in a thread: asyncpg and the scheduler take
         # ~0.25 s of CPU to load, which the event loop does not wait for.
-        await import_in_thread("festmon_tui.db.target", "festmon_tui.service.postgres")
+        modules = ["festmon_tui.db.target", "festmon_tui.service.postgres"]
+        await import_in_thread(*modules, *(["festmon_tui.api.server"] if api else []))
         from festmon_tui.db.target import open_target
         from festmon_tui.service.postgres import PostgresMonitorService
 
         target = await stack.enter_async_context(open_target(settings))
+        server = None
+        if api is not None:
+            from festmon_tui.api.server import ApiServer
+
+            server = ApiServer(api)
         service = PostgresMonitorService(
-            settings, target.options, viewer=viewer, database_label=target.label
+            settings,
+            target.options,
+            viewer=viewer,
+            database_label=target.label,
+            on_job_run=None if server is None else server.exposition.observe,
         )
         await stack.enter_async_context(service)
+        if server is not None:
+            await server.start(service)
+            stack.push_async_callback(server.stop)
         return service
 
     return run_dashboard(settings, open_service, viewer=viewer)
@@ -265,23 +287,17 @@ class DeferredService:
             raise ActionRefused("still connecting to the database")
         return self._real
 
-    async def acknowledge(self, event_id: int, note: str | None = None) -> Event:
-        return await self._actor().acknowledge(event_id, note)
+    async def card(self, card_id: str) -> CardView:
+        return await self._service().card(card_id)
 
-    async def unacknowledge(self, event_id: int, note: str | None = None) -> Event:
-        return await self._actor().unacknowledge(event_id, note)
-
-    async def resolve(self, event_id: int, note: str) -> Event:
-        return await self._actor().resolve(event_id, note)
-
-    async def mark_false_positive(self, event_id: int, note: str) -> Event:
-        return await self._actor().mark_false_positive(event_id, note)
-
-    async def add_note(self, event_id: int, note: str) -> None:
-        await self._actor().add_note(event_id, note)
+    async def act(self, event_id: int, verb: Verb, note: str | None = None) -> Event:
+        return await self._actor().act(event_id, verb, note)
 
     async def run_cycle_now(self) -> CycleResult:
         return await self._actor().run_cycle_now()
+
+    async def handover(self) -> Handover:
+        return Handover(leads=False) if self._real is None else await self._real.handover()
 
     async def health_history(self, since: datetime) -> list[HealthSnapshot]:
         return [] if self._real is None else await self._real.health_history(since)

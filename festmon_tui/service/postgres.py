@@ -12,7 +12,13 @@ from types import TracebackType
 
 import asyncpg
 
-from festmon_tui.db.connect import ConnectOptions, DatabaseUnavailable, create_pool
+from festmon_tui.db.connect import (
+    POOL_RETRY_LOG,
+    ConnectOptions,
+    DatabaseUnavailable,
+    create_pool,
+    ping,
+)
 from festmon_tui.db.cycle_runs import CycleRunRepository
 from festmon_tui.db.detection import DetectionRepository
 from festmon_tui.db.errors import DatabaseRefused, StatementTimedOut
@@ -22,6 +28,8 @@ from festmon_tui.db.lease import LeaseHolder, LeaseRepository, NotLeader
 from festmon_tui.db.listen import EventListener
 from festmon_tui.db.settings_sync import SettingsRowRepository
 from festmon_tui.models import (
+    Actor,
+    CardView,
     Change,
     ChangeKind,
     ConnectionState,
@@ -29,10 +37,14 @@ from festmon_tui.models import (
     Event,
     EventDetail,
     EventFilter,
+    Handover,
     HealthSnapshot,
     MonitorState,
+    Verb,
 )
+from festmon_tui.retry import Backoff
 from festmon_tui.scheduler.breaker import BreakerConfig, CircuitBreaker
+from festmon_tui.scheduler.leader import LeaderTiming
 from festmon_tui.scheduler.runner import JobRun
 from festmon_tui.scheduler.scheduler import Scheduler, build_scheduler
 from festmon_tui.service.actor import current_actor
@@ -45,8 +57,8 @@ from festmon_tui.settings import Settings
 
 log = logging.getLogger(__name__)
 
-BACKOFF_START_S = 1.0
-BACKOFF_MAX_S = 30.0
+# Quitting waits this long at most to learn whether another festmon would take over.
+HANDOVER_TIMEOUT_S = 1.0
 
 
 def _utc_now() -> datetime:
@@ -102,13 +114,15 @@ class PostgresMonitorService:
             breaker=self.breaker.status(),
             started_at=_utc_now(),
             scheduler_enabled=self.schedules,
-            live_updates=None if not listen else ("listen" if options.supports_listen else "poll"),
+            live_updates=self._live_updates(),
         )
         self.pool: asyncpg.Pool | None = None
         self._lease_pool: asyncpg.Pool | None = None
         self.scheduler: Scheduler | None = None
         self._reader: StateReader | None = None
         self._ops: Operations | None = None
+        self._listener: EventListener | None = None
+        self._lease: LeaseRepository | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._connected = asyncio.Event()
         self._ready = asyncio.Event()
@@ -172,15 +186,14 @@ class PostgresMonitorService:
                 task.exception()  # a failure while stopping is expected, not news
 
     async def _supervise(self) -> None:
-        backoff = BACKOFF_START_S
+        backoff = Backoff()
         while self.pool is None:
             try:
                 await self._open_pools()
             except DatabaseUnavailable as exc:
                 self._set_unavailable(str(exc))
                 self._ready.set()
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, BACKOFF_MAX_S)
+                await asyncio.sleep(backoff.next_delay())
         self._start_components()
         await self._refresh_forever()
 
@@ -193,13 +206,20 @@ class PostgresMonitorService:
             pool.terminate()
             raise
         self.pool, self._lease_pool = pool, lease_pool
+        # In auto mode the first connection may have found a pooler: polling, not LISTEN.
+        self._replace(replace(self._state, live_updates=self._live_updates()))
+
+    def _live_updates(self) -> str | None:
+        if not self.listens:
+            return None
+        return "listen" if self.options.supports_listen else "poll"
 
     def _start_components(self) -> None:
         assert self.pool is not None and self._lease_pool is not None
         timeout_ms = self.settings.monitoring_circuit_timeout_ms
         detection = DetectionRepository(self.pool, timeout_ms=timeout_ms)
         runs = CycleRunRepository(self.pool)
-        lease = LeaseRepository(self._lease_pool)
+        lease = self._lease = LeaseRepository(self._lease_pool)
         health = HealthRepository(self.pool)
         self._ops = Operations(
             EventRepository(self.pool),
@@ -224,31 +244,30 @@ class PostgresMonitorService:
             self.scheduler.start()
         self._reader = StateReader(self.settings, health, lease, runs, self.holder, self.scheduler)
         if self.listens:
-            listener = EventListener(
+            self._listener = EventListener(
                 self.options,
                 self.pool,
                 self.hub.publish,
                 poll_interval_ms=self.settings.monitoring_poll_interval_ms,
             )
-            self._tasks.append(asyncio.create_task(listener.run(), name="monitor-listener"))
+            task = asyncio.create_task(self._listener.run(), name="monitor-listener")
+            self._tasks.append(task)
 
     async def _refresh_forever(self) -> None:
-        backoff = BACKOFF_START_S
+        backoff = Backoff()
         while True:
             wait = self.settings.monitoring_poll_interval_ms / 1000
             try:
                 await self.refresh()
-                backoff = BACKOFF_START_S
+                backoff.reset()
             except (DatabaseUnavailable, StatementTimedOut) as exc:
                 self._set_unavailable(str(exc))
-                wait = backoff
-                backoff = min(backoff * 2, BACKOFF_MAX_S)
+                wait = backoff.next_delay()
             except DatabaseRefused as exc:  # reachable, but e.g. the schema is not migrated
                 self._replace(
                     replace(self._state, connection=ConnectionState.CONNECTED, last_error=str(exc))
                 )
-                wait = backoff
-                backoff = min(backoff * 2, BACKOFF_MAX_S)
+                wait = backoff.next_delay()
             self._ready.set()
             self._refresh_now.clear()
             with suppress(TimeoutError):
@@ -259,12 +278,17 @@ class PostgresMonitorService:
         """Re-read health, leader and jobs now; publishes a STATE change if anything moved."""
         if self._reader is None:
             return self._state
+        if self.pool is not None:
+            # First: does the database answer at all? (Through a pooler an outage is a wait.)
+            await ping(self.pool, self.options.connect_timeout_s)
         was_unavailable = self._state.connection is not ConnectionState.CONNECTED
         state = await self._reader.read(self._state, self.breaker.status())
         self._replace(state)
         self._connected.set()
-        if was_unavailable and self.scheduler is not None:
-            self.scheduler.elector.nudge()
+        if was_unavailable:
+            POOL_RETRY_LOG.recovered()
+            if self.scheduler is not None:
+                self.scheduler.elector.nudge()
         return self._state
 
     # -- state and changes -------------------------------------------------------------------
@@ -280,7 +304,7 @@ class PostgresMonitorService:
         before = replace(self._state, refreshed_at=None)
         self._state = state
         if replace(state, refreshed_at=None) != before:
-            self.hub.publish(Change(ChangeKind.STATE))
+            self.hub.publish(Change(ChangeKind.MONITOR))
 
     def _set_unavailable(self, error: str) -> None:
         self._replace(
@@ -323,40 +347,41 @@ class PostgresMonitorService:
     async def event_counts_by_hour(self, since: datetime) -> list[tuple[datetime, str, int]]:
         return [] if self._ops is None else await self._ops.event_counts_by_hour(since)
 
-    async def _act(self, action: str, event_id: int, note: str | None) -> Event:
+    async def card(self, card_id: str) -> CardView:
+        return await self._operations().card(card_id)
+
+    async def act(
+        self, event_id: int, verb: Verb, note: str | None = None, *, actor: Actor | None = None
+    ) -> Event:
         if self._ops is None:
             raise ActionRefused(self._state.last_error or "not connected to the database yet")
-        return await self._ops.act(action, event_id, note)
-
-    async def acknowledge(self, event_id: int, note: str | None = None) -> Event:
-        return await self._act("acknowledge", event_id, note)
-
-    async def unacknowledge(self, event_id: int, note: str | None = None) -> Event:
-        return await self._act("unacknowledge", event_id, note)
-
-    async def resolve(self, event_id: int, note: str) -> Event:
-        return await self._act("resolve", event_id, note)
-
-    async def mark_false_positive(self, event_id: int, note: str) -> Event:
-        return await self._act("false_positive", event_id, note)
-
-    async def add_note(self, event_id: int, note: str) -> None:
-        await self._act("note", event_id, note)
+        return await self._ops.act(event_id, verb, note, actor)
 
     async def run_cycle_now(self) -> CycleResult:
         """One full detection cycle, at most one at a time across every festmon process."""
-        if self.viewer:
-            raise ActionRefused("viewer mode is read-only: it cannot run a detection cycle")
         if self._ops is None:
             raise ActionRefused(self._state.last_error or "not connected to the database yet")
         result = await self._ops.run_cycle()
         self._replace(replace(self._state, last_cycle=result, breaker=self.breaker.status()))
         return result
 
-    def _changed(self, change: Change | None) -> None:
-        if change is not None:
-            self.hub.publish(change)
+    async def handover(self) -> Handover:
+        """Asked when the operator quits: leading, and how many standbys the database knows."""
+        if self.scheduler is None or not self.scheduler.elector.is_leader or self._lease is None:
+            return Handover(leads=False)
+        takeover_s = LeaderTiming(self.settings.monitoring_lease_ttl_ms).renew_period_s
+        try:
+            async with asyncio.timeout(HANDOVER_TIMEOUT_S):
+                standbys = await self._lease.standbys(self.holder)
+        except (TimeoutError, DatabaseUnavailable, DatabaseRefused, StatementTimedOut):
+            standbys = None
+        return Handover(leads=True, standbys=standbys, takeover_s=takeover_s)
+
+    def _changed(self) -> None:
+        """An action or a manual cycle wrote: re-read the state, and poll for changes now."""
         self._refresh_now.set()
+        if self._listener is not None:
+            self._listener.nudge()
 
 
 async def _close(pool: asyncpg.Pool) -> None:
