@@ -8,13 +8,18 @@ import subprocess
 import sys
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
+
+import asyncpg
 
 from festmon_tui.cli import event_output
 from festmon_tui.cli.headless import run_headless
 from festmon_tui.cli.nagios import plugin_line
+from festmon_tui.db.connect import DatabaseUnavailable, connect
 from festmon_tui.db.errors import DatabaseRefused
+from festmon_tui.db.progress import CatchUp, fetch_catch_up
 from festmon_tui.db.target import DatabaseTarget, open_target
 from festmon_tui.models import ConnectionState, EventFilter, Verb
 from festmon_tui.presentation import (
@@ -149,10 +154,42 @@ def run_health(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(_with_service(settings, body, viewer=True))
 
 
+async def _catch_up(target: DatabaseTarget) -> list[CatchUp] | None:
+    """The watermarks' catch-up progress; None if it cannot be read (older schema, rights)."""
+    try:
+        conn = await connect(target.options)
+    except DatabaseUnavailable:  # status reports the connection problem itself
+        return None
+    try:
+        return await fetch_catch_up(conn)
+    except (asyncpg.PostgresError, ValueError, KeyError):
+        return None
+    finally:
+        await conn.close()
+
+
+def catch_up_line(progress: list[dict[str, Any]]) -> str:
+    """One line for `festmon status`: caught up, or the slowest rule's progress."""
+    behind = [p for p in progress if not p["caught_up"]]
+    if not behind:
+        return "detection catch-up: every rule caught up"
+    slowest = min(behind, key=lambda p: p["percent_done"])
+    etas = [p["eta_seconds"] for p in behind if p["eta_seconds"] is not None]
+    left = f", about {max(etas):.0f} s left" if etas else ", time left not known yet"
+    rules = ", ".join(f"{p['detector']} {p['rows_behind']} rows behind" for p in behind)
+    return (
+        f"detection catch-up: {slowest['percent_done']:.1f} % done "
+        f"(slowest {slowest['detector']}){left}; {rules}"
+    )
+
+
 def run_status(settings: Settings, args: argparse.Namespace) -> int:
-    async def body(service: PostgresMonitorService, _t: DatabaseTarget) -> int:
+    async def body(service: PostgresMonitorService, target: DatabaseTarget) -> int:
         problem = _problem(service)
         doc = status_document(settings, service.state, datetime.now(UTC))
+        if not problem:
+            progress = await _catch_up(target)
+            doc["catch_up"] = None if progress is None else [asdict(p) for p in progress]
         if args.json:
             print(dumps_json(doc))
         else:
@@ -197,6 +234,8 @@ def _status_text(doc: dict[str, Any]) -> str:
             f"circuit breaker: {breaker['state']}, {breaker['failure_count']} failure(s)"
             + (f", last error: {breaker['last_error']}" if breaker["last_error"] else "")
         )
+    if doc.get("catch_up") is not None:
+        print(catch_up_line(doc["catch_up"]))
     for job in scheduler["jobs"]:
         outcome = {True: "ok", False: "FAILED", None: "never ran"}[job["last_success"]]
         add(

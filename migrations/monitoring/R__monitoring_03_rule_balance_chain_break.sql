@@ -13,16 +13,19 @@
 --   * the previous new row of the card in this batch, when both are fresh (above the
 --     watermark) and no id between them was invisible to the claim: every row between two
 --     fresh rows is then fresh too, so none of the card's;
---   * otherwise, for the card's first fresh row, the card ledger (monitoring_card_ledger keeps
---     each card's latest completed balance-carrying row: last_balance_log_id / last_balance /
---     last_balance_transaction_id) plus the rows of the ledger's own gaps that are visible now
---     — when the ledger is valid (its state row exists, built for the current settings), has
---     folded every id below the batch's first fresh row, and its latest row of the card is
---     older than this row. Every visible row up to the ledger's last id is then either folded
---     (its latest is in the ledger) or in the ledger's gaps; every row above it and below this
---     one is fresh in this batch, and none is the card's. This rule runs before the balance
---     mismatch rule (which folds new rows into the ledger) in every job, so that is the usual
---     case;
+--   * otherwise, for the card's first fresh row, the latest of: the card ledger's row
+--     (monitoring_card_ledger keeps each card's latest completed balance-carrying row:
+--     last_balance_log_id / last_balance / last_balance_transaction_id), the rows of the
+--     ledger's own gaps that are visible now, and the card's latest row above the ledger's
+--     last id and below the batch's first fresh row (one read of that id range for the whole
+--     batch: the newest pages of the log) — when the ledger is valid (its state row exists,
+--     built for the current settings) and its latest row of the card is older than this row.
+--     Every visible row up to the ledger's last id is then either folded (its latest is in the
+--     ledger) or in the ledger's gaps; every row above it and below the first fresh row is in
+--     the range read; every row from there to this one is fresh in this batch, and none is
+--     the card's. The ledger is folded by the medium job (issue 19: the critical job
+--     writes nothing per payment), so it lags by up to a medium interval; this rule runs
+--     before the sweep's fold in the medium job;
 --   * otherwise (late rows, a ledger that is being built or is ahead of the row, an id below
 --     the row that the claim could not see): one backward step on the (card_id, log_id) index
 --     and a read of that row, as before.
@@ -77,12 +80,13 @@ BEGIN
            AND l.new_balance IS NOT NULL
            AND coalesce(l.edge_function_name, '') <> ALL (v_mirror)
     ), ledger_ok AS MATERIALIZED (
-        -- the card ledger, if its contents are valid and it has folded every id below the
-        -- first fresh one (watermark 'card_ledger'; same snapshot as the ledger rows below)
-        SELECT w.pending_gaps AS fold_gaps
+        -- the card ledger, if its contents are valid (watermark 'card_ledger'; same snapshot
+        -- as the ledger rows below), and how far it has folded: the rows above that are read
+        -- per card (the ledger is folded by the medium job, so it is up to an interval behind)
+        SELECT w.pending_gaps AS fold_gaps, w.last_log_id AS fold_last
           FROM monitoring_detector_watermarks AS w
          WHERE w.detector_name = 'card_ledger'
-           AND w.last_log_id >= v_first_new - 1
+           AND w.last_log_id IS NOT NULL
            AND w.state_config = v_config
            AND EXISTS (SELECT 1 FROM monitoring_card_ledger_state)
     ), fresh AS MATERIALIZED (
@@ -106,10 +110,25 @@ BEGIN
          WHERE l.status = 'completed'
            AND l.new_balance IS NOT NULL
            AND coalesce(l.edge_function_name, '') <> ALL (v_mirror)
+    ), above_fold AS MATERIALIZED (
+        -- each card's latest row between the ledger's last id and the first fresh id: one
+        -- read of that id range (at most a medium interval of rows, the newest pages of the
+        -- log), instead of a step on the card index for each first row
+        SELECT DISTINCT ON (l.card_id COLLATE "C")
+               l.card_id, l.log_id, l.transaction_id, l.new_balance
+          FROM ledger_ok AS k
+          JOIN app_transaction_log AS l ON l.log_id > k.fold_last AND l.log_id < v_first_new
+         WHERE l.status = 'completed'
+           AND l.new_balance IS NOT NULL
+           AND coalesce(l.edge_function_name, '') <> ALL (v_mirror)
+         ORDER BY l.card_id COLLATE "C", l.log_id DESC
     ), first_rows AS MATERIALIZED (
         -- a card's first fresh row: its ledger row (one primary-key probe each)
-        SELECT f.*, m.last_balance_log_id, m.last_balance_transaction_id, m.last_balance
+        SELECT f.*, m.last_balance_log_id, m.last_balance_transaction_id, m.last_balance,
+               a.log_id AS above_log_id, a.transaction_id AS above_transaction_id,
+               a.new_balance AS above_new_balance
           FROM fresh AS f
+          LEFT JOIN above_fold AS a ON a.card_id COLLATE "C" = f.card_id COLLATE "C"
           LEFT JOIN LATERAL (
               SELECT x.last_balance_log_id, x.last_balance_transaction_id, x.last_balance
                 FROM monitoring_card_ledger AS x
@@ -138,7 +157,10 @@ BEGIN
                       UNION ALL
                       SELECT g.log_id, g.transaction_id, g.new_balance
                         FROM fold_gap_rows AS g
-                       WHERE g.card_id = r.card_id AND g.log_id < r.log_id) AS c
+                       WHERE g.card_id = r.card_id AND g.log_id < r.log_id
+                      UNION ALL
+                      SELECT r.above_log_id, r.above_transaction_id, r.above_new_balance
+                       WHERE r.above_log_id IS NOT NULL) AS c
                ORDER BY c.log_id DESC
                LIMIT 1) AS p ON true
          WHERE coalesce(r.last_balance_log_id, -1) < r.log_id

@@ -92,7 +92,7 @@ BEGIN
             WHEN 'balance_deduction_on_failure' THEN monitoring_rule_balance_deduction_on_failure(p_claim_batches)
             WHEN 'consecutive_failures' THEN monitoring_rule_consecutive_failures(p_claim_batches)
             WHEN 'system_failure_spike' THEN monitoring_rule_system_failure_spike(p_claim_batches)
-            WHEN 'balance_mismatch_detection' THEN monitoring_rule_balance_mismatch_detection(v_mode)
+            WHEN 'balance_mismatch_detection' THEN monitoring_rule_balance_mismatch_detection(v_mode, p_claim_batches)
             WHEN 'negative_balance_detection' THEN monitoring_rule_negative_balance_detection(v_mode, p_claim_batches)
             WHEN 'balance_chain_break' THEN monitoring_rule_balance_chain_break(p_claim_batches)
             WHEN 'temporal_duplicate_detection' THEN monitoring_rule_temporal_duplicate_detection(p_claim_batches)
@@ -144,6 +144,7 @@ DROP FUNCTION IF EXISTS monitoring_rule_balance_deduction_on_failure();
 DROP FUNCTION IF EXISTS monitoring_rule_concurrent_transaction_detection();
 DROP FUNCTION IF EXISTS monitoring_rule_consecutive_failures();
 DROP FUNCTION IF EXISTS monitoring_rule_negative_balance_detection(text);
+DROP FUNCTION IF EXISTS monitoring_rule_balance_mismatch_detection(text);
 DROP FUNCTION IF EXISTS monitoring_rule_system_failure_spike();
 DROP FUNCTION IF EXISTS monitoring_rule_temporal_duplicate_detection();
 
@@ -153,7 +154,8 @@ REVOKE ALL ON FUNCTION monitoring_rule_consecutive_failures(integer) FROM PUBLIC
 REVOKE ALL ON FUNCTION monitoring_rule_system_failure_spike(integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION monitoring_fold_card_ledger() FROM PUBLIC;
 REVOKE ALL ON FUNCTION rebuild_monitoring_card_ledger() FROM PUBLIC;
-REVOKE ALL ON FUNCTION monitoring_rule_balance_mismatch_detection(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION monitoring_rule_balance_mismatch_detection(text, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION monitoring_balance_mismatch_suspects(bigint[], integer, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION monitoring_rule_negative_balance_detection(text, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION monitoring_rule_balance_chain_break(integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION monitoring_rule_temporal_duplicate_detection(integer) FROM PUBLIC;
@@ -165,7 +167,8 @@ GRANT EXECUTE ON FUNCTION monitoring_rule_consecutive_failures(integer) TO monit
 GRANT EXECUTE ON FUNCTION monitoring_rule_system_failure_spike(integer) TO monitoring_writer;
 GRANT EXECUTE ON FUNCTION monitoring_fold_card_ledger() TO monitoring_writer;
 GRANT EXECUTE ON FUNCTION rebuild_monitoring_card_ledger() TO monitoring_writer;
-GRANT EXECUTE ON FUNCTION monitoring_rule_balance_mismatch_detection(text) TO monitoring_writer;
+GRANT EXECUTE ON FUNCTION monitoring_rule_balance_mismatch_detection(text, integer) TO monitoring_writer;
+GRANT EXECUTE ON FUNCTION monitoring_balance_mismatch_suspects(bigint[], integer, boolean) TO monitoring_writer;
 GRANT EXECUTE ON FUNCTION monitoring_rule_negative_balance_detection(text, integer) TO monitoring_writer;
 GRANT EXECUTE ON FUNCTION monitoring_rule_balance_chain_break(integer) TO monitoring_writer;
 GRANT EXECUTE ON FUNCTION monitoring_rule_temporal_duplicate_detection(integer) TO monitoring_writer;

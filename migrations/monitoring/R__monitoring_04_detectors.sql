@@ -6,8 +6,10 @@
 --   balance_chain_break, balance_mismatch_detection, negative_balance_detection,
 --   temporal_duplicate_detection, concurrent_transaction_detection
 -- (balance_chain_break runs before balance_mismatch_detection, which folds new rows into the
--- card ledger: the chain-break rule reads the predecessors of new rows from the ledger, which
--- it can only do for rows the ledger has not folded yet)
+-- card ledger — in the medium job's sweep, and in the critical job only while the ledger is
+-- first built (issue 19: no ledger write per payment on the critical path): the chain-break
+-- rule reads the predecessors of new rows from the ledger, which it can only do for rows the
+-- ledger has not folded yet)
 -- and each takes its watermark row lock / advisory lock, held to the end of the transaction.
 -- Two cycles at once therefore serialise rule by rule; the second one finds no new rows for
 -- the incremental rules, and the unique index makes any event write an update.
@@ -497,6 +499,57 @@ END;
 $$;
 
 
+-- ---------------------------------------------------------------------------------------------
+-- monitoring_catch_up_progress() -> jsonb   (issue 19.3: a long first run must not look hung)
+--
+--   Per watermark (each incremental rule, and card_ledger): how far it is behind the newest
+--   row of its table, so that `festmon status` and the dashboard can show a catch-up.
+--   [{"detector", "source", "rows_behind" (ids between the watermark and the newest row: an
+--     upper bound, sequence gaps included; no count of the rows, which at 10 M rows would
+--     itself be a load), "percent_done" (rows examined since the watermark was (re)initialised
+--     against those plus rows_behind), "rows_per_second" (examined since initialisation over
+--     the time it took, while catching up), "eta_seconds" (rows_behind / rows_per_second),
+--     "caught_up" (no backlog and caught up once)}], ordered by detector.
+--   Reads one row per watermark and the two tables' highest ids (index ends): cheap.
+-- ---------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION monitoring_catch_up_progress()
+RETURNS jsonb
+LANGUAGE plpgsql STABLE AS $$  -- plpgsql: the payment tables may be missing at creation
+BEGIN
+    RETURN (
+    WITH heads AS (
+        SELECT 'app_transaction_log'::text AS source,
+               (SELECT max(l.log_id) FROM app_transaction_log AS l) AS head
+        UNION ALL
+        SELECT 'nfc_scan_log', (SELECT max(s.scan_log_id) FROM nfc_scan_log AS s)
+    ), progress AS (
+        SELECT w.detector_name, w.source_table,
+               greatest(coalesce(h.head, 0) - coalesce(w.last_log_id, 0), 0) AS behind,
+               w.total_examined,
+               NOT w.backlog AND w.caught_up_at IS NOT NULL AS caught_up,
+               CASE WHEN w.last_examined_at > w.initialized_at
+                    THEN w.total_examined
+                         / extract(epoch FROM w.last_examined_at - w.initialized_at) END AS rate
+          FROM monitoring_detector_watermarks AS w
+          JOIN heads AS h ON h.source = w.source_table
+    )
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'detector', p.detector_name,
+               'source', p.source_table,
+               'rows_behind', p.behind,
+               'percent_done', CASE WHEN p.total_examined + p.behind = 0 THEN 100
+                                    ELSE round(100.0 * p.total_examined
+                                               / (p.total_examined + p.behind), 1) END,
+               'rows_per_second', CASE WHEN p.caught_up THEN NULL ELSE round(p.rate) END,
+               'eta_seconds', CASE WHEN p.caught_up OR p.behind = 0 THEN 0
+                                   WHEN p.rate > 0 THEN round(p.behind / p.rate) END,
+               'caught_up', p.caught_up)
+               ORDER BY p.detector_name), '[]'::jsonb)
+      FROM progress AS p);
+END;
+$$;
+
+
 REVOKE ALL ON FUNCTION monitoring_detector_result(text, jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION monitoring_job_result(text, timestamptz, jsonb, jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION detect_transaction_failures() FROM PUBLIC;
@@ -511,6 +564,7 @@ REVOKE ALL ON FUNCTION monitoring_run_rule_while_behind(text, timestamptz, integ
 REVOKE ALL ON FUNCTION run_critical_detection_batches(integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION run_medium_detection_batches(integer, boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION monitoring_detector_result(text, jsonb) TO monitoring_writer;
+GRANT EXECUTE ON FUNCTION monitoring_catch_up_progress() TO monitoring_writer, monitoring_reader;
 GRANT EXECUTE ON FUNCTION monitoring_job_result(text, timestamptz, jsonb, jsonb) TO monitoring_writer;
 GRANT EXECUTE ON FUNCTION detect_transaction_failures() TO monitoring_writer;
 GRANT EXECUTE ON FUNCTION detect_balance_discrepancies() TO monitoring_writer;

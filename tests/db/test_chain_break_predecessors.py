@@ -118,7 +118,42 @@ async def test_a_row_the_ledger_could_not_see_when_it_folded_is_still_the_predec
 
     assert result["rules"]["balance_chain_break"]["late_rows"] == 1
     assert await _breaks(conn) == []
+    # The fold is the medium job's (issue 19: no ledger write on the critical path).
+    await conn.fetchval("SELECT run_medium_detection()")
     ledger = await conn.fetchrow(
         "SELECT last_balance_log_id, last_balance FROM monitoring_card_ledger WHERE card_id = 'C1'"
     )
     assert (ledger["last_balance_log_id"], ledger["last_balance"]) == (after, Decimal("35.00"))
+
+
+async def test_the_ledger_still_vouches_while_the_medium_job_has_not_folded_the_latest_rows(
+    conn: asyncpg.Connection,
+) -> None:
+    # The critical job no longer folds (issue 19): the ledger lags by up to a medium interval.
+    # A card without rows above the fold is still judged against its ledger row (white box:
+    # the tampered ledger value is what it is compared with), and one with such rows against
+    # the latest of them (the ledger's value is then ignored).
+    await put_card(conn, "C1", "50.00")
+    await put_card(conn, "C2", "50.00")
+    c1_recharge = await log_row(
+        conn, "C1", kind="stripe_recharge", amount="50.00", previous="0.00", new="50.00"
+    )
+    await log_row(conn, "C2", kind="stripe_recharge", amount="50.00", previous="0.00", new="50.00")
+    await _critical(conn)  # builds the ledger (the first run folds)
+    await log_row(conn, "C2", kind="bar_order", amount="10.00", previous="50.00", new="40.00")
+    await _critical(conn)  # judges it; the ledger stays behind
+    await conn.execute(
+        "UPDATE monitoring_card_ledger SET last_balance = 49.00 WHERE card_id IN ('C1', 'C2')"
+    )
+    c1_order = await log_row(
+        conn, "C1", kind="bar_order", amount="10.00", previous="50.00", new="40.00"
+    )
+    await log_row(conn, "C2", kind="bar_order", amount="5.00", previous="40.00", new="35.00")
+
+    await _critical(conn)
+
+    # The only break is C1's: C2's next row was judged against its order (40.00, above the
+    # fold), not against the ledger's 49.00.
+    [data] = await _breaks(conn)
+    assert (data["log_id"], data["preceding_log_id"]) == (c1_order, c1_recharge)
+    assert data["preceding_new_balance"] == Decimal("49.00")

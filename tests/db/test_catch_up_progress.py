@@ -1,0 +1,64 @@
+"""A first run that catches up on history shows its progress (issue 19.3).
+
+`monitoring_catch_up_progress()` reports, per watermark, the rows behind the newest row, the
+percent done, the rate and the time left; `festmon status` prints it as one line, so a long
+first run never looks like a hang.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from festmon_tui.cli.ops_commands import catch_up_line
+from tests.db.payment_rows import log_row, put_card
+from tests.db.test_cli_ops import run
+
+
+async def _progress(conn: asyncpg.Connection) -> dict[str, dict[str, Any]]:
+    doc = json.loads(await conn.fetchval("SELECT monitoring_catch_up_progress()"))
+    return {p["detector"]: p for p in doc}
+
+
+async def test_a_rule_behind_reports_rows_percent_and_then_caught_up(
+    conn: asyncpg.Connection,
+) -> None:
+    await put_card(conn, "C1", "100.00")
+    for _ in range(10):
+        await log_row(conn, "C1", status="failed", amount="1.00")
+    await conn.execute("UPDATE monitoring_settings SET detection_batch_size = 4")
+
+    await conn.fetchval("SELECT monitoring_run_rule('balance_deduction_on_failure')")
+    behind = (await _progress(conn))["balance_deduction_on_failure"]
+
+    assert behind["caught_up"] is False
+    assert behind["rows_behind"] == 6
+    assert behind["percent_done"] == 40.0
+    assert catch_up_line(list((await _progress(conn)).values())).startswith(
+        "detection catch-up: 40.0 % done (slowest balance_deduction_on_failure)"
+    )
+
+    for _ in range(2):
+        await conn.fetchval("SELECT monitoring_run_rule('balance_deduction_on_failure')")
+    done = (await _progress(conn))["balance_deduction_on_failure"]
+    assert (done["caught_up"], done["rows_behind"], done["eta_seconds"]) == (True, 0, 0)
+
+
+async def test_status_prints_the_catch_up_line(
+    conn: asyncpg.Connection, db_dsn: str, tmp_path: Path
+) -> None:
+    await put_card(conn, "C1", "100.00")
+    await log_row(conn, "C1", status="failed", amount="1.00")
+    await conn.fetchval("SELECT run_critical_detection()")
+
+    text = await run("status", dsn=db_dsn, cwd=tmp_path)
+    as_json = await run("status", "--json", dsn=db_dsn, cwd=tmp_path)
+
+    assert text.returncode == 0, text.stderr
+    assert "detection catch-up: every rule caught up" in text.stdout.splitlines()
+    catch_up = json.loads(as_json.stdout)["catch_up"]
+    assert {p["detector"] for p in catch_up} >= {"balance_chain_break", "card_ledger"}
+    assert all(p["caught_up"] for p in catch_up)
