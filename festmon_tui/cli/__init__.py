@@ -168,7 +168,7 @@ def _prepare(
     # usage code 2, which Nagios would read as CRITICAL.
     error_exit = int(getattr(args, "settings_error_exit", EXIT_USAGE))
     if args.env_file is not None and not readable(Path(args.env_file).expanduser()):
-        sys.stderr.write(f"festmon: --env-file {escape(repr(args.env_file))}: no such file\n")
+        sys.stderr.write(f"festmon: --env-file '{escape(args.env_file)}': no such file\n")
         return error_exit
     pending = PendingSettings(_overrides(args), args.env_file or ".env")
     paint_first = args.paint_first and not getattr(args, "headless", False)

@@ -57,7 +57,8 @@ async def test_the_original_database_before_migrate_is_named_as_such(
     result = await run("health", dsn=empty_db_dsn, cwd=tmp_path)
 
     assert result.returncode == 3
-    assert result.stdout.strip() == (
+    # The Nagios plugin line: the status text, then " | " and the perfdata (issue 15.7).
+    assert result.stdout.strip().split(" | ")[0] == (
         "UNKNOWN: festmon schema missing (only the original's monitoring tables)"
         " — run festmon db migrate"
     )
@@ -211,7 +212,8 @@ async def test_a_schema_older_than_festmon_says_run_migrate(
     result = await run("health", dsn=db_dsn, cwd=tmp_path)
 
     assert result.returncode == 3
-    assert result.stdout.strip() == "UNKNOWN: schema out of date — run festmon db migrate"
+    status_text = result.stdout.strip().split(" | ")[0]  # before the plugin line's perfdata
+    assert status_text == "UNKNOWN: schema out of date — run festmon db migrate"
 
 
 async def test_the_headless_scheduler_logs_not_detecting_with_the_fix_and_when_it_resumes(

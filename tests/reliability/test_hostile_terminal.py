@@ -140,7 +140,7 @@ async def test_an_env_file_that_is_not_there_is_one_line_and_exit_2(tmp_path: Pa
     assert missing.returncode == 2
     assert (
         missing.stderr.decode()
-        == "festmon: --env-file /nonexistent/\\x1b]0;PWNED-TITLE-0\\x07.env: no such file\n"
+        == "festmon: --env-file '/nonexistent/\\x1b]0;PWNED-TITLE-0\\x07.env': no such file\n"
     )
     assert not missing.stdout
     # /dev/null (no settings file on purpose) is still fine.
