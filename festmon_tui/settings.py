@@ -143,6 +143,18 @@ class Settings:
     # Dashboard key remapping, "action=key,action=key" (actions listed by the help screen, `?`).
     monitoring_keymap: str = ""
 
+    # The HTTP API (SPEC §12), on only with --http: bearer tokens as "name=token,name=token"
+    # (the name is the actor of lifecycle actions), or a file of "read:name=token" /
+    # "operator:name=token" lines; allowed CORS origins (comma-separated, none by default);
+    # whether /metrics needs a token; per-minute limits, e.g. "health=60,data=100,cycles=10,
+    # dashboard=30" (the default; a class set to 0 is not limited).
+    monitoring_api_read_tokens: SecretStr | None = None
+    monitoring_api_operator_tokens: SecretStr | None = None
+    monitoring_api_token_file: Path | None = None
+    monitoring_api_cors_origins: str = ""
+    monitoring_api_metrics_token_required: bool = False
+    monitoring_api_rate_limits: str = ""
+
     # Detection thresholds and windows (SPEC §6.1), written to the database settings row.
     monitoring_consecutive_failure_count: Annotated[int, Ge(2), Le(INT4_MAX)] = 3
     monitoring_consecutive_failure_window_s: PositiveSeconds = 600
@@ -233,6 +245,8 @@ def _check(name: str, field: SettingField, raw: Any) -> Any:
         value = _path(raw)
     elif kind == str | None:
         value = _text(raw)
+    elif kind == SecretStr | None:
+        value = raw if isinstance(raw, SecretStr) else SecretStr(_text(raw))
     else:  # a new kind of setting needs its check here
         raise TypeError(f"no check for {name}: {kind!r}")
     for bound in field.metadata:
@@ -356,7 +370,8 @@ def _describe(errors: list[tuple[str, Any, str]]) -> str:
     """One line naming the first offending setting, without echoing secrets."""
     field, value, message = errors[0]
     name = field_env_name(field)
-    shown = "" if field == "database_url" or value is None else f"={str(value)[:60]!r}"
+    secret = field == "database_url" or field.endswith("_tokens")
+    shown = "" if secret or value is None else f"={str(value)[:60]!r}"
     count = len(errors)
     more = f" (and {count - 1} more invalid setting{'s' if count > 2 else ''})" if count > 1 else ""
     return f"invalid setting {name}{shown}: {message}{more}"

@@ -10,13 +10,13 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from festmon_tui import __version__
-from festmon_tui.cli import db_args, gc_pause, ops_args, sim_args, ui_commands
+from festmon_tui.cli import db_args, gc_pause, http_args, ops_args, sim_args, ui_commands
 from festmon_tui.settings import Settings, SettingsError, field_option_name, load_settings
 
 # Every command module registers its subcommands here. These modules are light: a command's
 # implementation (asyncpg, the scheduler, the simulator) is imported when that command runs, so
 # `festmon --help` is quick and the dashboard paints before any of it is loaded.
-_COMMAND_MODULES: tuple[Any, ...] = (db_args, ops_args, sim_args, ui_commands)
+_COMMAND_MODULES: tuple[Any, ...] = (db_args, ops_args, sim_args, ui_commands, http_args)
 
 EXIT_USAGE = 2
 

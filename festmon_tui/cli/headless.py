@@ -5,12 +5,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from festmon_tui.db.target import open_target
 from festmon_tui.models import ConnectionState
 from festmon_tui.scheduler.runner import JobRun
 from festmon_tui.service.postgres import PostgresMonitorService
 from festmon_tui.settings import Settings
+
+if TYPE_CHECKING:
+    from festmon_tui.api.config import ApiConfig
 
 log = logging.getLogger("festmon_tui.headless")
 
@@ -38,6 +43,14 @@ def describe_run(run: JobRun) -> str:
     return f"job {run.name} {outcome} in {run.duration_ms} ms{term}: {run.result}"
 
 
+def _both(*hooks: Callable[[JobRun], None]) -> Callable[[JobRun], None]:
+    def call(run: JobRun) -> None:
+        for hook in hooks:
+            hook(run)
+
+    return call
+
+
 def _log_run(run: JobRun) -> None:
     level = logging.INFO if run.success else logging.WARNING
     log.log(level, "%s", describe_run(run))
@@ -57,8 +70,11 @@ async def _log_connection(service: PostgresMonitorService) -> None:
             last = now
 
 
-async def run_headless(settings: Settings) -> int:
-    """Run the scheduler until SIGTERM / SIGHUP / SIGINT, then release everything and return 0."""
+async def run_headless(settings: Settings, api: ApiConfig | None = None) -> int:
+    """Run the scheduler until SIGTERM / SIGHUP / SIGINT, then release everything and return 0.
+
+    With `api` (checked, socket bound) the HTTP API is served from this loop too.
+    """
     logging.getLogger("festmon_tui").setLevel(logging.INFO)
     logging.getLogger("asyncpg.pool").addFilter(_OneLine())
     loop = asyncio.get_running_loop()
@@ -73,19 +89,30 @@ async def run_headless(settings: Settings) -> int:
         loop.add_signal_handler(signum, on_signal, signum)
     try:
         async with open_target(settings) as target:
+            server = None
+            on_run: Callable[[JobRun], None] = _log_run
+            if api is not None:
+                from festmon_tui.api.server import ApiServer
+
+                server = ApiServer(api)
+                on_run = _both(_log_run, server.exposition.observe)
             service = PostgresMonitorService(
                 settings,
                 target.options,
                 listen=False,
-                on_job_run=_log_run,
+                on_job_run=on_run,
                 database_label=target.label,
             )
             await service.start()
             log.info("scheduler started as %s on %s", service.holder.label, target.label)
+            if server is not None:
+                await server.start(service)
             watcher = asyncio.create_task(_log_connection(service))
             await stop.wait()
             watcher.cancel()
             log.info("stopping on %s: releasing the lease", received[0] if received else "request")
+            if server is not None:
+                await server.stop()
             await service.stop()
     finally:
         for signum in STOP_SIGNALS:

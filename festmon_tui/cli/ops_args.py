@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from festmon_tui.cli.http_args import add_http_option
 from festmon_tui.cli.lazy import LazyHandler
 from festmon_tui.models import EventStatus, EventType, Severity
 
@@ -57,6 +58,7 @@ def register(sub: Any, settings_parent: argparse.ArgumentParser) -> None:
         required=True,
         help="no dashboard: scheduled jobs only, one log line per job run",
     )
+    add_http_option(run)
 
 
 def _event_id(text: str) -> int:

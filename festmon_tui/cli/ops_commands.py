@@ -230,4 +230,9 @@ def run_action(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def run_run(settings: Settings, args: argparse.Namespace) -> int:
-    return asyncio.run(run_headless(settings))
+    from festmon_tui.cli.http_args import prepare_http
+
+    api = prepare_http(settings, args)
+    if isinstance(api, int):
+        return api
+    return asyncio.run(run_headless(settings, api))

@@ -7,6 +7,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from festmon_tui.cli.http_args import add_http_option
 from festmon_tui.cli.lazy import LazyHandler
 from festmon_tui.simulator.config import (
     DEFAULT_ANOMALIES_PER_MIN,
@@ -78,6 +79,7 @@ def register(sub: Any, settings_parent: argparse.ArgumentParser) -> None:
         action="store_true",
         help="exit 1 unless every rule found every injected anomaly and nothing else",
     )
+    add_http_option(demo)
     demo.set_defaults(handler=LazyHandler("festmon_tui.cli.demo_ui", "run_demo"))
 
 

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
@@ -49,6 +49,9 @@ from festmon_tui.simulator.session import (
     run_notes,
     wait_for_detection,
 )
+
+if TYPE_CHECKING:
+    from festmon_tui.api.config import ApiConfig
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -343,9 +346,13 @@ def _run_demo_dashboard(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def open_demo_service(
-    settings: Settings, args: argparse.Namespace, stack: AsyncExitStack
+    settings: Settings,
+    args: argparse.Namespace,
+    stack: AsyncExitStack,
+    api: ApiConfig | None = None,
 ) -> MonitorService:
-    """The embedded festival behind the demo's dashboard: server, schemas, traffic, service."""
+    """The embedded festival behind the demo's dashboard: server, schemas, traffic, service;
+    with `api` (demo --http), the HTTP API over that service too."""
     config = _config(args, demo=True)
     limits = RuleLimits.from_settings(settings)
     target = await stack.enter_async_context(open_target(settings))
@@ -354,8 +361,21 @@ async def open_demo_service(
     stack.push_async_callback(_close_pool, pool)
     simulation = Simulation(SimulationStore(pool), config, limits)
     await simulation.prepare()
-    service = PostgresMonitorService(settings, options, database_label=_demo_label(target, options))
+    server = None
+    if api is not None:
+        from festmon_tui.api.server import ApiServer
+
+        server = ApiServer(api)
+    service = PostgresMonitorService(
+        settings,
+        options,
+        database_label=_demo_label(target, options),
+        on_job_run=None if server is None else server.exposition.observe,
+    )
     await stack.enter_async_context(service)
+    if server is not None:
+        await server.start(service)
+        stack.push_async_callback(server.stop)
     traffic = asyncio.create_task(simulation.run_live(), name="demo-traffic")
 
     async def stop_traffic() -> None:

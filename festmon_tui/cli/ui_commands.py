@@ -19,6 +19,7 @@ import platformdirs
 
 from festmon_tui.cli import gc_pause
 from festmon_tui.cli.event_output import render_csv, render_json
+from festmon_tui.cli.http_args import add_http_option, prepare_http
 from festmon_tui.models import (
     Change,
     ConnectionState,
@@ -65,25 +66,43 @@ def register(sub: Any, settings_parent: argparse.ArgumentParser) -> None:
         action="store_true",
         help="read-only: no scheduler, no lifecycle actions (a monitoring_reader login works)",
     )
+    add_http_option(dash)
     dash.set_defaults(handler=run_dashboard_command)
 
 
 def run_dashboard_command(settings: Settings, args: argparse.Namespace) -> int:
     """`festmon dashboard`: the configured database (or the embedded one)."""
     viewer = bool(getattr(args, "viewer", False))
+    # Checked (and the port bound) before the first paint, without importing the HTTP stack.
+    api = prepare_http(settings, args)
+    if isinstance(api, int):
+        return api
 
     async def open_service(stack: AsyncExitStack) -> MonitorService:
         # Imported here, after the first paint, in a thread: asyncpg and the scheduler take
         # ~0.25 s of CPU to load, which the event loop does not wait for.
-        await import_in_thread("festmon_tui.db.target", "festmon_tui.service.postgres")
+        modules = ["festmon_tui.db.target", "festmon_tui.service.postgres"]
+        await import_in_thread(*modules, *(["festmon_tui.api.server"] if api else []))
         from festmon_tui.db.target import open_target
         from festmon_tui.service.postgres import PostgresMonitorService
 
         target = await stack.enter_async_context(open_target(settings))
+        server = None
+        if api is not None:
+            from festmon_tui.api.server import ApiServer
+
+            server = ApiServer(api)
         service = PostgresMonitorService(
-            settings, target.options, viewer=viewer, database_label=target.label
+            settings,
+            target.options,
+            viewer=viewer,
+            database_label=target.label,
+            on_job_run=None if server is None else server.exposition.observe,
         )
         await stack.enter_async_context(service)
+        if server is not None:
+            await server.start(service)
+            stack.push_async_callback(server.stop)
         return service
 
     return run_dashboard(settings, open_service, viewer=viewer)

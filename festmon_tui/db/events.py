@@ -23,20 +23,27 @@ from festmon_tui.models import (
     Severity,
 )
 
-# NULL array / text means "no filter".
-_LIST_COLUMNS = """
-SELECT
+# Column names are the model's field names (aliased where they differ), so that a record
+# maps to its model by name: Model(**record), converting only what asyncpg cannot.
+EVENT_COLUMNS = """
     event_id, event_type, severity, detection_algorithm, status, detection_timestamp,
     card_id, transaction_id, affected_amount, confidence_score, event_data, context_data,
     occurrence_count, last_seen_at, acknowledged_by, acknowledged_at, resolved_at,
     resolution_notes, updated_at
-FROM monitoring_events
+"""
+
+# NULL array / text means "no filter".
+_LIST_COLUMNS = (
+    "SELECT"
+    + EVENT_COLUMNS
+    + """FROM monitoring_events
 WHERE ($1::text[] IS NULL OR severity = ANY($1::text[]))
   AND ($2::text[] IS NULL OR event_type = ANY($2::text[]))
   AND ($3::text[] IS NULL OR status = ANY($3::text[]))
   AND ($4::text IS NULL OR card_id = $4::text)
   AND ($5::timestamptz IS NULL OR last_seen_at >= $5::timestamptz)
 """
+)
 _LIST_ORDER = """
 ORDER BY last_seen_at DESC, event_id DESC
 LIMIT $6
@@ -73,15 +80,7 @@ def search_event_id(search: str) -> int | None:
     return None
 
 
-GET_SQL = """
-SELECT
-    event_id, event_type, severity, detection_algorithm, status, detection_timestamp,
-    card_id, transaction_id, affected_amount, confidence_score, event_data, context_data,
-    occurrence_count, last_seen_at, acknowledged_by, acknowledged_at, resolved_at,
-    resolution_notes, updated_at
-FROM monitoring_events
-WHERE event_id = $1
-"""
+GET_SQL = "SELECT" + EVENT_COLUMNS + "FROM monitoring_events WHERE event_id = $1"
 
 ACTIONS_SQL = """
 SELECT action_id, event_id, action, from_status, to_status, actor, note, acted_at
@@ -91,8 +90,8 @@ ORDER BY acted_at, action_id
 """
 
 ALERTS_SQL = """
-SELECT alert_id, monitoring_event_id, alert_level, alert_message, alert_timestamp,
-       escalation_level, acknowledged_at, acknowledged_by
+SELECT alert_id, monitoring_event_id AS event_id, alert_level, alert_message, alert_timestamp,
+       coalesce(escalation_level, 0) AS escalation_level, acknowledged_at, acknowledged_by
 FROM alert_history
 WHERE monitoring_event_id = $1
 ORDER BY alert_timestamp, alert_id
@@ -141,26 +140,16 @@ def _json(value: Any) -> dict[str, Any]:
 
 
 def event_from_record(row: asyncpg.Record) -> Event:
+    """An Event from a row of EVENT_COLUMNS."""
     return Event(
-        event_id=row["event_id"],
-        event_type=EventType(row["event_type"]),
-        severity=Severity(row["severity"]),
-        detection_algorithm=row["detection_algorithm"],
-        status=EventStatus(row["status"]),
-        detection_timestamp=row["detection_timestamp"],
-        card_id=row["card_id"],
-        transaction_id=row["transaction_id"],
-        affected_amount=row["affected_amount"],
-        confidence_score=row["confidence_score"],
-        event_data=_json(row["event_data"]),
-        context_data=_json(row["context_data"]),
-        occurrence_count=row["occurrence_count"],
-        last_seen_at=row["last_seen_at"],
-        acknowledged_by=row["acknowledged_by"],
-        acknowledged_at=row["acknowledged_at"],
-        resolved_at=row["resolved_at"],
-        resolution_notes=row["resolution_notes"],
-        updated_at=row["updated_at"],
+        **{
+            **row,
+            "event_type": EventType(row["event_type"]),
+            "severity": Severity(row["severity"]),
+            "status": EventStatus(row["status"]),
+            "event_data": _json(row["event_data"]),
+            "context_data": _json(row["context_data"]),
+        }
     )
 
 
@@ -265,54 +254,17 @@ def chain_checked(rows: Any) -> tuple[LedgerRow, ...]:
             if previous_new is not None:
                 chain_ok = r["previous_balance"] == previous_new
             previous_new = r["new_balance"]
-        result.append(
-            LedgerRow(
-                log_id=r["log_id"],
-                transaction_id=r["transaction_id"],
-                timestamp=r["timestamp"],
-                transaction_type=r["transaction_type"],
-                status=r["status"],
-                amount_involved=r["amount_involved"],
-                previous_balance=r["previous_balance"],
-                new_balance=r["new_balance"],
-                client_request_id=r["client_request_id"],
-                chain_ok=chain_ok,
-            )
-        )
+        result.append(LedgerRow(**r, chain_ok=chain_ok))
     return tuple(result)
 
 
 def _action(r: asyncpg.Record) -> EventAction:
-    return EventAction(
-        action_id=r["action_id"],
-        event_id=r["event_id"],
-        action=r["action"],
-        from_status=r["from_status"],
-        to_status=r["to_status"],
-        actor=_json(r["actor"]),
-        note=r["note"],
-        acted_at=r["acted_at"],
-    )
+    return EventAction(**{**r, "actor": _json(r["actor"])})
 
 
 def _alert(r: asyncpg.Record) -> Alert:
-    return Alert(
-        alert_id=r["alert_id"],
-        event_id=r["monitoring_event_id"],
-        alert_level=r["alert_level"],
-        alert_message=r["alert_message"],
-        alert_timestamp=r["alert_timestamp"],
-        escalation_level=r["escalation_level"] or 0,
-        acknowledged_at=r["acknowledged_at"],
-        acknowledged_by=r["acknowledged_by"],
-    )
+    return Alert(**r)
 
 
 def _scan(r: asyncpg.Record) -> ScanRow:
-    return ScanRow(
-        scan_log_id=r["scan_log_id"],
-        scan_timestamp=r["scan_timestamp"],
-        scan_status=r["scan_status"],
-        processing_duration_ms=r["processing_duration_ms"],
-        device_identifier=r["device_identifier"],
-    )
+    return ScanRow(**r)

@@ -10,13 +10,11 @@ from pathlib import Path
 
 import asyncpg
 
+from festmon_tui.db.locks import MIGRATE_LOCK_KEY
 from festmon_tui.resources import migrations_dir
 
 MONITORING = "monitoring"
 PAYMENTS = "payments"
-
-# Any constant shared by every festmon; transaction-scoped so it works through poolers too.
-_MIGRATE_LOCK_KEY = 0x6665_7374_6D6F_6E  # "festmon"
 
 _VERSIONED = re.compile(r"^V(\d+)__([A-Za-z0-9_]+)\.sql$")
 _REPEATABLE = re.compile(r"^R__([A-Za-z0-9_]+)\.sql$")
@@ -298,7 +296,7 @@ async def migrate(
     """
     applied: list[MigrationFile] = []
     async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATE_LOCK_KEY)
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATE_LOCK_KEY)
         await conn.execute(LEDGER_DDL)
         ledger = await _ledger(conn)
         has_payments = any(s == PAYMENTS for s, _ in ledger)

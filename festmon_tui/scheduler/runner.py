@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -41,12 +41,14 @@ class JobRunner:
         *,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = utc_now,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         on_run: Callable[[JobRun], None] | None = None,
     ) -> None:
         self.specs = specs
         self.breaker = breaker
         self._clock = clock
         self._wall_clock = wall_clock
+        self._sleep = sleep  # with `clock`, lets tests run the timetable in fake time
         self._on_run = on_run
         self._status = {spec.name: JobStatus(spec.name, spec.interval_ms) for spec in specs}
 
@@ -69,7 +71,7 @@ class JobRunner:
             wait_s = max(0.0, due - self._clock())
             self._set(spec.name, next_run_at=self._wall_clock() + timedelta(seconds=wait_s))
             if wait_s:
-                await asyncio.sleep(wait_s)
+                await self._sleep(wait_s)
             started = self._clock()
             retry_in = await self.run_once(spec, fence)
             interval_s = spec.interval_ms / 1000

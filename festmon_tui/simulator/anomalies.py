@@ -3,24 +3,36 @@
 from __future__ import annotations
 
 import math
-import random
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from decimal import Decimal
-from typing import Protocol
 
-from festmon_tui.db.simulation import BarOrder, Scan
+from festmon_tui.db.simulation import BarOrder
 from festmon_tui.simulator.config import RuleLimits
 from festmon_tui.simulator.festival import (
     CUP,
     TOP_UP_AMOUNTS,
     Card,
-    CardPool,
-    Order,
     order_above,
     random_order,
-    shrink_to,
     weighted,
+)
+from festmon_tui.simulator.injection import (
+    CHAIN,
+    CONSECUTIVE,
+    DEDUCTION,
+    DUPLICATE_NFC,
+    MISMATCH,
+    NEGATIVE,
+    RACE,
+    SPIKE,
+    Festival,
+    Generator,
+    Injection,
+    card_with_order,
+    debited,
+    put_back,
+    ready_card,
+    tap_scan,
 )
 from festmon_tui.simulator.steps import (
     AnomalyTag,
@@ -33,122 +45,6 @@ from festmon_tui.simulator.steps import (
     StaleCredit,
     Step,
 )
-from festmon_tui.simulator.traffic import Tap, Traffic
-
-DEDUCTION = "balance_deduction_on_failure"
-CONSECUTIVE = "consecutive_failures"
-SPIKE = "system_failure_spike"
-MISMATCH = "balance_mismatch_detection"
-CHAIN = "balance_chain_break"
-NEGATIVE = "negative_balance_detection"
-DUPLICATE_NFC = "temporal_duplicate_detection"
-RACE = "concurrent_transaction_detection"
-
-# SPEC §6.1's rules, in its order (also the report's row order).
-RULES: tuple[str, ...] = (
-    DEDUCTION,
-    CONSECUTIVE,
-    SPIKE,
-    MISMATCH,
-    CHAIN,
-    NEGATIVE,
-    DUPLICATE_NFC,
-    RACE,
-)
-
-EVENT_TYPES: dict[str, str] = {
-    DEDUCTION: "transaction_failure",
-    CONSECUTIVE: "transaction_failure",
-    SPIKE: "transaction_failure",
-    MISMATCH: "balance_discrepancy",
-    CHAIN: "balance_discrepancy",
-    NEGATIVE: "balance_discrepancy",
-    DUPLICATE_NFC: "duplicate_nfc",
-    RACE: "race_condition",
-}
-
-
-class Festival(Protocol):
-    """What a generator may use of the planner."""
-
-    rng: random.Random
-    traffic: Traffic
-    pool: CardPool
-    limits: RuleLimits
-
-    def failures_fit(self, count: int) -> bool: ...
-
-    def spike_rows(self, at: float) -> int: ...
-
-    def spike_allowed(self, at: float) -> bool: ...
-
-
-@dataclass
-class Injection:
-    """A planned anomaly: its script, the card it spoils, the log rows it will write."""
-
-    script: Script
-    card: Card | None
-    failure_rows: list[float] = field(default_factory=list)  # virtual times
-    other_rows: list[float] = field(default_factory=list)
-    spike_rows: int = 0
-    failed_cards: list[Card] = field(default_factory=list)
-
-
-def _ready_card(
-    festival: Festival,
-    at: float,
-    accept: Callable[[Card], bool] | None = None,
-    *,
-    clean: bool = False,
-) -> Card | None:
-    """A free card; `clean`: without recent failures, for anomalies that write failures (the
-    card's earlier failures would add up to a burst the ground truth does not hold)."""
-
-    def fits(card: Card) -> bool:
-        if clean and card.recent_failures(at, festival.limits.failure_memory_s):
-            return False
-        return accept is None or accept(card)
-
-    return festival.pool.take(festival.rng, fits)
-
-
-def _put_back(festival: Festival, card: Card) -> None:
-    festival.pool.release(card, card.free_at)
-
-
-def _tap_scan(
-    festival: Festival,
-    card: Card,
-    tap: Tap,
-    request_id: str,
-    status: str,
-    processing_ms: int,
-    error: tuple[str, str] | None = None,
-) -> Scan:
-    """The reader's log line of a tap whose outcome the faulty component decided."""
-    return replace(
-        festival.traffic.scan(card.card_id, tap, request_id, "bar_order"),
-        status=status,
-        offset_s=processing_ms / 1000,
-        processing_ms=processing_ms,
-        error_code=error[0] if error else None,
-        error_message=error[1] if error else None,
-    )
-
-
-def _affordable_order(festival: Festival, card: Card, share: Decimal = Decimal(1)) -> Order | None:
-    budget = (card.balance * share).quantize(Decimal("0.01"))
-    order = random_order(festival.rng)
-    return order if order.total <= budget else shrink_to(order, budget)
-
-
-class Generator(Protocol):
-    """Plans one kind of anomaly for one rule."""
-
-    rule: str
-
-    def plan(self, festival: Festival, at: float) -> Injection | None: ...
 
 
 class FailedPaymentDebited:
@@ -160,13 +56,9 @@ class FailedPaymentDebited:
     def plan(self, festival: Festival, at: float) -> Injection | None:
         if not festival.failures_fit(1):
             return None
-        card = _ready_card(festival, at, lambda c: c.balance >= Decimal("5.00"), clean=True)
-        if card is None:
+        if (picked := card_with_order(festival, at, "5.00", clean=True)) is None:
             return None
-        order = _affordable_order(festival, card)
-        if order is None:
-            _put_back(festival, card)
-            return None
+        card, order = picked
         traffic = festival.traffic
         tap = traffic.bar_tap()
         request_id = traffic.ids.request_id()
@@ -179,7 +71,7 @@ class FailedPaymentDebited:
             "items": list(order.items),
             "point_of_sale": tap.point_of_sale,
         }
-        scan = _tap_scan(
+        scan = tap_scan(
             festival,
             card,
             tap,
@@ -188,18 +80,11 @@ class FailedPaymentDebited:
             traffic.device_ms() + 40,
             ("DATABASE_ERROR", reason),
         )
-        before = card.balance
-        card.balance -= order.total
-        tag = AnomalyTag(
-            "failed_payment_debited",
-            self.rule,
-            self.expected,
-            {
-                "amount": str(order.total),
-                "balance_before": str(before),
-                "balance_after": str(card.balance),
-                "point_of_sale": tap.point_of_sale,
-            },
+        tag = debited(
+            card,
+            order.total,
+            AnomalyTag("failed_payment_debited", self.rule, self.expected),
+            point_of_sale=tap.point_of_sale,
         )
         step = Step(DebitThenFail(bar_order, details, scan), records_truth=True)
         script = Script(at, tag.kind, card.card_id, (step,), tag)
@@ -216,14 +101,14 @@ class FailureBurst:
         attempts = festival.limits.consecutive_count
         if not festival.failures_fit(attempts):
             return None
-        card = _ready_card(
+        card = ready_card(
             festival, at, lambda c: Decimal(0) <= c.balance <= Decimal("60.00"), clean=True
         )
         if card is None:
             return None
         order = order_above(festival.rng, card.balance)
         if order is None:
-            _put_back(festival, card)
+            put_back(festival, card)
             return None
         tap = festival.traffic.bar_tap()
         steps: list[Step] = []
@@ -320,7 +205,7 @@ class BalanceBehindLedger:
     expected = (MISMATCH,)
 
     def plan(self, festival: Festival, at: float) -> Injection | None:
-        card = _ready_card(festival, at, lambda c: c.balance >= Decimal(0))
+        card = ready_card(festival, at, lambda c: c.balance >= Decimal(0))
         if card is None:
             return None
         rng = festival.rng
@@ -366,13 +251,9 @@ class BrokenBalanceChain:
         return self._torn_write(festival, at)
 
     def _lost_update(self, festival: Festival, at: float) -> Injection | None:
-        card = _ready_card(festival, at, lambda c: c.balance >= Decimal("5.00"))
-        if card is None:
+        if (picked := card_with_order(festival, at, "5.00")) is None:
             return None
-        order = _affordable_order(festival, card)
-        if order is None:
-            _put_back(festival, card)
-            return None
+        card, order = picked
         traffic = festival.traffic
         stale = card.balance
         pay = traffic.bar_order_step(
@@ -406,24 +287,21 @@ class BrokenBalanceChain:
         return Injection(script, card, other_rows=[at, at + delay])
 
     def _torn_write(self, festival: Festival, at: float) -> Injection | None:
-        card = _ready_card(festival, at, lambda c: c.balance >= Decimal("8.00"))
-        if card is None:
+        picked = card_with_order(festival, at, "8.00", Decimal("0.8"), min_total=Decimal("2.00"))
+        if picked is None:
             return None
+        card, order = picked
         traffic = festival.traffic
-        order = _affordable_order(festival, card, Decimal("0.8"))
-        if order is None or order.total < Decimal("2.00"):
-            _put_back(festival, card)
-            return None
         # The till debits the cups' deposit on top but logs the amount without it.
         debit = order.total + CUP.price * max(1, order.drinks)
         if debit > card.balance:
-            _put_back(festival, card)
+            put_back(festival, card)
             return None
         tap = traffic.bar_tap()
         request_id = traffic.ids.request_id()
         assert tap.point_of_sale is not None
         bar_order = BarOrder(card.card_id, order.items, order.total, request_id, tap.point_of_sale)
-        scan = _tap_scan(festival, card, tap, request_id, "success", traffic.device_ms() + 25)
+        scan = tap_scan(festival, card, tap, request_id, "success", traffic.device_ms() + 25)
         before = card.balance
         card.balance -= debit
         tag = AnomalyTag(
@@ -448,12 +326,12 @@ class OfflineOverdraft:
     expected = (NEGATIVE,)
 
     def plan(self, festival: Festival, at: float) -> Injection | None:
-        card = _ready_card(festival, at, lambda c: Decimal(0) <= c.balance <= Decimal("40.00"))
+        card = ready_card(festival, at, lambda c: Decimal(0) <= c.balance <= Decimal("40.00"))
         if card is None:
             return None
         order = order_above(festival.rng, card.balance)
         if order is None:
-            _put_back(festival, card)
+            put_back(festival, card)
             return None
         traffic = festival.traffic
         tap = traffic.bar_tap()
@@ -461,19 +339,12 @@ class OfflineOverdraft:
         assert tap.point_of_sale is not None
         bar_order = BarOrder(card.card_id, order.items, order.total, request_id, tap.point_of_sale)
         offline_s = festival.rng.randint(90, 600)
-        scan = _tap_scan(festival, card, tap, request_id, "success", traffic.device_ms())
-        before = card.balance
-        card.balance -= order.total
-        tag = AnomalyTag(
-            "offline_overdraft",
-            self.rule,
-            self.expected,
-            {
-                "amount": str(order.total),
-                "balance_before": str(before),
-                "balance_after": str(card.balance),
-                "offline_for_s": offline_s,
-            },
+        scan = tap_scan(festival, card, tap, request_id, "success", traffic.device_ms())
+        tag = debited(
+            card,
+            order.total,
+            AnomalyTag("offline_overdraft", self.rule, self.expected),
+            offline_for_s=offline_s,
         )
         extra = {"settled_offline": True, "offline_for_s": offline_s}
         step = Step(DirectDebit(bar_order, order.total, extra, scan), records_truth=True)
@@ -487,13 +358,9 @@ class DoubleRead:
     expected = (DUPLICATE_NFC,)
 
     def plan(self, festival: Festival, at: float) -> Injection | None:
-        card = _ready_card(festival, at, lambda c: c.balance >= Decimal("3.00"))
-        if card is None:
+        if (picked := card_with_order(festival, at, "3.00")) is None:
             return None
-        order = _affordable_order(festival, card)
-        if order is None:
-            _put_back(festival, card)
-            return None
+        card, order = picked
         traffic = festival.traffic
         tap = traffic.bar_tap()
         pay = traffic.bar_order_step(card, order, tap, expect_success=True, extras=False)
@@ -523,13 +390,9 @@ class RacingPayments:
     expected = (RACE,)
 
     def plan(self, festival: Festival, at: float) -> Injection | None:
-        card = _ready_card(festival, at, lambda c: c.balance >= Decimal("6.00"))
-        if card is None:
+        if (picked := card_with_order(festival, at, "6.00", Decimal("0.5"))) is None:
             return None
-        order = _affordable_order(festival, card, Decimal("0.5"))
-        if order is None:
-            _put_back(festival, card)
-            return None
+        card, order = picked
         traffic = festival.traffic
         tap = traffic.bar_tap()
         first = traffic.bar_order_step(card, order, tap, expect_success=True, extras=False)

@@ -8,16 +8,11 @@ from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from festmon_tui.simulator.anomalies import (
-    GENERATORS,
-    SPIKE,
-    Generator,
-    Injection,
-    spike_size,
-)
+from festmon_tui.simulator.anomalies import GENERATORS, spike_size
 from festmon_tui.simulator.budget import BudgetLimits, FailureBudget
 from festmon_tui.simulator.config import RuleLimits, SimulationConfig, cards_needed
 from festmon_tui.simulator.festival import Card, CardPool, Layout
+from festmon_tui.simulator.injection import SPIKE, Generator, Injection
 from festmon_tui.simulator.steps import Pay, Script
 from festmon_tui.simulator.traffic import Identifiers, Traffic
 

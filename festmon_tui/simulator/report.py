@@ -9,7 +9,7 @@ from typing import Any
 
 from festmon_tui.db.simulation import GroundTruth
 from festmon_tui.models import Event
-from festmon_tui.simulator.anomalies import EVENT_TYPES, RULES
+from festmon_tui.simulator.injection import EVENT_TYPES, RULES
 
 # Database clocks are the same server's, but a detection committed in the same millisecond as
 # the anomaly's first write must still count.

@@ -26,8 +26,8 @@ from festmon_tui.db.simulation import (
     Truth,
     Written,
 )
-from festmon_tui.simulator.anomalies import Generator
 from festmon_tui.simulator.config import RuleLimits, SimulationConfig
+from festmon_tui.simulator.injection import Generator
 from festmon_tui.simulator.planner import Planner
 from festmon_tui.simulator.steps import (
     Action,

@@ -237,6 +237,7 @@ $$;
 
 -- ---------------------------------------------------------------------------------------------
 -- monitoring_claim_rows(p_detector text, p_source text, p_batch_size integer DEFAULT NULL,
+--                       p_batches integer DEFAULT 1,
 --                       OUT new_ids bigint[], OUT backlog boolean, OUT late_count integer)
 --
 --   The source rows (ids of app_transaction_log or nfc_scan_log) that incremental rule
@@ -248,7 +249,7 @@ $$;
 --     rule serialise, so concurrent cycles never examine a row twice (waiting at most
 --     watermark_lock_timeout; the caller's lock_timeout is restored for the source reads);
 --   * one statement reads the rows above last_log_id (at most p_batch_size, default
---     detection_batch_size times the transaction's festmon.claim_batches (default 1); more is
+--     detection_batch_size times p_batches (default 1); more is
 --     reported as backlog), the rows whose ids were gaps (late commits), and its own snapshot;
 --   * ids in (last_log_id, new last] not visible now become gaps; a gap is dropped once every
 --     transaction that could still fill it has ended: its run's snapshot xmax is <= a later
@@ -264,10 +265,12 @@ $$;
 --   Callers must run at READ COMMITTED (the default).
 -- ---------------------------------------------------------------------------------------------
 DROP FUNCTION IF EXISTS monitoring_claim_rows(text, text);
+DROP FUNCTION IF EXISTS monitoring_claim_rows(text, text, integer);
 CREATE OR REPLACE FUNCTION monitoring_claim_rows(
     p_detector    text,
     p_source      text,
     p_batch_size  integer DEFAULT NULL,
+    p_batches     integer DEFAULT 1,
     OUT new_ids    bigint[],
     OUT backlog    boolean,
     OUT late_count integer
@@ -305,12 +308,11 @@ BEGIN
     END IF;
 
     v_settings := monitoring_settings_get();
-    -- festmon.claim_batches (transaction-local, set by run_critical_detection_batches): the
-    -- scheduler's catch-up call claims several batches per rule run, saving a round of
-    -- per-run overhead for every batch.
+    -- p_batches (passed down by run_critical_detection_batches): the scheduler's catch-up
+    -- call claims several batches per rule run, saving a round of per-run overhead for every
+    -- batch.
     v_batch := coalesce(p_batch_size,
-                        v_settings.detection_batch_size
-                        * greatest(coalesce(nullif(current_setting('festmon.claim_batches', true), '')::integer, 1), 1));
+                        v_settings.detection_batch_size * greatest(coalesce(p_batches, 1), 1));
     PERFORM set_config('lock_timeout', monitoring_interval_ms(v_settings.watermark_lock_timeout), true);
 
     -- The row exists except on a rule's first run: lock it, and insert only when it is missing
@@ -493,8 +495,8 @@ $$;
 REVOKE ALL ON FUNCTION monitoring_settings_get() FROM PUBLIC;
 REVOKE ALL ON FUNCTION monitoring_upsert_events(text, jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION create_monitoring_event(text, text, text, text, uuid, numeric, numeric, jsonb, jsonb) FROM PUBLIC;
-REVOKE ALL ON FUNCTION monitoring_claim_rows(text, text, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION monitoring_claim_rows(text, text, integer, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION monitoring_settings_get() TO monitoring_writer;
 GRANT EXECUTE ON FUNCTION monitoring_upsert_events(text, jsonb) TO monitoring_writer;
 GRANT EXECUTE ON FUNCTION create_monitoring_event(text, text, text, text, uuid, numeric, numeric, jsonb, jsonb) TO monitoring_writer;
-GRANT EXECUTE ON FUNCTION monitoring_claim_rows(text, text, integer) TO monitoring_writer;
+GRANT EXECUTE ON FUNCTION monitoring_claim_rows(text, text, integer, integer) TO monitoring_writer;

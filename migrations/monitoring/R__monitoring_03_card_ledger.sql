@@ -12,7 +12,7 @@
 --   First use, a change of the transaction type settings the summaries depend on, or a
 --   ledger emptied by a crash (it is unlogged: no monitoring_card_ledger_state row, V0004):
 --   the ledger is emptied and folded again from the first log row (rebuilt = true).
---   Runs under advisory lock (1718969198, 4), taken by its callers.
+--   Runs under advisory lock card_ledger (monitoring_xact_lock), taken by its callers.
 -- ---------------------------------------------------------------------------------------------
 CREATE OR REPLACE FUNCTION monitoring_fold_card_ledger(
     OUT rows_folded    integer,
@@ -141,7 +141,7 @@ DECLARE
     v_started  timestamptz := clock_timestamp();
     v_fold     record;
 BEGIN
-    PERFORM pg_advisory_xact_lock(1718969198, 4);
+    PERFORM monitoring_xact_lock('card_ledger');
     UPDATE monitoring_detector_watermarks SET last_log_id = NULL WHERE detector_name = 'card_ledger';
     SELECT * INTO v_fold FROM monitoring_fold_card_ledger();
     RETURN jsonb_build_object(

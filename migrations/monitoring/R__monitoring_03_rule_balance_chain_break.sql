@@ -33,7 +33,7 @@
 --   preceding_transaction_id, preceding_new_balance, chain_gap, actual_change,
 --   expected_change}
 -- ---------------------------------------------------------------------------------------------
-CREATE OR REPLACE FUNCTION monitoring_rule_balance_chain_break()
+CREATE OR REPLACE FUNCTION monitoring_rule_balance_chain_break(p_claim_batches integer DEFAULT 1)
 RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -54,7 +54,7 @@ BEGIN
         'mirror_edge_function_names', v_settings.mirror_edge_function_names);
 
     SELECT * INTO v_claim
-      FROM monitoring_claim_rows('balance_chain_break', 'app_transaction_log');
+      FROM monitoring_claim_rows('balance_chain_break', 'app_transaction_log', NULL, p_claim_batches);
     -- The first fresh id, and the first id at or above it that the claim could not see (our
     -- own watermark row, locked by the claim): a row committed since may sit below a new row.
     v_first_new := v_claim.new_ids[v_claim.late_count + 1];

@@ -8,7 +8,7 @@
 --   amount_involved, previous_balance, new_balance, discrepancy (previous - new),
 --   current_balance, card_known, client_request_id, edge_function_name}
 -- ---------------------------------------------------------------------------------------------
-CREATE OR REPLACE FUNCTION monitoring_rule_balance_deduction_on_failure()
+CREATE OR REPLACE FUNCTION monitoring_rule_balance_deduction_on_failure(p_claim_batches integer DEFAULT 1)
 RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -16,7 +16,7 @@ DECLARE
     v_detections  jsonb;
 BEGIN
     SELECT * INTO v_claim
-      FROM monitoring_claim_rows('balance_deduction_on_failure', 'app_transaction_log');
+      FROM monitoring_claim_rows('balance_deduction_on_failure', 'app_transaction_log', NULL, p_claim_batches);
 
     SELECT coalesce(jsonb_agg(x.d ORDER BY x.fp), '[]'::jsonb)
       INTO v_detections

@@ -27,7 +27,7 @@
 -- event_data: {actual_balance, expected_balance, discrepancy, absolute_discrepancy,
 --   expected_source ('last_balance_row' | 'signed_sum'), transaction_count,
 --   last_transaction, last_balance_log_id, last_balance_transaction_id, evidence_key}
--- Serialised on advisory lock (2 x int4 key: 1718969198, 4).
+-- Serialised on advisory lock card_ledger (monitoring_xact_lock).
 -- ---------------------------------------------------------------------------------------------
 CREATE OR REPLACE FUNCTION monitoring_rule_balance_mismatch_detection(p_mode text DEFAULT 'sweep')
 RETURNS jsonb
@@ -55,7 +55,7 @@ BEGIN
         RAISE EXCEPTION 'invalid mode %: expected sweep or incremental', p_mode USING ERRCODE = '22023';
     END IF;
     v_settings := monitoring_settings_get();
-    PERFORM pg_advisory_xact_lock(1718969198, 4);
+    PERFORM monitoring_xact_lock('card_ledger');
 
     SELECT caught_up_at IS NOT NULL INTO v_built_before
       FROM monitoring_detector_watermarks

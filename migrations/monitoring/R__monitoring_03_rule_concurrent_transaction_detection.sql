@@ -19,7 +19,7 @@
 --   pair_count, min_gap_seconds, pairs [{first_log_id, second_log_id, first_transaction_id,
 --   second_transaction_id, gap_seconds, client_request_ids}]}
 -- ---------------------------------------------------------------------------------------------
-CREATE OR REPLACE FUNCTION monitoring_rule_concurrent_transaction_detection()
+CREATE OR REPLACE FUNCTION monitoring_rule_concurrent_transaction_detection(p_claim_batches integer DEFAULT 1)
 RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -38,7 +38,7 @@ BEGIN
     v_limit := v_settings.evidence_list_limit;
 
     SELECT * INTO v_claim
-      FROM monitoring_claim_rows('concurrent_transaction_detection', 'app_transaction_log');
+      FROM monitoring_claim_rows('concurrent_transaction_detection', 'app_transaction_log', NULL, p_claim_batches);
     SELECT max_row_time INTO v_prev_max
       FROM monitoring_detector_watermarks
      WHERE detector_name = 'concurrent_transaction_detection';

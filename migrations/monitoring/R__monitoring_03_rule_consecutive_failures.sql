@@ -11,7 +11,7 @@
 --   first_failure, last_failure, time_span_minutes, window_minutes, threshold_count,
 --   new_failures_in_window, total_failed_amount}
 -- ---------------------------------------------------------------------------------------------
-CREATE OR REPLACE FUNCTION monitoring_rule_consecutive_failures()
+CREATE OR REPLACE FUNCTION monitoring_rule_consecutive_failures(p_claim_batches integer DEFAULT 1)
 RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -28,7 +28,7 @@ BEGIN
     v_limit := v_settings.evidence_list_limit;
 
     SELECT * INTO v_claim
-      FROM monitoring_claim_rows('consecutive_failures', 'app_transaction_log');
+      FROM monitoring_claim_rows('consecutive_failures', 'app_transaction_log', NULL, p_claim_batches);
 
     WITH new_failures AS (
         SELECT l.log_id, l.card_id, l."timestamp" AS ts

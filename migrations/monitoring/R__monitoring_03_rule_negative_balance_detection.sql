@@ -4,9 +4,10 @@
 -- negative_balance_detection (balance_discrepancy, HIGH, 1.0).
 -- p_mode 'sweep': every card with amount < 0; 'incremental': the cards of new log rows.
 -- event_data: {negative_balance, impossible_scenario: true, evidence_key}
--- Serialised on advisory lock (1718969198, 6).
+-- Serialised on advisory lock negative_balance (monitoring_xact_lock).
 -- ---------------------------------------------------------------------------------------------
-CREATE OR REPLACE FUNCTION monitoring_rule_negative_balance_detection(p_mode text DEFAULT 'sweep')
+CREATE OR REPLACE FUNCTION monitoring_rule_negative_balance_detection(
+    p_mode text DEFAULT 'sweep', p_claim_batches integer DEFAULT 1)
 RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -21,11 +22,12 @@ BEGIN
     IF p_mode NOT IN ('sweep', 'incremental') THEN
         RAISE EXCEPTION 'invalid mode %: expected sweep or incremental', p_mode USING ERRCODE = '22023';
     END IF;
-    PERFORM pg_advisory_xact_lock(1718969198, 6);
+    PERFORM monitoring_xact_lock('negative_balance');
 
     IF p_mode = 'incremental' THEN
         SELECT * INTO v_claim
-          FROM monitoring_claim_rows('negative_balance_detection', 'app_transaction_log');
+          FROM monitoring_claim_rows('negative_balance_detection', 'app_transaction_log',
+                                     NULL, p_claim_batches);
         v_rows := cardinality(v_claim.new_ids);
         v_late := v_claim.late_count;
         v_backlog := v_claim.backlog;

@@ -20,7 +20,7 @@
 --   failure_rate_percent, threshold_percent, high_threshold_percent, min_transactions,
 --   time_window_minutes, window_start, window_end, spike_windows_seen}
 -- ---------------------------------------------------------------------------------------------
-CREATE OR REPLACE FUNCTION monitoring_rule_system_failure_spike()
+CREATE OR REPLACE FUNCTION monitoring_rule_system_failure_spike(p_claim_batches integer DEFAULT 1)
 RETURNS jsonb
 LANGUAGE plpgsql
 SET work_mem = '64MB' AS $$
@@ -39,13 +39,12 @@ BEGIN
 
     -- Ten batches' worth per run: the per-row cost is one primary-key read, while each run
     -- also reads the window before its rows once, so larger batches catch up faster. The
-    -- scheduler's medium job (festmon.claim_batches, see monitoring_claim_rows) takes that
+    -- scheduler's medium job (p_claim_batches, see monitoring_claim_rows) takes that
     -- many times more: at a high payment rate with a failure in the last window, every run
     -- reads the whole window before its rows, and one run per interval reads it once.
     SELECT * INTO v_claim
       FROM monitoring_claim_rows('system_failure_spike', 'app_transaction_log',
-                                 v_settings.detection_batch_size * 10
-                                 * greatest(coalesce(nullif(current_setting('festmon.claim_batches', true), '')::integer, 1), 1));
+                                 NULL, 10 * p_claim_batches);
 
     -- The new rows' distinct timestamps, sorted, with how many new rows carry each: their
     -- first and last bound the failed-row lookup below as values, so that the bounds are

@@ -15,7 +15,7 @@
 --   threshold_seconds, pair_count, min_gap_seconds, pairs [{first_scan_id, second_scan_id,
 --   first_scan_timestamp, second_scan_timestamp, gap_seconds, statuses, devices}]}
 -- ---------------------------------------------------------------------------------------------
-CREATE OR REPLACE FUNCTION monitoring_rule_temporal_duplicate_detection()
+CREATE OR REPLACE FUNCTION monitoring_rule_temporal_duplicate_detection(p_claim_batches integer DEFAULT 1)
 RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -34,7 +34,7 @@ BEGIN
     v_limit := v_settings.evidence_list_limit;
 
     SELECT * INTO v_claim
-      FROM monitoring_claim_rows('temporal_duplicate_detection', 'nfc_scan_log');
+      FROM monitoring_claim_rows('temporal_duplicate_detection', 'nfc_scan_log', NULL, p_claim_batches);
     SELECT max_row_time INTO v_prev_max
       FROM monitoring_detector_watermarks
      WHERE detector_name = 'temporal_duplicate_detection';

@@ -6,7 +6,8 @@
 --   * reads payment tables with plain SELECTs only (no FOR UPDATE, no writes);
 --   * writes through monitoring_upsert_events() (exactly one active event per fingerprint);
 --   * is incremental when it judges source rows (monitoring_claim_rows: each row once, late
---     commits included), or a sweep when it judges the current state of every card;
+--     commits included; p_claim_batches batches of detection_batch_size at most per run), or
+--     a sweep when it judges the current state of every card;
 --   * returns {"success": true, "events_created", "events_updated", "events_suppressed",
 --     "rows_examined", "late_rows", "backlog"} (monitoring_rule_result).
 --
@@ -51,21 +52,24 @@ END;
 $$;
 
 -- ---------------------------------------------------------------------------------------------
--- monitoring_run_rule(p_algorithm text, p_mode text DEFAULT NULL) -> jsonb
+-- monitoring_run_rule(p_algorithm text, p_mode text DEFAULT NULL,
+--                     p_claim_batches integer DEFAULT 1) -> jsonb
 --
 --   Runs one rule inside its own sub-transaction with lock_timeout = rule_lock_timeout. A
 --   failing rule is rolled back alone (its watermark too, so its rows are examined again next
 --   time) and reported; statement timeouts and cancels (SQLSTATE 57014) are not caught: they
 --   abort the whole call, which is what the caller's timeout means.
 --   p_mode: 'incremental' or 'sweep' for the two balance-state rules (default 'sweep'), ignored
---   by the others.
+--   by the others. p_claim_batches: passed to the incremental rules (their claim's size).
 --   jit = off for the rule: its statements are short, index-driven and planned with generic
 --   estimates; compiling them (PostgreSQL builds with LLVM) costs more than it saves.
 --   Result: {"algorithm", "mode", "success", "events_created", "events_updated",
 --            "events_suppressed", "rows_examined", "late_rows", "backlog", "duration_ms",
 --            ["cards_checked"], on failure "error", "error_sqlstate"}
 -- ---------------------------------------------------------------------------------------------
-CREATE OR REPLACE FUNCTION monitoring_run_rule(p_algorithm text, p_mode text DEFAULT NULL)
+DROP FUNCTION IF EXISTS monitoring_run_rule(text, text);
+CREATE OR REPLACE FUNCTION monitoring_run_rule(
+    p_algorithm text, p_mode text DEFAULT NULL, p_claim_batches integer DEFAULT 1)
 RETURNS jsonb
 LANGUAGE plpgsql
 SET lock_timeout = '5s'
@@ -83,14 +87,14 @@ BEGIN
         PERFORM set_config('lock_timeout',
                            monitoring_interval_ms((monitoring_settings_get()).rule_lock_timeout), true);
         v_result := CASE p_algorithm
-            WHEN 'balance_deduction_on_failure' THEN monitoring_rule_balance_deduction_on_failure()
-            WHEN 'consecutive_failures' THEN monitoring_rule_consecutive_failures()
-            WHEN 'system_failure_spike' THEN monitoring_rule_system_failure_spike()
+            WHEN 'balance_deduction_on_failure' THEN monitoring_rule_balance_deduction_on_failure(p_claim_batches)
+            WHEN 'consecutive_failures' THEN monitoring_rule_consecutive_failures(p_claim_batches)
+            WHEN 'system_failure_spike' THEN monitoring_rule_system_failure_spike(p_claim_batches)
             WHEN 'balance_mismatch_detection' THEN monitoring_rule_balance_mismatch_detection(v_mode)
-            WHEN 'negative_balance_detection' THEN monitoring_rule_negative_balance_detection(v_mode)
-            WHEN 'balance_chain_break' THEN monitoring_rule_balance_chain_break()
-            WHEN 'temporal_duplicate_detection' THEN monitoring_rule_temporal_duplicate_detection()
-            WHEN 'concurrent_transaction_detection' THEN monitoring_rule_concurrent_transaction_detection()
+            WHEN 'negative_balance_detection' THEN monitoring_rule_negative_balance_detection(v_mode, p_claim_batches)
+            WHEN 'balance_chain_break' THEN monitoring_rule_balance_chain_break(p_claim_batches)
+            WHEN 'temporal_duplicate_detection' THEN monitoring_rule_temporal_duplicate_detection(p_claim_batches)
+            WHEN 'concurrent_transaction_detection' THEN monitoring_rule_concurrent_transaction_detection(p_claim_batches)
         END;
         IF v_result IS NULL THEN
             RAISE EXCEPTION 'unknown detection algorithm %', p_algorithm USING ERRCODE = '22023';
@@ -110,27 +114,37 @@ END;
 $$;
 
 
+-- Signatures before p_claim_batches: dropped, so that a call relying on the defaults has one
+-- function to choose (the rule files above created the new ones).
+DROP FUNCTION IF EXISTS monitoring_rule_balance_chain_break();
+DROP FUNCTION IF EXISTS monitoring_rule_balance_deduction_on_failure();
+DROP FUNCTION IF EXISTS monitoring_rule_concurrent_transaction_detection();
+DROP FUNCTION IF EXISTS monitoring_rule_consecutive_failures();
+DROP FUNCTION IF EXISTS monitoring_rule_negative_balance_detection(text);
+DROP FUNCTION IF EXISTS monitoring_rule_system_failure_spike();
+DROP FUNCTION IF EXISTS monitoring_rule_temporal_duplicate_detection();
+
 REVOKE ALL ON FUNCTION monitoring_rule_result(jsonb, integer, integer, boolean) FROM PUBLIC;
-REVOKE ALL ON FUNCTION monitoring_rule_balance_deduction_on_failure() FROM PUBLIC;
-REVOKE ALL ON FUNCTION monitoring_rule_consecutive_failures() FROM PUBLIC;
-REVOKE ALL ON FUNCTION monitoring_rule_system_failure_spike() FROM PUBLIC;
+REVOKE ALL ON FUNCTION monitoring_rule_balance_deduction_on_failure(integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION monitoring_rule_consecutive_failures(integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION monitoring_rule_system_failure_spike(integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION monitoring_fold_card_ledger() FROM PUBLIC;
 REVOKE ALL ON FUNCTION rebuild_monitoring_card_ledger() FROM PUBLIC;
 REVOKE ALL ON FUNCTION monitoring_rule_balance_mismatch_detection(text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION monitoring_rule_negative_balance_detection(text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION monitoring_rule_balance_chain_break() FROM PUBLIC;
-REVOKE ALL ON FUNCTION monitoring_rule_temporal_duplicate_detection() FROM PUBLIC;
-REVOKE ALL ON FUNCTION monitoring_rule_concurrent_transaction_detection() FROM PUBLIC;
-REVOKE ALL ON FUNCTION monitoring_run_rule(text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION monitoring_rule_negative_balance_detection(text, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION monitoring_rule_balance_chain_break(integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION monitoring_rule_temporal_duplicate_detection(integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION monitoring_rule_concurrent_transaction_detection(integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION monitoring_run_rule(text, text, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION monitoring_rule_result(jsonb, integer, integer, boolean) TO monitoring_writer;
-GRANT EXECUTE ON FUNCTION monitoring_rule_balance_deduction_on_failure() TO monitoring_writer;
-GRANT EXECUTE ON FUNCTION monitoring_rule_consecutive_failures() TO monitoring_writer;
-GRANT EXECUTE ON FUNCTION monitoring_rule_system_failure_spike() TO monitoring_writer;
+GRANT EXECUTE ON FUNCTION monitoring_rule_balance_deduction_on_failure(integer) TO monitoring_writer;
+GRANT EXECUTE ON FUNCTION monitoring_rule_consecutive_failures(integer) TO monitoring_writer;
+GRANT EXECUTE ON FUNCTION monitoring_rule_system_failure_spike(integer) TO monitoring_writer;
 GRANT EXECUTE ON FUNCTION monitoring_fold_card_ledger() TO monitoring_writer;
 GRANT EXECUTE ON FUNCTION rebuild_monitoring_card_ledger() TO monitoring_writer;
 GRANT EXECUTE ON FUNCTION monitoring_rule_balance_mismatch_detection(text) TO monitoring_writer;
-GRANT EXECUTE ON FUNCTION monitoring_rule_negative_balance_detection(text) TO monitoring_writer;
-GRANT EXECUTE ON FUNCTION monitoring_rule_balance_chain_break() TO monitoring_writer;
-GRANT EXECUTE ON FUNCTION monitoring_rule_temporal_duplicate_detection() TO monitoring_writer;
-GRANT EXECUTE ON FUNCTION monitoring_rule_concurrent_transaction_detection() TO monitoring_writer;
-GRANT EXECUTE ON FUNCTION monitoring_run_rule(text, text) TO monitoring_writer;
+GRANT EXECUTE ON FUNCTION monitoring_rule_negative_balance_detection(text, integer) TO monitoring_writer;
+GRANT EXECUTE ON FUNCTION monitoring_rule_balance_chain_break(integer) TO monitoring_writer;
+GRANT EXECUTE ON FUNCTION monitoring_rule_temporal_duplicate_detection(integer) TO monitoring_writer;
+GRANT EXECUTE ON FUNCTION monitoring_rule_concurrent_transaction_detection(integer) TO monitoring_writer;
+GRANT EXECUTE ON FUNCTION monitoring_run_rule(text, text, integer) TO monitoring_writer;

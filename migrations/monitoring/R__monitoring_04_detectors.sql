@@ -314,7 +314,7 @@ $$;
 --   rows, not with history.
 --   p_budget_ms = 0: one run of each rule, each examining at most detection_batch_size rows.
 --   p_budget_ms > 0 (the scheduler): each rule run examines up to ten batches
---   (festmon.claim_batches = 10 for the call), and a rule that still reports a backlog runs
+--   (p_claim_batches = 10 for each rule run), and a rule that still reports a backlog runs
 --   again, in the same transaction, until it has none or p_budget_ms have passed since the
 --   call started. At high payment rates one call then catches up every new row without a
 --   round trip, a transaction, a lease check and a round of per-run overhead per batch. Rules
@@ -338,11 +338,9 @@ DECLARE
     v_result   jsonb;
     v_totals   jsonb := '{}'::jsonb;
     v_rounds   integer := 0;
+    v_batches  integer := CASE WHEN p_budget_ms > 0 THEN 10 ELSE 1 END;
 BEGIN
     PERFORM set_config('synchronous_commit', 'off', true);  -- see the file header
-    IF p_budget_ms > 0 THEN
-        PERFORM set_config('festmon.claim_batches', '10', true);
-    END IF;
     v_pending := v_order;
     LOOP
         v_rounds := v_rounds + 1;
@@ -351,7 +349,8 @@ BEGIN
             CONTINUE WHEN NOT (v_rule = ANY (v_pending));
             v_result := monitoring_run_rule(
                 v_rule, CASE WHEN v_rule IN ('balance_mismatch_detection', 'negative_balance_detection')
-                             THEN 'incremental' END);
+                             THEN 'incremental' END,
+                v_batches);
             v_totals := v_totals || jsonb_build_object(
                 v_rule, monitoring_merge_rule_result(v_totals -> v_rule, v_result));
             IF (v_result ->> 'success')::boolean AND (v_result ->> 'backlog')::boolean THEN
@@ -362,7 +361,6 @@ BEGIN
         EXIT WHEN cardinality(v_pending) = 0
                OR clock_timestamp() >= v_started + make_interval(secs => greatest(p_budget_ms, 0) / 1000.0);
     END LOOP;
-    PERFORM set_config('festmon.claim_batches', '', true);
     RETURN monitoring_job_result(
         'critical', v_started,
         (SELECT jsonb_agg(v_totals -> u.rule ORDER BY u.ord)
@@ -386,12 +384,16 @@ $$;
 
 
 -- ---------------------------------------------------------------------------------------------
--- monitoring_run_rule_while_behind(p_algorithm text, p_deadline timestamptz) -> jsonb
+-- monitoring_run_rule_while_behind(p_algorithm text, p_deadline timestamptz,
+--                                  p_claim_batches integer) -> jsonb
 --
 --   Run the rule, and again while it succeeds and still reports a backlog, until p_deadline
---   (at least once); the result is the sum of its runs (monitoring_merge_rule_result).
+--   (at least once), each run claiming up to p_claim_batches batches; the result is the sum
+--   of its runs (monitoring_merge_rule_result).
 -- ---------------------------------------------------------------------------------------------
-CREATE OR REPLACE FUNCTION monitoring_run_rule_while_behind(p_algorithm text, p_deadline timestamptz)
+DROP FUNCTION IF EXISTS monitoring_run_rule_while_behind(text, timestamptz);
+CREATE OR REPLACE FUNCTION monitoring_run_rule_while_behind(
+    p_algorithm text, p_deadline timestamptz, p_claim_batches integer)
 RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -399,7 +401,7 @@ DECLARE
     v_result jsonb;
 BEGIN
     LOOP
-        v_result := monitoring_run_rule(p_algorithm);
+        v_result := monitoring_run_rule(p_algorithm, NULL, p_claim_batches);
         v_total := monitoring_merge_rule_result(v_total, v_result);
         EXIT WHEN NOT ((v_result ->> 'success')::boolean AND (v_result ->> 'backlog')::boolean)
                OR clock_timestamp() >= p_deadline;
@@ -438,15 +440,13 @@ DECLARE
     v_alerts   jsonb;
     v_views    jsonb;
     v_message  text;
+    v_batches  integer := CASE WHEN p_budget_ms > 0 THEN 10 ELSE 1 END;  -- spike rule: 100 a run
 BEGIN
     PERFORM set_config('synchronous_commit', 'off', true);  -- see the file header
-    IF p_budget_ms > 0 THEN
-        PERFORM set_config('festmon.claim_batches', '10', true);  -- spike rule: 100 batches a run
-    END IF;
     IF NOT p_catch_up OR EXISTS (SELECT 1 FROM monitoring_detector_watermarks
                                   WHERE detector_name = 'system_failure_spike' AND backlog) THEN
         v_rules := v_rules || jsonb_build_array(
-            monitoring_run_rule_while_behind('system_failure_spike', v_deadline));
+            monitoring_run_rule_while_behind('system_failure_spike', v_deadline, v_batches));
     END IF;
     IF NOT p_catch_up OR EXISTS (SELECT 1 FROM monitoring_detector_watermarks
                                   WHERE detector_name = 'card_ledger'
@@ -458,12 +458,10 @@ BEGIN
         -- again while it has a backlog: the rows since the last critical call, without leaving
         -- a backlog that would rerun this job.
         v_rules := v_rules || jsonb_build_array(
-            monitoring_run_rule_while_behind('balance_chain_break', v_deadline));
-        PERFORM set_config('festmon.claim_batches', '', true);
+            monitoring_run_rule_while_behind('balance_chain_break', v_deadline, v_batches));
         v_rules := v_rules || jsonb_build_array(monitoring_run_rule('balance_mismatch_detection', 'sweep'));
         v_rules := v_rules || jsonb_build_array(monitoring_run_rule('negative_balance_detection', 'sweep'));
     END IF;
-    PERFORM set_config('festmon.claim_batches', '', true);
     IF p_catch_up THEN
         v_extra := jsonb_build_object('catch_up', true);
     ELSE
@@ -509,7 +507,7 @@ REVOKE ALL ON FUNCTION run_monitoring_detection_cycle() FROM PUBLIC;
 REVOKE ALL ON FUNCTION run_critical_detection() FROM PUBLIC;
 REVOKE ALL ON FUNCTION run_medium_detection() FROM PUBLIC;
 REVOKE ALL ON FUNCTION monitoring_merge_rule_result(jsonb, jsonb) FROM PUBLIC;
-REVOKE ALL ON FUNCTION monitoring_run_rule_while_behind(text, timestamptz) FROM PUBLIC;
+REVOKE ALL ON FUNCTION monitoring_run_rule_while_behind(text, timestamptz, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION run_critical_detection_batches(integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION run_medium_detection_batches(integer, boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION monitoring_detector_result(text, jsonb) TO monitoring_writer;
@@ -522,6 +520,6 @@ GRANT EXECUTE ON FUNCTION run_monitoring_detection_cycle() TO monitoring_writer;
 GRANT EXECUTE ON FUNCTION run_critical_detection() TO monitoring_writer;
 GRANT EXECUTE ON FUNCTION run_medium_detection() TO monitoring_writer;
 GRANT EXECUTE ON FUNCTION monitoring_merge_rule_result(jsonb, jsonb) TO monitoring_writer;
-GRANT EXECUTE ON FUNCTION monitoring_run_rule_while_behind(text, timestamptz) TO monitoring_writer;
+GRANT EXECUTE ON FUNCTION monitoring_run_rule_while_behind(text, timestamptz, integer) TO monitoring_writer;
 GRANT EXECUTE ON FUNCTION run_critical_detection_batches(integer) TO monitoring_writer;
 GRANT EXECUTE ON FUNCTION run_medium_detection_batches(integer, boolean) TO monitoring_writer;

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.conftest import PgServer
+from tests.support import PgServer
 
 
 @pytest.fixture

@@ -16,25 +16,7 @@ from typing import Any
 
 import asyncpg
 
-from tests.db.payment_rows import put_card
-
-
-async def _log(
-    conn: asyncpg.Connection, card: str, kind: str, amount: str, previous: str, new: str
-) -> int:
-    return await conn.fetchval(
-        """
-        INSERT INTO app_transaction_log (card_id, transaction_type, status, amount_involved,
-                                         previous_balance, new_balance, "timestamp")
-        VALUES ($1, $2, 'completed', $3::numeric, $4::numeric, $5::numeric, now())
-        RETURNING log_id
-        """,
-        card,
-        kind,
-        amount,
-        previous,
-        new,
-    )
+from tests.db.payment_rows import log_row, put_card
 
 
 async def _critical(conn: asyncpg.Connection) -> dict[str, Any]:
@@ -55,13 +37,17 @@ async def test_a_cards_first_new_row_is_judged_against_its_card_ledger_row(
     conn: asyncpg.Connection,
 ) -> None:
     await put_card(conn, "C1", "50.00")
-    recharge = await _log(conn, "C1", "stripe_recharge", "50.00", "0.00", "50.00")
+    recharge = await log_row(
+        conn, "C1", kind="stripe_recharge", amount="50.00", previous="0.00", new="50.00"
+    )
     await _critical(conn)  # judges the recharge, then folds it into the card ledger
     # White box: the ledger, not the log, must be what the next row is compared with.
     await conn.execute(
         "UPDATE monitoring_card_ledger SET last_balance = 49.00 WHERE card_id = 'C1'"
     )
-    order = await _log(conn, "C1", "bar_order", "10.00", "50.00", "40.00")
+    order = await log_row(
+        conn, "C1", kind="bar_order", amount="10.00", previous="50.00", new="40.00"
+    )
 
     await _critical(conn)
 
@@ -76,16 +62,22 @@ async def test_breaks_are_found_from_the_ledger_and_within_the_batch(
 ) -> None:
     await put_card(conn, "C1", "50.00")
     await put_card(conn, "C2", "30.00")
-    await _log(conn, "C1", "stripe_recharge", "50.00", "0.00", "50.00")
-    c2_recharge = await _log(conn, "C2", "stripe_recharge", "30.00", "0.00", "30.00")
+    await log_row(conn, "C1", kind="stripe_recharge", amount="50.00", previous="0.00", new="50.00")
+    c2_recharge = await log_row(
+        conn, "C2", kind="stripe_recharge", amount="30.00", previous="0.00", new="30.00"
+    )
     await _critical(conn)
     assert await _breaks(conn) == []
 
     # C1: a consistent order, then one computed from the stale balance (a lost update, within
     # the batch). C2: an order that ignores the folded recharge (against the ledger).
-    first = await _log(conn, "C1", "bar_order", "10.00", "50.00", "40.00")
-    lost = await _log(conn, "C1", "bar_order", "5.00", "50.00", "45.00")
-    stale = await _log(conn, "C2", "bar_order", "4.00", "20.00", "16.00")
+    first = await log_row(
+        conn, "C1", kind="bar_order", amount="10.00", previous="50.00", new="40.00"
+    )
+    lost = await log_row(conn, "C1", kind="bar_order", amount="5.00", previous="50.00", new="45.00")
+    stale = await log_row(
+        conn, "C2", kind="bar_order", amount="4.00", previous="20.00", new="16.00"
+    )
     await _critical(conn)
 
     found = {d["log_id"]: d for d in await _breaks(conn)}
@@ -102,21 +94,25 @@ async def test_a_row_the_ledger_could_not_see_when_it_folded_is_still_the_predec
 ) -> None:
     await put_card(conn, "C1", "50.00")
     await put_card(conn, "C2", "30.00")
-    await _log(conn, "C1", "stripe_recharge", "50.00", "0.00", "50.00")
+    await log_row(conn, "C1", kind="stripe_recharge", amount="50.00", previous="0.00", new="50.00")
     other = await asyncpg.connect(db_dsn)
     try:
         tx = other.transaction()
         await tx.start()
         # Open while the next job runs: its id becomes a gap of the rule and of the ledger.
-        await _log(other, "C1", "bar_order", "10.00", "50.00", "40.00")
-        await _log(conn, "C2", "stripe_recharge", "30.00", "0.00", "30.00")
+        await log_row(other, "C1", kind="bar_order", amount="10.00", previous="50.00", new="40.00")
+        await log_row(
+            conn, "C2", kind="stripe_recharge", amount="30.00", previous="0.00", new="30.00"
+        )
         await _critical(conn)
         await tx.commit()
     finally:
         await other.close()
     # Follows the late order correctly: its predecessor is that order, which the ledger has
     # not folded (it was invisible then) but which is visible now.
-    after = await _log(conn, "C1", "bar_order", "5.00", "40.00", "35.00")
+    after = await log_row(
+        conn, "C1", kind="bar_order", amount="5.00", previous="40.00", new="35.00"
+    )
 
     result = await _critical(conn)
 

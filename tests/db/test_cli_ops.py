@@ -17,6 +17,8 @@ import asyncpg
 import psutil
 import pytest
 
+from tests import exit_clock
+
 REPO = Path(__file__).resolve().parents[2]
 HEALTH_KEYS = {"status", "timestamp", "uptime_seconds", "system_metrics"}
 METRIC_KEYS = {
@@ -219,11 +221,12 @@ async def test_bad_input_is_one_line_with_the_right_exit_code(db_dsn: str, tmp_p
 
 
 def start_headless(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    """`festmon run --headless`, its exit timed into cwd/exit-record (see tests/exit_clock.py)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "festmon_tui", "run", "--headless",
-         "--monitoring-interval-critical", "500", "--monitoring-lease-ttl-ms", "3000", *args],
-        cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE, text=True,
+        exit_clock.command("run", "--headless",
+         "--monitoring-interval-critical", "500", "--monitoring-lease-ttl-ms", "3000", *args),
+        cwd=cwd, env={**env, exit_clock.RECORD_ENV: str(cwd / "exit-record")},
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
 
 
@@ -242,15 +245,16 @@ def read_until(proc: subprocess.Popen[str], needle: str, timeout_s: float) -> li
     raise AssertionError(f"{needle!r} not logged: {lines}")
 
 
-def stop_within(proc: subprocess.Popen[str], signum: int, limit_s: float) -> float:
-    started = time.monotonic()
+def stop_within(proc: subprocess.Popen[str], signum: int, limit_s: float, cwd: Path) -> float:
+    """Signal the headless scheduler; it must exit cleanly within limit_s of its own time."""
+    since = exit_clock.mark(proc.pid)
     proc.send_signal(signum)
     try:
         proc.wait(timeout=10)
     finally:
         if proc.poll() is None:
             proc.kill()
-    took = time.monotonic() - started
+    took = exit_clock.own_seconds(cwd / "exit-record", since)
     assert proc.returncode == 0 and took < limit_s, (proc.returncode, took)
     return took
 
@@ -261,7 +265,7 @@ async def test_run_headless_logs_each_job_and_releases_the_lease_on_sigterm(
     proc = start_headless("--database-url", db_dsn, cwd=tmp_path, env=environment())
     lines = await asyncio.to_thread(read_until, proc, "job critical ok", 20)
     assert any("acquired term" in line for line in lines)
-    await asyncio.to_thread(stop_within, proc, signal.SIGTERM, 2.0)
+    await asyncio.to_thread(stop_within, proc, signal.SIGTERM, 2.0, tmp_path)
     holder = await conn.fetchval("SELECT holder_id FROM monitoring_scheduler_lease")
     assert holder is None
 
@@ -276,5 +280,5 @@ def test_run_headless_on_the_embedded_default_stops_its_server_on_sighup(tmp_pat
     proc = start_headless(cwd=tmp_path, env=env)
     read_until(proc, "job critical ok", 30)
     postmaster = int((data_dir / "pgdata" / "postmaster.pid").read_text().split()[0])
-    stop_within(proc, signal.SIGHUP, 2.0)
+    stop_within(proc, signal.SIGHUP, 2.0, tmp_path)
     assert not psutil.pid_exists(postmaster) or psutil.Process(postmaster).status() == "zombie"

@@ -187,3 +187,20 @@ async def test_frequent_claims_keep_few_pending_runs_and_still_close_gaps(
     )
     assert gaps == "{}"
     assert [card for card, _ in await _deductions(conn)] == ["KEPT1"]
+
+
+async def test_the_claims_size_is_a_parameter_not_a_session_setting(
+    conn: asyncpg.Connection,
+) -> None:
+    """A caller's festmon.claim_batches (the old transport) must not widen a plain call's claim."""
+    await conn.execute("UPDATE monitoring_settings SET detection_batch_size = 10")
+    now = await conn.fetchval("SELECT now()")
+    await _failed(conn, 25, now - timedelta(minutes=30), "P")
+    await conn.execute("SET festmon.claim_batches = '10'")
+
+    plain = await _json(conn, "SELECT run_critical_detection()")
+    wide = await _json(conn, "SELECT monitoring_run_rule('balance_deduction_on_failure', NULL, 2)")
+
+    deduction = plain["rules"]["balance_deduction_on_failure"]
+    assert (deduction["rows_examined"], deduction["backlog"]) == (10, True)
+    assert (wide["rows_examined"], wide["backlog"]) == (15, False)

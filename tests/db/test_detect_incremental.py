@@ -12,6 +12,8 @@ from typing import Any
 import asyncpg
 import pytest
 
+from tests.db.payment_rows import db_now, log_row, scan_row
+
 CYCLE = "SELECT run_monitoring_detection_cycle()"
 
 
@@ -22,43 +24,6 @@ async def _connection(dsn: str) -> AsyncIterator[asyncpg.Connection]:
         yield connection
     finally:
         await connection.close()
-
-
-async def _now(conn: asyncpg.Connection) -> datetime:
-    return await conn.fetchval("SELECT now()")
-
-
-async def _log(
-    conn: asyncpg.Connection,
-    card: str,
-    status: str,
-    at: datetime,
-    *,
-    previous: str | None = None,
-    new: str | None = None,
-    request: str | None = None,
-) -> int:
-    return await conn.fetchval(
-        """
-        INSERT INTO app_transaction_log (card_id, transaction_type, status, amount_involved,
-                                         previous_balance, new_balance, "timestamp",
-                                         client_request_id)
-        VALUES ($1, 'bar_order', $2, 5.00, $3::numeric, $4::numeric, $5, $6)
-        RETURNING log_id
-        """,
-        card,
-        status,
-        previous,
-        new,
-        at,
-        request,
-    )
-
-
-async def _scan(conn: asyncpg.Connection, card: str, at: datetime) -> None:
-    await conn.execute(
-        "INSERT INTO nfc_scan_log (card_id_scanned, scan_timestamp) VALUES ($1, $2)", card, at
-    )
 
 
 async def _cycle(conn: asyncpg.Connection) -> dict[str, Any]:
@@ -89,13 +54,15 @@ async def _anomalies(conn: asyncpg.Connection, at: datetime, tag: str) -> None:
         f"{tag}-mismatch",
         at - timedelta(minutes=5),
     )
-    await _log(conn, f"{tag}-deducted", "failed", at, previous="20.00", new="15.00")
+    await log_row(conn, f"{tag}-deducted", status="failed", at=at, previous="20.00", new="15.00")
     for minute in (1, 2, 3):
-        await _log(conn, f"{tag}-failing", "failed", at + timedelta(minutes=minute))
-    await _log(conn, f"{tag}-racing", "completed", at, request="r1")
-    await _log(conn, f"{tag}-racing", "completed", at + timedelta(milliseconds=400), request="r2")
-    await _scan(conn, f"{tag}-scanned", at)
-    await _scan(conn, f"{tag}-scanned", at + timedelta(seconds=1))
+        await log_row(conn, f"{tag}-failing", status="failed", at=at + timedelta(minutes=minute))
+    await log_row(conn, f"{tag}-racing", status="completed", at=at, request="r1")
+    await log_row(
+        conn, f"{tag}-racing", status="completed", at=at + timedelta(milliseconds=400), request="r2"
+    )
+    await scan_row(conn, f"{tag}-scanned", at)
+    await scan_row(conn, f"{tag}-scanned", at + timedelta(seconds=1))
 
 
 EXPECTED_PER_TAG = {
@@ -111,7 +78,7 @@ EXPECTED_PER_TAG = {
 async def test_a_cycle_with_no_new_rows_creates_nothing_and_counts_no_new_occurrence(
     conn: asyncpg.Connection,
 ) -> None:
-    now = await _now(conn)
+    now = await db_now(conn)
     await _anomalies(conn, now - timedelta(minutes=20), "a")
     first = await _cycle(conn)
 
@@ -139,7 +106,7 @@ async def test_a_cycle_with_no_new_rows_creates_nothing_and_counts_no_new_occurr
 async def test_two_cycles_started_at_once_from_two_connections_create_no_duplicate(
     db_dsn: str, conn: asyncpg.Connection
 ) -> None:
-    now = await _now(conn)
+    now = await db_now(conn)
     for i in range(5):
         await _anomalies(conn, now - timedelta(minutes=30 - i), f"t{i}")
 
@@ -199,12 +166,16 @@ async def test_the_same_problem_written_by_two_transactions_at_once_is_one_event
 async def test_a_row_committed_late_with_a_lower_id_is_still_examined(
     db_dsn: str, conn: asyncpg.Connection
 ) -> None:
-    now = await _now(conn)
+    now = await db_now(conn)
     async with _connection(db_dsn) as slow:
         transaction = slow.transaction()
         await transaction.start()
-        late_id = await _log(slow, "LATE", "failed", now, previous="30.00", new="20.00")
-        committed_id = await _log(conn, "OTHER", "completed", now, previous="5.00", new="0.00")
+        late_id = await log_row(
+            slow, "LATE", status="failed", at=now, previous="30.00", new="20.00"
+        )
+        committed_id = await log_row(
+            conn, "OTHER", status="completed", at=now, previous="5.00", new="0.00"
+        )
         assert late_id < committed_id
 
         before = await _cycle(conn)
@@ -230,17 +201,17 @@ async def test_a_row_committed_late_with_a_lower_id_is_still_examined(
 async def test_an_hour_of_monitor_downtime_is_caught_up_in_one_cycle(
     conn: asyncpg.Connection,
 ) -> None:
-    now = await _now(conn)
+    now = await db_now(conn)
     await _cycle(conn)  # the monitor ran, then went down for an hour
     await _anomalies(conn, now - timedelta(minutes=58), "early")
     await _anomalies(conn, now - timedelta(minutes=30), "middle")
     spike_start = now - timedelta(minutes=45)
     for i in range(12):
-        await _log(
+        await log_row(
             conn,
             f"spike-{i}",
-            "failed" if i % 4 == 0 else "completed",
-            spike_start + timedelta(seconds=10 * i),
+            status="failed" if i % 4 == 0 else "completed",
+            at=spike_start + timedelta(seconds=10 * i),
         )
 
     result = await _cycle(conn)
@@ -254,9 +225,16 @@ async def test_a_backlog_larger_than_the_batch_size_is_caught_up_over_several_ru
     conn: asyncpg.Connection,
 ) -> None:
     await conn.execute("UPDATE monitoring_settings SET detection_batch_size = 10")
-    now = await _now(conn)
+    now = await db_now(conn)
     for i in range(25):
-        await _log(conn, f"C{i}", "failed", now - timedelta(minutes=30 - i), previous="9", new="4")
+        await log_row(
+            conn,
+            f"C{i}",
+            status="failed",
+            at=now - timedelta(minutes=30 - i),
+            previous="9",
+            new="4",
+        )
 
     runs = []
     for _ in range(5):
@@ -274,9 +252,13 @@ async def test_a_backlog_larger_than_the_batch_size_is_caught_up_over_several_ru
 
 
 async def test_the_first_run_starts_at_the_initial_lookback(conn: asyncpg.Connection) -> None:
-    now = await _now(conn)
-    await _log(conn, "ANCIENT", "failed", now - timedelta(days=2), previous="9", new="4")
-    await _log(conn, "RECENT", "failed", now - timedelta(hours=2), previous="9", new="4")
+    now = await db_now(conn)
+    await log_row(
+        conn, "ANCIENT", status="failed", at=now - timedelta(days=2), previous="9", new="4"
+    )
+    await log_row(
+        conn, "RECENT", status="failed", at=now - timedelta(hours=2), previous="9", new="4"
+    )
 
     await _cycle(conn)
 
@@ -290,7 +272,7 @@ async def test_the_first_run_starts_at_the_initial_lookback(conn: asyncpg.Connec
 async def test_a_failing_rule_is_reported_while_the_other_rules_still_run(
     conn: asyncpg.Connection,
 ) -> None:
-    now = await _now(conn)
+    now = await db_now(conn)
     await _anomalies(conn, now - timedelta(minutes=10), "f")
     await conn.execute("REVOKE SELECT ON nfc_scan_log FROM monitoring_writer")
     await conn.execute("SET ROLE monitoring_writer")

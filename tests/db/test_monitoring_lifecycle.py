@@ -9,6 +9,8 @@ from typing import Any
 import asyncpg
 import pytest
 
+from tests.db.support import notified_before_barrier
+
 ALICE = {
     "os_user": "alice",
     "ssh_client": "10.0.0.5 50000 22",
@@ -335,7 +337,7 @@ async def test_inserts_and_status_changes_are_notified_with_a_small_payload(
         repeated = await asyncio.wait_for(received.get(), timeout=5)
         changed = await asyncio.wait_for(received.get(), timeout=5)
         noted = await asyncio.wait_for(received.get(), timeout=5)
-        await asyncio.sleep(0.2)
+        later = await notified_before_barrier(conn, "festmon_events", received)
     finally:
         await listener.close()
 
@@ -349,7 +351,7 @@ async def test_inserts_and_status_changes_are_notified_with_a_small_payload(
     assert repeated == {**inserted, "op": "repeat", "occurrence_count": 2}
     assert (changed["status"], changed["op"]) == ("INVESTIGATING", "UPDATE")
     assert (noted["status"], noted["op"]) == ("INVESTIGATING", "note")
-    assert received.empty()  # the status change is not also notified as a repeat
+    assert later == []  # the status change is not also notified as a repeat
 
 
 async def test_a_repeat_of_a_closed_event_is_a_new_event_not_a_repeat_notice(
@@ -365,13 +367,13 @@ async def test_a_repeat_of_a_closed_event_is_a_new_event_not_a_repeat_notice(
         )
         again = await _critical_event(conn)
         notice = await asyncio.wait_for(received.get(), timeout=5)
-        await asyncio.sleep(0.2)
+        later = await notified_before_barrier(conn, "festmon_events", received)
     finally:
         await listener.close()
 
     assert again != event_id
     assert (notice["event_id"], notice["op"]) == (again, "INSERT")
-    assert received.empty()
+    assert later == []
 
 
 async def test_a_note_is_added_to_the_history_without_changing_the_event(

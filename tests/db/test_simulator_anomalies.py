@@ -12,8 +12,8 @@ import pytest
 
 from festmon_tui.db.simulation import GroundTruth, SimulationStore
 from festmon_tui.simulator import anomalies
-from festmon_tui.simulator.anomalies import Generator
 from festmon_tui.simulator.config import RuleLimits, SimulationConfig
+from festmon_tui.simulator.injection import Generator
 from festmon_tui.simulator.report import build_report
 from festmon_tui.simulator.runner import Simulation
 from tests.db.sim_support import detect_everything

@@ -8,8 +8,8 @@ from collections import defaultdict
 import asyncpg
 
 from festmon_tui.db.simulation import SimulationStore
-from festmon_tui.simulator.anomalies import RULES
 from festmon_tui.simulator.config import RuleLimits, SimulationConfig
+from festmon_tui.simulator.injection import RULES
 from festmon_tui.simulator.planner import Planner
 from festmon_tui.simulator.runner import Simulation
 

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
-import os
 from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
 import pytest
 
-from festmon_tui.db.migrations import migrate
 from tests.reliability.proxy import FaultProxy
-from tests.reliability.server import ADMIN_PASSWORD, ReliabilityServer
-
-TEMPLATE = "reliability_template"
-_names = itertools.count()
+from tests.reliability.server import (
+    ADMIN_PASSWORD,
+    TEMPLATE,
+    Database,
+    ReliabilityServer,
+    create_database,
+    drop_database,
+)
+from tests.support import build_template
 
 
 async def _build_template(server: ReliabilityServer) -> None:
@@ -26,14 +28,9 @@ async def _build_template(server: ReliabilityServer) -> None:
             "SELECT format('ALTER ROLE postgres PASSWORD %L', $1::text)", ADMIN_PASSWORD
         )
         await admin.execute(statement)
-        await admin.execute(f"CREATE DATABASE {TEMPLATE}")
     finally:
         await admin.close()
-    conn = await asyncpg.connect(server.admin_dsn(TEMPLATE))
-    try:
-        await migrate(conn, with_payment_schema=True)
-    finally:
-        await conn.close()
+    await build_template(server.admin_dsn(), server.admin_dsn(TEMPLATE), TEMPLATE)
 
 
 @pytest.fixture(scope="session")
@@ -45,48 +42,6 @@ def rel_server() -> Iterator[ReliabilityServer]:
         yield server
     finally:
         server.close()
-
-
-class Database:
-    """One fresh migrated database on the reliability server."""
-
-    def __init__(self, server: ReliabilityServer, name: str) -> None:
-        self.server = server
-        self.name = name
-
-    @property
-    def admin_dsn(self) -> str:
-        return self.server.admin_dsn(self.name)
-
-    def tcp_dsn(
-        self, *, user: str = "postgres", password: str = ADMIN_PASSWORD, port: int | None = None
-    ) -> str:
-        """A password login over TCP, straight to the server or (port=) through a proxy."""
-        return self.server.tcp_dsn(self.name, user, password, port)
-
-    async def admin(self) -> asyncpg.Connection:
-        return await asyncpg.connect(self.admin_dsn)
-
-
-async def create_database(server: ReliabilityServer, template: str | None = TEMPLATE) -> str:
-    name = f"rel_{os.getpid()}_{next(_names)}"
-    admin = await asyncpg.connect(server.admin_dsn())
-    try:
-        clause = f" TEMPLATE {template}" if template else ""
-        await admin.execute(f"CREATE DATABASE {name}{clause}")
-    finally:
-        await admin.close()
-    return name
-
-
-async def drop_database(server: ReliabilityServer, name: str) -> None:
-    if not server.running:
-        server.start()
-    admin = await asyncpg.connect(server.admin_dsn())
-    try:
-        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    finally:
-        await admin.close()
 
 
 @pytest.fixture

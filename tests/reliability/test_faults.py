@@ -14,9 +14,8 @@ import pytest
 
 from festmon_tui.models import BreakerState, ConnectionState
 from tests.reliability import dataset
-from tests.reliability.conftest import Database
 from tests.reliability.proxy import FaultProxy
-from tests.reliability.server import ReliabilityServer
+from tests.reliability.server import Database, ReliabilityServer
 from tests.reliability.support import (
     FAULT_SETTINGS,
     Observed,

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.reliability.cli import environment
-from tests.reliability.conftest import Database
 from tests.reliability.proxy import FaultProxy
+from tests.reliability.server import Database
 
 pytestmark = pytest.mark.slow
 

@@ -19,8 +19,7 @@ from festmon_tui.models import EventFilter
 from festmon_tui.service.postgres import PostgresMonitorService
 from festmon_tui.settings import load_settings
 from tests.reliability.cli import assert_clean_failure, festmon_bytes, run
-from tests.reliability.conftest import Database, create_database, drop_database
-from tests.reliability.server import ReliabilityServer
+from tests.reliability.server import Database, ReliabilityServer, create_database, drop_database
 
 MARKUP = "[bold red]x[/]"
 HOSTILE = {

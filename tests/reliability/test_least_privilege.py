@@ -20,7 +20,7 @@ from festmon_tui.service.api import ActionRefused
 from festmon_tui.service.postgres import PostgresMonitorService
 from festmon_tui.settings import load_settings
 from tests.reliability.cli import assert_clean_failure, environment, run
-from tests.reliability.conftest import Database
+from tests.reliability.server import Database
 
 READER_PASSWORD = "Pw-Reader-3b7e1f"
 WRITER_PASSWORD = "Pw-Writer-9c2d4a"

@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 
 from tests.reliability import dataset
-from tests.reliability.conftest import Database
+from tests.reliability.server import Database
 from tests.reliability.support import (
     FESTMON_WAITING_SQL,
     expected_events,

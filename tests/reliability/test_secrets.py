@@ -11,7 +11,7 @@ from urllib.parse import quote
 import pytest
 
 from tests.reliability.cli import environment, run
-from tests.reliability.conftest import Database
+from tests.reliability.server import Database
 
 # Characters a password may hold that a careless redaction would split on or leave encoded.
 PASSWORD = "Zq9:@/?#%&=+ é-SecretMarker"

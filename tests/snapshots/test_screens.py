@@ -19,7 +19,6 @@ from festmon_tui.models import (
     HealthStatus,
     Severity,
 )
-from tests.ui.conftest import make_app, settle
 from tests.ui.fake_service import (
     NOW,
     FakeMonitorService,
@@ -29,6 +28,7 @@ from tests.ui.fake_service import (
     ledger_with_break,
     scans_for,
 )
+from tests.ui.pilot import make_app, settle
 
 WIDE = (120, 40)
 

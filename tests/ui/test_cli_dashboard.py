@@ -11,8 +11,8 @@ from festmon_tui.cli import build_parser, main
 from festmon_tui.cli.ui_commands import DeferredService, run_dashboard_command
 from festmon_tui.models import ChangeKind, ConnectionState, EventFilter
 from festmon_tui.service.api import ActionRefused, Unavailable
-from tests.ui.conftest import event_ids, make_app, settle
 from tests.ui.fake_service import FakeMonitorService
+from tests.ui.pilot import event_ids, make_app, settle
 
 
 def test_plain_festmon_and_festmon_dashboard_open_the_dashboard():

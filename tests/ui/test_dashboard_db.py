@@ -14,7 +14,7 @@ from festmon_tui.settings import load_settings
 from festmon_tui.ui.screens.event_detail import EventDetailScreen
 from festmon_tui.ui.view_state import CyclePhase
 from festmon_tui.ui.widgets.header_bar import HeaderBar
-from tests.ui.conftest import event_ids, make_app, screen_text, settle, table_rows, until
+from tests.ui.pilot import event_ids, make_app, screen_text, settle, table_rows, until
 
 FAST = {"monitoring_poll_interval_ms": 200, "monitoring_operator": "Maria"}
 HOSTILE_CARD = "[bold red]x[/]\x1b]52;c;AAAA\x07"

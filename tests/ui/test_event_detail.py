@@ -10,7 +10,6 @@ import pytest
 from festmon_tui.models import Severity
 from festmon_tui.ui.evidence import explain
 from festmon_tui.ui.screens.event_detail import EventDetailScreen
-from tests.ui.conftest import make_app, screen_text, settle
 from tests.ui.fake_service import (
     FakeMonitorService,
     alert_for,
@@ -19,6 +18,7 @@ from tests.ui.fake_service import (
     make_event,
     scans_for,
 )
+from tests.ui.pilot import make_app, screen_text, settle
 
 
 @pytest.mark.parametrize(

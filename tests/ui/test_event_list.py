@@ -10,8 +10,8 @@ from festmon_tui.ui.screens.dashboard import SEARCH_DEBOUNCE_S, DashboardScreen
 from festmon_tui.ui.widgets.event_table import EventTable
 from festmon_tui.ui.widgets.filter_bar import FilterBar
 from festmon_tui.ui.widgets.header_bar import HeaderBar
-from tests.ui.conftest import event_ids, make_app, settle, table_rows, until
 from tests.ui.fake_service import FakeMonitorService, make_event
+from tests.ui.pilot import event_ids, make_app, settle, table_rows, until
 
 
 def _summary(app: object) -> str:

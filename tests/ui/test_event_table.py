@@ -10,8 +10,8 @@ from festmon_tui.models import Severity
 from festmon_tui.ui.app import FestmonApp
 from festmon_tui.ui.screens.event_detail import EventDetailScreen
 from festmon_tui.ui.widgets.event_table import EventTable
-from tests.ui.conftest import event_ids, make_app, settle, until
 from tests.ui.fake_service import FakeMonitorService, make_event
+from tests.ui.pilot import event_ids, make_app, settle, until
 
 HOSTILE_CARD = "[b]x[/b]\x1b[2J\x07"
 

@@ -10,8 +10,8 @@ from festmon_tui.service.postgres import PostgresMonitorService
 from festmon_tui.settings import load_settings
 from festmon_tui.ui.app import FestmonApp
 from festmon_tui.ui.widgets.event_table import EventTable
-from tests.ui.conftest import event_ids, make_app, settle, table_rows, until
 from tests.ui.fake_service import FakeMonitorService, make_event
+from tests.ui.pilot import event_ids, make_app, settle, table_rows, until
 
 LONG_CARD = "CARD-0000000000000000001"  # shown cut to 22 cells
 

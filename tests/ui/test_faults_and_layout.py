@@ -19,8 +19,8 @@ from festmon_tui.ui.widgets.breaker_pane import BreakerPane
 from festmon_tui.ui.widgets.filter_bar import FilterBar
 from festmon_tui.ui.widgets.header_bar import HeaderBar
 from festmon_tui.ui.widgets.health_pane import HealthSummary
-from tests.ui.conftest import event_ids, make_app, screen_text, settle, table_rows, until
 from tests.ui.fake_service import NOW, FakeMonitorService, healthy_state, make_event
+from tests.ui.pilot import event_ids, make_app, screen_text, settle, table_rows, until
 
 HOSTILE_CARD = "[bold red]x[/]\x1b]52;c;AAAA\x07"
 SHOWN_CARD = "[bold red]x[/]\\x1b]52;c;AAAA\\x07"

@@ -6,7 +6,7 @@ from textual.widgets._footer import FooterKey
 
 from festmon_tui.ui.app import FestmonApp
 from festmon_tui.ui.widgets.footer import KeysFooter
-from tests.ui.conftest import make_app, settle, until
+from tests.ui.pilot import make_app, settle, until
 
 
 def _keys(app: FestmonApp) -> list[FooterKey]:

@@ -10,7 +10,7 @@ from festmon_tui.models import EventStatus
 from festmon_tui.ui.commands import COMMANDS, KeymapError, parse_keymap
 from festmon_tui.ui.screens.help import HelpScreen
 from festmon_tui.ui.view_state import Lifecycle
-from tests.ui.conftest import make_app, notifications, screen_text, settle
+from tests.ui.pilot import make_app, notifications, screen_text, settle
 
 
 def test_no_command_needs_ctrl_enter_or_an_f_key():

@@ -5,7 +5,7 @@ from __future__ import annotations
 from festmon_tui.models import EventStatus
 from festmon_tui.ui.screens.event_detail import EventDetailScreen
 from festmon_tui.ui.screens.note_prompt import NotePrompt
-from tests.ui.conftest import (
+from tests.ui.pilot import (
     event_ids,
     make_app,
     notifications,

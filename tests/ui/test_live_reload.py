@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 
 from festmon_tui.models import Event, EventFilter, Severity
-from tests.ui.conftest import event_ids, make_app, settle, until
 from tests.ui.fake_service import FakeMonitorService, make_event
+from tests.ui.pilot import event_ids, make_app, settle, until
 
 # Long enough that a reload waiting for the coalescing delay could never pass these tests.
 COALESCE_S = 600.0

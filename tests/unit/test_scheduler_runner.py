@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -13,95 +14,123 @@ from festmon_tui.scheduler.breaker import BreakerConfig, CircuitBreaker
 from festmon_tui.scheduler.jobs import CRITICAL, JobSpec, build_jobs
 from festmon_tui.scheduler.runner import JobRun, JobRunner
 from festmon_tui.settings import load_settings
+from tests.clock import FakeClock
 
 FENCE = LeaseFence("me", 3)
 
 
-def breaker(threshold: int = 5) -> CircuitBreaker:
-    return CircuitBreaker("db", BreakerConfig(failure_threshold=threshold, timeout_ms=5_000))
+def breaker(clock: FakeClock, threshold: int = 5) -> CircuitBreaker:
+    config = BreakerConfig(failure_threshold=threshold, timeout_ms=5_000)
+    return CircuitBreaker("db", config, clock=clock, wall_clock=clock.wall_clock)
+
+
+def runner_on(clock: FakeClock, spec: JobSpec, guard: CircuitBreaker, runs: Runs) -> JobRunner:
+    """A runner whose timetable runs in the fake clock's time, not the machine's."""
+    return JobRunner(
+        (spec,),
+        guard,
+        clock=clock,
+        wall_clock=clock.wall_clock,
+        sleep=clock.sleep,
+        on_run=runs.append,
+    )
 
 
 class Runs(list[JobRun]):
-    """Collects finished runs; `wait(n)` returns once n runs were recorded."""
+    """Collects finished runs; after `limit` runs the clock freezes, so the runner stops there."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: FakeClock, limit: int) -> None:
         super().__init__()
-        self.changed = asyncio.Event()
+        self.clock = clock
+        self.limit = limit
 
     def append(self, run: JobRun) -> None:
         super().append(run)
-        self.changed.set()
-
-    async def wait(self, count: int) -> None:
-        async with asyncio.timeout(5):
-            while True:
-                if len(self) >= count:
-                    return
-                self.changed.clear()
-                await self.changed.wait()
+        if len(self) == self.limit:
+            self.clock.freeze()
 
 
-async def test_a_job_runs_at_its_interval_and_never_overlaps_itself() -> None:
-    active = 0
-    overlaps = 0
-
-    async def job(_fence: LeaseFence | None) -> JobOutcome:
-        nonlocal active, overlaps
-        active += 1
-        overlaps += active > 1
-        await asyncio.sleep(0.03)  # longer than the interval: the next run waits for this one
-        active -= 1
-        return JobOutcome(True, "ok")
-
-    runs = Runs()
-    runner = JobRunner((JobSpec("critical", 10, 0, job),), breaker(), on_run=runs.append)
+async def run_until_parked(runner: JobRunner, clock: FakeClock) -> None:
+    """Run the runner until it (or its job) sleeps on the frozen clock, then stop it."""
     task = asyncio.create_task(runner.run(FENCE))
-    await runs.wait(4)
+    parked = asyncio.create_task(clock.parked())
+    done, _ = await asyncio.wait({task, parked}, return_when=asyncio.FIRST_COMPLETED)
+    assert parked in done, task.exception()  # the runner must not have ended on its own
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_a_job_runs_at_its_interval_and_never_overlaps_itself() -> None:
+    clock = FakeClock()
+    active = 0
+    overlaps = 0
+    starts: list[float] = []
+
+    async def job(_fence: LeaseFence | None) -> JobOutcome:
+        nonlocal active, overlaps
+        starts.append(clock())
+        active += 1
+        overlaps += active > 1
+        await clock.sleep(0.25)  # longer than the interval: the next run waits for this one
+        active -= 1
+        return JobOutcome(True, "ok")
+
+    runs = Runs(clock, limit=4)
+    spec = JobSpec("critical", 100, 0, job)
+    await run_until_parked(runner_on(clock, spec, breaker(clock), runs), clock)
+
     assert overlaps == 0
     assert all(r.success and r.term == 3 for r in runs)
+    assert [r.duration_ms for r in runs] == [250] * 4
+    # Each run starts the moment the previous one ends, not one interval after it started.
+    assert starts[:5] == [1000.0, 1000.25, 1000.5, 1000.75, 1001.0]
 
 
 async def test_each_run_records_start_duration_result_and_the_next_run() -> None:
+    clock = FakeClock()
+
     async def job(_fence: LeaseFence | None) -> JobOutcome:
+        clock.advance(0.5)
         return JobOutcome(True, "2 event(s) created")
 
-    runs = Runs()
-    runner = JobRunner((JobSpec("critical", 60_000, 0, job),), breaker(), on_run=runs.append)
+    runs = Runs(clock, limit=1)
+    spec = JobSpec("critical", 60_000, 0, job)
+    runner = runner_on(clock, spec, breaker(clock), runs)
     task = asyncio.create_task(runner.run(FENCE))
-    await runs.wait(1)
-    await asyncio.sleep(0)  # the loop sets next_run_at right after recording the run
+    await clock.parked()  # the runner sleeps until the next run: its status is complete
     status = runner.statuses()[0]
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+    assert clock.sleeps == [59.5]
     assert status.last_success is True
     assert status.last_result == "2 event(s) created"
-    assert status.last_duration_ms is not None and status.last_duration_ms >= 0
-    assert status.last_started_at is not None and status.next_run_at is not None
-    assert 59 < (status.next_run_at - status.last_started_at).total_seconds() <= 60.5
+    assert status.last_duration_ms == 500
+    assert status.last_started_at == datetime(2026, 7, 4, 18, 0, tzinfo=UTC)
+    assert status.next_run_at is not None
+    assert status.next_run_at - status.last_started_at == timedelta(seconds=60)
 
 
 async def test_a_reported_failure_counts_for_the_breaker_which_then_skips_runs() -> None:
+    clock = FakeClock()
+
     async def failing(_fence: LeaseFence | None) -> JobOutcome:
         return summarize_detection({"success": False, "rules": {"r": {"error": "boom"}}})
 
-    runs = Runs()
-    guard = breaker(threshold=2)
-    runner = JobRunner((JobSpec("critical", 1, 0, failing),), guard, on_run=runs.append)
-    task = asyncio.create_task(runner.run(FENCE))
-    await runs.wait(3)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+    runs = Runs(clock, limit=3)
+    guard = breaker(clock, threshold=2)
+    spec = JobSpec("critical", 1, 0, failing)
+    await run_until_parked(runner_on(clock, spec, guard, runs), clock)
+
     assert [r.skipped for r in runs[:3]] == [False, False, True]
     assert "failed: r: boom" in runs[0].result
     assert guard.state is BreakerState.OPEN
 
 
 async def test_a_backlog_makes_the_job_run_again_at_once() -> None:
+    clock = FakeClock()
     calls = 0
 
     async def backlogged(_fence: LeaseFence | None) -> JobOutcome:
@@ -109,14 +138,13 @@ async def test_a_backlog_makes_the_job_run_again_at_once() -> None:
         calls += 1
         return JobOutcome(True, "batch", backlog=calls < 3)
 
-    runs = Runs()
-    runner = JobRunner((JobSpec("critical", 60_000, 0, backlogged),), breaker(), on_run=runs.append)
-    task = asyncio.create_task(runner.run(FENCE))
-    await runs.wait(3)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+    runs = Runs(clock, limit=3)
+    spec = JobSpec("critical", 60_000, 0, backlogged)
+    await run_until_parked(runner_on(clock, spec, breaker(clock), runs), clock)
+
     assert calls == 3
+    # 50 ms (the floor between two runs) after each backlogged batch, then the interval.
+    assert clock.sleeps == pytest.approx([0.05, 0.05, 60.0])
 
 
 def test_the_jobs_use_the_intervals_from_the_settings() -> None:

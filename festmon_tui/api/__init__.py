@@ -1,0 +1,1 @@
+"""The HTTP API (SPEC §12): the original's edge-function paths over the application service."""

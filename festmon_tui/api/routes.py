@@ -1,0 +1,332 @@
+"""What each endpoint answers, over the service's reports (auth and limits are done before)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from festmon_tui.api import documents, params
+from festmon_tui.api.auth import Caller
+from festmon_tui.api.prometheus import CONTENT_TYPE, Exposition, Reading
+from festmon_tui.models import (
+    BreakerState,
+    ConnectionState,
+    EventStatus,
+    EventType,
+    HealthStatus,
+    Severity,
+)
+from festmon_tui.service.api import ActionRefused, Unavailable
+from festmon_tui.service.documents import cycle_document, status_document
+from festmon_tui.service.reports import Reports
+
+# POST /events/{id}/<action> and PATCH /events/{id} {"status": ...}: the schema's verbs, and
+# whether the action needs a note (SPEC §6.5).
+ACTIONS = {
+    "acknowledge": ("acknowledge", False),
+    "unacknowledge": ("unacknowledge", False),
+    "resolve": ("resolve", True),
+    "false-positive": ("false_positive", True),
+    "false_positive": ("false_positive", True),
+}
+STATUS_ACTIONS = {
+    EventStatus.INVESTIGATING: "acknowledge",
+    EventStatus.OPEN: "unacknowledge",
+    EventStatus.RESOLVED: "resolve",
+    EventStatus.FALSE_POSITIVE: "false-positive",
+}
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    text = json.dumps(
+        body, ensure_ascii=False, default=documents.json_default, separators=(",", ":")
+    )
+    return Response(text, status, headers, media_type="application/json")
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > 64 * 1024:
+            raise params.BadParameter("body", "larger than 64 kB")
+    if not raw.strip():
+        return {}
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise params.BadParameter("body", "is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise params.BadParameter("body", 'must be a JSON object such as {"note": "..."}')
+    return value
+
+
+def _health_code(body: dict[str, Any]) -> int:
+    """UNKNOWN (database away, schema missing, not measured yet) is a 503, like the
+    original's error path; HEALTHY, WARNING and CRITICAL are answers, so 200."""
+    return 503 if body["status"] == HealthStatus.UNKNOWN else 200
+
+
+class Handlers:
+    """One coroutine per endpoint; expected failures raise what app._answer maps to a status."""
+
+    def __init__(
+        self,
+        reports: Reports,
+        exposition: Exposition,
+        openapi: Callable[[], dict[str, Any]],
+    ) -> None:
+        self.reports = reports
+        self.exposition = exposition
+        self._openapi = openapi
+
+    # -- health and status -------------------------------------------------------------------
+
+    def _breaker_config(self) -> dict[str, int]:
+        s = self.reports.settings
+        return {
+            "failure_threshold": s.monitoring_circuit_failure_threshold,
+            "recovery_timeout_ms": s.monitoring_circuit_recovery_timeout_ms,
+            "half_open_max_calls": s.monitoring_circuit_half_open_max_calls,
+            "timeout_ms": s.monitoring_circuit_timeout_ms,
+        }
+
+    async def processor_health(self, _request: Request, _caller: Caller) -> Response:
+        state = self.reports.state_with_breaker()
+        body = documents.processor_health(state, _now(), self._breaker_config())
+        return _json(body, _health_code(body))
+
+    async def api_health(self, _request: Request, _caller: Caller) -> Response:
+        state = self.reports.state_with_breaker()
+        alerts: list[dict[str, Any]] = []
+        if self.reports.reachable:
+            try:
+                alerts = await self.reports.recent_alerts(5)
+            except Unavailable:
+                pass  # the health document already says what is known
+        body = documents.api_health(state, _now(), alerts)
+        return _json(body, _health_code(body))
+
+    async def status(self, _request: Request, _caller: Caller) -> Response:
+        state = self.reports.state_with_breaker()
+        now = _now()
+        body = status_document(self.reports.settings, state, now)
+        body["timestamp"] = now.isoformat()
+        body["circuit_breaker"] = body["scheduler"]["circuit_breaker"]
+        return _json(body)
+
+    # -- events ------------------------------------------------------------------------------
+
+    async def processor_events(self, request: Request, _caller: Caller) -> Response:
+        q = request.query_params
+        event_types = params.choices(q, "event_type", EventType)
+        severities = params.choices(q, "severity", Severity)
+        statuses = params.choices(q, "status", EventStatus)
+        limit = params.integer(q, "limit", 50, 1, params.MAX_PER_PAGE)
+        page = await self.reports.event_page(
+            event_types=event_types,
+            severities=severities,
+            statuses=statuses,
+            card_id=None,
+            start=None,
+            end=None,
+            limit=limit,
+            offset=0,
+        )
+        return _json(
+            {
+                "events": [documents.event_json(e) for e in page.events],
+                "total": page.total,
+                "returned": len(page.events),
+                "filters_applied": {
+                    "event_type": ",".join(event_types) or None,
+                    "severity": ",".join(severities) or None,
+                    "status": ",".join(statuses) or None,
+                    "limit": limit,
+                },
+                "timestamp": _now().isoformat(),
+            }
+        )
+
+    async def api_events(self, request: Request, _caller: Caller) -> Response:
+        q = request.query_params
+        event_types = params.choices(q, "event_type", EventType)
+        severities = params.choices(q, "severity", Severity)
+        statuses = params.choices(q, "status", EventStatus)
+        card_id = params.text(q, "card_id")
+        start = params.timestamp(q, "start_date")
+        end = params.timestamp(q, "end_date")
+        if start is not None and end is not None and start > end:
+            raise params.BadParameter("end_date", "is before start_date")
+        page_number = params.page_number(q)
+        per_page = params.integer(q, "per_page", 50, 1, params.MAX_PER_PAGE)
+        page = await self.reports.event_page(
+            event_types=event_types,
+            severities=severities,
+            statuses=statuses,
+            card_id=card_id,
+            start=start,
+            end=end,
+            limit=per_page,
+            offset=(page_number - 1) * per_page,
+        )
+        filters = {
+            "event_type": ",".join(event_types) or None,
+            "severity": ",".join(severities) or None,
+            "status": ",".join(statuses) or None,
+            "card_id": card_id,
+            "start_date": None if start is None else start.isoformat(),
+            "end_date": None if end is None else end.isoformat(),
+            "page": page_number,
+            "per_page": per_page,
+        }
+        return _json(documents.events_page(page, page_number, per_page, filters))
+
+    async def event(self, request: Request, _caller: Caller) -> Response:
+        event_id = params.event_id(request.path_params["event_id"])
+        detail = await self.reports.event_detail(event_id)
+        body = documents.event_json(detail.event)
+        body["actions"] = [
+            {
+                "action": a.action,
+                "from_status": a.from_status,
+                "to_status": a.to_status,
+                "actor": a.actor,
+                "note": a.note,
+                "acted_at": a.acted_at.isoformat(),
+            }
+            for a in detail.actions
+        ]
+        body["alerts"] = [
+            {
+                "alert_id": a.alert_id,
+                "level": a.alert_level,
+                "message": a.alert_message,
+                "timestamp": a.alert_timestamp.isoformat(),
+                "escalation_level": a.escalation_level,
+                "acknowledged_at": documents.plain(a.acknowledged_at),
+                "acknowledged_by": a.acknowledged_by,
+            }
+            for a in detail.alerts
+        ]
+        return _json(body)
+
+    async def action(self, request: Request, caller: Caller) -> Response:
+        event_id = params.event_id(request.path_params["event_id"])
+        name = request.path_params["action"]
+        if name not in ACTIONS:
+            allowed = ", ".join(k for k in ACTIONS if k != "false_positive")
+            raise params.BadParameter("action", f"{name[:40]!r} is not one of {allowed}")
+        return await self._act(request, caller, event_id, name, await _body(request))
+
+    async def patch(self, request: Request, caller: Caller) -> Response:
+        event_id = params.event_id(request.path_params["event_id"])
+        body = await _body(request)
+        raw = body.get("status")
+        try:
+            status = EventStatus(raw if isinstance(raw, str) else "")
+        except ValueError:
+            allowed = ", ".join(s.value for s in STATUS_ACTIONS)
+            raise params.BadParameter("status", f"must be one of {allowed}") from None
+        return await self._act(request, caller, event_id, STATUS_ACTIONS[status], body)
+
+    async def _act(
+        self, request: Request, caller: Caller, event_id: int, name: str, body: dict[str, Any]
+    ) -> Response:
+        verb, note_required = ACTIONS[name]
+        note = params.note(body, note_required)
+        address = request.client.host if request.client else None
+        event = await self.reports.act(verb, event_id, note, caller.name, address)
+        return _json({"event": documents.event_json(event), "actor": caller.name})
+
+    # -- cycle, metrics, dashboard -----------------------------------------------------------
+
+    async def cycle(self, _request: Request, _caller: Caller) -> Response:
+        state = self.reports.state_with_breaker()
+        breaker = state.breaker
+        if breaker is not None and breaker.state is BreakerState.OPEN:
+            wait = max(1, round(breaker.seconds_to_probe or 1))
+            return _json(
+                {
+                    "success": False,
+                    "error": "Service Unavailable",
+                    "message": f"circuit breaker is OPEN: next probe in {wait} s",
+                    "timestamp": _now().isoformat(),
+                },
+                503,
+                {"Retry-After": str(wait)},
+            )
+        try:
+            result = await self.reports.run_cycle()
+        except ActionRefused as exc:
+            if state.connection is not ConnectionState.CONNECTED:
+                raise Unavailable(str(exc)) from None
+            raise
+        body = cycle_document(result)
+        # The original's contract: a failed cycle is a 500 with the cycle document.
+        return _json(body, 200 if result.success else 500)
+
+    async def api_metrics(self, request: Request, _caller: Caller) -> Response:
+        q = request.query_params
+        now = _now()
+        end = params.timestamp(q, "end") or now
+        start = params.timestamp(q, "start") or end - timedelta(hours=24)
+        if start > end:
+            raise params.BadParameter("start", "is after end")
+        if end - start > timedelta(days=31):
+            raise params.BadParameter("start", "the range is longer than 31 days")
+        figures = await self.reports.range_figures(start, end)
+        snapshots, _counts = await self.reports.trends(start)
+        return _json(documents.metrics_document(figures, snapshots, start, end, now))
+
+    async def dashboard(self, _request: Request, _caller: Caller) -> Response:
+        now = _now()
+        snapshots, counts = await self.reports.trends(now - timedelta(hours=24))
+        latest = await self.reports.event_page(
+            event_types=(),
+            severities=(),
+            statuses=(),
+            card_id=None,
+            start=None,
+            end=None,
+            limit=50,
+            offset=0,
+        )
+        figures = await self.reports.range_figures(now - timedelta(hours=24), now)
+        finished = figures.runs_succeeded + figures.runs_failed
+        share = None if finished == 0 else round(figures.runs_succeeded / finished * 100, 2)
+        body = documents.dashboard_document(
+            self.reports.state_with_breaker(),
+            now,
+            snapshots,
+            counts,
+            latest.events,
+            latest.total_open,
+            await self.reports.recent_failures(now - timedelta(seconds=60)),
+            share,
+        )
+        return _json(body)
+
+    async def prometheus(self, _request: Request, _caller: Caller) -> Response:
+        state = self.reports.state_with_breaker()
+        reading = Reading(state=state)
+        if self.reports.reachable:
+            reading.health_status = state.health_status
+            try:
+                reading.active = await self.reports.active_by_kind()
+                reading.lag = await self.reports.rule_lag()
+            except Unavailable:
+                reading.health_status = HealthStatus.UNKNOWN
+        return Response(self.exposition.render(reading), media_type=CONTENT_TYPE)
+
+    async def openapi(self, _request: Request, _caller: Caller) -> Response:
+        return _json(self._openapi())
