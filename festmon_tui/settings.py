@@ -136,6 +136,9 @@ class Settings:
     monitoring_connect_timeout_ms: PositiveMs = 5_000
     monitoring_statement_timeout_ms: PositiveMs = 30_000
     monitoring_data_dir: Path | None = None
+    # A hot standby (same forms as DATABASE_URL) for the dashboard's and the read API's queries;
+    # detection, leadership and actions stay on DATABASE_URL (issue 18, docs/SCALING.md).
+    monitoring_read_url: SecretStr | None = None
     monitoring_lease_ttl_ms: PositiveMs = 15_000
     monitoring_poll_interval_ms: PositiveMs = 2_000
     monitoring_alert_escalation_minutes: Annotated[int, Ge(1), Le(1_000_000)] = 15
@@ -195,6 +198,12 @@ class Settings:
         return None if self.database_url is None else self.database_url.get_secret_value()
 
     @property
+    def read_dsn(self) -> str | None:
+        """MONITORING_READ_URL with its password (a hot standby for reads), or None."""
+        url = self.monitoring_read_url
+        return None if url is None else url.get_secret_value()
+
+    @property
     def redacted_dsn(self) -> str:
         """The DSN for display: the password replaced by ***."""
         return "embedded" if self.dsn is None else redact_dsn(self.dsn)
@@ -230,7 +239,7 @@ _FALSE = frozenset({"0", "off", "f", "false", "n", "no"})
 def _check(name: str, field: SettingField, raw: Any) -> Any:
     """The value `raw` gives this setting; ValueError with pydantic's message if none."""
     kind = field.annotation
-    if name == "database_url":
+    if name in ("database_url", "monitoring_read_url"):
         return _postgres_dsn(raw)
     if raw is None and type(None) in get_args(kind):
         return None
@@ -370,7 +379,7 @@ def _describe(errors: list[tuple[str, Any, str]]) -> str:
     """One line naming the first offending setting, without echoing secrets."""
     field, value, message = errors[0]
     name = field_env_name(field)
-    secret = field == "database_url" or field.endswith("_tokens")
+    secret = field in ("database_url", "monitoring_read_url") or field.endswith("_tokens")
     shown = "" if secret or value is None else f"={str(value)[:60]!r}"
     count = len(errors)
     more = f" (and {count - 1} more invalid setting{'s' if count > 2 else ''})" if count > 1 else ""

@@ -42,7 +42,7 @@ def _bad_values(name: str) -> list[str]:
     """Values a setting must refuse, from its type and bounds."""
     info = Settings.model_fields[name]
     kind = info.annotation
-    if name == "database_url":
+    if name in ("database_url", "monitoring_read_url"):
         return ["garbage", "mysql://u:pw@h/db", "postgresql://[::1", "http://example.com"]
     if name == "monitoring_timezone":
         return ["Mars/Olympus_Mons", "../../etc/passwd", ""]
