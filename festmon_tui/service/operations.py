@@ -72,8 +72,12 @@ class Operations:
         viewer: bool,
         on_away: Callable[[str], None],
         on_change: Callable[[Change | None], None],
+        reads: EventRepository | None = None,
     ) -> None:
         self.events = events
+        # The event list and details come from `reads` (a hot standby) when given; actions
+        # always go through `events` (the primary).
+        self.reads = reads or events
         self.health = health
         self.cycles = cycles
         self.actor = actor
@@ -97,7 +101,7 @@ class Operations:
 
     async def list_events(self, event_filter: EventFilter) -> list[Event]:
         return await self._read(
-            self._lists, event_filter, lambda: self.events.list(event_filter), []
+            self._lists, event_filter, lambda: self.reads.list(event_filter), []
         )
 
     async def health_history(self, since: datetime) -> list[HealthSnapshot]:
@@ -110,7 +114,7 @@ class Operations:
 
     async def event_detail(self, event_id: int) -> EventDetail:
         try:
-            detail = await self.events.detail(event_id)
+            detail = await self.reads.detail(event_id)
         except AWAY as exc:
             self._on_away(str(exc))
             cached: EventDetail | None = self._details.get(event_id, None)
