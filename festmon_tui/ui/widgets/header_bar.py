@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 
 from rich.style import Style
 from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
-from festmon_tui.models import ConnectionState, MonitorState
+from festmon_tui.models import ConnectionState, MonitorState, ReplicaStatus
 from festmon_tui.ui.display import age, literal, pack
 
 
@@ -70,7 +70,33 @@ class HeaderBar(Widget):
                 literal(state.last_error, max_len=60, empty=""),
             ]
         live = {"listen": " (live)", "poll": " (polling)"}.get(state.live_updates or "", "")
-        return [Text(f"data {data_age} old"), Text(f"connected{live}", style=self._style("ok"))]
+        replica = state.replica
+        if replica is None:
+            return [Text(f"data {data_age} old"), Text(f"connected{live}", style=self._style("ok"))]
+        if state.refreshed_at is not None and replica.lag_s:
+            # On a standby the data is as old as its replay lag when it was read.
+            data_age = age(state.refreshed_at - timedelta(seconds=replica.lag_s), now)
+        return [Text(f"data {data_age} old"), *self._replica(replica, live, state.viewer)]
+
+    def _replica(self, replica: ReplicaStatus, live: str, viewer: bool) -> list[Text]:
+        """Reads on a hot standby: its lag, or the fallback to the primary; what actions can do."""
+        if replica.reads_from == "standby":
+            lag = "?" if replica.lag_s is None else f"{replica.lag_s}s"
+            segments = [Text(f"standby{live}, lag {lag}", style=self._style("ok"))]
+        else:
+            segments = [
+                Text(" READS ON PRIMARY: standby away ", style=self._style("problem")),
+                literal(replica.standby_error, max_len=60, empty=""),
+            ]
+        if replica.pending_replication:
+            count = len(replica.pending_replication)
+            segments.append(
+                Text(f"{count} action(s) pending replication", style=self._style("paused"))
+            )
+        if replica.actions_unavailable and not (viewer or self.viewer):
+            segments.append(Text(" ACTIONS UNAVAILABLE ", style=self._style("problem")))
+            segments.append(literal(replica.actions_unavailable, max_len=60, empty=""))
+        return segments
 
     def render(self) -> Text:
         return pack(self.segments(), max(20, self.size.width), separator=" │ ")
