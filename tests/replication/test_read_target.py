@@ -18,6 +18,7 @@ from festmon_tui.service.postgres import PostgresMonitorService
 from festmon_tui.service.replica import NO_PRIMARY
 from festmon_tui.settings import load_settings
 from festmon_tui.ui.widgets.header_bar import HeaderBar
+from tests.api.support import READ_TOKEN, running_api
 from tests.replication.cluster import ReplicatedPair
 from tests.replication.test_standby import _failed_but_debited, _festival
 from tests.ui.pilot import event_ids, make_app, notifications, screen_text, settle, until
@@ -213,3 +214,22 @@ async def test_the_dashboard_on_a_standby_polls_new_events_and_shows_each_failur
             await until(pilot, lambda: "ACTIONS UNAVAILABLE" not in header(app), timeout_s=30)
     finally:
         await service.stop()
+
+
+async def test_the_read_api_answers_from_the_standby_while_the_primary_is_away(
+    pair: ReplicatedPair, festival: str
+) -> None:
+    primary, standby = pair.primary.dsn(festival), pair.standby.dsn(festival)
+    async with running_api(primary, monitoring_read_url=standby) as api:
+        async with api.client(READ_TOKEN) as client:
+            before = (await client.get("/events")).json()
+            pair.primary.stop()
+            try:
+                await api.service.refresh()
+                page = await client.get("/events")
+                detail = await client.get(f"/events/{before['events'][0]['event_id']}")
+            finally:
+                pair.primary.start()
+    assert page.status_code == 200, page.text
+    assert page.json()["pagination"]["total"] == before["pagination"]["total"] >= 1
+    assert detail.status_code == 200, detail.text
