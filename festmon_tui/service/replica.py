@@ -87,7 +87,7 @@ class ReplicaWatch:
         return self._status
 
     def _compose(self, lag: int | None) -> ReplicaStatus:
-        on_standby = self.route.on_standby and self.route.standby_error is None
+        on_standby = self.route.on_standby  # with no primary to fall back to, always
         return ReplicaStatus(
             reads_from="standby" if on_standby else "primary",
             lag_s=lag if on_standby else None,
