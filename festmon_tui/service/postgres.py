@@ -247,7 +247,8 @@ class PostgresMonitorService:
         )
 
     def _reads_moved(self, _error: str) -> None:
-        """A read found the standby away (and went to the primary): re-check both soon."""
+        """A query found a server away (a read fell back to the primary, or an action found the
+        primary gone): re-check both soon; the refresh says which is away."""
         self._refresh_now.set()
 
     def _start_components(self) -> None:
