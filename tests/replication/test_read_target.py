@@ -5,7 +5,9 @@ One primary + hot standby pair serves the module; a test that stops a server sta
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -19,6 +21,7 @@ from festmon_tui.service.replica import NO_PRIMARY
 from festmon_tui.settings import load_settings
 from festmon_tui.ui.widgets.header_bar import HeaderBar
 from tests.api.support import READ_TOKEN, running_api
+from tests.reliability.cli import assert_clean_failure, environment, run
 from tests.replication.cluster import ReplicatedPair
 from tests.replication.test_standby import _failed_but_debited, _festival
 from tests.ui.pilot import event_ids, make_app, notifications, screen_text, settle, until
@@ -233,3 +236,28 @@ async def test_the_read_api_answers_from_the_standby_while_the_primary_is_away(
     assert page.status_code == 200, page.text
     assert page.json()["pagination"]["total"] == before["pagination"]["total"] >= 1
     assert detail.status_code == 200, detail.text
+
+
+async def test_cli_reads_answer_from_the_standby_and_an_action_is_refused_with_the_primary_away(
+    pair: ReplicatedPair, festival: str, tmp_path: Path
+) -> None:
+    env = environment(
+        DATABASE_URL=pair.primary.dsn(festival),
+        MONITORING_READ_URL=pair.standby.dsn(festival),
+    )
+    pair.primary.stop()
+    try:
+        events = await run("events", "--format", "json", cwd=tmp_path, env=env)
+        health = await run("health", "--json", cwd=tmp_path, env=env)
+        action = await run("ack", "2", "--note", "primary is down", cwd=tmp_path, env=env)
+    finally:
+        pair.primary.start()
+
+    assert events.returncode == 0, events.stderr
+    assert [
+        e["card_id"] for e in json.loads(events.stdout) if e["detection_algorithm"] == DEDUCTION
+    ] == ["CARD-A"]
+    assert health.returncode == 2, health.stderr  # one CRITICAL event is active
+    assert json.loads(health.stdout)["status"] == "CRITICAL"
+    message = assert_clean_failure(action)
+    assert "primary is away" in message, message
