@@ -448,7 +448,11 @@ class Bench:
         """
         await self.tmux.keys("q")
         deadline = time.perf_counter() + 15
+        answered = False
         while not await self.tmux.pane_dead():
+            if not answered and any("Quit festmon?" in line for line in await self.tmux.capture()):
+                await self.tmux.keys("y")  # it leads the scheduler: quitting asks first (17.3)
+                answered = True
             if time.perf_counter() > deadline:
                 pid = await self.pane_pid()
                 if series is None or pid is None:

@@ -134,7 +134,10 @@ class Dashboard:
             self.tmux("send-keys", "-t", self.session, "q")
             deadline = time.monotonic() + 15
             while time.monotonic() < deadline and not with_exit:
-                with_exit = "FESTMON-EXIT=" in self.screen()
+                screen = self.screen()
+                with_exit = "FESTMON-EXIT=" in screen
+                if "Quit festmon?" in screen:  # it leads the scheduler: quitting asks (17.3)
+                    self.tmux("send-keys", "-t", self.session, "y")
                 time.sleep(0.2)
         except subprocess.CalledProcessError:
             pass

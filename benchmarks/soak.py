@@ -787,12 +787,26 @@ async def _true(value: bool) -> bool:
     return value
 
 
+async def confirm_quit(instances: Instances, instance: str, timeout_s: float = 3.0) -> None:
+    """The dashboard that leads the scheduler asks before quitting (issue 17.3): answer y."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        screen = await instances.screen(instance)
+        if "Quit festmon?" in screen:
+            await instances.keys(instance, "y")
+            return
+        if not screen.strip():  # the pane is gone: it quit at once (a follower)
+            return
+        await asyncio.sleep(0.1)
+
+
 async def stop_all(instances: Instances) -> dict[str, int | None]:
     """Quit each dashboard with `q`, stop the headless scheduler with SIGTERM; exit codes."""
     codes: dict[str, int | None] = {}
     for incarnation in instances.live():
         if incarnation.instance.startswith("dash"):
             await instances.keys(incarnation.instance, "q")
+            await confirm_quit(instances, incarnation.instance)
         else:
             os.kill(incarnation.pid, signal.SIGTERM)
     for incarnation in instances.live():

@@ -149,6 +149,8 @@ def main() -> None:
                 tmux(socket, "send-keys", "-t", "t", "q")
                 deadline = time.monotonic() + 15
                 while tmux(socket, "display-message", "-p", "-t", "t", "#{pane_dead}") != "1\n":
+                    if "Quit festmon?" in tmux(socket, "capture-pane", "-p", "-t", "t"):
+                        tmux(socket, "send-keys", "-t", "t", "y")  # it leads: quitting asks
                     if time.monotonic() > deadline:
                         pid = tmux(socket, "display-message", "-p", "-t", "t", "#{pane_pid}")
                         print(f"{name}: pid {pid.strip()} did not exit on q; killed", flush=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -55,6 +56,34 @@ class EventStatus(StrEnum):
     @property
     def is_active(self) -> bool:
         return self in (EventStatus.OPEN, EventStatus.INVESTIGATING)
+
+
+class Verb(StrEnum):
+    """A lifecycle action on one event; the value is its name in the action log and the CLI."""
+
+    ACKNOWLEDGE = "acknowledge"
+    UNACKNOWLEDGE = "unacknowledge"
+    RESOLVE = "resolve"
+    FALSE_POSITIVE = "false_positive"
+    NOTE = "note"
+
+    @property
+    def needs_note(self) -> bool:
+        return self in (Verb.RESOLVE, Verb.FALSE_POSITIVE, Verb.NOTE)
+
+    @property
+    def label(self) -> str:
+        return self.value.replace("_", " ")
+
+    @property
+    def done(self) -> str:
+        return {
+            Verb.ACKNOWLEDGE: "acknowledged",
+            Verb.UNACKNOWLEDGE: "unacknowledged",
+            Verb.RESOLVE: "resolved",
+            Verb.FALSE_POSITIVE: "marked false positive",
+            Verb.NOTE: "noted",
+        }[self]
 
 
 class HealthStatus(StrEnum):
@@ -242,6 +271,18 @@ class EventDetail:
 
 
 @dataclass(frozen=True)
+class CardView:
+    """One card: every event about it (newest first), its ledger (oldest first), its scans."""
+
+    card_id: str
+    events: tuple[Event, ...] = ()
+    ledger: tuple[LedgerRow, ...] = ()
+    scans: tuple[ScanRow, ...] = ()
+    current_balance: Decimal | None = None
+    more_events: bool = False
+
+
+@dataclass(frozen=True)
 class DetectorResult:
     """One detector's part of a cycle: counts per algorithm, or the error that stopped it."""
 
@@ -313,6 +354,53 @@ class LeaderInfo:
         return f"{self.host}/{self.pid}" + (" (this process)" if self.is_self else "")
 
 
+class DetectionAlarmKind(StrEnum):
+    """Why festmon is not detecting although it may look connected (issue 13.3)."""
+
+    SCHEMA_MISSING = "SCHEMA_MISSING"  # festmon's schema is not installed (or not up to date)
+    RULE_FAILING = "RULE_FAILING"  # a rule failed on its latest runs
+    NOT_SCHEDULED = "NOT_SCHEDULED"  # no scheduler has run detection for several intervals
+
+
+@dataclass(frozen=True)
+class DetectionAlarm:
+    """One reason detection is not happening: its cause and its fix, in one line."""
+
+    kind: DetectionAlarmKind
+    message: str
+    since: datetime | None = None
+
+
+@dataclass(frozen=True)
+class RuleFailure:
+    """A rule whose latest runs failed (monitoring_rule_failures)."""
+
+    algorithm: str
+    failing_since: datetime
+    last_failed_at: datetime
+    consecutive_failures: int
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Handover:
+    """What quitting this process means for detection: who would take over, and how soon."""
+
+    leads: bool
+    standbys: int | None = None  # other schedulers waiting for the lease; None when unknown
+    takeover_s: float = 0.0  # a standby asks for the lease this often
+
+    @property
+    def consequence(self) -> str:
+        if not self.leads:
+            return "this festmon does not run the scheduler: detection goes on"
+        if self.standbys is None:
+            return "cannot tell whether another festmon is running: detection may stop"
+        if self.standbys == 0:
+            return "no other festmon is running: detection stops"
+        return f"another festmon will take over within {math.ceil(self.takeover_s)} s"
+
+
 class ConnectionState(StrEnum):
     """Whether festmon can talk to its database right now."""
 
@@ -366,6 +454,8 @@ class MonitorState:
     started_at: datetime | None = None
     scheduler_enabled: bool = False
     live_updates: str | None = None
+    # Not detecting although connected (issue 13.3); empty while detection works.
+    detection_alarms: tuple[DetectionAlarm, ...] = ()
     # Reads on a hot standby (issue 18): its lag, fallbacks and pending actions; None otherwise.
     replica: ReplicaStatus | None = None
 
@@ -375,7 +465,8 @@ class ChangeKind(StrEnum):
 
     EVENT_INSERTED = "EVENT_INSERTED"
     EVENT_UPDATED = "EVENT_UPDATED"
-    STATE = "STATE"
+    STATE = "STATE"  # anything may have changed (a reconnect, a dropped backlog): reload all
+    MONITOR = "MONITOR"  # the monitor's own state moved (health, jobs, leader, connection)
 
 
 @dataclass(frozen=True)

@@ -143,6 +143,8 @@ class Settings:
     monitoring_poll_interval_ms: PositiveMs = 2_000
     monitoring_alert_escalation_minutes: Annotated[int, Ge(1), Le(1_000_000)] = 15
     monitoring_bell: bool = False
+    # More new events a minute than this from one rule: the dashboard folds them into one line.
+    monitoring_storm_threshold_per_min: Annotated[int, Ge(1), Le(1_000_000)] = 200
     # Dashboard key remapping, "action=key,action=key" (actions listed by the help screen, `?`).
     monitoring_keymap: str = ""
 

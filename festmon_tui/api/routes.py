@@ -20,6 +20,7 @@ from festmon_tui.models import (
     EventType,
     HealthStatus,
     Severity,
+    Verb,
 )
 from festmon_tui.service.api import ActionRefused, Unavailable
 from festmon_tui.service.documents import cycle_document, status_document
@@ -28,11 +29,11 @@ from festmon_tui.service.reports import Reports
 # POST /events/{id}/<action> and PATCH /events/{id} {"status": ...}: the schema's verbs, and
 # whether the action needs a note (SPEC §6.5).
 ACTIONS = {
-    "acknowledge": ("acknowledge", False),
-    "unacknowledge": ("unacknowledge", False),
-    "resolve": ("resolve", True),
-    "false-positive": ("false_positive", True),
-    "false_positive": ("false_positive", True),
+    "acknowledge": (Verb.ACKNOWLEDGE, False),
+    "unacknowledge": (Verb.UNACKNOWLEDGE, False),
+    "resolve": (Verb.RESOLVE, True),
+    "false-positive": (Verb.FALSE_POSITIVE, True),
+    "false_positive": (Verb.FALSE_POSITIVE, True),
 }
 STATUS_ACTIONS = {
     EventStatus.INVESTIGATING: "acknowledge",

@@ -28,11 +28,13 @@ async def _migrate(settings: Settings, with_payment_schema: bool) -> int:
             conn = await connect(target.options)
             try:
                 applied = await migrate(conn, with_payment_schema=with_payment_schema)
+                after = await status(conn)
             finally:
                 await conn.close()
     except (DatabaseUnavailable, MigrationError) as exc:
         sys.stderr.write(f"festmon: migrate failed: {exc}\n")
         return EXIT_FAILED
+    _warn_about_payment_tables(after)
     if applied:
         for f in applied:
             print(f"applied {f.display}")
@@ -40,6 +42,22 @@ async def _migrate(settings: Settings, with_payment_schema: bool) -> int:
     else:
         print(f"nothing to apply: {target.label} is up to date")
     return EXIT_OK
+
+
+def _warn_about_payment_tables(result: MigrationStatus) -> None:
+    """The schema is in place, but festmon reads payment tables this database lacks: say so."""
+    if result.missing_payment_tables:
+        sys.stderr.write(
+            "festmon: warning: payment tables missing: "
+            + ", ".join(result.missing_payment_tables)
+            + " — festmon has nothing to watch here. Is this the festival's payment database?"
+            " Create them (SPEC §5.1), or add --with-payment-schema for a demo or test database.\n"
+        )
+    for table, columns in result.missing_payment_columns.items():
+        sys.stderr.write(
+            f"festmon: warning: payment table {table} lacks column(s) {', '.join(columns)}"
+            " — the rules that read them will fail (see festmon db status)\n"
+        )
 
 
 def run_status(settings: Settings, args: argparse.Namespace) -> int:

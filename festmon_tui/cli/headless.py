@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from festmon_tui.db.target import open_target
-from festmon_tui.models import ConnectionState
+from festmon_tui.models import ConnectionState, DetectionAlarm, DetectionAlarmKind
 from festmon_tui.scheduler.runner import JobRun
 from festmon_tui.service.postgres import PostgresMonitorService
 from festmon_tui.settings import Settings
@@ -57,16 +57,48 @@ def _log_run(run: JobRun) -> None:
 
 
 async def _log_connection(service: PostgresMonitorService) -> None:
-    """One line each time the database goes away or comes back (the journal shows outages)."""
+    """One line each time the database goes away or comes back (the journal shows outages).
+
+    While it is away the error's text changes with every retry ("connection reset", "connection
+    lost", ...): that is not news, so an outage is one line; a reachable database that refuses
+    (the schema is missing) is logged again when its reason changes.
+    """
     last: tuple[ConnectionState, str | None] | None = None
     async for _change in service.changes():
         state = service.state
-        now = (state.connection, state.last_error)
+        reason = state.last_error if state.connection is ConnectionState.CONNECTED else None
+        now = (state.connection, reason)
         if now != last and state.connection is not ConnectionState.CONNECTING:
-            if state.connection is ConnectionState.CONNECTED and not state.last_error:
+            # (connected but not detecting, e.g. no schema: _log_detection says why)
+            if state.connection is ConnectionState.CONNECTED and (
+                not state.last_error or state.detection_alarms
+            ):
                 log.info("database connected")
             else:
                 log.warning("database unavailable: %s", state.last_error)
+            last = now
+
+
+def _alarm_key(alarm: DetectionAlarm) -> tuple[str, object, str]:
+    # "no scheduler has run for 3 min" grows every minute: the same alarm, not a new line
+    same = alarm.kind is DetectionAlarmKind.NOT_SCHEDULED
+    return (str(alarm.kind), alarm.since, "" if same else alarm.message)
+
+
+async def _log_detection(service: PostgresMonitorService) -> None:
+    """One line when detection stops, naming why and the fix (issue 13.3), one when it resumes."""
+    last: tuple[tuple[str, object, str], ...] = ()
+    async for _change in service.changes():
+        state = service.state
+        if state.connection is not ConnectionState.CONNECTED:
+            continue
+        now = tuple(_alarm_key(a) for a in state.detection_alarms)
+        if now != last:
+            for alarm in state.detection_alarms:
+                if _alarm_key(alarm) not in last:
+                    log.error("NOT DETECTING: %s", alarm.message)
+            if last and not now:
+                log.info("detecting again")
             last = now
 
 
@@ -108,8 +140,10 @@ async def run_headless(settings: Settings, api: ApiConfig | None = None) -> int:
             if server is not None:
                 await server.start(service)
             watcher = asyncio.create_task(_log_connection(service))
+            detection = asyncio.create_task(_log_detection(service))
             await stop.wait()
             watcher.cancel()
+            detection.cancel()
             log.info("stopping on %s: releasing the lease", received[0] if received else "request")
             if server is not None:
                 await server.stop()

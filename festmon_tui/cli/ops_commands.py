@@ -16,7 +16,7 @@ from festmon_tui.cli import event_output
 from festmon_tui.cli.headless import run_headless
 from festmon_tui.db.errors import DatabaseRefused
 from festmon_tui.db.target import DatabaseTarget, open_target
-from festmon_tui.models import ConnectionState, EventFilter
+from festmon_tui.models import ConnectionState, EventFilter, Verb
 from festmon_tui.service.api import ActionRefused, Unavailable
 from festmon_tui.service.documents import cycle_document, health_document, status_document
 from festmon_tui.service.postgres import PostgresMonitorService
@@ -205,25 +205,25 @@ def run_events(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(_with_service(settings, body, viewer=True))
 
 
-_ACTIONS = {
-    "ack": ("acknowledge", "acknowledged"),
-    "unack": ("unacknowledge", "unacknowledged"),
-    "resolve": ("resolve", "resolved"),
-    "false-positive": ("mark_false_positive", "marked a false positive"),
+_VERBS = {
+    "ack": Verb.ACKNOWLEDGE,
+    "unack": Verb.UNACKNOWLEDGE,
+    "resolve": Verb.RESOLVE,
+    "false-positive": Verb.FALSE_POSITIVE,
 }
 
 
 def run_action(settings: Settings, args: argparse.Namespace) -> int:
-    method, done = _ACTIONS[args.action]
+    verb = _VERBS[args.action]
 
     async def body(service: PostgresMonitorService, _t: DatabaseTarget) -> int:
         if problem := _problem(service):
             return _fail(*problem)
         try:
-            event = await getattr(service, method)(args.event_id, args.note)
+            event = await service.act(args.event_id, verb, args.note)
         except ActionRefused as exc:
             return _fail(f"{args.action} {args.event_id} refused: {exc}", EXIT_FAILED)
-        print(f"event {event.event_id} {done} by {service.actor.label}: now {event.status}")
+        print(f"event {event.event_id} {verb.done} by {service.actor.label}: now {event.status}")
         return EXIT_OK
 
     return asyncio.run(_with_service(settings, body))

@@ -21,14 +21,17 @@ from festmon_tui.cli import gc_pause
 from festmon_tui.cli.event_output import render_csv, render_json
 from festmon_tui.cli.http_args import add_http_option, prepare_http
 from festmon_tui.models import (
+    CardView,
     Change,
     ConnectionState,
     CycleResult,
     Event,
     EventDetail,
     EventFilter,
+    Handover,
     HealthSnapshot,
     MonitorState,
+    Verb,
 )
 from festmon_tui.service.api import ActionRefused, MonitorService, Unavailable
 from festmon_tui.settings import Settings
@@ -284,23 +287,17 @@ class DeferredService:
             raise ActionRefused("still connecting to the database")
         return self._real
 
-    async def acknowledge(self, event_id: int, note: str | None = None) -> Event:
-        return await self._actor().acknowledge(event_id, note)
+    async def card(self, card_id: str) -> CardView:
+        return await self._service().card(card_id)
 
-    async def unacknowledge(self, event_id: int, note: str | None = None) -> Event:
-        return await self._actor().unacknowledge(event_id, note)
-
-    async def resolve(self, event_id: int, note: str) -> Event:
-        return await self._actor().resolve(event_id, note)
-
-    async def mark_false_positive(self, event_id: int, note: str) -> Event:
-        return await self._actor().mark_false_positive(event_id, note)
-
-    async def add_note(self, event_id: int, note: str) -> None:
-        await self._actor().add_note(event_id, note)
+    async def act(self, event_id: int, verb: Verb, note: str | None = None) -> Event:
+        return await self._actor().act(event_id, verb, note)
 
     async def run_cycle_now(self) -> CycleResult:
         return await self._actor().run_cycle_now()
+
+    async def handover(self) -> Handover:
+        return Handover(leads=False) if self._real is None else await self._real.handover()
 
     async def health_history(self, since: datetime) -> list[HealthSnapshot]:
         return [] if self._real is None else await self._real.health_history(since)

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 import asyncpg
 
-from festmon_tui.db.connect import DatabaseUnavailable
+from festmon_tui.db.connect import DatabaseUnavailable, pooler_hint
 
 
 class DatabaseRefused(Exception):
@@ -47,7 +47,8 @@ def translate(exc: BaseException) -> Exception | None:
     if isinstance(exc, asyncpg.QueryCanceledError):
         return StatementTimedOut(first_line(exc))
     if isinstance(exc, _UNAVAILABLE_STATES):
-        return DatabaseUnavailable(f"database unavailable: {first_line(exc)}")
+        # The server's own words; callers add "database unavailable: " (no doubled prefix).
+        return DatabaseUnavailable(first_line(exc))
     if isinstance(exc, asyncpg.UndefinedTableError | asyncpg.UndefinedFunctionError):
         return SchemaMissing(
             f"{first_line(exc)} (is festmon's schema installed? run `festmon db migrate`)"
@@ -55,6 +56,9 @@ def translate(exc: BaseException) -> Exception | None:
     if isinstance(exc, asyncpg.InsufficientPrivilegeError):
         return DatabaseRefused(f"permission denied: {first_line(exc)}")
     if isinstance(exc, asyncpg.PostgresError):
+        hint = pooler_hint(first_line(exc))
+        if hint is not None:  # a prepared statement that a transaction pooler lost or mixed up
+            return DatabaseRefused(f"{first_line(exc)} ({hint})")
         return DatabaseRefused(first_line(exc))
     if isinstance(exc, asyncpg.InterfaceError | asyncpg.InternalClientError):
         return DatabaseUnavailable(f"connection lost: {first_line(exc)}")

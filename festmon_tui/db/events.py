@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -12,6 +12,7 @@ from festmon_tui.db.errors import DatabaseRefused, SchemaMissing, translated
 from festmon_tui.models import (
     Actor,
     Alert,
+    CardView,
     Event,
     EventAction,
     EventDetail,
@@ -50,18 +51,26 @@ LIMIT $6
 """
 LIST_SQL = _LIST_COLUMNS + _LIST_ORDER
 
-# The free-text search matches card id (any case) or transaction id as a substring, or the
+# The free-text search matches card id (any case), transaction id, resolution note, owner, or
+# any note or actor (operator, OS user) in the event's action history as a substring, or the
 # event id exactly. $7 is a LIKE pattern with the operator's input escaped (% and _ are never
 # wildcards), $8 the input as an event id (NULL unless it is one). A statement of its own, so
-# that no "$7 IS NULL OR" hides the trigram indexes of V0010 (pg_trgm, where installed) from the
-# planner: with them a search over 100 000 events takes ~5 ms instead of ~100 ms.
-SEARCH_SQL = (
-    _LIST_COLUMNS
-    + """  AND (lower(card_id) LIKE lower($7::text)
-       OR transaction_id::text LIKE lower($7::text)
-       OR event_id = $8::bigint)"""
-    + _LIST_ORDER
-)
+# that no "$7 IS NULL OR" hides the trigram indexes of V0010 and V0016 (pg_trgm, where
+# installed) from the planner: every arm below has one, and the planner ORs them (a search
+# over 100 000 events takes ~5 ms instead of ~100 ms).
+_SEARCH_MATCH = """  AND event_id IN (
+        SELECT event_id FROM monitoring_events
+        WHERE lower(card_id) LIKE lower($7::text)
+           OR transaction_id::text LIKE lower($7::text)
+           OR event_id = $8::bigint
+           OR lower(resolution_notes) LIKE lower($7::text)
+           OR lower(acknowledged_by) LIKE lower($7::text)
+        UNION ALL
+        SELECT event_id FROM monitoring_event_actions
+        WHERE lower(note) LIKE lower($7::text)
+           OR lower(actor_operator) LIKE lower($7::text)
+           OR lower(actor_os_user) LIKE lower($7::text))"""
+SEARCH_SQL = _LIST_COLUMNS + _SEARCH_MATCH + _LIST_ORDER
 
 _BIGINT_MAX = 2**63 - 1
 
@@ -225,6 +234,25 @@ class EventRepository:
             scan_rows = await self.pool.fetch(SCANS_SQL, card_id, at)
             balance = await self.pool.fetchval(BALANCE_SQL, card_id)
         return chain_checked(reversed(ledger_rows)), tuple(_scan(r) for r in scan_rows), balance
+
+    async def card(self, card_id: str, events_limit: int) -> CardView:
+        """Every event of one card (newest first, at most events_limit + 1), ledger and scans."""
+        events = await self.list(EventFilter(card_id=card_id, limit=events_limit + 1))
+        ledger: tuple[LedgerRow, ...] = ()
+        scans: tuple[ScanRow, ...] = ()
+        balance = None
+        try:
+            ledger, scans, balance = await self._card_context(card_id, datetime.now(UTC))
+        except SchemaMissing:  # payment tables absent (a monitoring-only database)
+            pass
+        return CardView(
+            card_id,
+            tuple(events[:events_limit]),
+            ledger,
+            scans,
+            balance,
+            more_events=len(events) > events_limit,
+        )
 
     async def apply(self, action: str, event_id: int, actor: Actor, note: str | None) -> Event:
         """Run one lifecycle action; DatabaseRefused carries the database's own message."""

@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 
 from festmon_tui.db.errors import translated
-from festmon_tui.models import HealthSnapshot, HealthStatus
+from festmon_tui.models import HealthSnapshot, HealthStatus, RuleFailure
 
 LATEST_SQL = """
 SELECT snapshot_id, snapshot_timestamp, overall_health_status, total_transactions_last_hour,
@@ -38,15 +38,29 @@ LIMIT $2
 """
 
 # Uses the partial index on active events by severity. Every run of an incremental rule (from
-# festmon or from psql) stamps its watermark, so the newest stamp is "detection last ran".
+# festmon or from psql) stamps its watermark, so the newest stamp is "detection last ran". The
+# failing rules (V0013) and when the schema was installed come with it: one round trip.
 ACTIVE_COUNTS_SQL = """
 SELECT count(*)::integer AS active,
        count(*) FILTER (WHERE severity = 'CRITICAL')::integer AS critical,
        count(*) FILTER (WHERE severity = 'HIGH')::integer AS high,
        (SELECT max(last_examined_at) FROM monitoring_detector_watermarks) AS last_detection_at,
+       (SELECT initialized_at FROM monitoring_settings WHERE id = 1) AS installed_at,
+       (SELECT coalesce(jsonb_agg(jsonb_build_object(
+                   'algorithm', f.algorithm, 'failing_since', f.failing_since,
+                   'last_failed_at', f.last_failed_at, 'failures', f.consecutive_failures,
+                   'error', f.last_error) ORDER BY f.failing_since, f.algorithm), '[]')::text
+          FROM monitoring_rule_failures AS f) AS failing_rules,
        clock_timestamp() AS server_time
 FROM monitoring_events
 WHERE status IN ('OPEN', 'INVESTIGATING')
+"""
+
+# Whether festmon's schema is there and current, asked only when reading the state failed.
+SCHEMA_PROBE_SQL = """
+SELECT to_regclass('monitoring_detector_watermarks') IS NOT NULL AS installed,
+       to_regclass('monitoring_rule_failures') IS NOT NULL AS current,
+       to_regclass('monitoring_events') IS NOT NULL AS has_events_table
 """
 
 COUNTS_BY_HOUR_SQL = """
@@ -69,6 +83,8 @@ class ActiveCounts:
     high: int
     last_detection_at: datetime | None
     server_time: datetime
+    installed_at: datetime | None = None
+    failing_rules: tuple[RuleFailure, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -121,6 +137,26 @@ def _reasons(value: Any) -> tuple[str, ...]:
     return tuple(str(v) for v in value) if isinstance(value, list) else ()
 
 
+def _rule_failures(value: Any) -> tuple[RuleFailure, ...]:
+    failures: list[RuleFailure] = []
+    for item in _json(value) or []:
+        if not isinstance(item, dict):
+            continue
+        try:
+            failures.append(
+                RuleFailure(
+                    algorithm=str(item["algorithm"]),
+                    failing_since=datetime.fromisoformat(item["failing_since"]),
+                    last_failed_at=datetime.fromisoformat(item["last_failed_at"]),
+                    consecutive_failures=int(item["failures"]),
+                    error=None if item.get("error") is None else str(item["error"]),
+                )
+            )
+        except (KeyError, TypeError, ValueError):
+            continue
+    return tuple(failures)
+
+
 class HealthRepository:
     """Reads system_health_snapshots, live counts and the dashboard summary view."""
 
@@ -149,7 +185,25 @@ class HealthRepository:
             row["high"],
             row["last_detection_at"],
             row["server_time"],
+            installed_at=row["installed_at"],
+            failing_rules=_rule_failures(row["failing_rules"]),
         )
+
+    async def schema_problem(self) -> str | None:
+        """What is wrong with festmon's schema (cause and fix), or None when it is in place."""
+        with translated():
+            row = await self.pool.fetchrow(SCHEMA_PROBE_SQL)
+        assert row is not None
+        if not row["installed"]:
+            if row["has_events_table"]:
+                return (
+                    "festmon schema missing (only the original's monitoring tables)"
+                    " — run festmon db migrate"
+                )
+            return "schema missing — run festmon db migrate"
+        if not row["current"]:
+            return "schema out of date — run festmon db migrate"
+        return None
 
     async def counts_by_hour(self, since: datetime) -> list[tuple[datetime, str, int]]:
         with translated():

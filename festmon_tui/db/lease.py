@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import secrets
 import socket
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import asyncpg
 
-from festmon_tui.db.errors import translated
+from festmon_tui.db.errors import SchemaMissing, translated
 from festmon_tui.models import LeaderInfo
 
 LEASE_NAME = "scheduler"
@@ -96,6 +97,34 @@ FROM monitoring_scheduler_lease
 WHERE lease_name = $1
 """
 
+# A scheduler that did not get the lease says it is waiting for it, until its TTL runs out;
+# waiting rows long expired are swept on the way (crashed processes).
+STANDBY_SQL = """
+WITH swept AS (
+    DELETE FROM monitoring_scheduler_standbys
+    WHERE expires_at < clock_timestamp() - interval '1 hour'
+)
+INSERT INTO monitoring_scheduler_standbys AS s
+    (holder_id, lease_name, holder_host, holder_pid, seen_at, expires_at)
+VALUES ($2, $1, $3, $4, clock_timestamp(),
+        clock_timestamp() + make_interval(secs => $5::double precision / 1000))
+ON CONFLICT (holder_id) DO UPDATE SET seen_at = EXCLUDED.seen_at, expires_at = EXCLUDED.expires_at
+"""
+
+LEAVE_SQL = "DELETE FROM monitoring_scheduler_standbys WHERE holder_id = $1"
+
+STANDBYS_SQL = """
+SELECT count(*) FROM monitoring_scheduler_standbys
+WHERE lease_name = $1 AND holder_id <> $2 AND expires_at > clock_timestamp()
+"""
+
+# How long the lease another process holds stays valid (server clock); no row when it is free.
+EXPIRES_IN_SQL = """
+SELECT extract(epoch FROM expires_at - clock_timestamp())::float8
+FROM monitoring_scheduler_lease
+WHERE lease_name = $1 AND holder_id IS NOT NULL AND expires_at > clock_timestamp()
+"""
+
 FENCE_SQL = """
 SELECT EXISTS (
     SELECT 1 FROM monitoring_scheduler_lease
@@ -123,12 +152,45 @@ class LeaseRepository:
                 ttl_ms,
             )
         if row is None:
+            await self._wait_in_line(holder, ttl_ms)
             return None
         return LeaseGrant(row["term"], row["acquired_at"], row["expires_at"])
+
+    async def _wait_in_line(self, holder: LeaseHolder, ttl_ms: int) -> None:
+        """Record this process as a standby; a schema without the table (before V0015) has none."""
+        try:
+            with translated():
+                await self.pool.execute(
+                    STANDBY_SQL,
+                    self.lease_name,
+                    holder.holder_id,
+                    holder.host,
+                    holder.pid,
+                    ttl_ms,
+                )
+        except SchemaMissing:
+            pass
+
+    async def expires_in_s(self) -> float | None:
+        """Seconds until the current lease expires (None when nobody holds a valid one)."""
+        with translated():
+            left: float | None = await self.pool.fetchval(EXPIRES_IN_SQL, self.lease_name)
+        return left
 
     async def release(self, holder: LeaseHolder) -> None:
         with translated():
             await self.pool.execute(RELEASE_SQL, self.lease_name, holder.holder_id)
+        with suppress(SchemaMissing), translated():
+            await self.pool.execute(LEAVE_SQL, holder.holder_id)
+
+    async def standbys(self, me: LeaseHolder) -> int | None:
+        """How many other schedulers wait for the lease now; None before V0015."""
+        try:
+            with translated():
+                count: int = await self.pool.fetchval(STANDBYS_SQL, self.lease_name, me.holder_id)
+        except SchemaMissing:
+            return None
+        return count
 
     async def current(self, me: LeaseHolder | None = None) -> LeaderInfo:
         """Who leads now (holder None when nobody holds a valid lease)."""

@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable
+from contextlib import suppress
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -14,12 +15,11 @@ import asyncpg
 from festmon_tui.db.connect import ConnectOptions, DatabaseUnavailable, connect
 from festmon_tui.db.errors import first_line, translate, translated
 from festmon_tui.models import Change, ChangeKind
+from festmon_tui.retry import Backoff
 
 log = logging.getLogger(__name__)
 
 CHANNEL = "festmon_events"
-BACKOFF_START_S = 1.0
-BACKOFF_MAX_S = 30.0
 # How often an idle LISTEN connection is checked, so a silently dead one is replaced.
 _LIVENESS_S = 5.0
 # Rows whose updated_at is this much older than the newest seen are fetched again: a transaction
@@ -121,22 +121,29 @@ class EventListener:
         *,
         poll_interval_ms: int,
         on_state: OnState | None = None,
+        backoff: Backoff | None = None,
     ) -> None:
         self.options = options
+        self.backoff = backoff or Backoff()
         self.deliver = deliver
         self.poll_interval_s = poll_interval_ms / 1000
         self.poller = ChangePoller(pool)
         self._on_state = on_state
         self.connected = False
         self.last_error: str | None = None
+        self._poll_now = asyncio.Event()
+
+    def nudge(self) -> None:
+        """Poll at once (an action was just written); LISTEN needs no nudge: NOTIFY is sent."""
+        self._poll_now.set()
 
     @property
     def mode(self) -> str:
         return "listen" if self.options.supports_listen else "poll"
 
     async def run(self) -> None:
-        """Run until cancelled, reconnecting with capped exponential backoff."""
-        backoff = BACKOFF_START_S
+        """Run until cancelled, reconnecting with the jittered backoff (festmon_tui.retry)."""
+        backoff = self.backoff
         while True:
             try:
                 if self.options.supports_listen:
@@ -144,17 +151,18 @@ class EventListener:
                 else:
                     await self._poll_forever()
             except (DatabaseUnavailable, asyncpg.PostgresError, OSError) as exc:
-                self._set_state(False, first_line(exc))
+                error = first_line(exc)
             except Exception as exc:
                 mapped = translate(exc)
                 if mapped is None:
                     raise
-                self._set_state(False, first_line(mapped))
-            else:
-                backoff = BACKOFF_START_S
-            log.debug("listener: retrying in %.0f s (%s)", backoff, self.last_error)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, BACKOFF_MAX_S)
+                error = first_line(mapped)
+            if self.connected:  # this attempt had worked: a new outage starts from the base
+                backoff.reset()
+            self._set_state(False, error)
+            delay = backoff.next_delay()
+            log.debug("listener: retrying in %.1f s (%s)", delay, self.last_error)
+            await asyncio.sleep(delay)
 
     async def _listen_once(self) -> None:
         conn = await connect(self.options)
@@ -195,7 +203,10 @@ class EventListener:
             self._set_state(True, None)
             for change in changes:
                 self.deliver(change)
-            await asyncio.sleep(self.poll_interval_s)
+            with suppress(TimeoutError):
+                async with asyncio.timeout(self.poll_interval_s):
+                    await self._poll_now.wait()
+            self._poll_now.clear()
 
     def _set_state(self, connected: bool, error: str | None) -> None:
         changed = connected != self.connected or error != self.last_error

@@ -276,6 +276,58 @@ def _line_of(sql: str, position: str | None) -> int | None:
     return sql.count("\n", 0, int(position) - 1) + 1
 
 
+# "Use DROP FUNCTION name(args) first." (PostgreSQL's hint when CREATE OR REPLACE meets an
+# existing routine it cannot replace: another return type, parameter names or defaults).
+_DROP_HINT = re.compile(r"^Use (DROP (?:FUNCTION|PROCEDURE|AGGREGATE)) (.+) first\.?$")
+_RETRY = "then run festmon db migrate again (nothing of this run was applied)"
+
+
+# The table a failing DDL statement works on: CREATE/ALTER TABLE x, CREATE INDEX ... ON x.
+_STATEMENT_TABLE = re.compile(
+    r"(?:\bTABLE(?:\s+IF\s+(?:NOT\s+)?EXISTS)?|\bON(?:\s+ONLY)?)\s+([A-Za-z_][A-Za-z0-9_.]*)",
+    re.IGNORECASE,
+)
+# Errors that mean "an object of that name exists with another shape" (not a festmon bug).
+_SHAPE_STATES = {"42703", "42809", "42804", "42P16", "42P07", "42710"}
+
+
+def _statement_at(sql: str, position: str | None) -> str | None:
+    if not position or not position.isdigit():
+        return None
+    at = int(position) - 1
+    start = sql.rfind(";", 0, at) + 1
+    end = sql.find(";", at)
+    return sql[start : end if end >= 0 else len(sql)]
+
+
+def _conflict(exc: asyncpg.PostgresError, sql: str = "", source: str = "") -> str | None:
+    """The object an error is about and what to do, when the database names it."""
+    hint = (getattr(exc, "hint", None) or "").strip()
+    if match := _DROP_HINT.match(hint):
+        command, routine = match[1], match[2]
+        kind = command.removeprefix("DROP ").lower()
+        return (
+            f"{kind} {routine} already exists with another definition (the original system's"
+            f" or a local one) that festmon cannot replace in place; check that nothing else"
+            f" uses it, run `{command} {routine};`, {_RETRY}"
+        )
+    table = getattr(exc, "table_name", None)
+    if not table and getattr(exc, "sqlstate", None) in _SHAPE_STATES:
+        statement = _statement_at(sql, getattr(exc, "position", None))
+        if statement and (found := _STATEMENT_TABLE.search(statement)):
+            table = found[1]
+    if table:
+        schema = getattr(exc, "schema_name", None)
+        name = f"{schema}.{table}" if schema else table
+        column = getattr(exc, "column_name", None)
+        what = f"table {name}" + (f" column {column}" if column else "")
+        return (
+            f"{what} exists with a shape festmon does not expect; compare it with"
+            f" {source or 'the migration'}, rename or fix it, {_RETRY}"
+        )
+    return None
+
+
 def _describe_failure(f: MigrationFile, exc: asyncpg.PostgresError) -> str:
     line = _line_of(f.sql, getattr(exc, "position", None))
     where = f"{f.display}" + (f" line {line}" if line else "")
@@ -283,7 +335,25 @@ def _describe_failure(f: MigrationFile, exc: asyncpg.PostgresError) -> str:
     context = getattr(exc, "context", None)
     if not line and context:
         where += f" ({context.splitlines()[-1]})"
-    return f"{where}: {detail}"
+    conflict = _conflict(exc, f.sql, f.display)
+    return f"{where}: {detail}" + (f" — {conflict}" if conflict else "")
+
+
+# Upgrade in place (V0014): the original's event rows as they are before V0001 changes them.
+# Only for a database whose monitoring_events is the original's (no festmon column yet).
+_ORIGINAL_EVENTS_SQL = """
+DO $capture$
+BEGIN
+    IF to_regclass('monitoring_events') IS NOT NULL
+       AND NOT EXISTS (SELECT 1 FROM pg_attribute
+                        WHERE attrelid = to_regclass('monitoring_events')
+                          AND attname = 'last_seen_at' AND NOT attisdropped) THEN
+        CREATE TEMP TABLE festmon_original_events ON COMMIT DROP AS
+        SELECT e.event_id, to_jsonb(e) AS original FROM monitoring_events AS e;
+    END IF;
+END
+$capture$;
+"""
 
 
 async def migrate(
@@ -309,6 +379,10 @@ async def migrate(
                     f"{names} changed after it was applied; versioned migrations are immutable "
                     "(add a new V file instead)"
                 )
+            if migration_set == MONITORING and any(
+                f.kind == "versioned" and f.sort_key[0] == 1 for f in pending
+            ):
+                await conn.execute(_ORIGINAL_EVENTS_SQL)
             for f in pending:
                 started = time.perf_counter()
                 try:

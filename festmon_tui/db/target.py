@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from festmon_tui.db.connect import ConnectOptions
 from festmon_tui.db.embedded import EmbeddedServer, default_data_dir
@@ -32,7 +32,9 @@ async def open_target(settings: Settings) -> AsyncIterator[DatabaseTarget]:
         return
     server = EmbeddedServer(settings.monitoring_data_dir or default_data_dir())
     dsn = await asyncio.to_thread(server.start)
+    # festmon started this server itself: no pooler can be in front of it, nothing to probe.
+    options = replace(ConnectOptions.from_settings(settings, dsn), probe=False)
     try:
-        yield DatabaseTarget(ConnectOptions.from_settings(settings, dsn), server)
+        yield DatabaseTarget(options, server)
     finally:
         await asyncio.to_thread(server.stop)

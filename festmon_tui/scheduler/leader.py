@@ -16,11 +16,18 @@ log = logging.getLogger(__name__)
 
 MonotonicClock = Callable[[], float]
 
+# A follower tries again this long after the holder's lease expires (by the server's clock), so
+# the row is certainly expired when its statement runs. A dead leader is thus replaced at most
+# TTL + this + one round trip after its last renewal, which it sent before it died.
+EXPIRY_SLACK_S = 0.01
+
 
 class LeaseStore(Protocol):
     """What the elector needs from the database (db.lease.LeaseRepository, or a fake)."""
 
     async def acquire(self, holder: LeaseHolder, ttl_ms: int) -> LeaseGrant | None: ...
+
+    async def expires_in_s(self) -> float | None: ...
 
     async def release(self, holder: LeaseHolder) -> None: ...
 
@@ -78,6 +85,8 @@ class LeaderElector:
         self._asked = False
         self._ever_led = False
         self._wakeup = asyncio.Event()
+        # While another process leads: when (monotonic) its lease expires, if known.
+        self._free_at: float | None = None
 
     @property
     def fence(self) -> LeaseFence | None:
@@ -125,7 +134,9 @@ class LeaderElector:
         if grant is None:
             if self._fence is not None:
                 self._step_down("the lease was taken by another process")
+            await self._learn_expiry()
             return
+        self._free_at = None
         if self._fence is not None and self._fence.term != grant.term:
             self._step_down("the lease term changed")
         self._deadline = sent + self.timing.local_validity_s
@@ -137,18 +148,42 @@ class LeaderElector:
             if self.on_gain is not None:
                 self.on_gain(self._fence, grant)
 
+    async def _learn_expiry(self) -> None:
+        """Ask when the holder's lease expires, to try again exactly then (not up to a renewal
+        period later): a dead leader is then replaced within the TTL plus a round trip."""
+        asked = self._clock()
+        try:
+            async with asyncio.timeout(self.timing.renew_period_s):
+                left = await self.store.expires_in_s()
+        except Exception:  # the next attempt will tell; poll at the usual period meanwhile
+            left = None
+        self._free_at = None if left is None else asked + max(0.0, left)
+
     def _failed(self, error: str) -> None:
         self.last_error = error
+        self._free_at = None
         log.debug("lease attempt failed: %s", error)
         _ = self.fence  # steps down if the deadline passed meanwhile
 
-    async def _pause(self) -> None:
-        """Wait for the next round; a leader also wakes exactly at its local deadline."""
+    def next_wait_s(self) -> float:
+        """Seconds until the next attempt: a renewal period, shorter when it matters.
+
+        A leader also wakes exactly at its local deadline (sooner while renewals fail); a
+        follower also wakes just after the current lease expires.
+        """
         wait = self.timing.renew_period_s
+        now = self._clock()
         if self._fence is not None:
             if self.last_error is not None:
                 wait = min(wait, 0.5)  # renewal is failing: retry sooner, the clock is ticking
-            wait = min(wait, max(0.0, self._deadline - self._clock()))
+            wait = min(wait, max(0.0, self._deadline - now))
+        elif self._free_at is not None:
+            wait = min(wait, max(0.0, self._free_at - now) + EXPIRY_SLACK_S)
+        return wait
+
+    async def _pause(self) -> None:
+        """Wait for the next round (`next_wait_s`), or until nudged."""
+        wait = self.next_wait_s()
         self._wakeup.clear()
         try:
             async with asyncio.timeout(wait):

@@ -7,13 +7,16 @@ from datetime import datetime
 from typing import Protocol
 
 from festmon_tui.models import (
+    CardView,
     Change,
     CycleResult,
     Event,
     EventDetail,
     EventFilter,
+    Handover,
     HealthSnapshot,
     MonitorState,
+    Verb,
 )
 
 
@@ -37,17 +40,19 @@ class MonitorService(Protocol):
 
     async def event_detail(self, event_id: int) -> EventDetail: ...
 
-    async def acknowledge(self, event_id: int, note: str | None = None) -> Event: ...
+    async def card(self, card_id: str) -> CardView:
+        """One card's events, ledger and scans (Unavailable when away and never loaded)."""
+        ...
 
-    async def unacknowledge(self, event_id: int, note: str | None = None) -> Event: ...
-
-    async def resolve(self, event_id: int, note: str) -> Event: ...
-
-    async def mark_false_positive(self, event_id: int, note: str) -> Event: ...
-
-    async def add_note(self, event_id: int, note: str) -> None: ...
+    async def act(self, event_id: int, verb: Verb, note: str | None = None) -> Event:
+        """One audited lifecycle action; ActionRefused says why not (viewer, transition, note)."""
+        ...
 
     async def run_cycle_now(self) -> CycleResult: ...
+
+    async def handover(self) -> Handover:
+        """Whether this process leads the scheduler and who would take over if it quit."""
+        ...
 
     async def health_history(self, since: datetime) -> list[HealthSnapshot]: ...
 

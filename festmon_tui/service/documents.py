@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Iterable
+from datetime import datetime, timedelta, tzinfo
 from decimal import Decimal
 from typing import Any
 
@@ -10,11 +11,14 @@ from festmon_tui import SERVICE_NAME, __version__
 from festmon_tui.models import (
     BreakerStatus,
     CycleResult,
+    DetectionAlarm,
+    DetectionAlarmKind,
     HealthSnapshot,
     HealthStatus,
     JobStatus,
     LeaderInfo,
     MonitorState,
+    RuleFailure,
 )
 from festmon_tui.settings import Settings
 
@@ -22,6 +26,83 @@ from festmon_tui.settings import Settings
 RATE_WARNING_PERCENT = Decimal("99")
 # Detection that has not run for this many critical intervals is stale: nothing is watching.
 STALE_AFTER_INTERVALS = 3
+# A rule that failed this many runs in a row is failing, not unlucky (one lock timeout is not).
+RULE_FAILING_AFTER_RUNS = 2
+
+
+def _duration(delta: timedelta) -> str:
+    """A rough, readable length of time: '45 s', '3 min', '2 h', '4 d'."""
+    seconds = max(0, int(delta.total_seconds()))
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 2 * 3600:
+        return f"{seconds // 60} min"
+    if seconds < 2 * 86400:
+        return f"{seconds // 3600} h"
+    return f"{seconds // 86400} d"
+
+
+def _one_line(text: str | None, limit: int = 120) -> str:
+    lines = (text or "").strip().splitlines()
+    line = lines[0] if lines else "unknown error"
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def detection_alarms(
+    failing_rules: Iterable[RuleFailure],
+    last_detection_at: datetime | None,
+    installed_at: datetime | None,
+    now: datetime,
+    critical_interval_ms: int,
+    leader: LeaderInfo | None,
+    timezone: tzinfo,
+) -> tuple[DetectionAlarm, ...]:
+    """Why detection is not happening although the database answers (issue 13.3).
+
+    * a rule that failed RULE_FAILING_AFTER_RUNS runs in a row (monitoring_rule_failures);
+    * no rule has run for STALE_AFTER_INTERVALS critical intervals (or since the schema was
+      installed): no scheduler is running, or the one holding the lease cannot run its jobs.
+      This process's own scheduler gets that long after gaining the lease for its first runs.
+    """
+    alarms: list[DetectionAlarm] = []
+    # Rules failing for the same reason (a missing payment table fails them all) are one alarm.
+    by_error: dict[str, list[RuleFailure]] = {}
+    for failure in failing_rules:
+        if failure.consecutive_failures >= RULE_FAILING_AFTER_RUNS:
+            by_error.setdefault(_one_line(failure.error), []).append(failure)
+    for error, failures in by_error.items():
+        first = min(f.failing_since for f in failures)
+        since = first.astimezone(timezone)
+        names = [f.algorithm for f in failures]
+        if len(names) == 1:
+            message = f"rule {names[0]} failing since {since:%H:%M}: {error}"
+        else:  # the cause before the list, so that a narrow header still shows it
+            message = (
+                f"{len(names)} rules failing since {since:%H:%M}: {error} ({', '.join(names)})"
+            )
+        alarms.append(DetectionAlarm(DetectionAlarmKind.RULE_FAILING, message, first))
+    stale = timedelta(milliseconds=critical_interval_ms * STALE_AFTER_INTERVALS)
+    reference = last_detection_at or installed_at
+    just_started = (
+        leader is not None
+        and leader.is_self
+        and leader.since is not None
+        and now - leader.since < stale
+    )
+    if reference is not None and now - reference > stale and not just_started:
+        idle = _duration(now - reference)
+        if leader is None or leader.holder_id is None:
+            message = (
+                f"no scheduler has run for {idle} — start festmon (the dashboard or"
+                " festmon run --headless)"
+            )
+        else:
+            message = (
+                f"detection has not run for {idle} although {leader.label} holds the"
+                " scheduler lease — see its breaker and jobs"
+            )
+        alarms.append(DetectionAlarm(DetectionAlarmKind.NOT_SCHEDULED, message, reference))
+    return tuple(alarms)
 
 
 def evaluate_health(
@@ -31,10 +112,20 @@ def evaluate_health(
     last_detection_at: datetime | None,
     now: datetime,
     critical_interval_ms: int,
+    alarms: tuple[DetectionAlarm, ...] = (),
 ) -> tuple[HealthStatus, tuple[str, ...]]:
-    """Overall status now: live active-event counts plus the latest snapshot's rates."""
-    reasons: list[str] = []
+    """Overall status now: live active-event counts plus the latest snapshot's rates.
+
+    Not detecting (alarms) is CRITICAL, its reasons first: a calm picture from a monitor that
+    is not watching is the worst answer it can give. A missing schema is UNKNOWN (nothing can
+    be measured); the state reader reports it without calling this.
+    """
+    reasons: list[str] = [a.message for a in alarms]
     status = HealthStatus.HEALTHY
+    if any(a.kind is DetectionAlarmKind.SCHEMA_MISSING for a in alarms):
+        return HealthStatus.UNKNOWN, tuple(reasons)
+    if alarms:
+        status = HealthStatus.CRITICAL
     if active_critical:
         status = HealthStatus.CRITICAL
         reasons.append(f"{active_critical} active CRITICAL event(s)")
@@ -48,9 +139,10 @@ def evaluate_health(
             if rate is not None and rate < RATE_WARNING_PERCENT:
                 reasons.append(f"{label} {rate} % < {RATE_WARNING_PERCENT} %")
     stale_s = critical_interval_ms / 1000 * STALE_AFTER_INTERVALS
-    if last_detection_at is None:
+    # An alarm already says why detection is not running: no second guess about it.
+    if not alarms and last_detection_at is None:
         reasons.append("detection has never run (is a festmon scheduler running?)")
-    elif (age := (now - last_detection_at).total_seconds()) > stale_s:
+    elif not alarms and (age := (now - (last_detection_at or now)).total_seconds()) > stale_s:
         reasons.append(f"detection last ran {age:.0f} s ago (is a festmon scheduler running?)")
     if status is HealthStatus.HEALTHY and reasons:
         status = HealthStatus.WARNING
@@ -118,6 +210,20 @@ def jobs_json(jobs: tuple[JobStatus, ...]) -> list[dict[str, Any]]:
     ]
 
 
+def detection_json(state: MonitorState) -> dict[str, Any]:
+    """Whether festmon is detecting, and if not why (issue 13.3); unknown while unreachable."""
+    reachable = state.connection.value == "CONNECTED"
+    return {
+        "detecting": reachable and not state.detection_alarms,
+        "alarms": [
+            {"kind": str(a.kind), "message": a.message, "since": _iso(a.since)}
+            for a in state.detection_alarms
+        ]
+        if reachable
+        else [],
+    }
+
+
 def health_document(state: MonitorState, now: datetime) -> dict[str, Any]:
     """`festmon health --json`: the original's keys first, festmon's additions after."""
     snapshot = state.health
@@ -142,6 +248,7 @@ def health_document(state: MonitorState, now: datetime) -> dict[str, Any]:
             "critical_events_count": state.active_critical_events if reachable else None,
         },
         "reasons": list(state.health_reasons) if reachable else [],
+        "detection": detection_json(state),
         "database": {
             "label": state.database_label,
             "reachable": reachable,
@@ -197,6 +304,7 @@ def status_document(settings: Settings, state: MonitorState, now: datetime) -> d
             "circuit_breaker": breaker_json(state.breaker),
             "last_detection_at": _iso(state.last_detection_at),
         },
+        "detection": detection_json(state),
     }
 
 

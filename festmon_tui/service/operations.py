@@ -9,17 +9,17 @@ from typing import Any, TypeVar
 
 from festmon_tui.db.connect import DatabaseUnavailable
 from festmon_tui.db.errors import DatabaseRefused, StatementTimedOut
-from festmon_tui.db.events import EventRepository
+from festmon_tui.db.events import EventNotFound, EventRepository
 from festmon_tui.db.health import HealthRepository
 from festmon_tui.models import (
     Actor,
-    Change,
-    ChangeKind,
+    CardView,
     CycleResult,
     Event,
     EventDetail,
     EventFilter,
     HealthSnapshot,
+    Verb,
 )
 from festmon_tui.scheduler.breaker import BreakerOpen
 from festmon_tui.service.api import ActionRefused, Unavailable
@@ -33,6 +33,8 @@ AWAY = (DatabaseUnavailable, StatementTimedOut)
 # another list, so only the lists of the last few filters are kept, and the last details opened.
 KEPT_EVENT_LISTS = 4
 KEPT_DETAILS = 16
+# A card view lists at most this many of the card's events (a card in a storm has thousands).
+CARD_EVENTS = 500
 
 
 class LastAnswers:
@@ -71,7 +73,7 @@ class Operations:
         *,
         viewer: bool,
         on_away: Callable[[str], None],
-        on_change: Callable[[Change | None], None],
+        on_change: Callable[[], None],
         reads: EventRepository | None = None,
     ) -> None:
         self.events = events
@@ -126,27 +128,44 @@ class Operations:
         self._details.put(event_id, detail)
         return detail
 
-    async def act(self, action: str, event_id: int, note: str | None) -> Event:
-        """One audited lifecycle action; the database's refusal becomes ActionRefused."""
+    async def card(self, card_id: str) -> CardView:
+        try:
+            view = await self.reads.card(card_id, CARD_EVENTS)
+        except AWAY as exc:
+            self._on_away(str(exc))
+            cached: CardView | None = self._details.get(("card", card_id), None)
+            if cached is None:
+                raise Unavailable(str(exc)) from None
+            return cached
+        except DatabaseRefused as exc:
+            raise ActionRefused(str(exc)) from None
+        self._details.put(("card", card_id), view)
+        return view
+
+    async def act(
+        self, event_id: int, verb: Verb, note: str | None, actor: Actor | None = None
+    ) -> Event:
+        """One audited lifecycle action; the database's refusal becomes ActionRefused.
+
+        `actor` is who acts when it is not this process's operator (an HTTP API token's name).
+
+        The only place festmon refuses a viewer (the database's grants refuse it too). The
+        change reaches every dashboard, this one included, once: through the change stream
+        (the database's NOTIFY, or the poller, nudged now), never from here as well.
+        """
         if self.viewer:
             raise ActionRefused("viewer mode is read-only: lifecycle actions are disabled")
         note = (note or "").strip() or None
         try:
-            event = await self.events.apply(action, event_id, self.actor, note)
+            event = await self.events.apply(str(Verb(verb)), event_id, actor or self.actor, note)
+        except EventNotFound:
+            raise
         except AWAY as exc:
             self._on_away(str(exc))
             raise ActionRefused(f"the database is unavailable: {exc}") from None
         except DatabaseRefused as exc:
             raise ActionRefused(str(exc)) from None
-        self._on_change(
-            Change(
-                ChangeKind.EVENT_UPDATED,
-                event.event_id,
-                str(event.event_type),
-                str(event.severity),
-                str(event.status),
-            )
-        )
+        self._on_change()
         return event
 
     async def run_cycle(self) -> CycleResult:
@@ -159,5 +178,5 @@ class Operations:
             raise ActionRefused(f"the detection cycle failed: {exc}") from None
         except (DatabaseRefused, BreakerOpen) as exc:
             raise ActionRefused(str(exc)) from None
-        self._on_change(None)
+        self._on_change()
         return result

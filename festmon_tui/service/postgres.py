@@ -13,7 +13,13 @@ from typing import Any
 
 import asyncpg
 
-from festmon_tui.db.connect import ConnectOptions, DatabaseUnavailable, create_pool
+from festmon_tui.db.connect import (
+    POOL_RETRY_LOG,
+    ConnectOptions,
+    DatabaseUnavailable,
+    create_pool,
+    ping,
+)
 from festmon_tui.db.cycle_runs import CycleRunRepository
 from festmon_tui.db.detection import DetectionRepository
 from festmon_tui.db.errors import DatabaseRefused, StatementTimedOut
@@ -24,6 +30,8 @@ from festmon_tui.db.listen import EventListener
 from festmon_tui.db.replica import ReadRoute, is_in_recovery
 from festmon_tui.db.settings_sync import SettingsRowRepository
 from festmon_tui.models import (
+    Actor,
+    CardView,
     Change,
     ChangeKind,
     ConnectionState,
@@ -31,10 +39,14 @@ from festmon_tui.models import (
     Event,
     EventDetail,
     EventFilter,
+    Handover,
     HealthSnapshot,
     MonitorState,
+    Verb,
 )
+from festmon_tui.retry import Backoff
 from festmon_tui.scheduler.breaker import BreakerConfig, CircuitBreaker
+from festmon_tui.scheduler.leader import LeaderTiming
 from festmon_tui.scheduler.runner import JobRun
 from festmon_tui.scheduler.scheduler import Scheduler, build_scheduler
 from festmon_tui.service.actor import current_actor
@@ -48,8 +60,8 @@ from festmon_tui.settings import Settings
 
 log = logging.getLogger(__name__)
 
-BACKOFF_START_S = 1.0
-BACKOFF_MAX_S = 30.0
+# Quitting waits this long at most to learn whether another festmon would take over.
+HANDOVER_TIMEOUT_S = 1.0
 
 
 def _utc_now() -> datetime:
@@ -111,7 +123,7 @@ class PostgresMonitorService:
             breaker=self.breaker.status(),
             started_at=_utc_now(),
             scheduler_enabled=self.schedules,
-            live_updates=None if not listen else ("listen" if self._can_listen else "poll"),
+            live_updates=self._live_updates(),
         )
         self.pool: asyncpg.Pool | None = None
         self._lease_pool: asyncpg.Pool | None = None
@@ -121,6 +133,8 @@ class PostgresMonitorService:
         self.scheduler: Scheduler | None = None
         self._reader: StateReader | None = None
         self._ops: Operations | None = None
+        self._listener: EventListener | None = None
+        self._lease: LeaseRepository | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._connected = asyncio.Event()
         self._ready = asyncio.Event()
@@ -184,15 +198,14 @@ class PostgresMonitorService:
                 task.exception()  # a failure while stopping is expected, not news
 
     async def _supervise(self) -> None:
-        backoff = BACKOFF_START_S
+        backoff = Backoff()
         while self.pool is None:
             try:
                 await self._open_pools()
             except DatabaseUnavailable as exc:
                 self._set_unavailable(str(exc))
                 self._ready.set()
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, BACKOFF_MAX_S)
+                await asyncio.sleep(backoff.next_delay())
         self._start_components()
         await self._refresh_forever()
 
@@ -218,6 +231,8 @@ class PostgresMonitorService:
             pool.terminate()
             raise
         self.pool, self._lease_pool = pool, lease_pool
+        # In auto mode the first connection may have found a pooler: polling, not LISTEN.
+        self._replace(replace(self._state, live_updates=self._live_updates()))
         with suppress(DatabaseUnavailable, DatabaseRefused, StatementTimedOut):
             if await is_in_recovery(pool):
                 self._standby_only(pool)
@@ -251,12 +266,17 @@ class PostgresMonitorService:
         primary gone): re-check both soon; the refresh says which is away."""
         self._refresh_now.set()
 
+    def _live_updates(self) -> str | None:
+        if not self.listens:
+            return None
+        return "listen" if self._can_listen else "poll"
+
     def _start_components(self) -> None:
         assert self.pool is not None and self._lease_pool is not None
         timeout_ms = self.settings.monitoring_circuit_timeout_ms
         detection = DetectionRepository(self.pool, timeout_ms=timeout_ms)
         runs = CycleRunRepository(self.pool)
-        lease = LeaseRepository(self._lease_pool)
+        lease = self._lease = LeaseRepository(self._lease_pool)
         # Reads (events, health, trends, state) on the standby when there is one; writes (actions,
         # cycles, the lease, job runs) on the primary.
         reads: Any = self._route if self._route is not None else self.pool
@@ -295,31 +315,30 @@ class PostgresMonitorService:
         if self.listens:
             # On a standby LISTEN is impossible: options that say "pooled" make the listener poll
             # (its options serve only to open a LISTEN connection; the polls use `reads`).
-            listener = EventListener(
+            self._listener = EventListener(
                 self.options if self._route is None else replace(self.options, pooled=True),
                 reads,
                 self.hub.publish,
                 poll_interval_ms=self.settings.monitoring_poll_interval_ms,
             )
-            self._tasks.append(asyncio.create_task(listener.run(), name="monitor-listener"))
+            task = asyncio.create_task(self._listener.run(), name="monitor-listener")
+            self._tasks.append(task)
 
     async def _refresh_forever(self) -> None:
-        backoff = BACKOFF_START_S
+        backoff = Backoff()
         while True:
             wait = self.settings.monitoring_poll_interval_ms / 1000
             try:
                 await self.refresh()
-                backoff = BACKOFF_START_S
+                backoff.reset()
             except (DatabaseUnavailable, StatementTimedOut) as exc:
                 self._set_unavailable(str(exc))
-                wait = backoff
-                backoff = min(backoff * 2, BACKOFF_MAX_S)
+                wait = backoff.next_delay()
             except DatabaseRefused as exc:  # reachable, but e.g. the schema is not migrated
                 self._replace(
                     replace(self._state, connection=ConnectionState.CONNECTED, last_error=str(exc))
                 )
-                wait = backoff
-                backoff = min(backoff * 2, BACKOFF_MAX_S)
+                wait = backoff.next_delay()
             self._ready.set()
             self._refresh_now.clear()
             with suppress(TimeoutError):
@@ -330,6 +349,11 @@ class PostgresMonitorService:
         """Re-read health, leader and jobs now; publishes a STATE change if anything moved."""
         if self._reader is None:
             return self._state
+        if self.pool is not None and self.read_options is None:
+            # First: does the database answer at all? (Through a pooler an outage is a wait.)
+            # With a standby for reads, the probe below asks both servers instead: the primary
+            # being away must not make the standby's data unavailable.
+            await ping(self.pool, self.options.connect_timeout_s)
         was_unavailable = self._state.connection is not ConnectionState.CONNECTED
         if self._replica is not None:
             replica = await self._replica.probe()
@@ -337,8 +361,10 @@ class PostgresMonitorService:
         state = await self._reader.read(self._state, self.breaker.status())
         self._replace(state)
         self._connected.set()
-        if was_unavailable and self.scheduler is not None:
-            self.scheduler.elector.nudge()
+        if was_unavailable:
+            POOL_RETRY_LOG.recovered()
+            if self.scheduler is not None:
+                self.scheduler.elector.nudge()
         return self._state
 
     # -- state and changes -------------------------------------------------------------------
@@ -354,7 +380,7 @@ class PostgresMonitorService:
         before = replace(self._state, refreshed_at=None)
         self._state = state
         if replace(state, refreshed_at=None) != before:
-            self.hub.publish(Change(ChangeKind.STATE))
+            self.hub.publish(Change(ChangeKind.MONITOR))
 
     def _set_unavailable(self, error: str) -> None:
         self._replace(
@@ -397,11 +423,16 @@ class PostgresMonitorService:
     async def event_counts_by_hour(self, since: datetime) -> list[tuple[datetime, str, int]]:
         return [] if self._ops is None else await self._ops.event_counts_by_hour(since)
 
-    async def _act(self, action: str, event_id: int, note: str | None) -> Event:
+    async def card(self, card_id: str) -> CardView:
+        return await self._operations().card(card_id)
+
+    async def act(
+        self, event_id: int, verb: Verb, note: str | None = None, *, actor: Actor | None = None
+    ) -> Event:
         if self._ops is None:
             raise ActionRefused(self._state.last_error or "not connected to the database yet")
         self._refuse_without_primary()
-        event = await self._ops.act(action, event_id, note)
+        event = await self._ops.act(event_id, verb, note, actor)
         if self._replica is not None:
             # Done on the primary; the standby's rows show it once replayed.
             self._replace(replace(self._state, replica=await self._replica.acted(event_id)))
@@ -413,25 +444,8 @@ class PostgresMonitorService:
         if self._replica.primary_error is not None:
             raise ActionRefused(self._replica.primary_error)
 
-    async def acknowledge(self, event_id: int, note: str | None = None) -> Event:
-        return await self._act("acknowledge", event_id, note)
-
-    async def unacknowledge(self, event_id: int, note: str | None = None) -> Event:
-        return await self._act("unacknowledge", event_id, note)
-
-    async def resolve(self, event_id: int, note: str) -> Event:
-        return await self._act("resolve", event_id, note)
-
-    async def mark_false_positive(self, event_id: int, note: str) -> Event:
-        return await self._act("false_positive", event_id, note)
-
-    async def add_note(self, event_id: int, note: str) -> None:
-        await self._act("note", event_id, note)
-
     async def run_cycle_now(self) -> CycleResult:
         """One full detection cycle, at most one at a time across every festmon process."""
-        if self.viewer:
-            raise ActionRefused("viewer mode is read-only: it cannot run a detection cycle")
         if self._ops is None:
             raise ActionRefused(self._state.last_error or "not connected to the database yet")
         self._refuse_without_primary()
@@ -439,10 +453,23 @@ class PostgresMonitorService:
         self._replace(replace(self._state, last_cycle=result, breaker=self.breaker.status()))
         return result
 
-    def _changed(self, change: Change | None) -> None:
-        if change is not None:
-            self.hub.publish(change)
+    async def handover(self) -> Handover:
+        """Asked when the operator quits: leading, and how many standbys the database knows."""
+        if self.scheduler is None or not self.scheduler.elector.is_leader or self._lease is None:
+            return Handover(leads=False)
+        takeover_s = LeaderTiming(self.settings.monitoring_lease_ttl_ms).renew_period_s
+        try:
+            async with asyncio.timeout(HANDOVER_TIMEOUT_S):
+                standbys = await self._lease.standbys(self.holder)
+        except (TimeoutError, DatabaseUnavailable, DatabaseRefused, StatementTimedOut):
+            standbys = None
+        return Handover(leads=True, standbys=standbys, takeover_s=takeover_s)
+
+    def _changed(self) -> None:
+        """An action or a manual cycle wrote: re-read the state, and poll for changes now."""
         self._refresh_now.set()
+        if self._listener is not None:
+            self._listener.nudge()
 
 
 async def _close(pool: asyncpg.Pool) -> None:

@@ -14,14 +14,13 @@ from festmon_tui.db.errors import DatabaseRefused, StatementTimedOut
 from festmon_tui.db.events import EventNotFound, EventRepository
 from festmon_tui.models import (
     Actor,
-    Change,
-    ChangeKind,
     ConnectionState,
     CycleResult,
     Event,
     EventDetail,
     HealthSnapshot,
     MonitorState,
+    Verb,
 )
 from festmon_tui.service.actor import current_actor
 from festmon_tui.service.api import ActionRefused, Unavailable
@@ -29,9 +28,6 @@ from festmon_tui.service.postgres import PostgresMonitorService
 from festmon_tui.settings import Settings
 
 T = TypeVar("T")
-
-# Lifecycle verbs the API offers, as the schema's functions name them.
-VERBS = ("acknowledge", "unacknowledge", "resolve", "false_positive")
 
 
 class NotFound(Exception):
@@ -116,15 +112,10 @@ class Reports:
         return history, counts
 
     async def act(
-        self, verb: str, event_id: int, note: str | None, caller: str, address: str | None
+        self, verb: Verb, event_id: int, note: str | None, caller: str, address: str | None
     ) -> Event:
-        """One audited lifecycle action with the caller's token name as the operator."""
-        if verb not in VERBS:
-            raise ValueError(f"unknown action {verb!r}")
-        if self.service.viewer:
-            raise ActionRefused("this festmon is a read-only viewer: lifecycle actions are off")
-        pool = self.service.pool
-        if pool is None or not self.reachable:
+        """One audited lifecycle action, through the one action path, by the caller's token name."""
+        if not self.reachable:
             raise Unavailable(self.state.last_error or "not connected to the database yet")
         actor = Actor(
             os_user=self._actor.os_user,
@@ -135,25 +126,17 @@ class Reports:
         )
         try:
             async with asyncio.timeout(self.timeout_s):
-                event = await EventRepository(pool).apply(verb, event_id, actor, note)
+                return await self.service.act(event_id, verb, note, actor=actor)
         except EventNotFound as exc:
             raise NotFound(str(exc)) from None
-        except (DatabaseUnavailable, StatementTimedOut, TimeoutError) as exc:
-            raise Unavailable(str(exc) or "no answer from the database in time") from None
-        except DatabaseRefused as exc:
+        except TimeoutError:
+            raise Unavailable("no answer from the database in time") from None
+        except ActionRefused as exc:
+            if str(exc).startswith("the database is unavailable"):
+                raise Unavailable(str(exc)) from None
             if "does not exist" in str(exc):
                 raise NotFound(str(exc)) from None
-            raise ActionRefused(str(exc)) from None
-        self.service.hub.publish(
-            Change(
-                ChangeKind.EVENT_UPDATED,
-                event.event_id,
-                str(event.event_type),
-                str(event.severity),
-                str(event.status),
-            )
-        )
-        return event
+            raise
 
     async def run_cycle(self) -> CycleResult:
         """A manual cycle, exclusive across every festmon process (ActionRefused if not now)."""

@@ -9,12 +9,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from festmon_tui.db.cycle_runs import CycleRun, CycleRunRepository
+from festmon_tui.db.errors import DatabaseRefused
 from festmon_tui.db.health import HealthRepository
 from festmon_tui.db.lease import LeaseHolder, LeaseRepository
 from festmon_tui.models import (
     BreakerState,
     BreakerStatus,
     ConnectionState,
+    DetectionAlarm,
+    DetectionAlarmKind,
+    HealthStatus,
     JobStatus,
     LeaderInfo,
     MonitorState,
@@ -22,7 +26,7 @@ from festmon_tui.models import (
 from festmon_tui.scheduler.jobs import CLEANUP, CRITICAL, HEALTH, MEDIUM
 from festmon_tui.scheduler.runner import JobRun
 from festmon_tui.scheduler.scheduler import Scheduler
-from festmon_tui.service.documents import breaker_json, evaluate_health
+from festmon_tui.service.documents import breaker_json, detection_alarms, evaluate_health
 from festmon_tui.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -92,9 +96,17 @@ class StateReader:
         return state
 
     async def read(self, state: MonitorState, own_breaker: BreakerStatus) -> MonitorState:
-        reading = await self.health.latest()
-        counts = await self.health.active_counts()
-        leader = self._own_leader() or await self.lease.current(self.holder)
+        try:
+            reading = await self.health.latest()
+            counts = await self.health.active_counts()
+            leader = self._own_leader() or await self.lease.current(self.holder)
+        except DatabaseRefused:
+            # Reachable but refused: if festmon's schema is missing or old, nothing is being
+            # detected, and that is the state to show (not a calm "connected").
+            problem = await self.health.schema_problem()
+            if problem is None:
+                raise
+            return self._schema_missing(state, problem)
         breaker = own_breaker
         if leader.is_self and self.runner is not None:
             jobs = self.runner.statuses()
@@ -105,6 +117,15 @@ class StateReader:
             if leader.holder_id is not None and published is not None:
                 breaker = published
         snapshot = reading.snapshot if reading else None
+        alarms = detection_alarms(
+            counts.failing_rules,
+            counts.last_detection_at,
+            counts.installed_at,
+            counts.server_time,
+            self.settings.monitoring_interval_critical,
+            leader,
+            self.settings.timezone,
+        )
         status, reasons = evaluate_health(
             snapshot,
             counts.critical,
@@ -112,6 +133,7 @@ class StateReader:
             counts.last_detection_at,
             counts.server_time,
             self.settings.monitoring_interval_critical,
+            alarms,
         )
         return replace(
             state,
@@ -128,6 +150,26 @@ class StateReader:
             jobs=jobs,
             breaker=breaker,
             refreshed_at=_utc_now(),
+            detection_alarms=alarms,
+        )
+
+    def _schema_missing(self, state: MonitorState, problem: str) -> MonitorState:
+        """Connected, nothing measured, nothing detected: UNKNOWN with the cause and fix."""
+        alarm = DetectionAlarm(DetectionAlarmKind.SCHEMA_MISSING, problem)
+        return replace(
+            state,
+            connection=ConnectionState.CONNECTED,
+            last_error=problem,  # commands that need the schema stop with it (exit 1)
+            health=None,
+            health_reasons=(problem,),
+            health_status=HealthStatus.UNKNOWN,
+            active_events=None,
+            active_critical_events=None,
+            active_high_events=None,
+            last_detection_at=None,
+            leader=self._own_leader(),
+            refreshed_at=_utc_now(),
+            detection_alarms=(alarm,),
         )
 
     def _job_from_run(self, name: str, run: CycleRun | None, leader: LeaderInfo) -> JobStatus:

@@ -17,6 +17,7 @@ class Scope(StrEnum):
     EVENT = "event"
     DASHBOARD = "dashboard"
     DETAIL = "detail"
+    CARD = "card"
 
 
 SCOPE_TITLES = {
@@ -24,6 +25,7 @@ SCOPE_TITLES = {
     Scope.EVENT: "The selected event (list or detail)",
     Scope.DASHBOARD: "Event list",
     Scope.DETAIL: "Event detail",
+    Scope.CARD: "Card view (every event of one card)",
 }
 
 
@@ -58,7 +60,15 @@ COMMANDS: tuple[Command, ...] = (
     Command("palette", ":", "command_palette", "Commands", "Open the command palette", Scope.APP),
     Command("theme", "T", "switch_theme", "Theme", "Next theme (dark, light, contrast)", Scope.APP),
     Command("reload", "R", "reload_data", "Reload", "Reload everything now", Scope.APP),
-    Command("quit", "q", "quit", "Quit", "Quit festmon", Scope.APP, footer=True),
+    Command(
+        "quit",
+        "q",
+        "quit",
+        "Quit",
+        "Leave a view; on the list, quit (Ctrl+C quits from anywhere)",
+        Scope.APP,
+        footer=True,
+    ),
     Command(
         "ack",
         "a",
@@ -92,6 +102,22 @@ COMMANDS: tuple[Command, ...] = (
         True,
     ),
     Command("note", "n", "add_note", "Note", "Add a note to the action history", Scope.EVENT, True),
+    Command(
+        "copy",
+        "y",
+        "copy_id",
+        "Copy",
+        "Copy the event id, card id or transaction id to the clipboard",
+        Scope.EVENT,
+    ),
+    Command(
+        "card",
+        "C",
+        "open_card",
+        "Card",
+        "Every event, ledger row and scan of this event's card",
+        Scope.EVENT,
+    ),
     Command("open", "enter", "open_event", "Open", "Open the selected event", Scope.DASHBOARD),
     Command(
         "search",
@@ -122,6 +148,14 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command("clear", "c", "clear_filters", "Clear", "Clear filters and search", Scope.DASHBOARD),
     Command("sort", "o", "cycle_sort", "Sort", "Next sort column", Scope.DASHBOARD),
+    Command(
+        "storms",
+        "w",
+        "toggle_storms",
+        "Storms",
+        "Event storms: one line per rule, or all their events",
+        Scope.DASHBOARD,
+    ),
     Command("reverse", "O", "reverse_sort", "Reverse", "Reverse the sort order", Scope.DASHBOARD),
     Command("range", "g", "cycle_range", "Range", "Trends range: 1 h, 24 h, 7 d", Scope.DASHBOARD),
     Command(
@@ -144,16 +178,54 @@ COMMANDS: tuple[Command, ...] = (
         "back", "escape", "close_detail", "Back", "Back to the list", Scope.DETAIL, footer=True
     ),
     Command("raw", "j", "toggle_raw", "Raw JSON", "Show or hide the raw evidence", Scope.DETAIL),
+    Command("card_back", "escape", "close_card", "Back", "Back (q too)", Scope.CARD, footer=True),
+    Command("card_copy", "y", "copy_card_id", "Copy", "Copy the card id", Scope.CARD),
+    Command(
+        "card_ack",
+        "a",
+        "acknowledge_card",
+        "Ack all",
+        "Acknowledge every OPEN event of the card",
+        Scope.CARD,
+        True,
+        True,
+    ),
+    Command(
+        "card_resolve",
+        "r",
+        "resolve_card",
+        "Resolve all",
+        "Resolve every active event of the card, one note for all",
+        Scope.CARD,
+        True,
+        True,
+    ),
+    Command(
+        "card_false_positive",
+        "x",
+        "mark_card_false_positive",
+        "False positive all",
+        "Mark every active event of the card a false positive, one note for all",
+        Scope.CARD,
+        True,
+    ),
 )
 
 COMMANDS_BY_ID = {command.id: command for command in COMMANDS}
 COMMANDS_BY_ACTION = {command.action: command for command in COMMANDS}
 MUTATING_ACTIONS = frozenset(command.action for command in COMMANDS if command.mutating)
 
+
+def offered(action: str, *, viewer: bool) -> bool:
+    """Whether keys, footer and palette offer this action; the service is what refuses it."""
+    return not (viewer and action in MUTATING_ACTIONS)
+
+
 # The scopes whose keys are live together; a remapped key must not clash inside one of these.
 _ACTIVE_TOGETHER = (
     (Scope.APP, Scope.EVENT, Scope.DASHBOARD),
     (Scope.APP, Scope.EVENT, Scope.DETAIL),
+    (Scope.APP, Scope.CARD),
 )
 
 

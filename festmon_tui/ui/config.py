@@ -40,6 +40,8 @@ class DashboardConfig:
     trends_interval_s: float = 60.0
     # Rows loaded for the current filter; more is a filter away (the list says "500+ events").
     window: int = 500
+    # New events a minute from one rule above which the list folds them into one line (17.7).
+    storm_threshold_per_min: int = 200
     renderers: Mapping[str, Renderer] = field(default_factory=dict)
 
     @classmethod
@@ -67,6 +69,7 @@ class DashboardConfig:
             theme=theme,
             keymap=keymap,
             bell=settings.monitoring_bell,
+            storm_threshold_per_min=settings.monitoring_storm_threshold_per_min,
             viewer=viewer,
             renderers=renderers or {},
         )

@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from functools import partial
 
+from rich.text import Text
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.dom import DOMNode
 
-from festmon_tui.ui.commands import COMMANDS, Command, Scope, keys_of
+from festmon_tui.ui.commands import COMMANDS, Command, Scope, keys_of, offered
+from festmon_tui.ui.filters import DEFAULT_FILTER
+from festmon_tui.ui.typed_commands import USAGE, Typed, parse
 
 
 def screen_scopes(screen: DOMNode) -> tuple[Scope, ...]:
@@ -26,7 +29,7 @@ class RegistryCommands(Provider):
         for command in COMMANDS:
             if command.scope not in scopes or command.id == "palette":
                 continue
-            if viewer and command.mutating:
+            if not offered(command.action, viewer=viewer):
                 continue
             keys = " ".join(keys_of(command, keymap))
             yield command, f"{command.title} ({keys})"
@@ -47,3 +50,30 @@ class RegistryCommands(Provider):
                 yield Hit(
                     score, matcher.highlight(label), partial(self._run, command), help=command.help
                 )
+
+
+class TypedCommands(Provider):
+    """`ack 42`, `type race`, `card 04A1…`: a typed line is the first hit, ready to run."""
+
+    async def search(self, query: str) -> Hits:
+        current = getattr(getattr(self.app, "window", None), "event_filter", DEFAULT_FILTER)
+        typed = parse(query, current)
+        if typed is None:
+            return
+        if typed.mutating and not offered(MUTATING_PROBE, viewer=_viewer(self.app)):
+            typed = Typed("read-only viewer: no lifecycle actions")
+        if typed.message is None:  # incomplete: choosing it says what is missing
+            run = partial(self.app.notify, typed.label, severity="warning", markup=False)
+            yield Hit(1.0, Text(typed.label), run, help=USAGE)
+            return
+        # Text, not str: a str prompt is parsed as markup, and the line may hold a card id.
+        label = Text(typed.label)
+        yield Hit(1.0, label, partial(self.app.post_message, typed.message), help=USAGE)
+
+
+# Any lifecycle action stands for all of them: a viewer is offered none.
+MUTATING_PROBE = "acknowledge_event"
+
+
+def _viewer(app: object) -> bool:
+    return bool(getattr(getattr(app, "config", None), "viewer", False))

@@ -8,7 +8,7 @@ from enum import StrEnum
 
 from textual.message import Message
 
-from festmon_tui.models import CycleResult, Event, EventFilter, HealthSnapshot
+from festmon_tui.models import CycleResult, Event, EventFilter, HealthSnapshot, Verb
 
 
 class TrendRange(StrEnum):
@@ -68,30 +68,6 @@ class CycleProgress:
     error: str | None = None
 
 
-class Lifecycle(StrEnum):
-    """What an operator can do to an event (all audited by the service)."""
-
-    ACKNOWLEDGE = "acknowledge"
-    UNACKNOWLEDGE = "unacknowledge"
-    RESOLVE = "resolve"
-    FALSE_POSITIVE = "false positive"
-    NOTE = "note"
-
-    @property
-    def needs_note(self) -> bool:
-        return self in (Lifecycle.RESOLVE, Lifecycle.FALSE_POSITIVE, Lifecycle.NOTE)
-
-    @property
-    def done(self) -> str:
-        return {
-            Lifecycle.ACKNOWLEDGE: "acknowledged",
-            Lifecycle.UNACKNOWLEDGE: "unacknowledged",
-            Lifecycle.RESOLVE: "resolved",
-            Lifecycle.FALSE_POSITIVE: "marked false positive",
-            Lifecycle.NOTE: "noted",
-        }[self]
-
-
 class FiltersChanged(Message):
     """The operator changed the filters or the search."""
 
@@ -111,9 +87,30 @@ class EventChosen(Message):
 class LifecycleRequested(Message):
     """The operator asked for a lifecycle action on one event (the note already given)."""
 
-    def __init__(self, event_id: int, verb: Lifecycle, note: str | None = None) -> None:
+    def __init__(self, event_id: int, verb: Verb, note: str | None = None) -> None:
         super().__init__()
         self.event_id = event_id
+        self.verb = verb
+        self.note = note
+
+
+class CardChosen(Message):
+    """The operator asked for one card's view."""
+
+    def __init__(self, card_id: str) -> None:
+        super().__init__()
+        self.card_id = card_id
+
+
+class CardActionRequested(Message):
+    """One action, with one note, on each of these events of a card."""
+
+    def __init__(
+        self, card_id: str, event_ids: tuple[int, ...], verb: Verb, note: str | None = None
+    ) -> None:
+        super().__init__()
+        self.card_id = card_id
+        self.event_ids = event_ids
         self.verb = verb
         self.note = note
 

@@ -257,9 +257,13 @@ $$;
 --     before a snapshot and only gets its xid after it is not covered by that test; the grace
 --     period covers it in practice (bigserial defaults evaluate nextval() inside the INSERT).
 --     Sequences with CACHE > 1 break id order across sessions and are not supported.
---   * first run: starts just before the first row (by time) within initial_lookback, or after
---     the last row if none is (NULL lookback: all history); invisible ids just below the start
---     become gaps, so a transaction open at that moment is not lost.
+--   * first run: starts just before the lowest id whose timestamp is within initial_lookback,
+--     or after the last row if none is (NULL lookback: all history); invisible ids just below
+--     the start become gaps, so a transaction open at that moment is not lost. Ids need not
+--     follow time (device clocks, back-dated imports): up to the highest id of that moment
+--     (initial_end_id, V0012), a row older than the lookback (initial_cutoff) is read but not
+--     returned, so every row inside the lookback is returned exactly once and no row outside
+--     it is. Above initial_end_id every row is returned, whatever its timestamp.
 --   * caught_up_at is set by the first run without backlog after (re)initialisation.
 --
 --   Callers must run at READ COMMITTED (the default).
@@ -285,6 +289,9 @@ DECLARE
     v_start         bigint;
     v_late          bigint[];
     v_fresh         bigint[];
+    v_late_scope    boolean[];
+    v_fresh_scope   boolean[];
+    v_end           bigint;
     v_xmin          bigint;
     v_xmax          bigint;
     v_snapshot      text;
@@ -339,22 +346,26 @@ BEGIN
         v_wm.initialized_at := now();
         v_wm.caught_up_at := NULL;
         v_wm.max_row_time := NULL;
+        v_wm.initial_cutoff := NULL;
+        v_wm.initial_end_id := NULL;
         IF v_settings.initial_lookback IS NULL THEN
             v_wm.last_log_id := 0;
             v_wm.safe_log_id := 0;
         ELSE
-            -- Start just before the first row (in time, via the timestamp index) inside the
-            -- lookback, or after the last row when none is. Ids below the start that this
-            -- snapshot cannot see (a transaction still open) are kept as gaps, within the
-            -- 10 000 ids below the start: the same statement, so the same snapshot.
+            -- Start just before the lowest id inside the lookback (the timestamp index finds
+            -- the rows inside it; ids need not follow time), or after the last row when none
+            -- is. Ids below the start that this snapshot cannot see (a transaction still open)
+            -- are kept as gaps, within the 10 000 ids below the start: the same statement, so
+            -- the same snapshot. The highest id now bounds the rows filtered by time below.
             EXECUTE format($sql$
                 WITH snap AS MATERIALIZED (
                     SELECT pg_current_snapshot() AS s
+                ), last_row AS (
+                    SELECT max(t.%1$I) AS end_id FROM %2$I AS t
                 ), boundary AS (
                     SELECT coalesce(
-                        (SELECT t.%1$I - 1 FROM %2$I AS t WHERE t.%3$I >= $1
-                          ORDER BY t.%3$I, t.%1$I LIMIT 1),
-                        (SELECT max(t.%1$I) FROM %2$I AS t),
+                        (SELECT min(t.%1$I) - 1 FROM %2$I AS t WHERE t.%3$I >= $1),
+                        (SELECT r.end_id FROM last_row AS r),
                         0) AS start_id
                 ), window_ids AS (
                     SELECT t.%1$I AS id, lag(t.%1$I) OVER (ORDER BY t.%1$I) AS previous_id
@@ -370,11 +381,16 @@ BEGIN
                                     AND w.id <= b.start_id + 1),
                                 '{}'::int8multirange)
                        * int8multirange(int8range(greatest(b.start_id - 10000, 0) + 1, b.start_id + 1)),
-                       pg_snapshot_xmax(snap.s)::text::bigint
-                  FROM boundary AS b, snap
+                       pg_snapshot_xmax(snap.s)::text::bigint,
+                       r.end_id
+                  FROM boundary AS b, last_row AS r, snap
                 $sql$, v_id_col, p_source, v_ts_col)
-               INTO v_start, v_gaps, v_xmax
+               INTO v_start, v_gaps, v_xmax, v_end
               USING now() - v_settings.initial_lookback;
+            IF v_end > v_start THEN
+                v_wm.initial_cutoff := now() - v_settings.initial_lookback;
+                v_wm.initial_end_id := v_end;
+            END IF;
             v_wm.last_log_id := v_start;
             v_wm.safe_log_id := greatest(v_start - 10000, 0);
             v_wm.pending_gaps := v_gaps;
@@ -384,16 +400,19 @@ BEGIN
     END IF;
 
     -- One statement, one snapshot: the rows it returns and the snapshot recorded with them.
+    -- While the watermark is within its first run's rows (ids up to initial_end_id), each row
+    -- also says whether it is inside the lookback ("scope"); otherwise (the usual case) the
+    -- statement reads ids only, as before.
     EXECUTE format($sql$
         WITH snap AS MATERIALIZED (
             SELECT pg_current_snapshot() AS s
         ), late AS (
-            SELECT t.%1$I AS id
+            SELECT t.%1$I AS id, %4$s AS in_scope
               FROM unnest($1::int8multirange) AS g (r)
               JOIN %2$I AS t ON t.%1$I >= lower(g.r) AND t.%1$I < upper(g.r)
              WHERE %3$s
         ), fresh AS (
-            SELECT t.%1$I AS id
+            SELECT t.%1$I AS id, %5$s AS in_scope
               FROM %2$I AS t
              WHERE t.%1$I > $2
              ORDER BY t.%1$I
@@ -401,6 +420,8 @@ BEGIN
         )
         SELECT (SELECT array_agg(id ORDER BY id) FROM late),
                (SELECT array_agg(id ORDER BY id) FROM fresh),
+               %6$s,
+               %7$s,
                pg_snapshot_xmin(snap.s)::text::bigint,
                pg_snapshot_xmax(snap.s)::text::bigint,
                snap.s::text
@@ -408,15 +429,28 @@ BEGIN
         $sql$, v_id_col, p_source,
         -- no gaps (the usual case): a constant-false branch, so the planner does not estimate
         -- an empty multirange as 100 ranges of rows
-        CASE WHEN isempty(v_wm.pending_gaps) THEN 'false' ELSE 'true' END)
-       INTO v_late, v_fresh, v_xmin, v_xmax, v_snapshot
-      USING v_wm.pending_gaps, v_wm.last_log_id, v_batch + 1;
+        CASE WHEN isempty(v_wm.pending_gaps) THEN 'false' ELSE 'true' END,
+        CASE WHEN v_wm.initial_end_id IS NULL OR isempty(v_wm.pending_gaps)
+                  OR lower(v_wm.pending_gaps) > v_wm.initial_end_id THEN 'true'
+             ELSE format('(t.%1$I > $4 OR t.%2$I >= $5)', v_id_col, v_ts_col) END,
+        CASE WHEN v_wm.initial_end_id IS NULL OR v_wm.last_log_id >= v_wm.initial_end_id THEN 'true'
+             ELSE format('(t.%1$I > $4 OR t.%2$I >= $5)', v_id_col, v_ts_col) END,
+        CASE WHEN v_wm.initial_end_id IS NULL OR isempty(v_wm.pending_gaps)
+                  OR lower(v_wm.pending_gaps) > v_wm.initial_end_id THEN 'NULL::boolean[]'
+             ELSE '(SELECT array_agg(in_scope ORDER BY id) FROM late)' END,
+        CASE WHEN v_wm.initial_end_id IS NULL OR v_wm.last_log_id >= v_wm.initial_end_id
+                  THEN 'NULL::boolean[]'
+             ELSE '(SELECT array_agg(in_scope ORDER BY id) FROM fresh)' END)
+       INTO v_late, v_fresh, v_late_scope, v_fresh_scope, v_xmin, v_xmax, v_snapshot
+      USING v_wm.pending_gaps, v_wm.last_log_id, v_batch + 1,
+            v_wm.initial_end_id, v_wm.initial_cutoff;
 
     v_late := coalesce(v_late, '{}');
     v_fresh := coalesce(v_fresh, '{}');
     backlog := cardinality(v_fresh) > v_batch;
     IF backlog THEN
         v_fresh := v_fresh[1:v_batch];
+        v_fresh_scope := v_fresh_scope[1:v_batch];
     END IF;
     v_new_last := greatest(v_wm.last_log_id, v_fresh[cardinality(v_fresh)]);
 
@@ -468,6 +502,19 @@ BEGIN
              LIMIT 1000) AS recent;
     v_gaps := v_gaps * int8multirange(int8range(v_safe + 1, NULL));
 
+    -- Rows of the first run outside the lookback were read (no gaps) but are not returned.
+    IF v_late_scope IS NOT NULL THEN
+        SELECT coalesce(array_agg(u.id ORDER BY u.id), '{}')
+          INTO v_late
+          FROM unnest(v_late, v_late_scope) AS u (id, in_scope)
+         WHERE u.in_scope;
+    END IF;
+    IF v_fresh_scope IS NOT NULL THEN
+        SELECT coalesce(array_agg(u.id ORDER BY u.id), '{}')
+          INTO v_fresh
+          FROM unnest(v_fresh, v_fresh_scope) AS u (id, in_scope)
+         WHERE u.in_scope;
+    END IF;
     new_ids := v_late || v_fresh;
     late_count := cardinality(v_late);
     v_count := cardinality(new_ids);
@@ -486,6 +533,8 @@ BEGIN
            caught_up_at = CASE WHEN monitoring_claim_rows.backlog THEN v_wm.caught_up_at
                                ELSE coalesce(v_wm.caught_up_at, now()) END,
            max_row_time = v_wm.max_row_time,
+           initial_cutoff = v_wm.initial_cutoff,
+           initial_end_id = v_wm.initial_end_id,
            updated_at = now()
      WHERE detector_name = p_detector;
 END;

@@ -63,7 +63,8 @@ BEGIN
         UPDATE monitoring_detector_watermarks
            SET last_log_id = 0, safe_log_id = 0, pending_gaps = '{}', pending_runs = '[]',
                total_examined = 0, state_config = v_config, initialized_at = now(),
-               caught_up_at = NULL, updated_at = now()
+               caught_up_at = NULL, initial_cutoff = NULL, initial_end_id = NULL,
+               updated_at = now()
          WHERE detector_name = 'card_ledger';
     END IF;
 

@@ -57,9 +57,13 @@ BEGIN
       FROM monitoring_claim_rows('balance_chain_break', 'app_transaction_log', NULL, p_claim_batches);
     -- The first fresh id, and the first id at or above it that the claim could not see (our
     -- own watermark row, locked by the claim): a row committed since may sit below a new row.
+    -- On the first run's rows (ids up to initial_end_id) the claim leaves out rows older than
+    -- the lookback, so fresh rows are not contiguous: no shortcut, every row takes the
+    -- backward step (once per watermark).
     v_first_new := v_claim.new_ids[v_claim.late_count + 1];
     IF v_first_new IS NOT NULL THEN
-        SELECT lower(w.pending_gaps * int8multirange(int8range(v_first_new, NULL)))
+        SELECT CASE WHEN w.initial_end_id >= v_first_new THEN v_first_new
+                    ELSE lower(w.pending_gaps * int8multirange(int8range(v_first_new, NULL))) END
           INTO v_first_gap
           FROM monitoring_detector_watermarks AS w
          WHERE w.detector_name = 'balance_chain_break';

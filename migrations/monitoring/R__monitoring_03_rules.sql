@@ -59,6 +59,8 @@ $$;
 --   failing rule is rolled back alone (its watermark too, so its rows are examined again next
 --   time) and reported; statement timeouts and cancels (SQLSTATE 57014) are not caught: they
 --   abort the whole call, which is what the caller's timeout means.
+--   A failed run records the rule in monitoring_rule_failures (V0013; the streak's first
+--   failure, count and latest error); a successful run removes it.
 --   p_mode: 'incremental' or 'sweep' for the two balance-state rules (default 'sweep'), ignored
 --   by the others. p_claim_batches: passed to the incremental rules (their claim's size).
 --   jit = off for the rule: its statements are short, index-driven and planned with generic
@@ -105,6 +107,27 @@ BEGIN
             'success', false, 'error', v_message, 'error_sqlstate', v_state,
             'events_created', 0, 'events_updated', 0, 'events_suppressed', 0,
             'rows_examined', 0, 'late_rows', 0, 'backlog', false);
+    END;
+    -- Which rules are failing, for health (V0013): a row per failure streak. Never the
+    -- reason a job fails: a rule that failed before taking its lock (lock timeout) may write
+    -- this row while a concurrent run of the rule waits to delete it; that wait is bounded by
+    -- the rule's lock_timeout, and a record that cannot be written is skipped.
+    BEGIN
+        IF v_message IS NULL THEN
+            DELETE FROM monitoring_rule_failures WHERE algorithm = p_algorithm;
+        ELSE
+            INSERT INTO monitoring_rule_failures AS f (algorithm, failing_since, last_failed_at,
+                                                       consecutive_failures, last_error,
+                                                       last_sqlstate)
+            VALUES (p_algorithm, clock_timestamp(), clock_timestamp(), 1, v_message, v_state)
+            ON CONFLICT (algorithm) DO UPDATE
+                SET last_failed_at = EXCLUDED.last_failed_at,
+                    consecutive_failures = f.consecutive_failures + 1,
+                    last_error = EXCLUDED.last_error,
+                    last_sqlstate = EXCLUDED.last_sqlstate;
+        END IF;
+    EXCEPTION WHEN OTHERS THEN
+        NULL;
     END;
     RETURN jsonb_build_object('algorithm', p_algorithm, 'mode', v_mode)
         || v_result

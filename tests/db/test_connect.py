@@ -7,7 +7,8 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from festmon_tui.db.connect import ConnectOptions, DatabaseUnavailable, connect
+from festmon_tui.db.connect import ConnectOptions, DatabaseUnavailable, connect, create_pool
+from festmon_tui.db.errors import translated
 
 
 async def test_a_connection_names_itself_festmon_and_has_a_statement_timeout(
@@ -40,3 +41,38 @@ async def test_a_missing_database_is_a_clear_error_without_the_password(empty_db
         await connect(ConnectOptions(bad, False, 5.0, 30000))
     assert "does not exist" in str(info.value)
     assert "hunter2" not in str(info.value)
+
+
+async def test_a_pooled_connection_keeps_its_statement_timeout_after_being_released(
+    empty_db_dsn: str,
+) -> None:
+    """asyncpg's pool sends RESET ALL on release: the session's timeout must survive it."""
+    pool = await create_pool(ConnectOptions(empty_db_dsn, False, 5.0, 1234), min_size=1, max_size=1)
+    try:
+        for _ in range(3):
+            async with pool.acquire() as conn:
+                assert await conn.fetchval("SHOW statement_timeout") == "1234ms"
+                assert await conn.fetchval("SHOW tcp_keepalives_idle") in {"30", "0"}
+                await conn.execute("SET work_mem = '1MB'")  # a caller's change is still reset
+            async with pool.acquire() as conn:
+                assert await conn.fetchval("SHOW work_mem") != "1MB"
+    finally:
+        await pool.close()
+
+
+async def test_a_terminated_session_is_unavailable_without_a_doubled_prefix(
+    empty_db_dsn: str,
+) -> None:
+    """Callers say 'database unavailable: <reason>' themselves (the headless log, refusals):
+    the reason must not say it again ('database unavailable: database unavailable: ...')."""
+    conn = await asyncpg.connect(empty_db_dsn)
+    admin = await asyncpg.connect(empty_db_dsn)
+    try:
+        await admin.fetchval("SELECT pg_terminate_backend($1)", conn.get_server_pid())
+        with pytest.raises(DatabaseUnavailable) as away, translated():
+            await conn.fetchval("SELECT 1")
+    finally:
+        conn.terminate()
+        await admin.close()
+    message = str(away.value)
+    assert message and not message.lower().startswith("database unavailable"), message

@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 
 from festmon_tui.db.events import SEARCH_SQL, EventRepository, like_pattern, search_event_id
-from festmon_tui.models import EventFilter
+from festmon_tui.models import EventFilter, EventStatus
 from festmon_tui.resources import migrations_dir
 
 V0010 = migrations_dir() / "monitoring" / "V0010__event_search_trigram_indexes.sql"
@@ -143,3 +143,101 @@ async def test_the_migration_step_degrades_to_a_notice_where_pg_trgm_cannot_be_c
     finally:
         await conn.execute("RESET ROLE")
         await conn.execute(f"DROP ROLE {role}")
+
+
+NOTES_INDEXES = {
+    "idx_monitoring_events_notes_trgm",
+    "idx_monitoring_events_owner_trgm",
+    "idx_monitoring_event_actions_note_trgm",
+    "idx_monitoring_event_actions_operator_trgm",
+    "idx_monitoring_event_actions_os_user_trgm",
+}
+
+
+async def _history(conn: asyncpg.Connection) -> dict[str, int]:
+    """Events found only through their notes and history (no id or card holds these words)."""
+    await conn.execute("SELECT setval('monitoring_events_event_id_seq', 987654320)")
+    resolved = await _event(conn, "card-r")
+    await conn.execute(
+        "SELECT resolve_monitoring_event($1, $2::jsonb, 'Reader at BAR 3 swapped')",
+        resolved,
+        '{"os_user": "ops", "host": "h"}',
+    )
+    noted = await _event(conn, "card-n")
+    await conn.execute(
+        "SELECT add_monitoring_event_note($1, $2::jsonb, 'holder phoned: double charge')",
+        noted,
+        '{"os_user": "ops", "host": "h", "operator": "Maria"}',
+    )
+    owned = await _event(conn, "card-o")
+    await conn.execute(
+        "SELECT acknowledge_monitoring_event($1, $2::jsonb, NULL)",
+        owned,
+        '{"os_user": "jdoe", "host": "h"}',
+    )
+    await _event(conn, "card-untouched")
+    return {"resolved": resolved, "noted": noted, "owned": owned}
+
+
+async def test_the_search_finds_events_by_their_notes_owner_and_action_history(
+    conn: asyncpg.Connection, events: EventRepository
+) -> None:
+    ids = await _history(conn)
+    cases = {
+        "bar 3": {ids["resolved"]},  # the resolution note, any case
+        "double charge": {ids["noted"]},  # a note in the action history
+        "maria": {ids["noted"]},  # the operator who wrote it
+        "jdoe": {ids["owned"]},  # the OS user who acknowledged it (owner and history)
+        "ops": {ids["resolved"], ids["noted"]},
+        "swapped%": set(),  # % is a character, not a wildcard
+    }
+    found = {search: await _found(events, search) for search in cases}
+    assert found == cases
+
+
+async def test_a_search_of_the_history_lists_each_event_once_and_keeps_the_filters(
+    conn: asyncpg.Connection, events: EventRepository
+) -> None:
+    ids = await _history(conn)
+    for note in ("first call", "second call"):
+        await conn.execute(
+            "SELECT add_monitoring_event_note($1, $2::jsonb, $3)",
+            ids["owned"],
+            '{"os_user": "jdoe", "host": "h"}',
+            note,
+        )
+    found = await events.list(EventFilter(search="call", limit=100))
+    assert [e.event_id for e in found] == [ids["owned"]]
+    closed = EventFilter(search="ops", statuses=frozenset({EventStatus.RESOLVED}), limit=100)
+    assert {e.event_id for e in await events.list(closed)} == {ids["resolved"]}
+
+
+async def test_the_history_search_can_use_trigram_indexes_on_every_arm(
+    conn: asyncpg.Connection,
+) -> None:
+    indexes = {
+        r["indexname"]
+        for r in await conn.fetch(
+            "SELECT indexname FROM pg_indexes"
+            " WHERE tablename IN ('monitoring_events', 'monitoring_event_actions')"
+        )
+    }
+    assert indexes >= NOTES_INDEXES
+    await conn.execute("SET enable_seqscan = off")  # a small table: ask whether it *can*
+    plan = "\n".join(
+        r[0]
+        for r in await conn.fetch(
+            "EXPLAIN " + SEARCH_SQL, None, None, None, None, None, 501, like_pattern("bar 3"), None
+        )
+    )
+    for index in NOTES_INDEXES:
+        assert index in plan, plan
+
+
+async def test_without_pg_trgm_the_history_search_finds_the_same_events(
+    conn: asyncpg.Connection, events: EventRepository
+) -> None:
+    await conn.execute("DROP EXTENSION pg_trgm CASCADE")
+    ids = await _history(conn)
+    assert await _found(events, "double charge") == {ids["noted"]}
+    assert await _found(events, "BAR 3") == {ids["resolved"]}

@@ -104,3 +104,41 @@ async def test_the_fence_holds_only_for_the_current_holder_and_term(pool: asyncp
     async with pool.acquire() as conn:
         with pytest.raises(NotLeader):
             await check_fence(conn, LeaseFence(A.holder_id, grant.term))
+
+
+C = LeaseHolder("host-c/3/cc", "host-c", 3)
+
+
+async def test_a_refused_candidate_is_a_standby_the_leader_can_count(pool: asyncpg.Pool) -> None:
+    lease = LeaseRepository(pool)
+    await lease.acquire(A, 15_000)
+    assert await lease.standbys(A) == 0
+
+    assert await lease.acquire(B, 15_000) is None
+    assert await lease.acquire(C, 15_000) is None
+    assert await lease.acquire(C, 15_000) is None  # asking again is still one standby
+
+    assert await lease.standbys(A) == 2
+    await lease.release(B)  # a standby that stops says so
+    assert await lease.standbys(A) == 1
+
+
+async def test_a_standby_that_stopped_asking_no_longer_counts(pool: asyncpg.Pool) -> None:
+    lease = LeaseRepository(pool)
+    await lease.acquire(A, 15_000)
+    assert await lease.acquire(B, 15_000) is None
+    await pool.execute("UPDATE monitoring_scheduler_standbys SET expires_at = clock_timestamp()")
+    assert await lease.standbys(A) == 0
+
+
+async def test_a_follower_learns_when_the_holders_lease_expires(pool: asyncpg.Pool) -> None:
+    lease = LeaseRepository(pool)
+    assert await lease.expires_in_s() is None  # nobody holds it
+    await lease.acquire(A, 15_000)
+    left = await lease.expires_in_s()
+    assert left is not None and 14.0 < left <= 15.0
+    await expire_now(pool)
+    assert await lease.expires_in_s() is None
+    await lease.acquire(A, 15_000)
+    await lease.release(A)
+    assert await lease.expires_in_s() is None

@@ -12,6 +12,7 @@ import pytest
 from festmon_tui.db.connect import ConnectOptions
 from festmon_tui.db.listen import EventListener, change_from_payload
 from festmon_tui.models import Change, ChangeKind
+from festmon_tui.retry import Backoff
 
 
 @pytest.fixture
@@ -130,3 +131,36 @@ def test_a_malformed_notification_payload_is_ignored() -> None:
     assert change_from_payload('{"event_id": "x"}') is None
     change = change_from_payload('{"event_id": 5, "op": "INSERT", "severity": null}')
     assert change == Change(ChangeKind.EVENT_INSERTED, 5, None, None, None)
+
+
+async def test_each_new_outage_starts_from_the_shortest_wait(
+    db_dsn: str, pool: asyncpg.Pool, conn: asyncpg.Connection
+) -> None:
+    """After a reconnect the backoff starts again; it used to keep growing towards its cap."""
+    queue: asyncio.Queue[Change] = asyncio.Queue()
+    backoff = Backoff(0.01, 0.05)
+    listener = EventListener(
+        ConnectOptions(db_dsn, False, 5.0, 30_000),
+        pool,
+        queue.put_nowait,
+        poll_interval_ms=200,
+        backoff=backoff,
+    )
+    task = asyncio.create_task(listener.run())
+    try:
+        async with asyncio.timeout(10):
+            while (await queue.get()).kind is not ChangeKind.STATE:
+                pass  # the STATE change says the listener is connected
+        for _ in range(3):
+            assert listener.connected
+            killed = await conn.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE application_name = 'festmon' AND datname = current_database()"
+            )
+            assert killed == 1
+            async with asyncio.timeout(10):
+                while (await queue.get()).kind is not ChangeKind.STATE:
+                    pass  # reconnected
+            assert backoff.failures == 1  # one failure since the last success, not one more each
+    finally:
+        task.cancel()

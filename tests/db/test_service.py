@@ -15,11 +15,14 @@ import pytest
 from festmon_tui.db.connect import ConnectOptions
 from festmon_tui.db.lease import LeaseHolder
 from festmon_tui.models import (
+    Change,
+    ChangeKind,
     ConnectionState,
     EventFilter,
     EventStatus,
     HealthStatus,
     Severity,
+    Verb,
 )
 from festmon_tui.service.api import ActionRefused
 from festmon_tui.service.postgres import PostgresMonitorService
@@ -131,8 +134,8 @@ async def test_lifecycle_actions_are_audited_with_the_operators_identity(
     assert await service.wait_connected(10)
     event_id = await critical_event(conn)
 
-    acked = await service.acknowledge(event_id, "on it")
-    resolved = await service.resolve(event_id, "refunded the card")
+    acked = await service.act(event_id, Verb.ACKNOWLEDGE, "on it")
+    resolved = await service.act(event_id, Verb.RESOLVE, "refunded the card")
 
     assert acked.status is EventStatus.INVESTIGATING and acked.acknowledged_by == "Alice"
     assert resolved.status is EventStatus.RESOLVED
@@ -154,9 +157,9 @@ async def test_a_note_is_recorded_with_the_operator_and_leaves_the_status_alone(
     await service.start()
     assert await service.wait_connected(10)
     event_id = await critical_event(conn)
-    await service.acknowledge(event_id)
+    await service.act(event_id, Verb.ACKNOWLEDGE)
 
-    await service.add_note(event_id, "  card holder says the bar refunded cash ")
+    await service.act(event_id, Verb.NOTE, "  card holder says the bar refunded cash ")
 
     detail = await service.event_detail(event_id)
     assert detail.event.status is EventStatus.INVESTIGATING
@@ -169,7 +172,67 @@ async def test_a_note_is_recorded_with_the_operator_and_leaves_the_status_alone(
     )
     assert note.actor["operator"] == "Alice"
     with pytest.raises(ActionRefused, match="note is required"):
-        await service.add_note(event_id, "  ")
+        await service.act(event_id, Verb.NOTE, "  ")
+
+
+async def test_an_action_reaches_the_change_stream_exactly_once(
+    db_dsn: str, conn: asyncpg.Connection, running: list[PostgresMonitorService]
+) -> None:
+    service = service_for(db_dsn, run_scheduler=False)
+    running.append(service)
+    await service.start()
+    assert await service.wait_connected(10)
+    stream = service.changes()
+
+    async def next_event_change() -> Change:
+        async with asyncio.timeout(10):
+            async for change in stream:
+                if change.kind not in (ChangeKind.STATE, ChangeKind.MONITOR):
+                    return change
+        raise AssertionError("the change stream ended")
+
+    first = await critical_event(conn, "CARD-A")
+    while (await next_event_change()).event_id != first:  # the listener is live from here on
+        pass
+
+    await service.act(first, Verb.ACKNOWLEDGE)
+    after_act = await next_event_change()
+    second = await critical_event(conn, "CARD-B")  # a barrier: whatever the act caused is before
+    after_barrier = await next_event_change()
+
+    assert (after_act.kind, after_act.event_id, after_act.status) == (
+        ChangeKind.EVENT_UPDATED,
+        first,
+        "INVESTIGATING",
+    )
+    assert (after_barrier.kind, after_barrier.event_id) == (ChangeKind.EVENT_INSERTED, second)
+
+
+async def test_the_leader_learns_at_quit_time_that_another_festmon_would_take_over(
+    db_dsn: str, running: list[PostgresMonitorService]
+) -> None:
+    leader = service_for(db_dsn, holder=LeaseHolder("a/1/x", "a", 1))
+    running.append(leader)
+    await leader.start()
+    await eventually(lambda: leader.state.leader is not None and leader.state.leader.is_self)
+    alone = await leader.handover()
+    standby = service_for(db_dsn, holder=LeaseHolder("b/2/y", "b", 2))
+    running.append(standby)
+    await standby.start()
+    await eventually(lambda: _standbys(leader), timeout_s=10)
+
+    with_standby = await leader.handover()
+    follower = await standby.handover()
+
+    assert (alone.leads, alone.standbys) == (True, 0)
+    assert "detection stops" in alone.consequence
+    assert (with_standby.leads, with_standby.standbys) == (True, 1)
+    assert with_standby.consequence == "another festmon will take over within 1 s"
+    assert follower.leads is False
+
+
+async def _standbys(service: PostgresMonitorService) -> bool:
+    return (await service.handover()).standbys == 1
 
 
 async def test_the_database_refusal_of_an_action_reaches_the_caller_with_its_message(
@@ -181,12 +244,12 @@ async def test_the_database_refusal_of_an_action_reaches_the_caller_with_its_mes
     assert await service.wait_connected(10)
     event_id = await critical_event(conn)
     with pytest.raises(ActionRefused, match="note is required"):
-        await service.resolve(event_id, "   ")
-    await service.mark_false_positive(event_id, "test card")
+        await service.act(event_id, Verb.RESOLVE, "   ")
+    await service.act(event_id, Verb.FALSE_POSITIVE, "test card")
     with pytest.raises(ActionRefused, match="FALSE_POSITIVE"):
-        await service.acknowledge(event_id)
+        await service.act(event_id, Verb.ACKNOWLEDGE)
     with pytest.raises(ActionRefused, match="does not exist"):
-        await service.acknowledge(987654)
+        await service.act(987654, Verb.ACKNOWLEDGE)
 
 
 async def test_a_viewer_cannot_act_or_run_cycles(
@@ -199,7 +262,7 @@ async def test_a_viewer_cannot_act_or_run_cycles(
     assert service.scheduler is None
     event_id = await critical_event(conn)
     with pytest.raises(ActionRefused, match="read-only"):
-        await service.acknowledge(event_id)
+        await service.act(event_id, Verb.ACKNOWLEDGE)
     with pytest.raises(ActionRefused, match="read-only"):
         await service.run_cycle_now()
     events = await service.list_events(EventFilter(severities=frozenset({Severity.CRITICAL})))
@@ -222,7 +285,7 @@ async def test_a_reader_login_is_refused_by_the_database_itself(
         assert await service.wait_connected(10)
         event_id = await critical_event(conn)
         with pytest.raises(ActionRefused, match="permission denied"):
-            await service.acknowledge(event_id)
+            await service.act(event_id, Verb.ACKNOWLEDGE)
         await service.stop()
     finally:
         await conn.execute(f"DROP OWNED BY {role}")

@@ -140,7 +140,9 @@ def test_a_newcomer_finds_opens_acknowledges_and_resolves_the_worst_problem_at_8
     term.wait_for("severity CRITICAL")
     term.resize(120, 40)
     term.wait_for("local time")  # the charts appear on a larger terminal
-    term.keys("q")
+    term.keys("q")  # the demo runs the scheduler: quitting asks first, and says what happens
+    term.wait_for("No other festmon is running: detection stops.", timeout_s=10)
+    term.keys("y")
     term.wait_for("FESTMON-EXIT=0", timeout_s=10)
 
 

@@ -29,6 +29,8 @@ ALLOWED = {
     # identifier ("" doubled) on the line before.
     ("db/simulation/demo.py", "prepare_demo_database", "f'DROP DATABASE IF EXISTS {quoted}'"),
     ("db/simulation/demo.py", "prepare_demo_database", "f'CREATE DATABASE {quoted}'"),
+    # asyncpg's own reset query (UNLISTEN, advisory unlock, RESET ALL), run on release.
+    ("db/connect.py", "_reset", "reset_query"),
 }
 
 

@@ -16,6 +16,7 @@ import asyncpg
 import pytest
 
 from festmon_tui.db.connect import ConnectOptions
+from festmon_tui.models import Verb
 from festmon_tui.service.api import ActionRefused
 from festmon_tui.service.postgres import PostgresMonitorService
 from festmon_tui.settings import load_settings
@@ -236,9 +237,9 @@ async def test_a_service_logged_in_as_a_reader_gets_the_databases_refusal_as_a_r
     try:
         assert await service.wait_connected(10)
         for action in (
-            service.acknowledge(event_id),
-            service.resolve(event_id, "fixed"),
-            service.mark_false_positive(event_id, "nothing"),
+            service.act(event_id, Verb.ACKNOWLEDGE),
+            service.act(event_id, Verb.RESOLVE, "fixed"),
+            service.act(event_id, Verb.FALSE_POSITIVE, "nothing"),
             service.run_cycle_now(),
         ):
             with pytest.raises(ActionRefused, match="permission denied"):

@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 
 from festmon_tui.db.connect import ConnectOptions
-from festmon_tui.models import ConnectionState, Event, EventFilter, EventStatus
+from festmon_tui.models import ConnectionState, Event, EventFilter, EventStatus, Verb
 from festmon_tui.service.api import ActionRefused
 from festmon_tui.service.postgres import PostgresMonitorService
 from festmon_tui.service.replica import NO_PRIMARY
@@ -78,7 +78,7 @@ async def test_reads_go_to_the_standby_and_an_acknowledgement_waits_for_replicat
         standby = await asyncpg.connect(pair.standby.dsn(festival))
         try:
             await standby.execute("SELECT pg_wal_replay_pause()")
-            acked = await service.acknowledge(event.event_id, "looking at it")
+            acked = await service.act(event.event_id, Verb.ACKNOWLEDGE, "looking at it")
             assert acked.status is EventStatus.INVESTIGATING  # done, on the primary
             await service.refresh()
             replica = service.state.replica
@@ -137,7 +137,7 @@ async def test_with_the_primary_away_the_standby_serves_and_actions_are_refused(
             assert service.state.connection is ConnectionState.CONNECTED
             assert (await deduction(service)).event_id == event.event_id
             with pytest.raises(ActionRefused, match="primary is away"):
-                await service.acknowledge(event.event_id)
+                await service.act(event.event_id, Verb.ACKNOWLEDGE)
             with pytest.raises(ActionRefused, match="primary is away"):
                 await service.run_cycle_now()
 
@@ -172,7 +172,7 @@ async def test_database_url_naming_a_standby_reads_and_polls_it_and_refuses_acti
         event = await deduction(viewer)
         assert (await deduction(operator)).event_id == event.event_id
         with pytest.raises(ActionRefused) as refused:
-            await operator.acknowledge(event.event_id)
+            await operator.act(event.event_id, Verb.ACKNOWLEDGE)
         assert str(refused.value) == NO_PRIMARY
 
 

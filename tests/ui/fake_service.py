@@ -14,6 +14,7 @@ from festmon_tui.models import (
     Alert,
     BreakerState,
     BreakerStatus,
+    CardView,
     Change,
     ChangeKind,
     ConnectionState,
@@ -25,6 +26,7 @@ from festmon_tui.models import (
     EventFilter,
     EventStatus,
     EventType,
+    Handover,
     HealthSnapshot,
     HealthStatus,
     JobStatus,
@@ -33,16 +35,20 @@ from festmon_tui.models import (
     MonitorState,
     ScanRow,
     Severity,
+    Verb,
 )
 from festmon_tui.service.api import ActionRefused
 
 NOW = datetime(2025, 7, 12, 21, 30, 0, tzinfo=UTC)
 
 _ALLOWED = {
-    "acknowledge": ({EventStatus.OPEN}, EventStatus.INVESTIGATING),
-    "unacknowledge": ({EventStatus.INVESTIGATING}, EventStatus.OPEN),
-    "resolve": ({EventStatus.OPEN, EventStatus.INVESTIGATING}, EventStatus.RESOLVED),
-    "false_positive": ({EventStatus.OPEN, EventStatus.INVESTIGATING}, EventStatus.FALSE_POSITIVE),
+    Verb.ACKNOWLEDGE: ({EventStatus.OPEN}, EventStatus.INVESTIGATING),
+    Verb.UNACKNOWLEDGE: ({EventStatus.INVESTIGATING}, EventStatus.OPEN),
+    Verb.RESOLVE: ({EventStatus.OPEN, EventStatus.INVESTIGATING}, EventStatus.RESOLVED),
+    Verb.FALSE_POSITIVE: (
+        {EventStatus.OPEN, EventStatus.INVESTIGATING},
+        EventStatus.FALSE_POSITIVE,
+    ),
 }
 
 
@@ -219,7 +225,8 @@ def festival_events() -> list[Event]:
     ]
 
 
-def _matches(event: Event, f: EventFilter) -> bool:
+def _matches(event: Event, f: EventFilter, history: list[str]) -> bool:
+    """As the database's search: ids, notes, owner, and the notes and actors of its history."""
     if f.severities and event.severity not in f.severities:
         return False
     if f.event_types and event.event_type not in f.event_types:
@@ -236,6 +243,9 @@ def _matches(event: Event, f: EventFilter) -> bool:
             needle in (event.card_id or "").lower()
             or needle in str(event.transaction_id or "")
             or needle == str(event.event_id)
+            or needle in (event.resolution_notes or "").lower()
+            or needle in (event.acknowledged_by or "").lower()
+            or any(needle in text.lower() for text in history)
         )
     return True
 
@@ -256,6 +266,8 @@ class FakeMonitorService:
         self.snapshots: list[HealthSnapshot] = []
         self.counts: list[tuple[datetime, str, int]] = []
         self.detail_extra: dict[str, Any] = {}
+        # Quitting asks this; by default this process is a follower and quits at once.
+        self.handover_answer = Handover(leads=False)
         self._subscribers: list[asyncio.Queue[Change]] = []
 
     # ---- test controls ---------------------------------------------------------------------
@@ -294,7 +306,16 @@ class FakeMonitorService:
 
     async def list_events(self, event_filter: EventFilter) -> list[Event]:
         self._check("list_events")
-        found = [e for e in self.events.values() if _matches(e, event_filter)]
+        history: dict[int, list[str]] = {}
+        for action in self.actions:
+            actor = action.actor or {}
+            texts = [action.note or "", str(actor.get("operator") or ""), str(actor.get("os_user"))]
+            history.setdefault(action.event_id, []).extend(texts)
+        found = [
+            e
+            for e in self.events.values()
+            if _matches(e, event_filter, history.get(e.event_id, []))
+        ]
         found.sort(
             key=lambda e: (e.last_seen_at or e.detection_timestamp, e.event_id), reverse=True
         )
@@ -312,22 +333,40 @@ class FakeMonitorService:
             current_balance=self.detail_extra.get("current_balance"),
         )
 
-    async def _transition(self, name: str, event_id: int, note: str | None) -> Event:
-        self._check(name)
+    async def card(self, card_id: str) -> CardView:
+        self._check("card")
+        events = [e for e in self.events.values() if e.card_id == card_id]
+        events.sort(key=lambda e: (e.last_seen_at or e.detection_timestamp, e.event_id))
+        return CardView(
+            card_id,
+            tuple(reversed(events)),
+            self.detail_extra.get("ledger", ()),
+            self.detail_extra.get("scans", ()),
+            self.detail_extra.get("current_balance"),
+        )
+
+    async def act(self, event_id: int, verb: Verb, note: str | None = None) -> Event:
+        """Like the database: one audited action, one change published, refusals explained."""
+        self._check(f"act:{verb}")
+        if self._state.viewer:
+            raise ActionRefused("viewer mode is read-only: lifecycle actions are disabled")
         event = self.events.get(event_id)
         if event is None:
             raise ActionRefused(f"event {event_id} does not exist")
-        allowed, target = _ALLOWED[name]
-        if event.status not in allowed:
-            raise ActionRefused(f"cannot {name.replace('_', ' ')} an event that is {event.status}")
-        if name in ("resolve", "false_positive") and not (note or "").strip():
+        note = (note or "").strip() or None
+        if verb.needs_note and note is None:
             raise ActionRefused("a note is required")
-        owner = "tester@test-host" if target is EventStatus.INVESTIGATING else None
-        updated = replace(event, status=target, acknowledged_by=owner, resolution_notes=note)
-        self.events[event_id] = updated
-        self._log(event_id, name, str(event.status), str(target), note)
+        before = target = event.status
+        if verb is not Verb.NOTE:
+            allowed, target = _ALLOWED[verb]
+            if event.status not in allowed:
+                raise ActionRefused(f"cannot {verb.label} an event that is {event.status}")
+            owner = "tester@test-host" if target is EventStatus.INVESTIGATING else None
+            event = replace(event, status=target, acknowledged_by=owner, resolution_notes=note)
+            self.events[event_id] = event
+        self._log(event_id, str(verb), str(before), str(target), note)
         self.publish(Change(ChangeKind.EVENT_UPDATED, event_id, status=str(target)))
-        return updated
+        return event
 
     def _log(
         self, event_id: int, action: str, before: str | None, after: str | None, note: str | None
@@ -344,25 +383,6 @@ class FakeMonitorService:
                 acted_at=NOW,
             )
         )
-
-    async def acknowledge(self, event_id: int, note: str | None = None) -> Event:
-        return await self._transition("acknowledge", event_id, note)
-
-    async def unacknowledge(self, event_id: int, note: str | None = None) -> Event:
-        return await self._transition("unacknowledge", event_id, note)
-
-    async def resolve(self, event_id: int, note: str) -> Event:
-        return await self._transition("resolve", event_id, note)
-
-    async def mark_false_positive(self, event_id: int, note: str) -> Event:
-        return await self._transition("false_positive", event_id, note)
-
-    async def add_note(self, event_id: int, note: str) -> None:
-        self._check("add_note")
-        if not note.strip():
-            raise ActionRefused("a note is required")
-        status = str(self.events[event_id].status)
-        self._log(event_id, "note", status, status, note)
 
     async def run_cycle_now(self) -> CycleResult:
         self._check("run_cycle_now")
@@ -381,6 +401,10 @@ class FakeMonitorService:
                 DetectorResult("race_conditions", True),
             ),
         )
+
+    async def handover(self) -> Handover:
+        self._check("handover")
+        return self.handover_answer
 
     async def health_history(self, since: datetime) -> list[HealthSnapshot]:
         self._check("health_history")

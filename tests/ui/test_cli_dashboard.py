@@ -9,7 +9,7 @@ import pytest
 
 from festmon_tui.cli import build_parser, main
 from festmon_tui.cli.ui_commands import DeferredService, run_dashboard_command
-from festmon_tui.models import ChangeKind, ConnectionState, EventFilter
+from festmon_tui.models import ChangeKind, ConnectionState, EventFilter, Verb
 from festmon_tui.service.api import ActionRefused, Unavailable
 from tests.ui.fake_service import FakeMonitorService
 from tests.ui.pilot import event_ids, make_app, settle
@@ -50,7 +50,7 @@ async def test_the_deferred_service_is_connecting_until_the_real_one_is_attached
     assert deferred.state.database_label == "embedded"
     assert await deferred.list_events(EventFilter()) == []
     with pytest.raises(ActionRefused):
-        await deferred.acknowledge(1)
+        await deferred.act(1, Verb.ACKNOWLEDGE)
     with pytest.raises(Unavailable):
         await deferred.event_detail(1)
 

@@ -12,6 +12,7 @@ from festmon_tui.models import ConnectionState
 from festmon_tui.service.postgres import PostgresMonitorService
 from festmon_tui.settings import load_settings
 from festmon_tui.ui.screens.event_detail import EventDetailScreen
+from festmon_tui.ui.screens.quit_prompt import QuitPrompt
 from festmon_tui.ui.view_state import CyclePhase
 from festmon_tui.ui.widgets.header_bar import HeaderBar
 from tests.ui.pilot import event_ids, make_app, screen_text, settle, table_rows, until
@@ -156,5 +157,88 @@ async def test_an_unreachable_database_is_shown_and_the_dashboard_stays_up() -> 
             await settle(pilot)
             assert app.is_running
             assert "DATABASE UNAVAILABLE" in screen_text(app.screen.query_one(HeaderBar))
+    finally:
+        await service.stop()
+
+
+async def test_the_leading_dashboard_asks_before_quitting_and_names_its_successor(
+    db_dsn: str,
+) -> None:
+    """17.3 end to end: the lease table tells whether another festmon will take over."""
+    fast = {"monitoring_lease_ttl_ms": 3000}
+    leader_settings = load_settings({"database_url": db_dsn, **FAST, **fast}, env_file=None)
+    leader = PostgresMonitorService(
+        leader_settings, ConnectOptions.from_settings(leader_settings, db_dsn)
+    )
+    standby = PostgresMonitorService(
+        leader_settings, ConnectOptions.from_settings(leader_settings, db_dsn)
+    )
+    app = make_app(leader, startup=leader.start)
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(pilot, lambda: leader.state.leader is not None, timeout_s=15)
+            await until(pilot, lambda: bool(leader.state.leader.is_self), timeout_s=15)
+            await pilot.press("q")
+            await until(pilot, lambda: isinstance(app.screen, QuitPrompt), timeout_s=10)
+            alone = screen_text(app.screen.query_one("#quit-consequence"), width=80)
+            assert "No other festmon is running: detection stops." in alone
+            await pilot.press("n")
+            await settle(pilot)
+
+            await standby.start()  # a second festmon asks for the lease and waits in line
+            for _ in range(300):  # until its first lease attempt is in the database
+                if (await leader.handover()).standbys == 1:
+                    break
+                await pilot.pause(0.05)
+            await pilot.press("q")
+            await until(pilot, lambda: isinstance(app.screen, QuitPrompt), timeout_s=10)
+            said = screen_text(app.screen.query_one("#quit-consequence"), width=80)
+            assert "Another festmon will take over within 1 s." in said
+            await pilot.press("y")
+            await until(pilot, lambda: not app.is_running, timeout_s=10)
+    finally:
+        await standby.stop()
+        await leader.stop()
+
+
+class CountingService(PostgresMonitorService):
+    """The real service, counting the event-list loads the dashboard asks of it."""
+
+    loads = 0
+
+    async def list_events(self, event_filter: Any) -> Any:
+        self.loads += 1
+        return await super().list_events(event_filter)
+
+
+async def test_resolving_an_event_reloads_the_list_once_on_a_real_database(
+    db_dsn: str, conn: asyncpg.Connection
+) -> None:
+    """16.2: the action's NOTIFY is the one reload; the state refresh it causes is not another."""
+    settings = load_settings({"database_url": db_dsn, **FAST}, env_file=None)
+    service = CountingService(
+        settings, ConnectOptions.from_settings(settings, db_dsn), run_scheduler=False
+    )
+    critical = await create_event(conn, "CRITICAL", "CARD-ONCE")
+    app = make_app(service, startup=service.start, reload_interval_s=3600)
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(pilot, lambda: critical in event_ids(app), timeout_s=10)
+            await until(pilot, lambda: (service.state.active_events or 0) >= 1, timeout_s=10)
+            await until(pilot, lambda: app.monitor_state.connection is ConnectionState.CONNECTED)
+            await until(pilot, lambda: not app.pacer.pending)  # the reloads of connecting
+            await settle(pilot)
+            loads, active = service.loads, service.state.active_events or 0
+            await pilot.press("r", *"refunded", "enter")
+            await until(pilot, lambda: critical not in event_ids(app), timeout_s=10)
+            # The state refresh the resolve causes (one active event fewer) has arrived too.
+            await until(pilot, lambda: service.state.active_events == active - 1, timeout_s=10)
+            await until(pilot, lambda: not app.pacer.pending)  # no reload still to come
+            barrier = await create_event(conn, "HIGH", "CARD-BARRIER")  # a later change
+            await until(pilot, lambda: barrier in event_ids(app), timeout_s=10)
+            await until(pilot, lambda: service.state.active_events == active, timeout_s=10)
+            await until(pilot, lambda: not app.pacer.pending)
+            await settle(pilot)
+            assert service.loads == loads + 2  # the resolve's one reload, the barrier's one
     finally:
         await service.stop()

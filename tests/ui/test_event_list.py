@@ -157,7 +157,7 @@ async def test_letters_typed_in_the_search_box_are_not_commands(service):
         await pilot.press("slash", "q", "a", "d", "enter")
         await settle(pilot)
         assert app.is_running
-        assert service.calls.count("acknowledge") == 0
+        assert service.calls.count("act:acknowledge") == 0
         assert "run_cycle_now" not in service.calls
 
 

@@ -6,11 +6,11 @@ import pytest
 from textual.command import CommandPalette
 from textual.widgets import Footer
 
-from festmon_tui.models import EventStatus
+from festmon_tui.models import EventStatus, Verb
 from festmon_tui.ui.commands import COMMANDS, KeymapError, parse_keymap
 from festmon_tui.ui.screens.help import HelpScreen
-from festmon_tui.ui.view_state import Lifecycle
-from tests.ui.pilot import make_app, notifications, screen_text, settle
+from tests.ui.fake_service import FakeMonitorService, healthy_state
+from tests.ui.pilot import make_app, notifications, screen_text, settle, until
 
 
 def test_no_command_needs_ctrl_enter_or_an_f_key():
@@ -121,7 +121,8 @@ async def test_a_textual_builtin_theme_still_gets_severity_colours(service):
         assert app.theme_variables["sev-critical"]
 
 
-async def test_the_viewer_hides_and_refuses_every_lifecycle_action(service):
+async def test_the_viewer_hides_and_refuses_every_lifecycle_action():
+    service = FakeMonitorService(state=healthy_state(viewer=True))
     app = make_app(service, viewer=True)
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
@@ -129,12 +130,16 @@ async def test_the_viewer_hides_and_refuses_every_lifecycle_action(service):
         assert not {"ack", "unack", "resolve", "false_positive", "note", "cycle"} & shown
         await pilot.press("a", "u", "r", "x", "n", "d")
         await settle(pilot)
-        assert not {"acknowledge", "resolve", "run_cycle_now", "add_note"} & set(service.calls)
+        assert not {"act:acknowledge", "act:resolve", "run_cycle_now", "act:note"} & set(
+            service.calls
+        )
         assert app.screen.__class__.__name__ == "DashboardScreen"  # no note prompt opened
         await pilot.press("colon", *"Ack", "enter", "escape")  # the palette offers no Ack
         await settle(pilot)
+        statuses = {i: e.status for i, e in service.events.items()}
         await app.run_action("acknowledge_event", app.screen)  # as the palette would
-        app.screen.request(Lifecycle.RESOLVE)  # and even a direct call
+        app.screen.request(Verb.UNACKNOWLEDGE)  # a direct call: the one check is the service's
+        await until(pilot, lambda: service.calls.count("act:unacknowledge") == 1)
         await settle(pilot)
-        assert not {"acknowledge", "resolve"} & set(service.calls)
-        assert any("Read-only viewer" in n for n in notifications(app))
+        assert {i: e.status for i, e in service.events.items()} == statuses
+        assert any("refused" in n and "read-only" in n for n in notifications(app))

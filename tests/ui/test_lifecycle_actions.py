@@ -5,6 +5,7 @@ from __future__ import annotations
 from festmon_tui.models import EventStatus
 from festmon_tui.ui.screens.event_detail import EventDetailScreen
 from festmon_tui.ui.screens.note_prompt import NotePrompt
+from tests.ui.fake_service import make_event
 from tests.ui.pilot import (
     event_ids,
     make_app,
@@ -12,6 +13,7 @@ from tests.ui.pilot import (
     screen_text,
     settle,
     table_rows,
+    until,
 )
 
 
@@ -60,7 +62,7 @@ async def test_r_asks_for_a_note_and_refuses_an_empty_one(service):
         await pilot.pause()
         assert isinstance(app.screen, NotePrompt)  # still asking
         assert app.screen.query_one("#note-dialog").has_class("-refused")
-        assert "resolve" not in service.calls
+        assert "act:resolve" not in service.calls
         await pilot.press(*"refunded at bar 3", "enter")
         await settle(pilot)
         assert service.events[2].status is EventStatus.RESOLVED
@@ -75,7 +77,7 @@ async def test_escape_cancels_the_note_prompt_without_acting(service):
         await pilot.press("r", *"half a thought", "escape")
         await settle(pilot)
         assert service.events[2].status is EventStatus.OPEN
-        assert "resolve" not in service.calls
+        assert "act:resolve" not in service.calls
 
 
 async def test_x_marks_a_false_positive_with_its_note(service):
@@ -131,3 +133,17 @@ async def test_the_database_refusing_an_action_never_crashes_the_dashboard(servi
         await settle(pilot)
         assert app.is_running
         assert any("not acknowledged" in n for n in notifications(app))
+
+
+async def test_an_action_reloads_the_list_once_from_the_change_it_causes(service):
+    app = make_app(service)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        loads = service.calls.count("list_events")
+        await pilot.press("a")
+        await until(pilot, lambda: service.calls.count("list_events") > loads)
+        await settle(pilot)
+        service.insert(make_event(99, card_id="card-barrier"))  # a later change, as a barrier
+        await until(pilot, lambda: 99 in event_ids(app))
+        assert service.calls.count("list_events") == loads + 2
+        assert service.calls.count("act:acknowledge") == 1

@@ -35,7 +35,7 @@ async def test_a_burst_of_changes_is_one_load_now_and_at_most_one_after_the_dela
         await settle(pilot)
         # Within the delay of the first reload: folded into one reload at the delay's end.
         assert service.calls.count("list_events") == loads
-        assert app._reload_pending
+        assert app.pacer.pending
 
 
 class SlowList(FakeMonitorService):
@@ -63,6 +63,6 @@ async def test_a_change_during_a_slow_load_is_listed_when_that_load_ends() -> No
         service.insert(make_event(90, severity=Severity.HIGH))
         await until(pilot, lambda: service.calls.count("list_events") > loads)  # now held
         service.insert(make_event(91, severity=Severity.CRITICAL))
-        await until(pilot, lambda: 91 in app.announced)  # the change reached the app
+        await until(pilot, lambda: 91 in app.news.announced)  # the change reached the app
         service.gate.set()
         await until(pilot, lambda: {90, 91} <= set(event_ids(app)))

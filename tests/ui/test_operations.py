@@ -97,7 +97,7 @@ async def test_a_new_critical_event_is_announced_once_with_the_bell_when_asked(s
         await until(pilot, lambda: any("#70" in n for n in notifications(app)))
         service.insert(new)  # the same event again (a repeat notification)
         await pilot.press("R")  # and a full reload
-        await until(pilot, lambda: not app._news)
+        await until(pilot, lambda: not app.news.waiting)
         announced = [n for n in notifications(app) if "CRITICAL event" in n]
         assert announced == [
             "New CRITICAL event: #70 balance — in the list (s shows CRITICAL only)"

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from festmon_tui.db.lease import LeaseFence, LeaseGrant, LeaseHolder
-from festmon_tui.scheduler.leader import LeaderElector, LeaderTiming
+from festmon_tui.scheduler.leader import EXPIRY_SLACK_S, LeaderElector, LeaderTiming
 
 T0 = datetime(2026, 7, 4, 18, 0, tzinfo=UTC)
 
@@ -40,6 +42,12 @@ class MemoryLease:
             self.term += 1
         self.holder, self.expires = holder.holder_id, now + ttl_ms / 1000
         return LeaseGrant(self.term, T0, T0 + timedelta(seconds=self.expires))
+
+    async def expires_in_s(self) -> float | None:
+        if self.down:
+            raise ConnectionError("database away")
+        left = self.expires - self.clock()
+        return left if self.holder is not None and left > 0 else None
 
     async def release(self, holder: LeaseHolder) -> None:
         if self.holder == holder.holder_id:
@@ -135,3 +143,30 @@ async def test_release_gives_the_lease_back_so_another_takes_it_at_once() -> Non
     assert second.is_leader and not first.is_leader
     assert store.released == ["a"]
     assert events == ["a gained 1", "a lost 1: shutting down", "b gained 2"]
+
+
+async def test_a_follower_tries_again_just_after_the_dead_leaders_lease_expires() -> None:
+    """A dead leader is replaced within the TTL (plus a round trip) of its last renewal, not up
+    to a renewal period later: followers wake at the expiry instead of polling past it."""
+    clock, events = Clock(), []
+    store = MemoryLease(clock)
+    dead, follower = elector(store, clock, "a", events), elector(store, clock, "b", events)
+    await dead.attempt()  # its last renewal: the lease expires 15 s later
+    expires = clock.now + 15.0
+    clock.now += 1.0
+    while not follower.is_leader:
+        await follower.attempt()
+        if follower.is_leader:
+            break
+        clock.now += follower.next_wait_s()
+    assert expires < clock.now <= expires + EXPIRY_SLACK_S + 1e-9
+    assert follower.fence == LeaseFence("b", 2)
+
+
+async def test_a_follower_that_cannot_learn_the_expiry_polls_at_the_renewal_period() -> None:
+    clock, events = Clock(), []
+    store = MemoryLease(clock)
+    follower = elector(store, clock, "b", events)
+    store.down = True
+    await follower.attempt()
+    assert follower.next_wait_s() == pytest.approx(5.0)

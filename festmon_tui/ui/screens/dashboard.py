@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, cast
 
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.events import Key
 from textual.timer import Timer
 from textual.widgets import Input
 
-from festmon_tui.models import Event, EventFilter, MonitorState
+from festmon_tui.models import ChangeKind, Event, EventFilter, MonitorState, Severity
 from festmon_tui.ui.commands import Scope, bindings
 from festmon_tui.ui.filters import (
     DEFAULT_FILTER,
@@ -37,16 +38,21 @@ from festmon_tui.ui.view_state import (
 )
 from festmon_tui.ui.widgets.breaker_pane import BreakerPane
 from festmon_tui.ui.widgets.event_table import EventTable
-from festmon_tui.ui.widgets.filter_bar import FilterBar, summary
+from festmon_tui.ui.widgets.filter_bar import FilterBar, summary_forms
 from festmon_tui.ui.widgets.footer import KeysFooter
 from festmon_tui.ui.widgets.header_bar import HeaderBar
 from festmon_tui.ui.widgets.health_pane import HealthPane
-from festmon_tui.ui.widgets.trends import TrendsPane
+from festmon_tui.ui.widgets.status_line import StatusLine
+from festmon_tui.ui.widgets.storms import Storm, StormBar, StormWatch, collapse
+from festmon_tui.ui.widgets.trends import TrendsPane, live_trends
 
 if TYPE_CHECKING:
     from festmon_tui.ui.app import FestmonApp
 
+log = logging.getLogger(__name__)
+
 SEARCH_DEBOUNCE_S = 0.3
+_SEVERITIES = {severity.value: severity for severity in Severity}
 
 
 class DashboardScreen(EventScreen):
@@ -61,6 +67,9 @@ class DashboardScreen(EventScreen):
         super().__init__(viewer=viewer)
         self.order = SortOrder()
         self._search_timer: Timer | None = None
+        self.storm_watch = StormWatch()
+        self.storms: list[Storm] = []
+        self.storms_expanded = False
 
     @property
     def festmon(self) -> FestmonApp:
@@ -73,8 +82,10 @@ class DashboardScreen(EventScreen):
             yield HealthPane(tz, id="health")
             yield BreakerPane(tz, id="breaker")
         yield FilterBar(id="filter-bar")
+        yield StormBar(id="storms")
         yield EventTable(id="events")
         yield TrendsPane(tz, id="trends")
+        yield StatusLine(id="status-line")
         yield KeysFooter(compact=True)
 
     def on_mount(self) -> None:
@@ -89,7 +100,28 @@ class DashboardScreen(EventScreen):
         self.watch(app, "now", self._tick)
         self.watch(app, "paused", self._show_pause)
         self.watch(app, "missed", self._show_pause)
+        self.storm_watch.threshold = app.config.storm_threshold_per_min
+        self.follow_inserts()
         self.query_one(EventTable).focus()
+
+    # Named "changes": like the app's own subscription it lives as long as the screen.
+    @work(group="changes", exit_on_error=False)
+    async def follow_inserts(self) -> None:
+        """Every new event, as it is announced, counts towards its rule's storm rate."""
+        try:
+            async for change in self.festmon.service.changes():
+                if change.kind is ChangeKind.EVENT_INSERTED and change.event_id is not None:
+                    severity = _SEVERITIES.get(change.severity or "")
+                    when = self.festmon.clock()
+                    self.storm_watch.record(
+                        change.event_id, change.event_type or "?", when, severity
+                    )
+        except Exception:
+            log.exception("the storm counter's change stream failed; the list still counts")
+
+    def on_resize(self) -> None:
+        # Crossing the 80x24 breakpoint changes what the breaker pane shows (jobs on one line).
+        self.call_after_refresh(self.query_one(BreakerPane).update_lines)
 
     # ---- data down -------------------------------------------------------------------------
 
@@ -102,21 +134,41 @@ class DashboardScreen(EventScreen):
         breaker.state, breaker.now = state, now
 
     def _show_events(self, window: EventWindow) -> None:
+        now = self.festmon.now
+        self.storm_watch.record_window(window.events, self.festmon.clock())
+        self._show_storms(self.storm_watch.update(self.festmon.clock()))
         rows = sort_events(window.events, self.order)
-        self.query_one(EventTable).show(rows, self.order, self.festmon.now)
+        if self.storms and not self.storms_expanded:
+            rows = collapse(rows, self.storms)
+        self.query_one(EventTable).show(rows, self.order, now)
+        self._show_trends(self.festmon.trends)  # the trends follow the list (issue 17.8)
         self.query_one(FilterBar).show(
-            summary(window, self.order, len(rows), self.festmon.config.timezone, self.festmon.now)
+            summary_forms(
+                window, self.order, len(rows), self.festmon.config.timezone, self.festmon.now
+            )
         )
 
     def _show_trends(self, trends: Trends | None) -> None:
         if trends is not None:
-            self.query_one(TrendsPane).show(trends, self.festmon.now)
+            live = live_trends(trends, self.festmon.window.events)
+            self.query_one(TrendsPane).show(live, self.festmon.now)
             self.query_one(HealthPane).show_history(trends.snapshots)
 
     def _show_cycle(self, progress: CycleProgress) -> None:
         self.query_one(BreakerPane).cycle = progress
 
+    def _show_storms(self, storms: list[Storm]) -> None:
+        self.storms = storms
+        self.query_one(StormBar).show(storms, expanded=self.storms_expanded)
+        busiest = sorted(storms, key=lambda storm: -storm.per_min)
+        self.query_one(HeaderBar).storms = tuple(storm.rule for storm in busiest)
+
     def _tick(self, now: datetime) -> None:
+        storms = self.storm_watch.update(self.festmon.clock())
+        if [s.event_type for s in storms] != [s.event_type for s in self.storms]:
+            self._show_events(self.festmon.window)  # a storm began or ended: fold or unfold
+        elif storms != self.storms:
+            self._show_storms(storms)
         self.query_one(HeaderBar).now = now
         self.query_one(BreakerPane).now = now
         self.query_one(HealthPane).tick(now)
@@ -195,6 +247,10 @@ class DashboardScreen(EventScreen):
 
     def _resort(self, order: SortOrder) -> None:
         self.order = order
+        self._show_events(self.festmon.window)
+
+    def action_toggle_storms(self) -> None:
+        self.storms_expanded = not self.storms_expanded
         self._show_events(self.festmon.window)
 
     def action_cycle_sort(self) -> None:

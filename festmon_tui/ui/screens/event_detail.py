@@ -31,6 +31,8 @@ from festmon_tui.ui.screens.event_screen import EventScreen
 
 LEDGER_BEFORE = 8
 LEDGER_AFTER = 4
+# A card id longer than this is not a card id any reader wrote; the rest is marked cut.
+ID_MAX_LEN = 500
 
 
 def ledger_window(event: Event, ledger: Sequence[LedgerRow]) -> tuple[list[LedgerRow], int]:
@@ -87,7 +89,14 @@ class DetailBody(Widget):
     def _time(self, value: datetime | None) -> str:
         return local_time(value, self.timezone, self.now)
 
-    def facts(self, event: Event) -> Table:
+    def facts(self, event: Event) -> Group:
+        # The ids first, whole and on their own lines: an operator copies or compares them
+        # with the payment system's, so they wrap at 80 columns instead of being cut.
+        ids = Table.grid(padding=(0, 2))
+        ids.add_column(style=self._style("label"), no_wrap=True)
+        ids.add_column(overflow="fold")
+        ids.add_row("card", literal(event.card_id, max_len=ID_MAX_LEN))
+        ids.add_row("transaction", literal(event.transaction_id))
         grid = Table.grid(padding=(0, 2))
         grid.add_column(style=self._style("label"), no_wrap=True)
         grid.add_column()
@@ -97,10 +106,7 @@ class DetailBody(Widget):
         if event.acknowledged_at:
             ack.append(f" at {self._time(event.acknowledged_at)}")
         confidence = EMPTY if event.confidence_score is None else f"{event.confidence_score:.2f}"
-        grid.add_row(
-            "card", literal(event.card_id, max_len=80), "amount", money(event.affected_amount)
-        )
-        grid.add_row("transaction", literal(event.transaction_id), "confidence", confidence)
+        grid.add_row("amount", money(event.affected_amount), "confidence", confidence)
         detected = event.detection_timestamp
         grid.add_row(
             "detected",
@@ -116,7 +122,7 @@ class DetailBody(Widget):
             grid.add_row(
                 "notes", literal(event.resolution_notes, multiline=True, max_len=2000), "", ""
             )
-        return grid
+        return Group(ids, grid)
 
     def ledger(self, detail: EventDetail) -> RenderableType:
         event = detail.event

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from rich.text import Text
+from textual.app import App
 from textual.screen import Screen
 
-from festmon_tui.models import Event
-from festmon_tui.ui.commands import MUTATING_ACTIONS, Scope, bindings
+from festmon_tui.models import Event, Verb
+from festmon_tui.ui.commands import Scope, bindings, offered
 from festmon_tui.ui.display import clean
+from festmon_tui.ui.screens.copy_prompt import CopyPrompt
 from festmon_tui.ui.screens.note_prompt import NotePrompt
-from festmon_tui.ui.view_state import Lifecycle, LifecycleRequested
+from festmon_tui.ui.view_state import CardChosen, LifecycleRequested
 
 
 class EventScreen(Screen[None]):
@@ -26,28 +28,45 @@ class EventScreen(Screen[None]):
         raise NotImplementedError
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        # A viewer never sees lifecycle keys (and a palette call is refused below).
-        return not (self.viewer and action in MUTATING_ACTIONS)
+        return offered(action, viewer=self.viewer)
 
     def action_acknowledge_event(self) -> None:
-        self.request(Lifecycle.ACKNOWLEDGE)
+        self.request(Verb.ACKNOWLEDGE)
 
     def action_unacknowledge_event(self) -> None:
-        self.request(Lifecycle.UNACKNOWLEDGE)
+        self.request(Verb.UNACKNOWLEDGE)
 
     def action_resolve_event(self) -> None:
-        self.request(Lifecycle.RESOLVE)
+        self.request(Verb.RESOLVE)
 
     def action_mark_false_positive(self) -> None:
-        self.request(Lifecycle.FALSE_POSITIVE)
+        self.request(Verb.FALSE_POSITIVE)
 
     def action_add_note(self) -> None:
-        self.request(Lifecycle.NOTE)
+        self.request(Verb.NOTE)
 
-    def request(self, verb: Lifecycle) -> None:
-        if self.viewer:
-            self.notify("Read-only viewer: lifecycle actions are disabled.", severity="warning")
+    def action_copy_id(self) -> None:
+        event = self.selected_event()
+        if event is None:
+            self.notify("No event selected.", severity="warning")
             return
+
+        def copy(chosen: tuple[str, str] | None) -> None:
+            if chosen is not None:
+                copy_to_clipboard(self.app, *chosen)
+
+        self.app.push_screen(CopyPrompt(event), copy)
+
+    def action_open_card(self) -> None:
+        event = self.selected_event()
+        if event is None:
+            self.notify("No event selected.", severity="warning")
+        elif not event.card_id:
+            self.notify("This event concerns no card (the whole system).", markup=False)
+        else:
+            self.post_message(CardChosen(event.card_id))
+
+    def request(self, verb: Verb) -> None:
         event = self.selected_event()
         if event is None:
             self.notify("No event selected.", severity="warning")
@@ -56,7 +75,7 @@ class EventScreen(Screen[None]):
             self.post_message(LifecycleRequested(event.event_id, verb))
             return
         card = f" (card {clean(event.card_id, max_len=30)})" if event.card_id else ""
-        title = Text(f"{verb.value.capitalize()} event #{event.event_id}{card}")
+        title = Text(f"{verb.label.capitalize()} event #{event.event_id}{card}")
         title.append(f"\n{event.severity.value} {clean(event.detection_algorithm, max_len=40)}")
 
         def send(note: str | None) -> None:
@@ -64,3 +83,9 @@ class EventScreen(Screen[None]):
                 self.post_message(LifecycleRequested(event.event_id, verb, note))
 
         self.app.push_screen(NotePrompt(title, required=True), send)
+
+
+def copy_to_clipboard(app: App[object], name: str, value: str) -> None:
+    """The exact value to the terminal's clipboard (OSC 52, base64: nothing in it is run)."""
+    app.copy_to_clipboard(value)
+    app.notify(f"Copied {name} {clean(value, max_len=60)} to the clipboard.", markup=False)

@@ -7,17 +7,17 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from rich.style import Style
 from rich.text import Text
 from textual.reactive import reactive
-from textual.widget import Widget
 
 from festmon_tui.models import BreakerState, BreakerStatus, JobStatus, MonitorState
-from festmon_tui.ui.display import EMPTY, age, clean, countdown, literal, local_time
+from festmon_tui.ui.display import EMPTY, clean, literal
 from festmon_tui.ui.view_state import CyclePhase, CycleProgress
+from festmon_tui.ui.widgets.quiet import QuietLines, coarse_age, coarse_countdown
 
 
 def cycle_summary(progress: CycleProgress, now: datetime) -> str:
     """'3 new events in 0.21 s (transaction_failures 1, …)' or why the cycle failed."""
     if progress.phase is CyclePhase.RUNNING:
-        return f"running… {age(progress.started_at, now)}"
+        return f"running… {coarse_age(progress.started_at, now)}"
     if progress.phase is CyclePhase.FAILED:
         return f"failed: {clean(progress.error or '?', max_len=120)}"
     result = progress.result
@@ -36,8 +36,11 @@ def cycle_summary(progress: CycleProgress, now: datetime) -> str:
     )
 
 
-class BreakerPane(Widget):
-    """The breaker line first (the essential one), then one line per job, then the manual cycle."""
+class BreakerPane(QuietLines):
+    """The breaker line first (the essential one), then one line per job, then the manual cycle.
+
+    Repaints only the lines whose text changed (countdowns are coarse: issue 17.1).
+    """
 
     COMPONENT_CLASSES = {
         "breaker-pane--closed",
@@ -47,13 +50,22 @@ class BreakerPane(Widget):
         "breaker-pane--failed",
     }
 
-    state: reactive[MonitorState | None] = reactive(None, layout=True)
-    now: reactive[datetime] = reactive(lambda: datetime.now(UTC))
-    cycle: reactive[CycleProgress] = reactive(CycleProgress, layout=True)
+    state: reactive[MonitorState | None] = reactive(None, repaint=False)
+    now: reactive[datetime] = reactive(lambda: datetime.now(UTC), repaint=False)
+    cycle: reactive[CycleProgress] = reactive(CycleProgress, repaint=False)
 
     def __init__(self, timezone: tzinfo, id: str | None = None) -> None:
         super().__init__(id=id)
         self.timezone = timezone
+
+    def watch_state(self) -> None:
+        self.update_lines()
+
+    def watch_now(self) -> None:
+        self.update_lines()
+
+    def watch_cycle(self) -> None:
+        self.update_lines()
 
     def _style(self, name: str) -> Style:
         return self.get_component_rich_style(f"breaker-pane--{name}", partial=True)
@@ -69,7 +81,7 @@ class BreakerPane(Widget):
         )
         if breaker.state is not BreakerState.CLOSED and breaker.seconds_to_probe is not None:
             probe = self.now + timedelta(seconds=breaker.seconds_to_probe)
-            line.append(f"  next probe {countdown(probe, self.now)}")
+            line.append(f"  next probe {coarse_countdown(probe, self.now)}")
         if breaker.state is BreakerState.HALF_OPEN:
             line.append(f"  trial calls {breaker.half_open_calls}")
         line.append("  last error ", style=self._style("label"))
@@ -77,36 +89,71 @@ class BreakerPane(Widget):
         return line
 
     def job_line(self, job: JobStatus) -> Text:
+        """'health    FAILED    2m  in 3m   0.08s timeout': the outcome before the details, so
+        that a narrow pane cuts the details (issue 17.2)."""
         if job.running:
-            result = Text("running…")
+            word = Text("running")
         elif job.last_success is None:
-            result = Text("not run yet")
+            word = Text("not run")
+        elif job.last_success:
+            word = Text("ok")
         else:
-            word = "ok" if job.last_success else "FAILED"
-            result = Text(word, style="" if job.last_success else self._style("failed"))
-            if job.last_result:
-                result.append(" ")
-                result.append_text(literal(job.last_result, max_len=60))
+            word = Text("FAILED", style=self._style("failed"))
+        word.pad_right(7 - word.cell_len)
         took = EMPTY if job.last_duration_ms is None else f"{job.last_duration_ms / 1000:.2f}s"
-        return Text.assemble(
+        line = Text.assemble(
             (f"{clean(job.name, max_len=9):<9} ", self._style("label")),
-            f"{local_time(job.last_started_at, self.timezone, self.now):<9} ",
-            f"{took:>6}  ",
-            f"{countdown(job.next_run_at, self.now):<7}  ",
-            result,
+            word,
+            f" {coarse_age(job.last_started_at, self.now):>4}",
+            f"  {coarse_countdown(job.next_run_at, self.now):<7}",
+            f" {took:>6}",
         )
+        if job.last_result and not job.running:
+            line.append(" ")
+            line.append_text(literal(job.last_result, max_len=60))
+        return line
 
-    def render(self) -> Text:
+    def jobs_line(self, jobs: tuple[JobStatus, ...] | list[JobStatus]) -> Text:
+        """All jobs on one line, failing ones first: 'jobs health FAILED 3m · critical ok <10s'.
+
+        What a short terminal (80x24) shows instead of the job table (issue 17.2).
+        """
+        line = Text("jobs ", style=self._style("label"))
+        ordered = sorted(jobs, key=lambda job: job.last_success is not False)
+        for index, job in enumerate(ordered):
+            if index:
+                line.append(" · ")
+            line.append(clean(job.name, max_len=12) + " ")
+            if job.running:
+                line.append("running")
+            elif job.last_success is None:
+                line.append("not run")
+            elif job.last_success:
+                line.append("ok")
+            else:
+                line.append("FAILED", style=self._style("failed"))
+            if job.last_started_at is not None and not job.running:
+                line.append(f" {coarse_age(job.last_started_at, self.now)}")
+        return line
+
+    @property
+    def compact(self) -> bool:
+        """On a short terminal the pane has two lines: the breaker, and every job on one."""
+        return self.is_mounted and self.screen.has_class("-short")
+
+    def lines(self) -> list[Text]:
         state = self.state
+        if self.compact:
+            jobs = state.jobs if state is not None else ()
+            line = self.breaker_line(state.breaker if state else None)
+            return [line, self.jobs_line(jobs)] if jobs else [line]
         lines = [self.breaker_line(state.breaker if state else None)]
         if state is not None and state.jobs:
             lines.append(
-                Text("job       last run    took  next     result", style=self._style("label"))
+                Text("job       result  last  next       took", style=self._style("label"))
             )
             lines.extend(self.job_line(job) for job in state.jobs)
         lines.append(
             Text.assemble(("cycle now ", self._style("label")), cycle_summary(self.cycle, self.now))
         )
-        text = Text("\n").join(lines)
-        text.no_wrap, text.overflow = True, "ellipsis"
-        return text
+        return lines

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from rich.cells import cell_len
 from rich.segment import Segment
@@ -24,11 +24,11 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from festmon_tui.models import Event, EventStatus
-from festmon_tui.ui.display import EMPTY, age, clean, money, type_label
+from festmon_tui.ui.display import EMPTY, clean, money, type_label
 from festmon_tui.ui.filters import SortColumn, SortOrder
+from festmon_tui.ui.widgets.quiet import coarse_age
 
 CARD_WIDTH = 22
-AGES_REFRESH = timedelta(seconds=10)
 CELL_PADDING = 1  # blank cells each side of a cell's text
 _STYLE_NAMES = ("critical", "high", "medium", "low", "info", "closed", "investigating")
 
@@ -176,6 +176,7 @@ class EventTable(ScrollView, can_focus=True):
         # Until the operator moves the cursor it stays on the top row (the worst event); once
         # they have chosen a row it follows that event, so a key never hits a different event.
         self.cursor_chosen = False
+        self.repainted_lines = 0  # lines marked dirty by show(): tests count them (issue 17.1)
         # (events, order, when the ages were computed)
         self._shown: tuple[Sequence[Event], SortOrder, datetime] = (
             (),
@@ -221,7 +222,7 @@ class EventTable(ScrollView, can_focus=True):
             type_label(event.event_type),
             clean(event.card_id, max_len=CARD_WIDTH) if event.card_id else EMPTY,
             money(event.affected_amount),
-            age(event.detection_timestamp, now),
+            coarse_age(event.detection_timestamp, now),
             event.status.value,
             str(event.occurrence_count),
         )
@@ -233,22 +234,18 @@ class EventTable(ScrollView, can_focus=True):
     ) -> None:
         """Show these events in this order; the cursor follows the event the operator chose.
 
-        Builds the rows' text (cheap: no rendering), the column widths from it, and repaints;
-        the lines are drawn when the screen asks for them.
+        Builds the rows' text (cheap: no rendering) and the column widths from it, then marks
+        dirty only the lines on screen whose text, style or place changed (issue 17.1: a
+        reload that brings the same events, or an age that did not move, writes nothing to the
+        terminal); the lines are drawn when the screen asks for them.
         """
         selected = self.selected_event
-        ages_at = now if force or now - self._shown[2] >= AGES_REFRESH else self._shown[2]
         self._styles = {"": Style()} | {name: self._style(name) for name in _STYLE_NAMES}
-        same = (
-            not force
-            and ages_at == self._shown[2]
-            and len(events) == len(self._events)
-            and all(new is old for new, old in zip(events, self._events, strict=True))
-        )
-        if not same:  # a filter change shows the old events once more under the new filter
-            self._events = list(events)
-            self._rows = [self.row_for(event, ages_at) for event in self._events]
-        self._shown = (events, order, ages_at)
+        old_rows, old_columns, old_cursor = self._rows, self.columns, self.cursor_row
+        old_scroll = self.scroll_offset
+        self._events = list(events)
+        self._rows = [self.row_for(event, now) for event in self._events]
+        self._shown = (events, order, now)
         self.columns = self._measure(order)
         if self.cursor_chosen and selected is not None:
             wanted = selected.event_id
@@ -258,7 +255,18 @@ class EventTable(ScrollView, can_focus=True):
         self.cursor_row = at
         self._resize(Size(sum(c.render_width for c in self.columns), len(self._rows) + 1))
         self._scroll_to_cursor()
-        self.refresh()
+        if force or self.columns != old_columns or self.scroll_offset != old_scroll:
+            self.repainted_lines += self._page + 1
+            self.refresh()
+            return
+        top = self.scroll_offset.y
+        for index in range(top, top + self._page):
+            before = old_rows[index] if index < len(old_rows) else None
+            after = self._rows[index] if index < len(self._rows) else None
+            moved = (index == at) != (index == old_cursor)
+            if before != after or moved:
+                self.repainted_lines += 1
+                self.refresh_line(index + 1)
 
     def _resize(self, virtual_size: Size) -> None:
         """A new virtual size without laying out the screen again unless a scrollbar comes or
@@ -292,8 +300,8 @@ class EventTable(ScrollView, can_focus=True):
         base = self.rich_style
         if y == 0:
             header = base + self.get_component_rich_style("event-table--header")
-            strip = self._header_strip(header)
-            row_style = header
+            strip = self._header_strip(header).crop_extend(scroll_x, scroll_x + width, header)
+            return self._with_sort_marker(strip, scroll_x, width, header)
         else:
             index = scroll_y + y - 1
             if index >= len(self._rows):
@@ -309,6 +317,34 @@ class EventTable(ScrollView, can_focus=True):
                 row_style += cursor
             strip = self._row_strip(self._rows[index], row_style, cursor)
         return strip.crop_extend(scroll_x, scroll_x + width, row_style)
+
+    def sort_marker(self, scroll_x: int, width: int) -> tuple[str, str] | None:
+        """('→', 'occ ▼') when the sorted column's label is not all on screen, with the side
+        it is on; None when it is (issue 17.2: the sort is never out of sight)."""
+        x = 0
+        for column in self.columns:
+            if column.key == self._shown[1].column:
+                start = x + CELL_PADDING
+                end = start + cell_len(column.label)
+                if start >= scroll_x and end <= scroll_x + width:
+                    return None
+                return ("←" if end <= scroll_x else "→", column.label)
+            x += column.render_width
+        return None
+
+    def _with_sort_marker(self, strip: Strip, scroll_x: int, width: int, style: Style) -> Strip:
+        marker = self.sort_marker(scroll_x, width)
+        if marker is None:
+            return strip
+        side, label = marker
+        text = f" {side} {label} " if side == "→" else f" {label} {side} "
+        cells = cell_len(text)
+        if cells >= width:
+            return strip
+        segment = Segment(text, style + Style(reverse=True))
+        if side == "→":
+            return Strip([*strip.crop(0, width - cells), segment], width)
+        return Strip([segment, *strip.crop(cells, width)], width)
 
     def _header_strip(self, style: Style) -> Strip:
         pad = " " * CELL_PADDING

@@ -7,14 +7,36 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from rich.style import Style
 from rich.text import Text
 from textual.reactive import reactive
-from textual.widget import Widget
 
 from festmon_tui.models import ConnectionState, MonitorState, ReplicaStatus
-from festmon_tui.ui.display import age, literal, pack
+from festmon_tui.ui.display import literal
+from festmon_tui.ui.widgets.quiet import QuietLines, coarse_age
 
 
-class HeaderBar(Widget):
-    """Where am I, who runs detection, how old is what I see, and can I reach the database."""
+def first_fit(segments: list[Text], width: int, separator: str) -> list[Text]:
+    """Each segment on the first line with room for it, in order: a short segment fills the
+    end of a line that a long one did not fit (at 80x24 the header has two lines, and the
+    scheduler must not lose its place to a storm)."""
+    lines: list[Text] = []
+    for segment in segments:
+        if not segment.plain:
+            continue
+        for line in lines:
+            if line.cell_len + len(separator) + segment.cell_len <= width:
+                line.append(separator)
+                line.append_text(segment)
+                break
+        else:
+            lines.append(segment.copy())
+    return lines or [Text()]
+
+
+class HeaderBar(QuietLines):
+    """Where am I, who runs detection, how old is what I see, and can I reach the database.
+
+    Repaints only when its text changes: the clock shows minutes and the data age coarsens
+    (issue 17.1), so a second's tick usually costs no byte on the terminal.
+    """
 
     COMPONENT_CLASSES = {
         "header-bar--title",
@@ -25,15 +47,33 @@ class HeaderBar(Widget):
         "header-bar--muted",
     }
 
-    state: reactive[MonitorState | None] = reactive(None, layout=True)
-    now: reactive[datetime] = reactive(lambda: datetime.now(UTC), layout=True)
-    paused: reactive[bool] = reactive(False, layout=True)
-    missed: reactive[int] = reactive(0)
+    state: reactive[MonitorState | None] = reactive(None, repaint=False)
+    now: reactive[datetime] = reactive(lambda: datetime.now(UTC), repaint=False)
+    paused: reactive[bool] = reactive(False, repaint=False)
+    missed: reactive[int] = reactive(0, repaint=False)
+    storms: reactive[tuple[str, ...]] = reactive((), repaint=False)
 
     def __init__(self, timezone: tzinfo, *, viewer: bool, id: str | None = None) -> None:
         super().__init__(id=id)
         self.timezone = timezone
         self.viewer = viewer
+
+    def watch_state(self, state: MonitorState | None) -> None:
+        alarm = state is not None and state.connection is ConnectionState.CONNECTED
+        self.set_class(alarm and bool(state and state.detection_alarms), "-not-detecting")
+        self.update_lines()
+
+    def watch_now(self) -> None:
+        self.update_lines()
+
+    def watch_paused(self) -> None:
+        self.update_lines()
+
+    def watch_missed(self) -> None:
+        self.update_lines()
+
+    def watch_storms(self) -> None:
+        self.update_lines()
 
     def _style(self, name: str) -> Style:
         return self.get_component_rich_style(f"header-bar--{name}", partial=True)
@@ -47,22 +87,30 @@ class HeaderBar(Widget):
             style = "production" if environment == "PRODUCTION" else "muted"
             segments.append(Text(environment, style=self._style(style)))
         segments.extend(self._freshness(state, now))
+        if self.storms:
+            # The busiest rule, and how many more: the storm bar lists them all, and a long
+            # list here would push the scheduler off an 80x24 header.
+            more = f" +{len(self.storms) - 1}" if len(self.storms) > 1 else ""
+            text = f" event storm: {self.storms[0]}{more} "
+            segments.append(Text(text, style=self._style("problem")))
         if self.paused:
             segments.append(Text(f" PAUSED — {self.missed} new ", style=self._style("paused")))
         clock = now.astimezone(self.timezone)
-        segments.append(Text(f"{clock:%H:%M:%S} {clock.tzname() or ''}".strip()))
+        segments.append(Text(f"{clock:%H:%M} {clock.tzname() or ''}".strip()))
         if state is not None:
-            segments.append(Text("db ") + literal(state.database_label, max_len=48))
+            # Who runs detection before which database: at 80x24 the last segments are the
+            # first to go (issue 17.2: the leader stays in sight, also during a storm).
             if state.viewer or self.viewer:
                 segments.append(Text("viewer (read-only)", style=self._style("muted")))
             leader = state.leader.label if state.leader is not None else "unknown"
             segments.append(Text("scheduler: ") + literal(leader, max_len=48))
+            segments.append(Text("db ") + literal(state.database_label, max_len=48))
         return segments
 
     def _freshness(self, state: MonitorState | None, now: datetime) -> list[Text]:
         if state is None or state.connection is ConnectionState.CONNECTING:
             return [Text("connecting…", style=self._style("muted"))]
-        data_age = age(state.refreshed_at, now) if state.refreshed_at else "no data yet"
+        data_age = coarse_age(state.refreshed_at, now) if state.refreshed_at else "no data yet"
         if state.connection is ConnectionState.UNAVAILABLE:
             return [
                 Text(" DATABASE UNAVAILABLE ", style=self._style("problem")),
@@ -70,19 +118,25 @@ class HeaderBar(Widget):
                 literal(state.last_error, max_len=60, empty=""),
             ]
         live = {"listen": " (live)", "poll": " (polling)"}.get(state.live_updates or "", "")
+        # Connected but not detecting is not "ok": the alarm line above says why.
+        ok = "muted" if state.detection_alarms else "ok"
         replica = state.replica
         if replica is None:
-            return [Text(f"data {data_age} old"), Text(f"connected{live}", style=self._style("ok"))]
+            return [Text(f"data {data_age} old"), Text(f"connected{live}", style=self._style(ok))]
         if state.refreshed_at is not None and replica.lag_s:
             # On a standby the data is as old as its replay lag when it was read.
-            data_age = age(state.refreshed_at - timedelta(seconds=replica.lag_s), now)
-        return [Text(f"data {data_age} old"), *self._replica(replica, live, state.viewer)]
+            data_age = coarse_age(state.refreshed_at - timedelta(seconds=replica.lag_s), now)
+        return [Text(f"data {data_age} old"), *self._replica(replica, live, ok, state, now)]
 
-    def _replica(self, replica: ReplicaStatus, live: str, viewer: bool) -> list[Text]:
+    def _replica(
+        self, replica: ReplicaStatus, live: str, ok: str, state: MonitorState, now: datetime
+    ) -> list[Text]:
         """Reads on a hot standby: its lag, or the fallback to the primary; what actions can do."""
         if replica.reads_from == "standby":
-            lag = "?" if replica.lag_s is None else f"{replica.lag_s}s"
-            segments = [Text(f"standby{live}, lag {lag}", style=self._style("ok"))]
+            lag = "?" if replica.lag_s is None else "0s"
+            if replica.lag_s:
+                lag = coarse_age(now - timedelta(seconds=replica.lag_s), now)
+            segments = [Text(f"standby{live}, lag {lag}", style=self._style(ok))]
         else:
             segments = [
                 Text(" READS ON PRIMARY: standby away ", style=self._style("problem")),
@@ -93,10 +147,27 @@ class HeaderBar(Widget):
             segments.append(
                 Text(f"{count} action(s) pending replication", style=self._style("paused"))
             )
-        if replica.actions_unavailable and not (viewer or self.viewer):
+        if replica.actions_unavailable and not (state.viewer or self.viewer):
             segments.append(Text(" ACTIONS UNAVAILABLE ", style=self._style("problem")))
             segments.append(literal(replica.actions_unavailable, max_len=60, empty=""))
         return segments
 
-    def render(self) -> Text:
-        return pack(self.segments(), max(20, self.size.width), separator=" │ ")
+    def alarm_line(self, width: int) -> Text | None:
+        """Not detecting (issue 13.3): a line of its own, first, cause and fix (never hidden)."""
+        state = self.state
+        if state is None or state.connection is not ConnectionState.CONNECTED:
+            return None
+        alarms = state.detection_alarms
+        if not alarms:
+            return None
+        count = f"({len(alarms)}) " if len(alarms) > 1 else ""
+        line = Text(f" NOT DETECTING {count}", style=self._style("problem"))
+        line.append_text(Text(" ") + literal(alarms[0].message, max_len=200))
+        line.truncate(width, overflow="ellipsis")
+        return line
+
+    def lines(self) -> list[Text]:
+        width = max(20, self.size.width)
+        rest = first_fit(self.segments(), width, separator=" │ ")
+        alarm = self.alarm_line(width)
+        return rest if alarm is None else [alarm, *rest]

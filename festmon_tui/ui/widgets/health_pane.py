@@ -10,14 +10,14 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.reactive import reactive
-from textual.widget import Widget
 from textual.widgets import Label, Sparkline
 
 from festmon_tui.models import ConnectionState, HealthSnapshot, HealthStatus, MonitorState
-from festmon_tui.ui.display import age, count, literal, local_time, money, pack, percent
+from festmon_tui.ui.display import count, literal, local_time, money, pack, percent
+from festmon_tui.ui.widgets.quiet import QuietLines, coarse_age
 
 
-class HealthSummary(Widget):
+class HealthSummary(QuietLines):
     """The status line first (the essential one), then the metrics, packed to the width."""
 
     COMPONENT_CLASSES = {
@@ -29,12 +29,18 @@ class HealthSummary(Widget):
         "health-summary--stale",
     }
 
-    state: reactive[MonitorState | None] = reactive(None, layout=True)
-    now: reactive[datetime] = reactive(lambda: datetime.now(UTC))
+    state: reactive[MonitorState | None] = reactive(None, repaint=False)
+    now: reactive[datetime] = reactive(lambda: datetime.now(UTC), repaint=False)
 
     def __init__(self, timezone: tzinfo, id: str | None = None) -> None:
         super().__init__(id=id)
         self.timezone = timezone
+
+    def watch_state(self) -> None:
+        self.update_lines()
+
+    def watch_now(self) -> None:
+        self.update_lines()
 
     def _style(self, name: str) -> Style:
         return self.get_component_rich_style(f"health-summary--{name}", partial=True)
@@ -47,6 +53,9 @@ class HealthSummary(Widget):
         health = state.health if state else None
         status = state.health_status if state else HealthStatus.UNKNOWN
         line = Text(f" {status.value} ", style=self._style(status.value.lower()))
+        if state is not None and state.connection is ConnectionState.UNAVAILABLE:
+            # Next to the word it qualifies: a narrow pane cuts the reasons, never this.
+            line.append(" (last known)", style=self._style("stale"))
         reasons = state.health_reasons if state else ()
         if reasons:
             line.append(" — ")
@@ -55,8 +64,6 @@ class HealthSummary(Widget):
             line.append(" — no health snapshot yet")
         elif status is HealthStatus.HEALTHY:
             line.append(" — no active critical or high events, rates above 99 %")
-        if state is not None and state.connection is ConnectionState.UNAVAILABLE:
-            line.append("  (last known)", style=self._style("stale"))
         return line
 
     def metrics(self, health: HealthSnapshot) -> list[Text]:
@@ -93,15 +100,17 @@ class HealthSummary(Widget):
             m(
                 "snapshot",
                 f"{local_time(health.snapshot_timestamp, self.timezone, self.now)}"
-                f" ({age(health.snapshot_timestamp, self.now)} old)",
+                f" ({coarse_age(health.snapshot_timestamp, self.now)} old)",
             ),
         ]
 
-    def render(self) -> Text:
+    def lines(self) -> list[Text]:
         width = max(20, self.size.width)
         health = self.state.health if self.state else None
-        body = pack(self.metrics(health), width, separator=" · ") if health else Text()
-        return Text("\n").join([self.status_line(), body]) if health else self.status_line()
+        if health is None:
+            return [self.status_line()]
+        body = pack(self.metrics(health), width, separator=" · ")
+        return [self.status_line(), *body.split("\n")]
 
 
 class HealthPane(Vertical):
@@ -129,9 +138,18 @@ class HealthPane(Vertical):
 
     def show_history(self, snapshots: Sequence[HealthSnapshot]) -> None:
         ordered = sorted(snapshots, key=lambda s: s.snapshot_timestamp)
-        self.query_one("#spark-transactions", Sparkline).data = [
-            float(s.total_transactions_last_hour) for s in ordered
-        ]
-        self.query_one("#spark-success", Sparkline).data = [
+        # Sparkline repaints on every assignment: only new data is given to it (issue 17.1).
+        transactions = [float(s.total_transactions_last_hour) for s in ordered]
+        success = [
             float(s.success_rate_percent) for s in ordered if s.success_rate_percent is not None
         ]
+        # One point, or only zeros, would draw a bar of full height (Textual scales min..max):
+        # a flat baseline says "nothing yet" (issue 17.8).
+        if len(transactions) < 2 or not any(transactions):
+            transactions = []
+        if len(success) < 2:
+            success = []
+        for spark, data in (("#spark-transactions", transactions), ("#spark-success", success)):
+            widget = self.query_one(spark, Sparkline)
+            if list(widget.data or []) != data:
+                widget.data = data

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import defaultdict
+from dataclasses import replace
 from datetime import UTC, datetime, tzinfo
 
 from rich.text import Text
@@ -36,6 +37,7 @@ class TrendChart(PlotextPlot):
         self.timezone = timezone
         self._trends: Trends | None = None
         self._now = datetime.now(UTC)
+        self._drawn: tuple[Trends, datetime] | None = None
 
     def on_mount(self) -> None:
         super().on_mount()
@@ -56,6 +58,12 @@ class TrendChart(PlotextPlot):
         return (red, green, blue)
 
     def show(self, trends: Trends, now: datetime) -> None:
+        """Redrawn only when what it would draw changed (issue 17.1: a chart is most of the
+        screen's cells): the data, or the minute its time axis is labelled with."""
+        key = (replace(trends, loaded_at=None), now.replace(second=0, microsecond=0))
+        if key == self._drawn:
+            return
+        self._drawn = key
         self._trends, self._now = trends, now
         self._redraw()
 
@@ -76,6 +84,16 @@ class TrendChart(PlotextPlot):
         self.plt.xlim(-span, 0)
         self.plt.xlabel(f"local time ({name} per step)")
 
+    def _count_axis(self, peak: float) -> None:
+        """A left axis of whole counts from 0 (issue 17.8): never −1…1, never 0.5 events, and
+        at zero a flat line at the bottom, not one across the middle."""
+        top = max(1, math.ceil(peak))
+        step = max(1, math.ceil(top / 4))
+        top = step * math.ceil(top / step)
+        self.plt.ylim(0, top)
+        ticks = [float(t) for t in range(0, top + 1, step)]
+        self.plt.yticks(ticks, [f"{int(t):,}".replace(",", " ") for t in ticks])
+
     def _redraw(self) -> None:
         self.plt.clear_data()
         if self._trends is not None:
@@ -93,6 +111,7 @@ class TransactionsChart(TrendChart):
         snapshots = sorted(trends.snapshots, key=lambda s: s.snapshot_timestamp)
         self.plt.title(f"transactions/h and success % — {trends.range.value}")
         self._time_ticks(trends.range)
+        self._count_axis(max((s.total_transactions_last_hour for s in snapshots), default=0))
         if not snapshots:
             self.plt.title(f"transactions/h and success % — {trends.range.value}: no snapshots")
             return
@@ -128,6 +147,9 @@ class SeverityChart(TrendChart):
         per_severity: dict[str, dict[datetime, int]] = defaultdict(lambda: defaultdict(int))
         for hour, severity, n in trends.counts:
             per_severity[severity][hour] += n
+        self._count_axis(
+            max((n for hours in per_severity.values() for n in hours.values()), default=0)
+        )
         if not per_severity:
             self.plt.title(f"events per severity per hour — {trends.range.value}: none")
             return

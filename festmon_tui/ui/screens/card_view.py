@@ -1,0 +1,224 @@
+"""One card at a time: all its events, its ledger with the balance chain, its NFC scans."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, tzinfo
+
+from rich.console import Group, RenderableType
+from rich.style import Style
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widget import Widget
+from textual.widgets import Footer, Static
+
+from festmon_tui.models import CardView, Event, EventStatus, Verb
+from festmon_tui.ui.commands import Scope, bindings, offered
+from festmon_tui.ui.display import EMPTY, age, literal, local_time, money, type_label
+from festmon_tui.ui.screens.event_screen import copy_to_clipboard
+from festmon_tui.ui.screens.note_prompt import NotePrompt
+from festmon_tui.ui.view_state import CardActionRequested
+
+LEDGER_ROWS = 20
+SCAN_ROWS = 12
+
+# Which of the card's events a bulk action applies to: acknowledging takes the OPEN ones,
+# closing takes every active one (an acknowledged event is resolved as well).
+TARGETS: dict[Verb, Callable[[Event], bool]] = {
+    Verb.ACKNOWLEDGE: lambda e: e.status is EventStatus.OPEN,
+    Verb.RESOLVE: lambda e: e.status.is_active,
+    Verb.FALSE_POSITIVE: lambda e: e.status.is_active,
+}
+
+
+class CardBody(Widget):
+    """The card's events, ledger and scans, rendered from one CardView (literal values only)."""
+
+    COMPONENT_CLASSES = {"card-body--section", "card-body--label", "card-body--chain-break"}
+
+    view: reactive[CardView | None] = reactive(None, layout=True)
+
+    def __init__(self, timezone: tzinfo, now: datetime, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.timezone = timezone
+        self.now = now
+
+    def _style(self, name: str) -> Style:
+        return self.get_component_rich_style(f"card-body--{name}", partial=True)
+
+    def _section(self, title: str) -> Text:
+        return Text(f"\n{title}", style=self._style("section"))
+
+    def _time(self, value: datetime | None) -> str:
+        return local_time(value, self.timezone, self.now)
+
+    def events(self, view: CardView) -> RenderableType:
+        if not view.events:
+            return Text("No event concerns this card.")
+        table = Table(box=None, padding=(0, 1), header_style=self._style("label"), expand=True)
+        table.add_column("#", justify="right", no_wrap=True)
+        table.add_column("sev", no_wrap=True)
+        table.add_column("type", no_wrap=True)
+        table.add_column("status", no_wrap=True)
+        table.add_column("age", justify="right", no_wrap=True)
+        table.add_column("amount", justify="right", no_wrap=True)
+        table.add_column("rule", overflow="fold")
+        for event in view.events:
+            table.add_row(
+                str(event.event_id),
+                event.severity.value,
+                type_label(event.event_type),
+                event.status.value,
+                age(event.last_seen_at or event.detection_timestamp, self.now),
+                money(event.affected_amount),
+                literal(event.detection_algorithm, max_len=60),
+            )
+        if view.more_events:
+            return Group(table, Text("… older events not shown (search by card for all)"))
+        return table
+
+    def ledger(self, view: CardView) -> RenderableType:
+        if not view.ledger:
+            return Text("No ledger rows for this card.")
+        rows = view.ledger[-LEDGER_ROWS:]
+        table = Table(box=None, padding=(0, 1), header_style=self._style("label"))
+        for name, justify in (
+            ("time", "left"),
+            ("type", "left"),
+            ("status", "left"),
+            ("amount", "right"),
+            ("before", "right"),
+            ("after", "right"),
+            ("chain", "left"),
+        ):
+            table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
+        for row in rows:
+            chain = Text(EMPTY)
+            if row.chain_ok is True:
+                chain = Text("ok")
+            elif row.chain_ok is False:
+                chain = Text("BREAKS HERE", style=self._style("chain-break"))
+            table.add_row(
+                self._time(row.timestamp),
+                literal(row.transaction_type, max_len=24),
+                literal(row.status, max_len=12),
+                money(row.amount_involved),
+                money(row.previous_balance),
+                money(row.new_balance),
+                chain,
+            )
+        notes = Text(f"card balance now {money(view.current_balance)}")
+        hidden = len(view.ledger) - len(rows)
+        if hidden:
+            notes.append(f" · {hidden} earlier ledger rows not shown")
+        return Group(table, notes)
+
+    def scans(self, view: CardView) -> RenderableType:
+        if not view.scans:
+            return Text("No NFC scans for this card.")
+        table = Table(box=None, padding=(0, 1), header_style=self._style("label"))
+        for name in ("time", "status", "ms", "device"):
+            table.add_column(name, no_wrap=True)
+        for scan in sorted(view.scans, key=lambda s: s.scan_timestamp)[-SCAN_ROWS:]:
+            table.add_row(
+                self._time(scan.scan_timestamp),
+                literal(scan.scan_status, max_len=16),
+                EMPTY if scan.processing_duration_ms is None else str(scan.processing_duration_ms),
+                literal(scan.device_identifier, max_len=30),
+            )
+        return table
+
+    def render(self) -> RenderableType:
+        view = self.view
+        if view is None:
+            return Text("Loading the card…")
+        active = sum(e.status.is_active for e in view.events)
+        return Group(
+            self._section(f"Events ({len(view.events)}, {active} active)"),
+            self.events(view),
+            self._section("Ledger — balance chain"),
+            self.ledger(view),
+            self._section("NFC scans"),
+            self.scans(view),
+        )
+
+
+class CardScreen(Screen[None]):
+    """Opened from any event; the app fills `view` and refreshes it on every change."""
+
+    BINDINGS = bindings(Scope.CARD)
+    COMMAND_SCOPES = (Scope.CARD,)
+
+    view: reactive[CardView | None] = reactive(None)
+
+    def __init__(self, card_id: str, timezone: tzinfo, now: datetime, *, viewer: bool) -> None:
+        super().__init__()
+        self.card_id = card_id
+        self.timezone = timezone
+        self._now = now
+        self.viewer = viewer
+
+    def compose(self) -> ComposeResult:
+        yield Static(self._title(), id="card-title")
+        with VerticalScroll(id="card-scroll"):
+            yield CardBody(self.timezone, self._now, id="card-body")
+        yield Footer(compact=True)
+
+    def _title(self) -> Text:
+        title = Text("Card ")
+        title.append_text(literal(self.card_id))
+        view = self.view
+        if view is not None:
+            title.append(f"  · balance {money(view.current_balance)}")
+        return title
+
+    def on_mount(self) -> None:
+        self.query_one("#card-scroll").focus()
+        self.watch_view(self.view)
+
+    def watch_view(self, view: CardView | None) -> None:
+        bodies = self.query(CardBody)
+        if view is None or not bodies:
+            return
+        bodies.first().view = view
+        self.query_one("#card-title", Static).update(self._title())
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return offered(action, viewer=self.viewer)
+
+    def action_copy_card_id(self) -> None:
+        copy_to_clipboard(self.app, "card id", self.card_id)
+
+    def action_close_card(self) -> None:
+        self.dismiss(None)
+
+    def action_acknowledge_card(self) -> None:
+        self.request(Verb.ACKNOWLEDGE)
+
+    def action_resolve_card(self) -> None:
+        self.request(Verb.RESOLVE)
+
+    def action_mark_card_false_positive(self) -> None:
+        self.request(Verb.FALSE_POSITIVE)
+
+    def request(self, verb: Verb) -> None:
+        """One note for all: the service records one audited action per event."""
+        targets = [e.event_id for e in (self.view.events if self.view else ()) if TARGETS[verb](e)]
+        if not targets:
+            self.notify(f"Nothing to {verb.label} on this card.", severity="warning", markup=False)
+            return
+        if not verb.needs_note:
+            self.post_message(CardActionRequested(self.card_id, tuple(targets), verb))
+            return
+        title = Text(f"{verb.label.capitalize()} {len(targets)} event(s) of card ")
+        title.append_text(literal(self.card_id, max_len=60))
+
+        def send(note: str | None) -> None:
+            if note:
+                self.post_message(CardActionRequested(self.card_id, tuple(targets), verb, note))
+
+        self.app.push_screen(NotePrompt(title, required=True), send)
