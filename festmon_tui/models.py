@@ -439,6 +439,26 @@ class ConnectionState(StrEnum):
 
 
 @dataclass(frozen=True)
+class ReplicaStatus:
+    """Where the reads go when festmon reads a hot standby, and how far behind the standby is.
+
+    Set only when reads go to a standby (MONITORING_READ_URL, or DATABASE_URL naming a standby).
+    """
+
+    # "standby", or "primary" while the standby is away (the reads fell back to the primary).
+    reads_from: str
+    # The standby's replay lag in whole seconds: the age of the data it serves (None: unknown).
+    lag_s: int | None = None
+    # Why the reads fell back to the primary (None while the standby answers).
+    standby_error: str | None = None
+    # Why lifecycle actions and manual cycles are unavailable (the primary is away, or there is
+    # no primary: DATABASE_URL names the standby); None when they go to the primary.
+    actions_unavailable: str | None = None
+    # Events acted on through the primary that the standby has not replayed yet.
+    pending_replication: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
 class MonitorState:
     """The latest known state of everything the dashboard shows, with its age."""
 
@@ -465,6 +485,8 @@ class MonitorState:
     live_updates: str | None = None
     # Not detecting although connected (issue 13.3); empty while detection works.
     detection_alarms: tuple[DetectionAlarm, ...] = ()
+    # Reads on a hot standby (issue 18): its lag, fallbacks and pending actions; None otherwise.
+    replica: ReplicaStatus | None = None
 
 
 class ChangeKind(StrEnum):

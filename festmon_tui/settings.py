@@ -308,6 +308,12 @@ class Settings(BaseSettings):
         return None if self.database_url is None else self.database_url.get_secret_value()
 
     @property
+    def read_dsn(self) -> str | None:
+        """MONITORING_READ_URL with its password (a hot standby for reads), or None."""
+        url = self.monitoring_read_url
+        return None if url is None else url.get_secret_value()
+
+    @property
     def redacted_dsn(self) -> str:
         """The DSN for display: the password replaced by ***."""
         return "embedded" if self.dsn is None else redact_dsn(self.dsn)

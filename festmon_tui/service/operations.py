@@ -74,8 +74,12 @@ class Operations:
         viewer: bool,
         on_away: Callable[[str], None],
         on_change: Callable[[], None],
+        reads: EventRepository | None = None,
     ) -> None:
         self.events = events
+        # The event list and details come from `reads` (a hot standby) when given; actions
+        # always go through `events` (the primary).
+        self.reads = reads or events
         self.health = health
         self.cycles = cycles
         self.actor = actor
@@ -99,7 +103,7 @@ class Operations:
 
     async def list_events(self, event_filter: EventFilter) -> list[Event]:
         return await self._read(
-            self._lists, event_filter, lambda: self.events.list(event_filter), []
+            self._lists, event_filter, lambda: self.reads.list(event_filter), []
         )
 
     async def health_history(self, since: datetime) -> list[HealthSnapshot]:
@@ -112,7 +116,7 @@ class Operations:
 
     async def event_detail(self, event_id: int) -> EventDetail:
         try:
-            detail = await self.events.detail(event_id)
+            detail = await self.reads.detail(event_id)
         except AWAY as exc:
             self._on_away(str(exc))
             cached: EventDetail | None = self._details.get(event_id, None)
@@ -126,7 +130,7 @@ class Operations:
 
     async def card(self, card_id: str) -> CardView:
         try:
-            view = await self.events.card(card_id, CARD_EVENTS)
+            view = await self.reads.card(card_id, CARD_EVENTS)
         except AWAY as exc:
             self._on_away(str(exc))
             cached: CardView | None = self._details.get(("card", card_id), None)

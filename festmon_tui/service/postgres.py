@@ -9,6 +9,7 @@ from contextlib import suppress
 from dataclasses import replace
 from datetime import UTC, datetime
 from types import TracebackType
+from typing import Any
 
 import asyncpg
 
@@ -26,6 +27,7 @@ from festmon_tui.db.events import EventRepository
 from festmon_tui.db.health import HealthRepository
 from festmon_tui.db.lease import LeaseHolder, LeaseRepository, NotLeader
 from festmon_tui.db.listen import EventListener
+from festmon_tui.db.replica import ReadRoute, is_in_recovery
 from festmon_tui.db.settings_sync import SettingsRowRepository
 from festmon_tui.models import (
     Actor,
@@ -52,6 +54,7 @@ from festmon_tui.service.api import ActionRefused, MonitorService, Unavailable
 from festmon_tui.service.changes import ChangeHub, Subscription
 from festmon_tui.service.cycles import ManualCycles
 from festmon_tui.service.operations import Operations
+from festmon_tui.service.replica import ReplicaWatch
 from festmon_tui.service.state import StateReader
 from festmon_tui.settings import Settings
 
@@ -85,9 +88,15 @@ class PostgresMonitorService:
         database_label: str | None = None,
         on_job_run: Callable[[JobRun], None] | None = None,
         holder: LeaseHolder | None = None,
+        read_options: ConnectOptions | None = None,
     ) -> None:
         self.settings = settings
         self.options = options
+        # Reads on a hot standby (MONITORING_READ_URL): the dashboard's and the API's queries go
+        # there, detection, leadership and actions to `options` (the primary).
+        if read_options is None and settings.read_dsn is not None:
+            read_options = ConnectOptions.from_settings(settings, settings.read_dsn)
+        self.read_options = read_options
         self.viewer = viewer
         self.schedules = (not viewer) if run_scheduler is None else (run_scheduler and not viewer)
         self.listens = listen
@@ -118,6 +127,9 @@ class PostgresMonitorService:
         )
         self.pool: asyncpg.Pool | None = None
         self._lease_pool: asyncpg.Pool | None = None
+        self._read_pool: asyncpg.Pool | None = None
+        self._route: ReadRoute | None = None
+        self._replica: ReplicaWatch | None = None
         self.scheduler: Scheduler | None = None
         self._reader: StateReader | None = None
         self._ops: Operations | None = None
@@ -174,9 +186,9 @@ class PostgresMonitorService:
         if self.scheduler is not None:
             await self.scheduler.stop()
         self.hub.close()
-        pools = [pool for pool in (self.pool, self._lease_pool) if pool is not None]
+        pools = [p for p in (self.pool, self._lease_pool, self._read_pool) if p is not None]
         await asyncio.gather(*(_close(pool) for pool in pools))
-        self.pool = self._lease_pool = None
+        self.pool = self._lease_pool = self._read_pool = None
         # The pools are closed or terminated, so a task stuck on one of their connections (a
         # refresh over a stalled network) ends now; the timeout is only a safety net.
         if tasks:
@@ -197,7 +209,20 @@ class PostgresMonitorService:
         self._start_components()
         await self._refresh_forever()
 
+    @property
+    def _can_listen(self) -> bool:
+        """A hot standby cannot LISTEN, nor can a transaction-mode pooler: those poll."""
+        return self.read_options is None and self.options.supports_listen
+
+    @property
+    def read_pool(self) -> asyncpg.Pool | ReadRoute | None:
+        """Where reads go: the standby (falling back to the primary), or the one pool."""
+        return self._route if self._route is not None else self.pool
+
     async def _open_pools(self) -> None:
+        if self.read_options is not None:
+            await self._open_replicated_pools()
+            return
         pool = await create_pool(self.options, min_size=1, max_size=6)
         try:
             # Lease renewals get their own connection so busy jobs can never starve them.
@@ -208,11 +233,43 @@ class PostgresMonitorService:
         self.pool, self._lease_pool = pool, lease_pool
         # In auto mode the first connection may have found a pooler: polling, not LISTEN.
         self._replace(replace(self._state, live_updates=self._live_updates()))
+        with suppress(DatabaseUnavailable, DatabaseRefused, StatementTimedOut):
+            if await is_in_recovery(pool):
+                self._standby_only(pool)
+
+    async def _open_replicated_pools(self) -> None:
+        """Pools that connect on first use (min_size 0: no connection is opened here), since
+        either server may be away now and back later; their failures are the queries'."""
+        assert self.read_options is not None
+        self.pool = await create_pool(self.options, min_size=0, max_size=6)
+        self._lease_pool = await create_pool(self.options, min_size=0, max_size=1)
+        self._read_pool = await create_pool(self.read_options, min_size=0, max_size=4)
+        self._route = ReadRoute(self._read_pool, self.pool, on_away=self._reads_moved)
+        self._replica = ReplicaWatch(self._route, self.pool)
+
+    def _standby_only(self, pool: asyncpg.Pool) -> None:
+        """DATABASE_URL names a hot standby: read it, poll it, never write to it."""
+        self._route = ReadRoute(pool, None)
+        self._replica = ReplicaWatch(self._route, None)
+        self.schedules = False
+        self._replace(
+            replace(
+                self._state,
+                scheduler_enabled=False,
+                live_updates="poll" if self.listens else None,
+                replica=self._replica.status,
+            )
+        )
+
+    def _reads_moved(self, _error: str) -> None:
+        """A query found a server away (a read fell back to the primary, or an action found the
+        primary gone): re-check both soon; the refresh says which is away."""
+        self._refresh_now.set()
 
     def _live_updates(self) -> str | None:
         if not self.listens:
             return None
-        return "listen" if self.options.supports_listen else "poll"
+        return "listen" if self._can_listen else "poll"
 
     def _start_components(self) -> None:
         assert self.pool is not None and self._lease_pool is not None
@@ -220,15 +277,19 @@ class PostgresMonitorService:
         detection = DetectionRepository(self.pool, timeout_ms=timeout_ms)
         runs = CycleRunRepository(self.pool)
         lease = self._lease = LeaseRepository(self._lease_pool)
-        health = HealthRepository(self.pool)
+        # Reads (events, health, trends, state) on the standby when there is one; writes (actions,
+        # cycles, the lease, job runs) on the primary.
+        reads: Any = self._route if self._route is not None else self.pool
+        health = HealthRepository(reads)
         self._ops = Operations(
             EventRepository(self.pool),
             health,
             ManualCycles(detection, runs, self.breaker, self.holder, self.actor),
             self.actor,
             viewer=self.viewer,
-            on_away=self._set_unavailable,
+            on_away=self._set_unavailable if self._route is None else self._reads_moved,
             on_change=self._changed,
+            reads=None if self._route is None else EventRepository(reads),
         )
         if self.schedules:
             self.scheduler = build_scheduler(
@@ -242,11 +303,21 @@ class PostgresMonitorService:
                 on_change=self._touch,
             )
             self.scheduler.start()
-        self._reader = StateReader(self.settings, health, lease, runs, self.holder, self.scheduler)
+        self._reader = StateReader(
+            self.settings,
+            health,
+            lease if self._route is None else LeaseRepository(reads),
+            runs,
+            self.holder,
+            self.scheduler,
+            run_reads=None if self._route is None else CycleRunRepository(reads),
+        )
         if self.listens:
+            # On a standby LISTEN is impossible: options that say "pooled" make the listener poll
+            # (its options serve only to open a LISTEN connection; the polls use `reads`).
             self._listener = EventListener(
-                self.options,
-                self.pool,
+                self.options if self._route is None else replace(self.options, pooled=True),
+                reads,
                 self.hub.publish,
                 poll_interval_ms=self.settings.monitoring_poll_interval_ms,
             )
@@ -278,10 +349,15 @@ class PostgresMonitorService:
         """Re-read health, leader and jobs now; publishes a STATE change if anything moved."""
         if self._reader is None:
             return self._state
-        if self.pool is not None:
+        if self.pool is not None and self.read_options is None:
             # First: does the database answer at all? (Through a pooler an outage is a wait.)
+            # With a standby for reads, the probe below asks both servers instead: the primary
+            # being away must not make the standby's data unavailable.
             await ping(self.pool, self.options.connect_timeout_s)
         was_unavailable = self._state.connection is not ConnectionState.CONNECTED
+        if self._replica is not None:
+            replica = await self._replica.probe()
+            self._replace(replace(self._state, replica=replica))
         state = await self._reader.read(self._state, self.breaker.status())
         self._replace(state)
         self._connected.set()
@@ -355,12 +431,24 @@ class PostgresMonitorService:
     ) -> Event:
         if self._ops is None:
             raise ActionRefused(self._state.last_error or "not connected to the database yet")
-        return await self._ops.act(event_id, verb, note, actor)
+        self._refuse_without_primary()
+        event = await self._ops.act(event_id, verb, note, actor)
+        if self._replica is not None:
+            # Done on the primary; the standby's rows show it once replayed.
+            self._replace(replace(self._state, replica=await self._replica.acted(event_id)))
+        return event
+
+    def _refuse_without_primary(self) -> None:
+        if self.viewer or self._replica is None:
+            return  # a viewer's refusal says "viewer"; without a standby the database answers
+        if self._replica.primary_error is not None:
+            raise ActionRefused(self._replica.primary_error)
 
     async def run_cycle_now(self) -> CycleResult:
         """One full detection cycle, at most one at a time across every festmon process."""
         if self._ops is None:
             raise ActionRefused(self._state.last_error or "not connected to the database yet")
+        self._refuse_without_primary()
         result = await self._ops.run_cycle()
         self._replace(replace(self._state, last_cycle=result, breaker=self.breaker.status()))
         return result

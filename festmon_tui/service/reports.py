@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from festmon_tui.db.api_reads import ApiReads, EventPage, RangeFigures, RuleLag
 from festmon_tui.db.connect import DatabaseUnavailable, client_timeout_s
@@ -56,7 +56,7 @@ class Reports:
         return self.service.state.connection is ConnectionState.CONNECTED
 
     def _reads(self) -> ApiReads:
-        pool = self.service.pool
+        pool: Any = self.service.read_pool  # the hot standby when MONITORING_READ_URL is set
         if pool is None or not self.reachable:
             raise Unavailable(self.state.last_error or "not connected to the database yet")
         return ApiReads(pool)
@@ -77,7 +77,7 @@ class Reports:
         return await self._bounded(lambda: reads.event_page(**filters))  # type: ignore[arg-type]
 
     async def event_detail(self, event_id: int) -> EventDetail:
-        pool = self.service.pool
+        pool: Any = self.service.read_pool
         if pool is None or not self.reachable:
             raise Unavailable(self.state.last_error or "not connected to the database yet")
         return await self._bounded(lambda: EventRepository(pool).detail(event_id))

@@ -49,11 +49,16 @@ class StateReader:
         runs: CycleRunRepository,
         holder: LeaseHolder,
         scheduler: Scheduler | None,
+        *,
+        run_reads: CycleRunRepository | None = None,
     ) -> None:
         self.settings = settings
         self.health = health
         self.lease = lease
         self.runs = runs
+        # The leader's job runs are read from `run_reads` (a hot standby) when given; this
+        # process's own runs are written through `runs` (the primary).
+        self.run_reads = run_reads or runs
         self.holder = holder
         self.scheduler = scheduler
         self.runner = None if scheduler is None else scheduler.runner
@@ -106,7 +111,7 @@ class StateReader:
         if leader.is_self and self.runner is not None:
             jobs = self.runner.statuses()
         else:
-            latest = await self.runs.latest_per_kind(JOB_NAMES)
+            latest = await self.run_reads.latest_per_kind(JOB_NAMES)
             jobs = tuple(self._job_from_run(name, latest.get(name), leader) for name in JOB_NAMES)
             published = _published_breaker(latest.get(CRITICAL))
             if leader.holder_id is not None and published is not None:

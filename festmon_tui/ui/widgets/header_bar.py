@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 
 from rich.style import Style
 from rich.text import Text
 from textual.reactive import reactive
 
-from festmon_tui.models import ConnectionState, MonitorState
+from festmon_tui.models import ConnectionState, MonitorState, ReplicaStatus
 from festmon_tui.ui.display import literal
 from festmon_tui.ui.widgets.quiet import QuietLines, coarse_age
 
@@ -119,10 +119,43 @@ class HeaderBar(QuietLines):
         live = {"listen": " (live)", "poll": " (polling)"}.get(state.live_updates or "", "")
         # Connected but not detecting is not "ok": the alarm line above says why.
         ok = "muted" if state.detection_alarms else "ok"
-        return [
-            Text(_data_age("data", state, now)),
-            Text(f"connected{live}", style=self._style(ok)),
-        ]
+        replica = state.replica
+        if replica is None:
+            return [
+                Text(_data_age("data", state, now)),
+                Text(f"connected{live}", style=self._style(ok)),
+            ]
+        age = _data_age("data", state, now)
+        if state.refreshed_at is not None and replica.lag_s:
+            # On a standby the data is as old as its replay lag when it was read.
+            age = (
+                f"data {coarse_age(state.refreshed_at - timedelta(seconds=replica.lag_s), now)} old"
+            )
+        return [Text(age), *self._replica(replica, live, ok, state, now)]
+
+    def _replica(
+        self, replica: ReplicaStatus, live: str, ok: str, state: MonitorState, now: datetime
+    ) -> list[Text]:
+        """Reads on a hot standby: its lag, or the fallback to the primary; what actions can do."""
+        if replica.reads_from == "standby":
+            lag = "?" if replica.lag_s is None else "0s"
+            if replica.lag_s:
+                lag = coarse_age(now - timedelta(seconds=replica.lag_s), now)
+            segments = [Text(f"standby{live}, lag {lag}", style=self._style(ok))]
+        else:
+            segments = [
+                Text(" READS ON PRIMARY: standby away ", style=self._style("problem")),
+                literal(replica.standby_error, max_len=60, empty=""),
+            ]
+        if replica.pending_replication:
+            count = len(replica.pending_replication)
+            segments.append(
+                Text(f"{count} action(s) pending replication", style=self._style("paused"))
+            )
+        if replica.actions_unavailable and not (state.viewer or self.viewer):
+            segments.append(Text(" ACTIONS UNAVAILABLE ", style=self._style("problem")))
+            segments.append(literal(replica.actions_unavailable, max_len=60, empty=""))
+        return segments
 
     def alarm_line(self, width: int) -> Text | None:
         """Not detecting (issue 13.3): a line of its own, first, cause and fix (never hidden)."""
