@@ -131,7 +131,8 @@ def dumps_json(document: Any, *, indent: int | None = 2) -> str:
     return _NON_ASCII.sub(_json_escape, text)
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
+    """A value JSON holds exactly: money and rates as decimal strings, times in ISO 8601."""
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, datetime):
@@ -149,14 +150,14 @@ def event_json(event: Event) -> dict[str, Any]:
         "detection_algorithm": event.detection_algorithm,
         "card_id": event.card_id,
         "transaction_id": None if event.transaction_id is None else str(event.transaction_id),
-        "affected_amount": _plain(event.affected_amount),
-        "confidence_score": _plain(event.confidence_score),
+        "affected_amount": plain(event.affected_amount),
+        "confidence_score": plain(event.confidence_score),
         "occurrence_count": event.occurrence_count,
-        "detection_timestamp": _plain(event.detection_timestamp),
-        "last_seen_at": _plain(event.last_seen_at),
+        "detection_timestamp": plain(event.detection_timestamp),
+        "last_seen_at": plain(event.last_seen_at),
         "acknowledged_by": event.acknowledged_by,
-        "acknowledged_at": _plain(event.acknowledged_at),
-        "resolved_at": _plain(event.resolved_at),
+        "acknowledged_at": plain(event.acknowledged_at),
+        "resolved_at": plain(event.resolved_at),
         "resolution_notes": event.resolution_notes,
         "event_data": event.event_data,
         "context_data": event.context_data,

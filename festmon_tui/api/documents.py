@@ -17,16 +17,8 @@ from festmon_tui.models import (
     MonitorState,
     Severity,
 )
+from festmon_tui.presentation import event_json, plain
 from festmon_tui.service.documents import breaker_json, health_document, jobs_json
-
-
-def plain(value: Any) -> Any:
-    """A value JSON can hold exactly: money and rates as decimal strings stay exact."""
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return value
 
 
 def json_default(value: Any) -> Any:
@@ -43,30 +35,6 @@ def number(value: Decimal | float | int | None) -> float | int | None:
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
     return value
-
-
-def event_json(event: Event) -> dict[str, Any]:
-    """One event; stored text is returned exactly (JSON escapes it, nothing else does)."""
-    return {
-        "event_id": event.event_id,
-        "event_type": str(event.event_type),
-        "severity": str(event.severity),
-        "status": str(event.status),
-        "detection_algorithm": event.detection_algorithm,
-        "card_id": event.card_id,
-        "transaction_id": None if event.transaction_id is None else str(event.transaction_id),
-        "affected_amount": plain(event.affected_amount),
-        "confidence_score": plain(event.confidence_score),
-        "occurrence_count": event.occurrence_count,
-        "detection_timestamp": plain(event.detection_timestamp),
-        "last_seen_at": plain(event.last_seen_at),
-        "acknowledged_by": event.acknowledged_by,
-        "acknowledged_at": plain(event.acknowledged_at),
-        "resolved_at": plain(event.resolved_at),
-        "resolution_notes": event.resolution_notes,
-        "event_data": event.event_data,
-        "context_data": event.context_data,
-    }
 
 
 def _breaker_with_config(breaker: BreakerStatus | None, config: dict[str, int]) -> Any:

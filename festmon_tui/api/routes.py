@@ -22,6 +22,7 @@ from festmon_tui.models import (
     Severity,
     Verb,
 )
+from festmon_tui.presentation import event_json, plain
 from festmon_tui.service.api import ActionRefused, Unavailable
 from festmon_tui.service.documents import cycle_document, status_document
 from festmon_tui.service.reports import Reports
@@ -145,7 +146,7 @@ class Handlers:
         )
         return _json(
             {
-                "events": [documents.event_json(e) for e in page.events],
+                "events": [event_json(e) for e in page.events],
                 "total": page.total,
                 "returned": len(page.events),
                 "filters_applied": {
@@ -195,7 +196,7 @@ class Handlers:
     async def event(self, request: Request, _caller: Caller) -> Response:
         event_id = params.event_id(request.path_params["event_id"])
         detail = await self.reports.event_detail(event_id)
-        body = documents.event_json(detail.event)
+        body = event_json(detail.event)
         body["actions"] = [
             {
                 "action": a.action,
@@ -214,7 +215,7 @@ class Handlers:
                 "message": a.alert_message,
                 "timestamp": a.alert_timestamp.isoformat(),
                 "escalation_level": a.escalation_level,
-                "acknowledged_at": documents.plain(a.acknowledged_at),
+                "acknowledged_at": plain(a.acknowledged_at),
                 "acknowledged_by": a.acknowledged_by,
             }
             for a in detail.alerts
@@ -247,7 +248,7 @@ class Handlers:
         note = params.note(body, note_required)
         address = request.client.host if request.client else None
         event = await self.reports.act(verb, event_id, note, caller.name, address)
-        return _json({"event": documents.event_json(event), "actor": caller.name})
+        return _json({"event": event_json(event), "actor": caller.name})
 
     # -- cycle, metrics, dashboard -----------------------------------------------------------
 
