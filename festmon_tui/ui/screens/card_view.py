@@ -19,6 +19,7 @@ from textual.widgets import Footer, Static
 from festmon_tui.models import CardView, Event, EventStatus, Verb
 from festmon_tui.ui.commands import Scope, bindings, offered
 from festmon_tui.ui.display import EMPTY, age, literal, local_time, money, type_label
+from festmon_tui.ui.ledger import ledger_table
 from festmon_tui.ui.screens.event_screen import copy_to_clipboard
 from festmon_tui.ui.screens.note_prompt import NotePrompt
 from festmon_tui.ui.view_state import CardActionRequested
@@ -85,32 +86,12 @@ class CardBody(Widget):
         if not view.ledger:
             return Text("No ledger rows for this card.")
         rows = view.ledger[-LEDGER_ROWS:]
-        table = Table(box=None, padding=(0, 1), header_style=self._style("label"))
-        for name, justify in (
-            ("time", "left"),
-            ("type", "left"),
-            ("status", "left"),
-            ("amount", "right"),
-            ("before", "right"),
-            ("after", "right"),
-            ("chain", "left"),
-        ):
-            table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
-        for row in rows:
-            chain = Text(EMPTY)
-            if row.chain_ok is True:
-                chain = Text("ok")
-            elif row.chain_ok is False:
-                chain = Text("BREAKS HERE", style=self._style("chain-break"))
-            table.add_row(
-                self._time(row.timestamp),
-                literal(row.transaction_type, max_len=24),
-                literal(row.status, max_len=12),
-                money(row.amount_involved),
-                money(row.previous_balance),
-                money(row.new_balance),
-                chain,
-            )
+        table = ledger_table(
+            rows,
+            header_style=self._style("label"),
+            break_style=self._style("chain-break"),
+            time=self._time,
+        )
         notes = Text(f"card balance now {money(view.current_balance)}")
         hidden = len(view.ledger) - len(rows)
         if hidden:

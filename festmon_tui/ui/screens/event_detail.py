@@ -27,6 +27,7 @@ from festmon_tui.ui.display import (
     type_label,
 )
 from festmon_tui.ui.evidence import explain, flags, flatten, raw_json
+from festmon_tui.ui.ledger import ledger_table
 from festmon_tui.ui.screens.event_screen import EventScreen
 
 LEDGER_BEFORE = 8
@@ -131,31 +132,18 @@ class DetailBody(Widget):
         if not detail.ledger:
             return Text("No ledger rows for this card around the event.")
         rows, hidden = ledger_window(event, detail.ledger)
-        table = Table(box=None, padding=(0, 1), header_style=self._style("label"))
-        for name, justify in (
-            ("time", "left"),
-            ("type", "left"),
-            ("status", "left"),
-            ("amount", "right"),
-            ("before", "right"),
-            ("after", "right"),
-            ("chain", "left"),
-        ):
-            table.add_column(name, justify=justify, no_wrap=True)  # type: ignore[arg-type]
-        for row in rows:
-            chain = {True: Text("ok"), False: Text("BREAKS HERE", style=self._style("chain-break"))}
-            mark = chain.get(row.chain_ok, Text(EMPTY)) if row.chain_ok is not None else Text(EMPTY)
-            if event.transaction_id and row.transaction_id == event.transaction_id:
-                mark = mark + Text("  ◀ this event", style=self._style("this-event"))
-            table.add_row(
-                self._time(row.timestamp),
-                literal(row.transaction_type, max_len=24),
-                literal(row.status, max_len=12),
-                money(row.amount_involved),
-                money(row.previous_balance),
-                money(row.new_balance),
-                mark,
-            )
+        this_event = Text("  ◀ this event", style=self._style("this-event"))
+        table = ledger_table(
+            rows,
+            header_style=self._style("label"),
+            break_style=self._style("chain-break"),
+            time=self._time,
+            mark=lambda row: (
+                this_event
+                if event.transaction_id and row.transaction_id == event.transaction_id
+                else None
+            ),
+        )
         notes = Text(f"card balance now {money(detail.current_balance)}")
         last = next(
             (
