@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -42,34 +42,26 @@ class BreakerConfig:
     timeout_ms: int = 30_000
 
 
+@dataclass(eq=False)
 class CircuitBreaker:
     """CLOSED → OPEN after N consecutive failures → HALF_OPEN after the recovery timeout."""
 
-    def __init__(
-        self,
-        name: str,
-        config: BreakerConfig,
-        *,
-        clock: MonotonicClock = time.monotonic,
-        wall_clock: WallClock = utc_now,
-        on_change: Callable[[BreakerStatus], None] | None = None,
-        neutral: tuple[type[BaseException], ...] = (),
-    ) -> None:
-        self.name = name
-        # Exceptions that say nothing about the database's health (e.g. "no longer leader").
-        self._neutral = neutral
-        self.config = config
-        self._clock = clock
-        self._wall_clock = wall_clock
-        self._on_change = on_change
-        self._state = BreakerState.CLOSED
-        self._failures = 0
-        self._last_error: str | None = None
-        self._opened_at: datetime | None = None
-        self._opened_mono: float | None = None
-        self._half_open_admitted = 0
-        # Bumped on every transition: a call admitted before one cannot move the new state.
-        self._epoch = 0
+    name: str
+    config: BreakerConfig
+    _: KW_ONLY
+    clock: MonotonicClock = time.monotonic
+    wall_clock: WallClock = utc_now
+    on_change: Callable[[BreakerStatus], None] | None = None
+    # Exceptions that say nothing about the database's health (e.g. "no longer leader").
+    neutral: tuple[type[BaseException], ...] = ()
+    _state: BreakerState = field(default=BreakerState.CLOSED, init=False)
+    _failures: int = field(default=0, init=False)
+    _last_error: str | None = field(default=None, init=False)
+    _opened_at: datetime | None = field(default=None, init=False)
+    _opened_mono: float | None = field(default=None, init=False)
+    _half_open_admitted: int = field(default=0, init=False)
+    # Bumped on every transition: a call admitted before one cannot move the new state.
+    _epoch: int = field(default=0, init=False)
 
     @property
     def state(self) -> BreakerState:
@@ -82,7 +74,7 @@ class CircuitBreaker:
         to_probe: float | None = None
         if self._state is BreakerState.OPEN and self._opened_mono is not None:
             recovery_s = self.config.recovery_timeout_ms / 1000
-            to_probe = max(0.0, self._opened_mono + recovery_s - self._clock())
+            to_probe = max(0.0, self._opened_mono + recovery_s - self.clock())
         return BreakerStatus(
             name=self.name,
             state=self._state,
@@ -116,7 +108,7 @@ class CircuitBreaker:
         except asyncio.CancelledError:
             self._release(epoch)
             raise
-        except self._neutral:
+        except self.neutral:
             self._release(epoch)
             raise
         except Exception as exc:
@@ -166,15 +158,15 @@ class CircuitBreaker:
             self._changed()
 
     def _open(self) -> None:
-        self._opened_at = self._wall_clock()
-        self._opened_mono = self._clock()
+        self._opened_at = self.wall_clock()
+        self._opened_mono = self.clock()
         self._transition(BreakerState.OPEN)
 
     def _advance(self) -> None:
         """OPEN becomes HALF_OPEN once the recovery timeout has passed."""
         if self._state is not BreakerState.OPEN or self._opened_mono is None:
             return
-        if self._clock() - self._opened_mono >= self.config.recovery_timeout_ms / 1000:
+        if self.clock() - self._opened_mono >= self.config.recovery_timeout_ms / 1000:
             self._transition(BreakerState.HALF_OPEN)
 
     def _transition(self, state: BreakerState) -> None:
@@ -187,8 +179,8 @@ class CircuitBreaker:
         self._changed()
 
     def _changed(self) -> None:
-        if self._on_change is not None:
-            self._on_change(self.status())
+        if self.on_change is not None:
+            self.on_change(self.status())
 
 
 async def _abandon(task: asyncio.Future[T]) -> None:

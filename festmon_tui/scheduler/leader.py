@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Protocol
 
 from festmon_tui.db.errors import DatabaseRefused
@@ -52,6 +52,7 @@ class LeaderTiming:
         return self.ttl_ms / 1000 - self.margin_s
 
 
+@dataclass(eq=False)
 class LeaderElector:
     """Acquires and renews the lease; `fence` is set only while this process may run jobs.
 
@@ -60,38 +61,29 @@ class LeaderElector:
     minus a margin) always falls before the lease can be taken by another process.
     """
 
-    def __init__(
-        self,
-        store: LeaseStore,
-        holder: LeaseHolder,
-        timing: LeaderTiming,
-        *,
-        clock: MonotonicClock = time.monotonic,
-        on_gain: Callable[[LeaseFence, LeaseGrant], None] | None = None,
-        on_loss: Callable[[LeaseFence, str], None] | None = None,
-    ) -> None:
-        self.store = store
-        self.holder = holder
-        self.timing = timing
-        self._clock = clock
-        self.on_gain = on_gain
-        self.on_loss = on_loss
-        self._fence: LeaseFence | None = None
-        self._grant: LeaseGrant | None = None
-        self._deadline = 0.0
-        self.last_error: str | None = None
-        # Set once an acquire was sent: the database may have granted it even if the answer
-        # never arrived (stopped or timed out meanwhile), so release() must not skip it.
-        self._asked = False
-        self._ever_led = False
-        self._wakeup = asyncio.Event()
-        # While another process leads: when (monotonic) its lease expires, if known.
-        self._free_at: float | None = None
+    store: LeaseStore
+    holder: LeaseHolder
+    timing: LeaderTiming
+    _: KW_ONLY
+    clock: MonotonicClock = time.monotonic
+    on_gain: Callable[[LeaseFence, LeaseGrant], None] | None = None
+    on_loss: Callable[[LeaseFence, str], None] | None = None
+    last_error: str | None = field(default=None, init=False)
+    _fence: LeaseFence | None = field(default=None, init=False)
+    _grant: LeaseGrant | None = field(default=None, init=False)
+    _deadline: float = field(default=0.0, init=False)
+    # Set once an acquire was sent: the database may have granted it even if the answer
+    # never arrived (stopped or timed out meanwhile), so release() must not skip it.
+    _asked: bool = field(default=False, init=False)
+    _ever_led: bool = field(default=False, init=False)
+    _wakeup: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    # While another process leads: when (monotonic) its lease expires, if known.
+    _free_at: float | None = field(default=None, init=False)
 
     @property
     def fence(self) -> LeaseFence | None:
         """The lease this process holds right now, or None (also once the deadline passed)."""
-        if self._fence is not None and self._clock() >= self._deadline:
+        if self._fence is not None and self.clock() >= self._deadline:
             self._step_down("lease not renewed before its local deadline")
         return self._fence
 
@@ -111,7 +103,7 @@ class LeaderElector:
 
     async def attempt(self) -> None:
         """One acquire-or-renew round trip, bounded so a hung call cannot outlive the deadline."""
-        sent = self._clock()
+        sent = self.clock()
         limit = self.timing.renew_period_s
         if self._fence is not None:
             limit = min(limit, max(0.01, self._deadline - sent))
@@ -151,7 +143,7 @@ class LeaderElector:
     async def _learn_expiry(self) -> None:
         """Ask when the holder's lease expires, to try again exactly then (not up to a renewal
         period later): a dead leader is then replaced within the TTL plus a round trip."""
-        asked = self._clock()
+        asked = self.clock()
         try:
             async with asyncio.timeout(self.timing.renew_period_s):
                 left = await self.store.expires_in_s()
@@ -172,7 +164,7 @@ class LeaderElector:
         follower also wakes just after the current lease expires.
         """
         wait = self.timing.renew_period_s
-        now = self._clock()
+        now = self.clock()
         if self._fence is not None:
             if self.last_error is not None:
                 wait = min(wait, 0.5)  # renewal is failing: retry sooner, the clock is ticking

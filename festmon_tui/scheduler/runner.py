@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import KW_ONLY, dataclass, field, replace
 from datetime import datetime, timedelta
 
 from festmon_tui.db.detection import JobOutcome
@@ -31,26 +31,21 @@ class JobRun:
     skipped: bool = False
 
 
+@dataclass(eq=False)
 class JobRunner:
     """Runs the jobs while this process holds the lease; cancelled when it loses it."""
 
-    def __init__(
-        self,
-        specs: tuple[JobSpec, ...],
-        breaker: CircuitBreaker,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        wall_clock: Callable[[], datetime] = utc_now,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        on_run: Callable[[JobRun], None] | None = None,
-    ) -> None:
-        self.specs = specs
-        self.breaker = breaker
-        self._clock = clock
-        self._wall_clock = wall_clock
-        self._sleep = sleep  # with `clock`, lets tests run the timetable in fake time
-        self._on_run = on_run
-        self._status = {spec.name: JobStatus(spec.name, spec.interval_ms) for spec in specs}
+    specs: tuple[JobSpec, ...]
+    breaker: CircuitBreaker
+    _: KW_ONLY
+    clock: Callable[[], float] = time.monotonic
+    wall_clock: Callable[[], datetime] = utc_now
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep  # with `clock`: fake time in tests
+    on_run: Callable[[JobRun], None] | None = None
+    _status: dict[str, JobStatus] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._status = {spec.name: JobStatus(spec.name, spec.interval_ms) for spec in self.specs}
 
     def statuses(self) -> tuple[JobStatus, ...]:
         return tuple(self._status[spec.name] for spec in self.specs)
@@ -66,25 +61,25 @@ class JobRunner:
                 self._status[name] = replace(status, running=False, next_run_at=None)
 
     async def _loop(self, spec: JobSpec, fence: LeaseFence | None) -> None:
-        due = self._clock() + spec.first_delay_ms / 1000
+        due = self.clock() + spec.first_delay_ms / 1000
         while True:
-            wait_s = max(0.0, due - self._clock())
-            self._set(spec.name, next_run_at=self._wall_clock() + timedelta(seconds=wait_s))
+            wait_s = max(0.0, due - self.clock())
+            self._set(spec.name, next_run_at=self.wall_clock() + timedelta(seconds=wait_s))
             if wait_s:
-                await self._sleep(wait_s)
-            started = self._clock()
+                await self.sleep(wait_s)
+            started = self.clock()
             retry_in = await self.run_once(spec, fence)
             interval_s = spec.interval_ms / 1000
             due = started + interval_s
             if retry_in is not None:
-                due = min(due, self._clock() + max(0.05, retry_in))
+                due = min(due, self.clock() + max(0.05, retry_in))
             # An overrunning job runs again at once, but never twice at the same time.
-            due = max(due, self._clock())
+            due = max(due, self.clock())
 
     async def run_once(self, spec: JobSpec, fence: LeaseFence | None) -> float | None:
         """Run one job now; return how soon to run it again if sooner than its interval."""
-        started_at = self._wall_clock()
-        started = self._clock()
+        started_at = self.wall_clock()
+        started = self.clock()
         self._set(spec.name, running=True, last_started_at=started_at, next_run_at=None)
         skipped = False
         retry_in: float | None = None
@@ -101,7 +96,7 @@ class JobRunner:
             raise
         except Exception as exc:  # a failure is data for the dashboard, not a crash
             success, result = False, _one_line(exc)
-        duration_ms = int((self._clock() - started) * 1000)
+        duration_ms = int((self.clock() - started) * 1000)
         self._set(
             spec.name,
             running=False,
@@ -118,8 +113,8 @@ class JobRunner:
             result,
             skipped,
         )
-        if self._on_run is not None:
-            self._on_run(run)
+        if self.on_run is not None:
+            self.on_run(run)
         return retry_in
 
     def _set(self, name: str, **changes: object) -> None:

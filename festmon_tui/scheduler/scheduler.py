@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
+from dataclasses import KW_ONLY, dataclass, field
 
 from festmon_tui.db.detection import DetectionRepository
 from festmon_tui.db.lease import LeaseFence, LeaseGrant, LeaseHolder, LeaseRepository
@@ -22,25 +23,22 @@ log = logging.getLogger(__name__)
 _STOP_JOBS_S = 0.5
 
 
+@dataclass(eq=False)
 class Scheduler:
     """Leader election plus the job runner; settings are synced each time the lease is gained."""
 
-    def __init__(
-        self,
-        elector: LeaderElector,
-        runner: JobRunner,
-        *,
-        on_gain: Callable[[LeaseFence], Awaitable[None]] | None = None,
-        on_change: Callable[[], None] | None = None,
-    ) -> None:
-        self.elector = elector
-        self.runner = runner
-        self._before_jobs = on_gain
-        self._on_change = on_change
-        self._elector_task: asyncio.Task[None] | None = None
-        self._jobs_task: asyncio.Task[None] | None = None
-        elector.on_gain = self._gained
-        elector.on_loss = self._lost
+    elector: LeaderElector
+    runner: JobRunner
+    _: KW_ONLY
+    # Awaited each time the lease is gained, before the jobs run (the settings row write).
+    on_gain: Callable[[LeaseFence], Awaitable[None]] | None = None
+    on_change: Callable[[], None] | None = None
+    _elector_task: asyncio.Task[None] | None = field(default=None, init=False)
+    _jobs_task: asyncio.Task[None] | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.elector.on_gain = self._gained
+        self.elector.on_loss = self._lost
 
     @property
     def running(self) -> bool:
@@ -56,9 +54,9 @@ class Scheduler:
         self._changed()
 
     async def _lead(self, fence: LeaseFence) -> None:
-        if self._before_jobs is not None:
+        if self.on_gain is not None:
             try:
-                await self._before_jobs(fence)
+                await self.on_gain(fence)
             except Exception as exc:  # the jobs still run with what the database has
                 log.warning("could not write the settings row: %s", exc)
         await self.runner.run(fence)
@@ -88,8 +86,8 @@ class Scheduler:
         self._changed()
 
     def _changed(self) -> None:
-        if self._on_change is not None:
-            self._on_change()
+        if self.on_change is not None:
+            self.on_change()
 
 
 async def _settle(task: asyncio.Task[None] | None) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from festmon_tui.db.cycle_runs import MANUAL, CycleRun, CycleRunRepository
 from festmon_tui.db.detection import DetectionRepository, cycle_result
@@ -25,22 +25,15 @@ class CycleBusy(ActionRefused):
     """Another process's manual cycle is still running and did not finish in time."""
 
 
+@dataclass(eq=False)
 class ManualCycles:
     """Runs a manual cycle, or waits for the one already running and returns its result."""
 
-    def __init__(
-        self,
-        detection: DetectionRepository,
-        runs: CycleRunRepository,
-        breaker: CircuitBreaker,
-        holder: LeaseHolder,
-        actor: Actor,
-    ) -> None:
-        self.detection = detection
-        self.runs = runs
-        self.breaker = breaker
-        self.holder = holder
-        self.actor = actor
+    detection: DetectionRepository
+    runs: CycleRunRepository
+    breaker: CircuitBreaker
+    holder: LeaseHolder
+    actor: Actor
 
     @property
     def claim_ttl_ms(self) -> int:

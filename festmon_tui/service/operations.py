@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from dataclasses import KW_ONLY, InitVar, dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -61,34 +62,29 @@ class LastAnswers:
             self._answers.popitem(last=False)
 
 
+@dataclass(eq=False)
 class Operations:
     """Reads fall back to the last answer when the database is away; actions raise ActionRefused."""
 
-    def __init__(
-        self,
-        events: EventRepository,
-        health: HealthRepository,
-        cycles: ManualCycles,
-        actor: Actor,
-        *,
-        viewer: bool,
-        on_away: Callable[[str], None],
-        on_change: Callable[[], None],
-        reads: EventRepository | None = None,
-    ) -> None:
-        self.events = events
-        # The event list and details come from `reads` (a hot standby) when given; actions
-        # always go through `events` (the primary).
-        self.reads = reads or events
-        self.health = health
-        self.cycles = cycles
-        self.actor = actor
-        self.viewer = viewer
-        self._on_away = on_away
-        self._on_change = on_change
-        self._lists = LastAnswers(KEPT_EVENT_LISTS)
-        self._details = LastAnswers(KEPT_DETAILS)
-        self._trends = LastAnswers(2)  # the health history and the event counts
+    events: EventRepository
+    health: HealthRepository
+    cycles: ManualCycles
+    actor: Actor
+    _: KW_ONLY
+    viewer: bool
+    on_away: Callable[[str], None]
+    on_change: Callable[[], None]
+    # The event list and details come from `reads` (a hot standby) when given; actions always
+    # go through `events` (the primary).
+    reads: InitVar[EventRepository | None] = None
+    _reads: EventRepository = field(init=False)
+    _lists: LastAnswers = field(default_factory=lambda: LastAnswers(KEPT_EVENT_LISTS), init=False)
+    _details: LastAnswers = field(default_factory=lambda: LastAnswers(KEPT_DETAILS), init=False)
+    # The health history and the event counts.
+    _trends: LastAnswers = field(default_factory=lambda: LastAnswers(2), init=False)
+
+    def __post_init__(self, reads: EventRepository | None) -> None:
+        self._reads = reads or self.events
 
     async def _read(
         self, cache: LastAnswers, key: Any, call: Callable[[], Awaitable[T]], empty: T
@@ -96,14 +92,14 @@ class Operations:
         try:
             result = await call()
         except AWAY as exc:
-            self._on_away(str(exc))
+            self.on_away(str(exc))
             return cache.get(key, empty)
         cache.put(key, result)
         return result
 
     async def list_events(self, event_filter: EventFilter) -> list[Event]:
         return await self._read(
-            self._lists, event_filter, lambda: self.reads.list(event_filter), []
+            self._lists, event_filter, lambda: self._reads.list(event_filter), []
         )
 
     async def health_history(self, since: datetime) -> list[HealthSnapshot]:
@@ -116,9 +112,9 @@ class Operations:
 
     async def event_detail(self, event_id: int) -> EventDetail:
         try:
-            detail = await self.reads.detail(event_id)
+            detail = await self._reads.detail(event_id)
         except AWAY as exc:
-            self._on_away(str(exc))
+            self.on_away(str(exc))
             cached: EventDetail | None = self._details.get(event_id, None)
             if cached is None:
                 raise Unavailable(str(exc)) from None
@@ -130,9 +126,9 @@ class Operations:
 
     async def card(self, card_id: str) -> CardView:
         try:
-            view = await self.reads.card(card_id, CARD_EVENTS)
+            view = await self._reads.card(card_id, CARD_EVENTS)
         except AWAY as exc:
-            self._on_away(str(exc))
+            self.on_away(str(exc))
             cached: CardView | None = self._details.get(("card", card_id), None)
             if cached is None:
                 raise Unavailable(str(exc)) from None
@@ -161,12 +157,12 @@ class Operations:
         except EventNotFound:
             raise
         except AWAY as exc:
-            self._on_away(str(exc))
+            self.on_away(str(exc))
             reason = str(exc).removeprefix("database unavailable: ")  # said once, not twice
             raise ActionRefused(f"the database is unavailable: {reason}") from None
         except DatabaseRefused as exc:
             raise ActionRefused(str(exc)) from None
-        self._on_change()
+        self.on_change()
         return event
 
     async def run_cycle(self) -> CycleResult:
@@ -175,9 +171,9 @@ class Operations:
         try:
             result = await self.cycles.run()
         except AWAY as exc:
-            self._on_away(str(exc))
+            self.on_away(str(exc))
             raise ActionRefused(f"the detection cycle failed: {exc}") from None
         except (DatabaseRefused, BreakerOpen) as exc:
             raise ActionRefused(str(exc)) from None
-        self._on_change()
+        self.on_change()
         return result
