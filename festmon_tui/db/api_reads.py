@@ -73,9 +73,10 @@ ORDER BY a.alert_timestamp DESC, a.alert_id DESC
 LIMIT $1
 """
 
+# The columns of the next two are named after RangeFigures' fields.
 EVENTS_IN_RANGE_SQL = """
 SELECT count(*)::bigint AS events,
-       count(*) FILTER (WHERE severity = 'CRITICAL')::bigint AS critical,
+       count(*) FILTER (WHERE severity = 'CRITICAL')::bigint AS critical_events,
        count(*) FILTER (WHERE event_type = 'transaction_failure')::bigint AS failure_events,
        count(*) FILTER (WHERE event_type = 'balance_discrepancy')::bigint AS discrepancies,
        coalesce(sum(abs(affected_amount)) FILTER (WHERE event_type = 'balance_discrepancy'), 0)
@@ -95,8 +96,8 @@ ORDER BY 1, 2
 
 # Scheduled and manual runs (not the manual-cycle claims still open) in the range.
 RUNS_IN_RANGE_SQL = """
-SELECT count(*) FILTER (WHERE success)::bigint AS succeeded,
-       count(*) FILTER (WHERE NOT success)::bigint AS failed,
+SELECT count(*) FILTER (WHERE success)::bigint AS runs_succeeded,
+       count(*) FILTER (WHERE NOT success)::bigint AS runs_failed,
        (avg(extract(epoch FROM finished_at - started_at) * 1000)
            FILTER (WHERE success AND kind IN ('critical', 'manual', 'full')))::float8
            AS avg_detection_ms
@@ -232,15 +233,10 @@ class ApiReads:
                 hours = await conn.fetch(EVENTS_BY_HOUR_SQL, start, end)
         payments = await self._payments(start, end)
         assert events is not None and runs is not None
+        # The statements' columns are named after RangeFigures' fields.
         return RangeFigures(
-            events=events["events"],
-            critical_events=events["critical"],
-            failure_events=events["failure_events"],
-            discrepancies=events["discrepancies"],
-            discrepancy_amount=events["discrepancy_amount"],
-            runs_succeeded=runs["succeeded"],
-            runs_failed=runs["failed"],
-            avg_detection_ms=runs["avg_detection_ms"],
+            **dict(events),
+            **dict(runs),
             transaction_volume=None if payments is None else payments["volume"],
             failed_transactions=None if payments is None else payments["failed"],
             events_by_hour=[(r["hour"], r["event_type"], r["events"]) for r in hours],

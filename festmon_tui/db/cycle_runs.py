@@ -22,19 +22,16 @@ SELECT claim_monitoring_cycle_run($1, $2, make_interval(secs => $3::bigint / 100
 
 FINISH_SQL = "SELECT finish_monitoring_cycle_run($1, $2::jsonb, $3)"
 
-RUNNING_SQL = """
+# CycleRun's fields, in its order.
+_RUNS_SQL = """
 SELECT run_id, kind, requested_by, holder_host, holder_pid, started_at, finished_at, success,
        result, error
 FROM monitoring_cycle_runs
-WHERE kind = $1 AND finished_at IS NULL
 """
 
-GET_SQL = """
-SELECT run_id, kind, requested_by, holder_host, holder_pid, started_at, finished_at, success,
-       result, error
-FROM monitoring_cycle_runs
-WHERE run_id = $1
-"""
+RUNNING_SQL = _RUNS_SQL + "WHERE kind = $1 AND finished_at IS NULL\n"
+
+GET_SQL = _RUNS_SQL + "WHERE run_id = $1\n"
 
 # A finished scheduled run, written once at its end (no claim: the lease already makes the
 # leader the only runner, and a claim left by a killed leader would delay its successor).
@@ -86,18 +83,7 @@ def _run(row: asyncpg.Record) -> CycleRun:
             result = json.loads(result)
         except ValueError:
             result = {"_unparsed": result}
-    return CycleRun(
-        run_id=row["run_id"],
-        kind=row["kind"],
-        requested_by=row["requested_by"],
-        holder_host=row["holder_host"],
-        holder_pid=row["holder_pid"],
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-        success=row["success"],
-        result=result if isinstance(result, dict) else {},
-        error=row["error"],
-    )
+    return CycleRun(**{**dict(row), "result": result if isinstance(result, dict) else {}})
 
 
 class CycleRunRepository:

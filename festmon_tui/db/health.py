@@ -12,30 +12,38 @@ import asyncpg
 from festmon_tui.db.errors import translated
 from festmon_tui.models import HealthSnapshot, HealthStatus, RuleFailure
 
-LATEST_SQL = """
-SELECT snapshot_id, snapshot_timestamp, overall_health_status, total_transactions_last_hour,
-       successful_transactions_last_hour, failed_transactions_last_hour, success_rate_percent,
-       total_nfc_scans_last_hour, duplicate_nfc_scans_last_hour, nfc_success_rate_percent,
-       avg_processing_time_ms, p95_processing_time_ms, max_processing_time_ms,
-       active_cards_count, total_system_balance, monitoring_events_last_hour,
-       critical_events_last_hour, metrics_data, status_reasons
+# The columns are named after HealthSnapshot's fields (plus status_reasons); a count the row
+# leaves NULL reads as 0.
+_SNAPSHOTS_SQL = """
+SELECT snapshot_id, snapshot_timestamp, overall_health_status,
+       coalesce(total_transactions_last_hour, 0) AS total_transactions_last_hour,
+       coalesce(successful_transactions_last_hour, 0) AS successful_transactions_last_hour,
+       coalesce(failed_transactions_last_hour, 0) AS failed_transactions_last_hour,
+       success_rate_percent,
+       coalesce(total_nfc_scans_last_hour, 0) AS total_nfc_scans_last_hour,
+       coalesce(duplicate_nfc_scans_last_hour, 0) AS duplicate_nfc_scans_last_hour,
+       nfc_success_rate_percent, avg_processing_time_ms, p95_processing_time_ms,
+       max_processing_time_ms, active_cards_count, total_system_balance,
+       coalesce(monitoring_events_last_hour, 0) AS monitoring_events_last_hour,
+       coalesce(critical_events_last_hour, 0) AS critical_events_last_hour,
+       metrics_data, status_reasons
 FROM system_health_snapshots
-ORDER BY snapshot_timestamp DESC, snapshot_id DESC
-LIMIT 1
 """
 
-HISTORY_SQL = """
-SELECT snapshot_id, snapshot_timestamp, overall_health_status, total_transactions_last_hour,
-       successful_transactions_last_hour, failed_transactions_last_hour, success_rate_percent,
-       total_nfc_scans_last_hour, duplicate_nfc_scans_last_hour, nfc_success_rate_percent,
-       avg_processing_time_ms, p95_processing_time_ms, max_processing_time_ms,
-       active_cards_count, total_system_balance, monitoring_events_last_hour,
-       critical_events_last_hour, metrics_data, status_reasons
-FROM system_health_snapshots
-WHERE snapshot_timestamp >= $1
+LATEST_SQL = (
+    _SNAPSHOTS_SQL
+    + """ORDER BY snapshot_timestamp DESC, snapshot_id DESC
+LIMIT 1
+"""
+)
+
+HISTORY_SQL = (
+    _SNAPSHOTS_SQL
+    + """WHERE snapshot_timestamp >= $1
 ORDER BY snapshot_timestamp, snapshot_id
 LIMIT $2
 """
+)
 
 # Uses the partial index on active events by severity. Every run of an incremental rule (from
 # festmon or from psql) stamps its watermark, so the newest stamp is "detection last ran". The
@@ -105,31 +113,15 @@ def _json(value: Any) -> Any:
 
 
 def snapshot_from_record(r: asyncpg.Record) -> HealthSnapshot:
+    fields = dict(r)
+    del fields["status_reasons"]
     try:
-        status = HealthStatus(r["overall_health_status"])
+        fields["overall_health_status"] = HealthStatus(r["overall_health_status"])
     except ValueError:
-        status = HealthStatus.UNKNOWN
+        fields["overall_health_status"] = HealthStatus.UNKNOWN
     metrics = _json(r["metrics_data"])
-    return HealthSnapshot(
-        snapshot_id=r["snapshot_id"],
-        snapshot_timestamp=r["snapshot_timestamp"],
-        overall_health_status=status,
-        total_transactions_last_hour=r["total_transactions_last_hour"] or 0,
-        successful_transactions_last_hour=r["successful_transactions_last_hour"] or 0,
-        failed_transactions_last_hour=r["failed_transactions_last_hour"] or 0,
-        success_rate_percent=r["success_rate_percent"],
-        total_nfc_scans_last_hour=r["total_nfc_scans_last_hour"] or 0,
-        duplicate_nfc_scans_last_hour=r["duplicate_nfc_scans_last_hour"] or 0,
-        nfc_success_rate_percent=r["nfc_success_rate_percent"],
-        avg_processing_time_ms=r["avg_processing_time_ms"],
-        p95_processing_time_ms=r["p95_processing_time_ms"],
-        max_processing_time_ms=r["max_processing_time_ms"],
-        active_cards_count=r["active_cards_count"],
-        total_system_balance=r["total_system_balance"],
-        monitoring_events_last_hour=r["monitoring_events_last_hour"] or 0,
-        critical_events_last_hour=r["critical_events_last_hour"] or 0,
-        metrics_data=metrics if isinstance(metrics, dict) else {},
-    )
+    fields["metrics_data"] = metrics if isinstance(metrics, dict) else {}
+    return HealthSnapshot(**fields)
 
 
 def _reasons(value: Any) -> tuple[str, ...]:

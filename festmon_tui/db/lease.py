@@ -90,9 +90,10 @@ SET expires_at = clock_timestamp(), holder_id = NULL
 WHERE lease_name = $1 AND holder_id = $2
 """
 
+# Named after LeaderInfo's fields, plus whether the lease is still valid.
 CURRENT_SQL = """
-SELECT holder_id, holder_host, holder_pid, term, acquired_at, expires_at,
-       expires_at > clock_timestamp() AS valid
+SELECT holder_id, holder_host AS host, holder_pid AS pid, term, acquired_at AS since,
+       expires_at, expires_at > clock_timestamp() AS valid
 FROM monitoring_scheduler_lease
 WHERE lease_name = $1
 """
@@ -198,15 +199,9 @@ class LeaseRepository:
             row = await self.pool.fetchrow(CURRENT_SQL, self.lease_name)
         if row is None or not row["valid"] or row["holder_id"] is None:
             return LeaderInfo(None, None, None, None, None)
-        return LeaderInfo(
-            holder_id=row["holder_id"],
-            host=row["holder_host"],
-            pid=row["holder_pid"],
-            since=row["acquired_at"],
-            expires_at=row["expires_at"],
-            is_self=me is not None and row["holder_id"] == me.holder_id,
-            term=row["term"],
-        )
+        info = dict(row)
+        del info["valid"]
+        return LeaderInfo(**info, is_self=me is not None and row["holder_id"] == me.holder_id)
 
 
 async def check_fence(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from decimal import Decimal
 
 import asyncpg
@@ -13,7 +13,10 @@ from festmon_tui.settings import Settings
 
 @dataclass(frozen=True)
 class DetectionThresholds:
-    """The settings-row values festmon owns (SPEC §6.1 thresholds, windows, execution limits)."""
+    """The settings-row values festmon owns (SPEC §6.1 thresholds, windows, execution limits).
+
+    The fields stand in the order of WRITE_SQL's parameters $1 … $12.
+    """
 
     consecutive_failure_count: int
     consecutive_failure_window_ms: int
@@ -102,22 +105,6 @@ class SettingsRowRepository:
 
     async def write(self, thresholds: DetectionThresholds, written_by: str) -> bool:
         """Write the thresholds; True if the row changed."""
-        t = thresholds
         with translated():
-            status = await self.pool.execute(
-                WRITE_SQL,
-                t.consecutive_failure_count,
-                t.consecutive_failure_window_ms,
-                t.failure_spike_window_ms,
-                t.failure_spike_min_transactions,
-                t.failure_spike_rate_percent,
-                t.failure_spike_high_rate_percent,
-                t.discrepancy_threshold,
-                t.duplicate_nfc_window_ms,
-                t.race_window_ms,
-                t.rule_statement_timeout_ms,
-                t.detection_batch_size,
-                t.alert_escalation_after_ms,
-                written_by,
-            )
+            status = await self.pool.execute(WRITE_SQL, *astuple(thresholds), written_by)
         return str(status).endswith(" 1")
