@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import partial
 
 from textual.binding import Binding, BindingType
 
@@ -38,175 +39,123 @@ class Command:
     action: str
     title: str
     help: str
-    scope: Scope
     mutating: bool = False
     footer: bool = False
+    scope: Scope = field(kw_only=True)
 
+
+# One constructor per scope, so each command is one row of the table:
+# (id, key, action, title, help[, mutating[, footer]]).
+_APP = partial(Command, scope=Scope.APP)
+_EVENT = partial(Command, scope=Scope.EVENT)
+_DASHBOARD = partial(Command, scope=Scope.DASHBOARD)
+_DETAIL = partial(Command, scope=Scope.DETAIL)
+_CARD = partial(Command, scope=Scope.CARD)
 
 COMMANDS: tuple[Command, ...] = (
-    Command("help", "?", "show_help", "Help", "Show every key and command", Scope.APP, footer=True),
-    Command(
-        "cycle", "d", "run_cycle", "Run cycle", "Run one detection cycle now", Scope.APP, True, True
-    ),
-    Command(
+    _APP("help", "?", "show_help", "Help", "Show every key and command", False, True),
+    _APP("cycle", "d", "run_cycle", "Run cycle", "Run one detection cycle now", True, True),
+    _APP(
         "pause",
         "p",
         "toggle_pause",
         "Pause",
         "Freeze the display (detection keeps running)",
-        Scope.APP,
-        footer=True,
+        False,
+        True,
     ),
-    Command("palette", ":", "command_palette", "Commands", "Open the command palette", Scope.APP),
-    Command("theme", "T", "switch_theme", "Theme", "Next theme (dark, light, contrast)", Scope.APP),
-    Command("reload", "R", "reload_data", "Reload", "Reload everything now", Scope.APP),
-    Command(
+    _APP("palette", ":", "command_palette", "Commands", "Open the command palette"),
+    _APP("theme", "T", "switch_theme", "Theme", "Next theme (dark, light, contrast)"),
+    _APP("reload", "R", "reload_data", "Reload", "Reload everything now"),
+    _APP(
         "quit",
         "q",
         "quit",
         "Quit",
         "Leave a view; on the list, quit (Ctrl+C quits from anywhere)",
-        Scope.APP,
-        footer=True,
-    ),
-    Command(
-        "ack",
-        "a",
-        "acknowledge_event",
-        "Ack",
-        "Acknowledge (take ownership)",
-        Scope.EVENT,
-        True,
+        False,
         True,
     ),
-    Command(
-        "unack", "u", "unacknowledge_event", "Unack", "Return to OPEN, release", Scope.EVENT, True
-    ),
-    Command(
-        "resolve",
-        "r",
-        "resolve_event",
-        "Resolve",
-        "Resolve (note required)",
-        Scope.EVENT,
-        True,
-        True,
-    ),
-    Command(
+    _EVENT("ack", "a", "acknowledge_event", "Ack", "Acknowledge (take ownership)", True, True),
+    _EVENT("unack", "u", "unacknowledge_event", "Unack", "Return to OPEN, release", True),
+    _EVENT("resolve", "r", "resolve_event", "Resolve", "Resolve (note required)", True, True),
+    _EVENT(
         "false_positive",
         "x",
         "mark_false_positive",
         "False positive",
         "Mark as false positive (note required)",
-        Scope.EVENT,
         True,
     ),
-    Command("note", "n", "add_note", "Note", "Add a note to the action history", Scope.EVENT, True),
-    Command(
+    _EVENT("note", "n", "add_note", "Note", "Add a note to the action history", True),
+    _EVENT(
         "copy",
         "y",
         "copy_id",
         "Copy",
         "Copy the event id, card id or transaction id to the clipboard",
-        Scope.EVENT,
     ),
-    Command(
-        "card",
-        "C",
-        "open_card",
-        "Card",
-        "Every event, ledger row and scan of this event's card",
-        Scope.EVENT,
+    _EVENT(
+        "card", "C", "open_card", "Card", "Every event, ledger row and scan of this event's card"
     ),
-    Command("open", "enter", "open_event", "Open", "Open the selected event", Scope.DASHBOARD),
-    Command(
-        "search",
-        "/",
-        "search_events",
-        "Search",
-        "Search card or transaction id",
-        Scope.DASHBOARD,
-        footer=True,
+    _DASHBOARD("open", "enter", "open_event", "Open", "Open the selected event"),
+    _DASHBOARD(
+        "search", "/", "search_events", "Search", "Search card or transaction id", False, True
     ),
-    Command(
+    _DASHBOARD(
         "severity",
         "s",
         "cycle_severity",
         "Severity",
         "Filter: all, CRITICAL, ≥HIGH, ≥MEDIUM, ≥LOW",
-        Scope.DASHBOARD,
-        footer=True,
+        False,
+        True,
     ),
-    Command("type", "t", "cycle_type", "Type", "Filter by event type", Scope.DASHBOARD),
-    Command(
-        "status",
-        "v",
-        "cycle_status",
-        "Status",
-        "Filter: active, all, OPEN, INVESTIGATING, closed",
-        Scope.DASHBOARD,
+    _DASHBOARD("type", "t", "cycle_type", "Type", "Filter by event type"),
+    _DASHBOARD(
+        "status", "v", "cycle_status", "Status", "Filter: active, all, OPEN, INVESTIGATING, closed"
     ),
-    Command("clear", "c", "clear_filters", "Clear", "Clear filters and search", Scope.DASHBOARD),
-    Command("sort", "o", "cycle_sort", "Sort", "Next sort column", Scope.DASHBOARD),
-    Command(
+    _DASHBOARD("clear", "c", "clear_filters", "Clear", "Clear filters and search"),
+    _DASHBOARD("sort", "o", "cycle_sort", "Sort", "Next sort column"),
+    _DASHBOARD(
         "storms",
         "w",
         "toggle_storms",
         "Storms",
         "Event storms: one line per rule, or all their events",
-        Scope.DASHBOARD,
     ),
-    Command("reverse", "O", "reverse_sort", "Reverse", "Reverse the sort order", Scope.DASHBOARD),
-    Command("range", "g", "cycle_range", "Range", "Trends range: 1 h, 24 h, 7 d", Scope.DASHBOARD),
-    Command(
-        "export_csv",
-        "e",
-        "export_csv",
-        "Export CSV",
-        "Filtered events to a CSV file",
-        Scope.DASHBOARD,
-    ),
-    Command(
-        "export_json",
-        "E",
-        "export_json",
-        "Export JSON",
-        "Filtered events to a JSON file",
-        Scope.DASHBOARD,
-    ),
-    Command(
-        "back", "escape", "close_detail", "Back", "Back to the list", Scope.DETAIL, footer=True
-    ),
-    Command("raw", "j", "toggle_raw", "Raw JSON", "Show or hide the raw evidence", Scope.DETAIL),
-    Command("card_back", "escape", "close_card", "Back", "Back (q too)", Scope.CARD, footer=True),
-    Command("card_copy", "y", "copy_card_id", "Copy", "Copy the card id", Scope.CARD),
-    Command(
+    _DASHBOARD("reverse", "O", "reverse_sort", "Reverse", "Reverse the sort order"),
+    _DASHBOARD("range", "g", "cycle_range", "Range", "Trends range: 1 h, 24 h, 7 d"),
+    _DASHBOARD("export_csv", "e", "export_csv", "Export CSV", "Filtered events to a CSV file"),
+    _DASHBOARD("export_json", "E", "export_json", "Export JSON", "Filtered events to a JSON file"),
+    _DETAIL("back", "escape", "close_detail", "Back", "Back to the list", False, True),
+    _DETAIL("raw", "j", "toggle_raw", "Raw JSON", "Show or hide the raw evidence"),
+    _CARD("card_back", "escape", "close_card", "Back", "Back (q too)", False, True),
+    _CARD("card_copy", "y", "copy_card_id", "Copy", "Copy the card id"),
+    _CARD(
         "card_ack",
         "a",
         "acknowledge_card",
         "Ack all",
         "Acknowledge every OPEN event of the card",
-        Scope.CARD,
         True,
         True,
     ),
-    Command(
+    _CARD(
         "card_resolve",
         "r",
         "resolve_card",
         "Resolve all",
         "Resolve every active event of the card, one note for all",
-        Scope.CARD,
         True,
         True,
     ),
-    Command(
+    _CARD(
         "card_false_positive",
         "x",
         "mark_card_false_positive",
         "False positive all",
         "Mark every active event of the card a false positive, one note for all",
-        Scope.CARD,
         True,
     ),
 )

@@ -1,4 +1,5 @@
-"""A card's ledger as a table: the event detail and the card view show the same columns."""
+"""A card's ledger and NFC scans as tables: the event detail and the card view show the same
+columns."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 
-from festmon_tui.models import LedgerRow
+from festmon_tui.models import LedgerRow, ScanRow
 from festmon_tui.ui.display import EMPTY, literal, money
 
 COLUMNS = (
@@ -51,5 +52,26 @@ def ledger_table(
             money(row.previous_balance),
             money(row.new_balance),
             chain if extra is None else chain + extra,
+        )
+    return table
+
+
+def scan_table(
+    scans: Sequence[ScanRow],
+    *,
+    header_style: Style,
+    time: Callable[[datetime | None], str],
+    limit: int,
+) -> Table:
+    """The latest `limit` scans, oldest first."""
+    table = Table(box=None, padding=(0, 1), header_style=header_style)
+    for name in ("time", "status", "ms", "device"):
+        table.add_column(name, no_wrap=True)
+    for scan in sorted(scans, key=lambda s: s.scan_timestamp)[-limit:]:
+        table.add_row(
+            time(scan.scan_timestamp),
+            literal(scan.scan_status, max_len=16),
+            EMPTY if scan.processing_duration_ms is None else str(scan.processing_duration_ms),
+            literal(scan.device_identifier, max_len=30),
         )
     return table

@@ -6,22 +6,21 @@ from collections.abc import Callable
 from datetime import datetime, tzinfo
 
 from rich.console import Group, RenderableType
-from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.reactive import reactive
 from textual.screen import Screen
-from textual.widget import Widget
 from textual.widgets import Footer, Static
 
 from festmon_tui.models import CardView, Event, EventStatus, Verb
 from festmon_tui.ui.commands import Scope, bindings, offered
-from festmon_tui.ui.display import EMPTY, age, literal, local_time, money, type_label
-from festmon_tui.ui.ledger import ledger_table
+from festmon_tui.ui.display import age, literal, money, type_label
+from festmon_tui.ui.ledger import ledger_table, scan_table
 from festmon_tui.ui.screens.event_screen import copy_to_clipboard
 from festmon_tui.ui.screens.note_prompt import NotePrompt
+from festmon_tui.ui.screens.record_body import RecordBody
 from festmon_tui.ui.view_state import CardActionRequested
 
 LEDGER_ROWS = 20
@@ -36,26 +35,14 @@ TARGETS: dict[Verb, Callable[[Event], bool]] = {
 }
 
 
-class CardBody(Widget):
+class CardBody(RecordBody):
     """The card's events, ledger and scans, rendered from one CardView (literal values only)."""
 
     COMPONENT_CLASSES = {"card-body--section", "card-body--label", "card-body--chain-break"}
 
+    STYLES = "card-body"
+
     view: reactive[CardView | None] = reactive(None, layout=True)
-
-    def __init__(self, timezone: tzinfo, now: datetime, id: str | None = None) -> None:
-        super().__init__(id=id)
-        self.timezone = timezone
-        self.now = now
-
-    def _style(self, name: str) -> Style:
-        return self.get_component_rich_style(f"card-body--{name}", partial=True)
-
-    def _section(self, title: str) -> Text:
-        return Text(f"\n{title}", style=self._style("section"))
-
-    def _time(self, value: datetime | None) -> str:
-        return local_time(value, self.timezone, self.now)
 
     def events(self, view: CardView) -> RenderableType:
         if not view.events:
@@ -101,17 +88,9 @@ class CardBody(Widget):
     def scans(self, view: CardView) -> RenderableType:
         if not view.scans:
             return Text("No NFC scans for this card.")
-        table = Table(box=None, padding=(0, 1), header_style=self._style("label"))
-        for name in ("time", "status", "ms", "device"):
-            table.add_column(name, no_wrap=True)
-        for scan in sorted(view.scans, key=lambda s: s.scan_timestamp)[-SCAN_ROWS:]:
-            table.add_row(
-                self._time(scan.scan_timestamp),
-                literal(scan.scan_status, max_len=16),
-                EMPTY if scan.processing_duration_ms is None else str(scan.processing_duration_ms),
-                literal(scan.device_identifier, max_len=30),
-            )
-        return table
+        return scan_table(
+            view.scans, header_style=self._style("label"), time=self._time, limit=SCAN_ROWS
+        )
 
     def render(self) -> RenderableType:
         view = self.view

@@ -12,7 +12,6 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.reactive import reactive
-from textual.widget import Widget
 from textual.widgets import Footer, Static
 
 from festmon_tui.models import Event, EventDetail, LedgerRow
@@ -22,13 +21,13 @@ from festmon_tui.ui.display import (
     actor_label,
     age,
     literal,
-    local_time,
     money,
     type_label,
 )
 from festmon_tui.ui.evidence import explain, flags, flatten, raw_json
-from festmon_tui.ui.ledger import ledger_table
+from festmon_tui.ui.ledger import ledger_table, scan_table
 from festmon_tui.ui.screens.event_screen import EventScreen
+from festmon_tui.ui.screens.record_body import RecordBody
 
 LEDGER_BEFORE = 8
 LEDGER_AFTER = 4
@@ -55,7 +54,7 @@ def ledger_window(event: Event, ledger: Sequence[LedgerRow]) -> tuple[list[Ledge
     return shown, len(rows) - len(shown)
 
 
-class DetailBody(Widget):
+class DetailBody(RecordBody):
     """Everything below the title, rendered from one EventDetail (literal values only)."""
 
     COMPONENT_CLASSES = {
@@ -70,25 +69,13 @@ class DetailBody(Widget):
         "detail-body--info",
     }
 
+    STYLES = "detail-body"
+
     detail: reactive[EventDetail | None] = reactive(None, layout=True)
     show_raw: reactive[bool] = reactive(False, layout=True)
 
-    def __init__(self, timezone: tzinfo, now: datetime, id: str | None = None) -> None:
-        super().__init__(id=id)
-        self.timezone = timezone
-        self.now = now
-
-    def _style(self, name: str) -> Style:
-        return self.get_component_rich_style(f"detail-body--{name}", partial=True)
-
     def severity_style(self, event: Event) -> Style:
         return self._style(event.severity.value.lower())
-
-    def _section(self, title: str) -> Text:
-        return Text(f"\n{title}", style=self._style("section"))
-
-    def _time(self, value: datetime | None) -> str:
-        return local_time(value, self.timezone, self.now)
 
     def facts(self, event: Event) -> Group:
         # The ids first, whole and on their own lines: an operator copies or compares them
@@ -165,17 +152,9 @@ class DetailBody(Widget):
     def scans(self, detail: EventDetail) -> RenderableType:
         if not detail.scans:
             return Text("No NFC scans for this card around the event.")
-        table = Table(box=None, padding=(0, 1), header_style=self._style("label"))
-        for name in ("time", "status", "ms", "device"):
-            table.add_column(name, no_wrap=True)
-        for scan in sorted(detail.scans, key=lambda s: s.scan_timestamp)[-12:]:
-            table.add_row(
-                self._time(scan.scan_timestamp),
-                literal(scan.scan_status, max_len=16),
-                EMPTY if scan.processing_duration_ms is None else str(scan.processing_duration_ms),
-                literal(scan.device_identifier, max_len=30),
-            )
-        return table
+        return scan_table(
+            detail.scans, header_style=self._style("label"), time=self._time, limit=12
+        )
 
     def alerts(self, detail: EventDetail) -> RenderableType:
         if not detail.alerts:

@@ -1,0 +1,32 @@
+"""What the event detail's body and the card view's body share: styles, sections, local times."""
+
+from __future__ import annotations
+
+from datetime import datetime, tzinfo
+from typing import ClassVar
+
+from rich.style import Style
+from rich.text import Text
+from textual.widget import Widget
+
+from festmon_tui.ui.display import local_time
+
+
+class RecordBody(Widget):
+    """A body rendered from one record; its styles are its component classes `<STYLES>--<name>`."""
+
+    STYLES: ClassVar[str]
+
+    def __init__(self, timezone: tzinfo, now: datetime, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.timezone = timezone
+        self.now = now
+
+    def _style(self, name: str) -> Style:
+        return self.get_component_rich_style(f"{self.STYLES}--{name}", partial=True)
+
+    def _section(self, title: str) -> Text:
+        return Text(f"\n{title}", style=self._style("section"))
+
+    def _time(self, value: datetime | None) -> str:
+        return local_time(value, self.timezone, self.now)
