@@ -68,62 +68,53 @@ class CycleProgress:
     error: str | None = None
 
 
+@dataclass(eq=False)
 class FiltersChanged(Message):
     """The operator changed the filters or the search."""
 
-    def __init__(self, event_filter: EventFilter) -> None:
-        super().__init__()
-        self.event_filter = event_filter
+    event_filter: EventFilter
 
 
+@dataclass(eq=False)
 class EventChosen(Message):
     """The operator opened an event."""
 
-    def __init__(self, event_id: int) -> None:
-        super().__init__()
-        self.event_id = event_id
+    event_id: int
 
 
+@dataclass(eq=False)
 class LifecycleRequested(Message):
     """The operator asked for a lifecycle action on one event (the note already given)."""
 
-    def __init__(self, event_id: int, verb: Verb, note: str | None = None) -> None:
-        super().__init__()
-        self.event_id = event_id
-        self.verb = verb
-        self.note = note
+    event_id: int
+    verb: Verb
+    note: str | None = None
 
 
+@dataclass(eq=False)
 class CardChosen(Message):
     """The operator asked for one card's view."""
 
-    def __init__(self, card_id: str) -> None:
-        super().__init__()
-        self.card_id = card_id
+    card_id: str
 
 
+@dataclass(eq=False)
 class CardActionRequested(Message):
     """One action, with one note, on each of these events of a card."""
 
-    def __init__(
-        self, card_id: str, event_ids: tuple[int, ...], verb: Verb, note: str | None = None
-    ) -> None:
-        super().__init__()
-        self.card_id = card_id
-        self.event_ids = event_ids
-        self.verb = verb
-        self.note = note
+    card_id: str
+    event_ids: tuple[int, ...]
+    verb: Verb
+    note: str | None = None
 
 
+@dataclass(eq=False)
 class ExportRequested(Message):
     """The operator asked to export the filtered events ('csv' or 'json')."""
 
-    def __init__(self, fmt: str) -> None:
-        super().__init__()
-        self.fmt = fmt
+    fmt: str
 
 
+@dataclass(eq=False)
 class TrendRangeChanged(Message):
-    def __init__(self, trend_range: TrendRange) -> None:
-        super().__init__()
-        self.trend_range = trend_range
+    trend_range: TrendRange

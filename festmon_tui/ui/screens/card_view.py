@@ -11,15 +11,12 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.reactive import reactive
-from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from festmon_tui.models import CardView, Event, EventStatus, Verb
-from festmon_tui.ui.commands import Scope, bindings, offered
+from festmon_tui.ui.commands import Scope, bindings
 from festmon_tui.ui.display import age, literal, money, type_label
-from festmon_tui.ui.ledger import ledger_table, scan_table
-from festmon_tui.ui.screens.event_screen import copy_to_clipboard
-from festmon_tui.ui.screens.note_prompt import NotePrompt
+from festmon_tui.ui.screens.event_screen import ActionScreen, copy_to_clipboard, requests
 from festmon_tui.ui.screens.record_body import RecordBody
 from festmon_tui.ui.view_state import CardActionRequested
 
@@ -73,24 +70,12 @@ class CardBody(RecordBody):
         if not view.ledger:
             return Text("No ledger rows for this card.")
         rows = view.ledger[-LEDGER_ROWS:]
-        table = ledger_table(
-            rows,
-            header_style=self._style("label"),
-            break_style=self._style("chain-break"),
-            time=self._time,
-        )
+        table = self._ledger_table(rows)
         notes = Text(f"card balance now {money(view.current_balance)}")
         hidden = len(view.ledger) - len(rows)
         if hidden:
             notes.append(f" · {hidden} earlier ledger rows not shown")
         return Group(table, notes)
-
-    def scans(self, view: CardView) -> RenderableType:
-        if not view.scans:
-            return Text("No NFC scans for this card.")
-        return scan_table(
-            view.scans, header_style=self._style("label"), time=self._time, limit=SCAN_ROWS
-        )
 
     def render(self) -> RenderableType:
         view = self.view
@@ -103,11 +88,11 @@ class CardBody(RecordBody):
             self._section("Ledger — balance chain"),
             self.ledger(view),
             self._section("NFC scans"),
-            self.scans(view),
+            self._scans(view.scans, empty="No NFC scans for this card.", limit=SCAN_ROWS),
         )
 
 
-class CardScreen(Screen[None]):
+class CardScreen(ActionScreen):
     """Opened from any event; the app fills `view` and refreshes it on every change."""
 
     BINDINGS = bindings(Scope.CARD)
@@ -116,11 +101,10 @@ class CardScreen(Screen[None]):
     view: reactive[CardView | None] = reactive(None)
 
     def __init__(self, card_id: str, timezone: tzinfo, now: datetime, *, viewer: bool) -> None:
-        super().__init__()
+        super().__init__(viewer=viewer)
         self.card_id = card_id
         self.timezone = timezone
         self._now = now
-        self.viewer = viewer
 
     def compose(self) -> ComposeResult:
         yield Static(self._title(), id="card-title")
@@ -147,23 +131,15 @@ class CardScreen(Screen[None]):
         bodies.first().view = view
         self.query_one("#card-title", Static).update(self._title())
 
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        return offered(action, viewer=self.viewer)
-
     def action_copy_card_id(self) -> None:
         copy_to_clipboard(self.app, "card id", self.card_id)
 
     def action_close_card(self) -> None:
         self.dismiss(None)
 
-    def action_acknowledge_card(self) -> None:
-        self.request(Verb.ACKNOWLEDGE)
-
-    def action_resolve_card(self) -> None:
-        self.request(Verb.RESOLVE)
-
-    def action_mark_card_false_positive(self) -> None:
-        self.request(Verb.FALSE_POSITIVE)
+    action_acknowledge_card = requests(Verb.ACKNOWLEDGE)
+    action_resolve_card = requests(Verb.RESOLVE)
+    action_mark_card_false_positive = requests(Verb.FALSE_POSITIVE)
 
     def request(self, verb: Verb) -> None:
         """One note for all: the service records one audited action per event."""
@@ -171,14 +147,8 @@ class CardScreen(Screen[None]):
         if not targets:
             self.notify(f"Nothing to {verb.label} on this card.", severity="warning", markup=False)
             return
-        if not verb.needs_note:
-            self.post_message(CardActionRequested(self.card_id, tuple(targets), verb))
-            return
         title = Text(f"{verb.label.capitalize()} {len(targets)} event(s) of card ")
         title.append_text(literal(self.card_id, max_len=60))
-
-        def send(note: str | None) -> None:
-            if note:
-                self.post_message(CardActionRequested(self.card_id, tuple(targets), verb, note))
-
-        self.app.push_screen(NotePrompt(title, required=True), send)
+        self.post_noted(
+            verb, title, lambda note: CardActionRequested(self.card_id, tuple(targets), verb, note)
+        )

@@ -25,12 +25,13 @@ from festmon_tui.ui.display import (
     type_label,
 )
 from festmon_tui.ui.evidence import explain, flags, flatten, raw_json
-from festmon_tui.ui.ledger import ledger_table, scan_table
 from festmon_tui.ui.screens.event_screen import EventScreen
 from festmon_tui.ui.screens.record_body import RecordBody
 
 LEDGER_BEFORE = 8
 LEDGER_AFTER = 4
+SCAN_ROWS = 12
+NO_SCANS = "No NFC scans for this card around the event."
 # A card id longer than this is not a card id any reader wrote; the rest is marked cut.
 ID_MAX_LEN = 500
 
@@ -120,12 +121,9 @@ class DetailBody(RecordBody):
             return Text("No ledger rows for this card around the event.")
         rows, hidden = ledger_window(event, detail.ledger)
         this_event = Text("  ◀ this event", style=self._style("this-event"))
-        table = ledger_table(
+        table = self._ledger_table(
             rows,
-            header_style=self._style("label"),
-            break_style=self._style("chain-break"),
-            time=self._time,
-            mark=lambda row: (
+            lambda row: (
                 this_event
                 if event.transaction_id and row.transaction_id == event.transaction_id
                 else None
@@ -148,13 +146,6 @@ class DetailBody(RecordBody):
         if hidden:
             notes.append(f" · {hidden} more ledger rows not shown")
         return Group(table, notes)
-
-    def scans(self, detail: EventDetail) -> RenderableType:
-        if not detail.scans:
-            return Text("No NFC scans for this card around the event.")
-        return scan_table(
-            detail.scans, header_style=self._style("label"), time=self._time, limit=12
-        )
 
     def alerts(self, detail: EventDetail) -> RenderableType:
         if not detail.alerts:
@@ -218,7 +209,7 @@ class DetailBody(RecordBody):
         parts.append(self._section("Ledger of the card — balance chain"))
         parts.append(self.ledger(detail))
         parts.append(self._section("NFC scans of the card"))
-        parts.append(self.scans(detail))
+        parts.append(self._scans(detail.scans, empty=NO_SCANS, limit=SCAN_ROWS))
         parts.append(self._section("Alert and escalation"))
         parts.append(self.alerts(detail))
         parts.append(self._section("Action history"))

@@ -71,6 +71,17 @@ class Row:
     widths: tuple[int, ...]  # terminal cells of each text
 
 
+@dataclass(eq=False)
+class TableMessage(Message):
+    """A message from the event table (its `control`, for `@on` selectors)."""
+
+    table: EventTable
+
+    @property
+    def control(self) -> EventTable:
+        return self.table
+
+
 class EventTable(ScrollView, can_focus=True):
     """Rows are kept as plain strings (never markup); a line is drawn only when it is on screen."""
 
@@ -140,29 +151,17 @@ class EventTable(ScrollView, can_focus=True):
         Binding("end,ctrl+end", "last_row", "Last row", show=False),
     ]
 
-    class RowSelected(Message):
+    @dataclass(eq=False)
+    class RowSelected(TableMessage):
         """The operator chose a row (Enter, or a click on the row under the cursor)."""
 
-        def __init__(self, table: EventTable, event: Event) -> None:
-            super().__init__()
-            self.table = table
-            self.event = event
+        event: Event
 
-        @property
-        def control(self) -> EventTable:
-            return self.table
-
-    class HeaderSelected(Message):
+    @dataclass(eq=False)
+    class HeaderSelected(TableMessage):
         """The operator clicked a column header."""
 
-        def __init__(self, table: EventTable, column_key: str) -> None:
-            super().__init__()
-            self.table = table
-            self.column_key = column_key
-
-        @property
-        def control(self) -> EventTable:
-            return self.table
+        column_key: str
 
     def __init__(self, id: str | None = None) -> None:
         super().__init__(id=id)
