@@ -56,13 +56,16 @@ def count(value: int | None) -> str:
     return EMPTY if value is None else f"{value:,}".replace(",", " ")
 
 
-def age(then: datetime | None, now: datetime) -> str:
-    """Compact age: '8s', '12m', '3h', '2d'; future times count as 0s."""
+def age(then: datetime | None, now: datetime, *, step_s: int = 1) -> str:
+    """Compact age: '8s', '12m', '3h', '2d'; future times count as 0s. Under a minute in steps
+    of `step_s` seconds ('<10s', '20s' with 10)."""
     if then is None:
         return EMPTY
     seconds = max(0, int((now - then).total_seconds()))
+    if 1 < step_s and seconds < step_s:
+        return f"<{step_s}s"
     if seconds < 60:
-        return f"{seconds}s"
+        return f"{seconds // step_s * step_s}s"
     if seconds < 3600:
         return f"{seconds // 60}m"
     if seconds < 86_400:

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import datetime, timedelta, tzinfo
 
-from rich.style import Style
 from rich.text import Text
 from textual.reactive import reactive
 
-from festmon_tui.models import BreakerState, BreakerStatus, JobStatus, MonitorState
+from festmon_tui.models import BreakerState, BreakerStatus, JobStatus
 from festmon_tui.ui.display import EMPTY, clean, literal
 from festmon_tui.ui.view_state import CyclePhase, CycleProgress
-from festmon_tui.ui.widgets.quiet import QuietLines, coarse_age, coarse_countdown
+from festmon_tui.ui.widgets.quiet import StateLines, coarse_age, coarse_countdown
 
 
 def cycle_summary(progress: CycleProgress, now: datetime) -> str:
@@ -36,7 +35,7 @@ def cycle_summary(progress: CycleProgress, now: datetime) -> str:
     )
 
 
-class BreakerPane(QuietLines):
+class BreakerPane(StateLines):
     """The breaker line first (the essential one), then one line per job, then the manual cycle.
 
     Repaints only the lines whose text changed (countdowns are coarse: issue 17.1).
@@ -49,27 +48,16 @@ class BreakerPane(QuietLines):
         "breaker-pane--label",
         "breaker-pane--failed",
     }
+    STYLES = "breaker-pane"
 
-    state: reactive[MonitorState | None] = reactive(None, repaint=False)
-    now: reactive[datetime] = reactive(lambda: datetime.now(UTC), repaint=False)
     cycle: reactive[CycleProgress] = reactive(CycleProgress, repaint=False)
 
     def __init__(self, timezone: tzinfo, id: str | None = None) -> None:
-        super().__init__(id=id)
-        self.timezone = timezone
+        super().__init__(timezone, id=id)
         self._compact = False  # the form of the lines shown
-
-    def watch_state(self) -> None:
-        self.update_lines()
-
-    def watch_now(self) -> None:
-        self.update_lines()
 
     def watch_cycle(self) -> None:
         self.update_lines()
-
-    def _style(self, name: str) -> Style:
-        return self.get_component_rich_style(f"breaker-pane--{name}", partial=True)
 
     def breaker_line(self, breaker: BreakerStatus | None) -> Text:
         if breaker is None:

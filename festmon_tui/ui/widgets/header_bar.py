@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import datetime, timedelta, tzinfo
 
-from rich.style import Style
 from rich.text import Text
 from textual.reactive import reactive
 
 from festmon_tui.models import ConnectionState, MonitorState, ReplicaStatus
 from festmon_tui.ui.display import literal
-from festmon_tui.ui.widgets.quiet import QuietLines, coarse_age
+from festmon_tui.ui.widgets.quiet import StateLines, coarse_age
 
 
 def first_fit(segments: list[Text], width: int, separator: str) -> list[Text]:
@@ -31,7 +30,7 @@ def first_fit(segments: list[Text], width: int, separator: str) -> list[Text]:
     return lines or [Text()]
 
 
-class HeaderBar(QuietLines):
+class HeaderBar(StateLines):
     """Where am I, who runs detection, how old is what I see, and can I reach the database.
 
     Repaints only when its text changes: the clock shows minutes and the data age coarsens
@@ -46,24 +45,20 @@ class HeaderBar(QuietLines):
         "header-bar--paused",
         "header-bar--muted",
     }
+    STYLES = "header-bar"
 
-    state: reactive[MonitorState | None] = reactive(None, repaint=False)
-    now: reactive[datetime] = reactive(lambda: datetime.now(UTC), repaint=False)
     paused: reactive[bool] = reactive(False, repaint=False)
     missed: reactive[int] = reactive(0, repaint=False)
     storms: reactive[tuple[str, ...]] = reactive((), repaint=False)
 
     def __init__(self, timezone: tzinfo, *, viewer: bool, id: str | None = None) -> None:
-        super().__init__(id=id)
-        self.timezone = timezone
+        super().__init__(timezone, id=id)
         self.viewer = viewer
 
-    def watch_state(self, state: MonitorState | None) -> None:
+    def watch_state(self) -> None:
+        state = self.state
         alarm = state is not None and state.connection is ConnectionState.CONNECTED
         self.set_class(alarm and bool(state and state.detection_alarms), "-not-detecting")
-        self.update_lines()
-
-    def watch_now(self) -> None:
         self.update_lines()
 
     def watch_paused(self) -> None:
@@ -74,9 +69,6 @@ class HeaderBar(QuietLines):
 
     def watch_storms(self) -> None:
         self.update_lines()
-
-    def _style(self, name: str) -> Style:
-        return self.get_component_rich_style(f"header-bar--{name}", partial=True)
 
     def segments(self) -> list[Text]:
         """Most essential first, so a narrow terminal loses the least useful ones."""

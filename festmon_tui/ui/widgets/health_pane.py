@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, tzinfo
+from datetime import datetime, tzinfo
 
-from rich.style import Style
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
-from textual.reactive import reactive
 from textual.widgets import Label, Sparkline
 
 from festmon_tui.models import ConnectionState, HealthSnapshot, HealthStatus, MonitorState
 from festmon_tui.ui.display import count, literal, local_time, money, pack, percent
-from festmon_tui.ui.widgets.quiet import QuietLines, coarse_age
+from festmon_tui.ui.widgets.quiet import StateLines, coarse_age
 
 
-class HealthSummary(QuietLines):
+class HealthSummary(StateLines):
     """The status line first (the essential one), then the metrics, packed to the width."""
 
     COMPONENT_CLASSES = {
@@ -28,22 +26,7 @@ class HealthSummary(QuietLines):
         "health-summary--label",
         "health-summary--stale",
     }
-
-    state: reactive[MonitorState | None] = reactive(None, repaint=False)
-    now: reactive[datetime] = reactive(lambda: datetime.now(UTC), repaint=False)
-
-    def __init__(self, timezone: tzinfo, id: str | None = None) -> None:
-        super().__init__(id=id)
-        self.timezone = timezone
-
-    def watch_state(self) -> None:
-        self.update_lines()
-
-    def watch_now(self) -> None:
-        self.update_lines()
-
-    def _style(self, name: str) -> Style:
-        return self.get_component_rich_style(f"health-summary--{name}", partial=True)
+    STYLES = "health-summary"
 
     def _metric(self, label: str, value: str) -> Text:
         return Text.assemble((label + " ", self._style("label")), value)

@@ -11,30 +11,24 @@ minute under an hour, every hour under a day.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import ClassVar
 
+from rich.style import Style
 from rich.text import Text
 from textual.geometry import Region
+from textual.reactive import reactive
 from textual.widget import Widget
 
-EMPTY = "—"
+from festmon_tui.models import MonitorState
+from festmon_tui.ui.display import EMPTY, age
+
 STEP_S = 10  # under a minute, ages move in steps of this many seconds
 
 
 def coarse_age(then: datetime | None, now: datetime) -> str:
     """'<10s', '20s', '3m', '2h', '4d': the text changes at most every 10 s, then less often."""
-    if then is None:
-        return EMPTY
-    seconds = max(0, int((now - then).total_seconds()))
-    if seconds < STEP_S:
-        return f"<{STEP_S}s"
-    if seconds < 60:
-        return f"{seconds // STEP_S * STEP_S}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m"
-    if seconds < 86_400:
-        return f"{seconds // 3600}h"
-    return f"{seconds // 86_400}d"
+    return age(then, now, step_s=STEP_S)
 
 
 def coarse_countdown(then: datetime | None, now: datetime) -> str:
@@ -129,3 +123,26 @@ class QuietLines(Widget):
         text = Text("\n").join(self._lines)
         text.no_wrap, text.overflow = True, "ellipsis"
         return text
+
+
+class StateLines(QuietLines):
+    """Lines drawn from the monitor state and the clock (a pane of the dashboard), styled by the
+    component classes `<STYLES>--<name>`."""
+
+    STYLES: ClassVar[str]
+
+    state: reactive[MonitorState | None] = reactive(None, repaint=False)
+    now: reactive[datetime] = reactive(lambda: datetime.now(UTC), repaint=False)
+
+    def __init__(self, timezone: tzinfo, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.timezone = timezone
+
+    def watch_state(self) -> None:
+        self.update_lines()
+
+    def watch_now(self) -> None:
+        self.update_lines()
+
+    def _style(self, name: str) -> Style:
+        return self.get_component_rich_style(f"{self.STYLES}--{name}", partial=True)
