@@ -105,6 +105,33 @@ LANGUAGE sql IMMUTABLE AS $$
 $$;
 
 
+-- One app_transaction_log row of a payment; returns its transaction_id. Timed by
+-- clock_timestamp(), not now(): called after the card lock, so on one card the log's time
+-- order is the order in which balances changed, even when transactions waited.
+CREATE OR REPLACE FUNCTION payment_log_transaction(
+    card_id_in            text,
+    transaction_type_in   text,
+    status_in             text,
+    amount_in             numeric,
+    previous_balance_in   numeric,
+    new_balance_in        numeric,
+    details_in            jsonb,
+    function_name_in      text,
+    client_request_id_in  text
+) RETURNS uuid
+LANGUAGE sql AS $$
+    INSERT INTO app_transaction_log (
+        card_id, transaction_type, status, amount_involved,
+        previous_balance, new_balance, details,
+        edge_function_name, client_request_id, "timestamp")
+    VALUES (
+        card_id_in, transaction_type_in, status_in, amount_in,
+        previous_balance_in, new_balance_in, details_in,
+        function_name_in, client_request_id_in, clock_timestamp())
+    RETURNING transaction_id
+$$;
+
+
 CREATE OR REPLACE FUNCTION sp_process_bar_order(
     card_id_in            text,
     items_in              jsonb,
@@ -170,17 +197,12 @@ BEGIN
     IF v_error_code IS NOT NULL THEN
         -- Balances stay as they were (NULL when there is no card): a refused payment must
         -- never look like a deduction to the balance_deduction_on_failure rule.
-        INSERT INTO app_transaction_log (
-            card_id, transaction_type, status, amount_involved,
-            previous_balance, new_balance, details,
-            edge_function_name, client_request_id, "timestamp")
-        VALUES (
+        v_transaction_id := payment_log_transaction(
             card_id_in, 'bar_order', 'failed', total_amount_in,
             v_previous, v_previous,
             jsonb_build_object('error_code', v_error_code, 'reason', v_error,
                                'items', v_items, 'point_of_sale', point_of_sale_in),
-            'process-bar-order', client_request_id_in, clock_timestamp())
-        RETURNING transaction_id INTO v_transaction_id;
+            'process-bar-order', client_request_id_in);
 
         RETURN payment_finish_request(client_request_id_in, jsonb_strip_nulls(jsonb_build_object(
             'success', false, 'error_code', v_error_code, 'error', v_error,
@@ -205,19 +227,12 @@ BEGIN
 
     UPDATE table_cards SET amount = v_new WHERE id = card_id_in;
 
-    -- clock_timestamp(), not now(): taken after the card lock, so on one card the log's time
-    -- order is the order in which balances changed, even when transactions waited.
-    INSERT INTO app_transaction_log (
-        card_id, transaction_type, status, amount_involved,
-        previous_balance, new_balance, details,
-        edge_function_name, client_request_id, "timestamp")
-    VALUES (
+    v_transaction_id := payment_log_transaction(
         card_id_in, 'bar_order', 'completed', total_amount_in,
         v_previous, v_new,
         jsonb_build_object('items', v_items, 'order_id', v_order_id,
                            'point_of_sale', point_of_sale_in),
-        'process-bar-order', client_request_id_in, clock_timestamp())
-    RETURNING transaction_id INTO v_transaction_id;
+        'process-bar-order', client_request_id_in);
 
     RETURN payment_finish_request(client_request_id_in, jsonb_build_object(
         'success', true, 'order_id', v_order_id, 'transaction_id', v_transaction_id,
@@ -302,18 +317,13 @@ BEGIN
     IF NOT FOUND THEN
         v_error := format('Card not found: %s', card_id_in);
 
-        INSERT INTO app_transaction_log (
-            card_id, transaction_type, status, amount_involved,
-            previous_balance, new_balance, details,
-            edge_function_name, client_request_id, "timestamp")
-        VALUES (
+        v_transaction_id := payment_log_transaction(
             card_id_in, recharge_type_in, 'failed', amount_in,
             NULL, NULL,
             jsonb_build_object('error_code', 'CARD_NOT_FOUND', 'reason', v_error,
                                'payment_method', v_payment_method,
                                'stripe_session_id', stripe_session_id_in),
-            v_function_name, client_request_id_in, clock_timestamp())
-        RETURNING transaction_id INTO v_transaction_id;
+            v_function_name, client_request_id_in);
 
         RETURN payment_finish_request(v_request_id, jsonb_build_object(
             'success', false, 'error_code', 'CARD_NOT_FOUND', 'error', v_error,
@@ -346,20 +356,14 @@ BEGIN
 
     UPDATE table_cards SET amount = v_new WHERE id = card_id_in;
 
-    -- clock_timestamp(): see sp_process_bar_order.
-    INSERT INTO app_transaction_log (
-        card_id, transaction_type, status, amount_involved,
-        previous_balance, new_balance, details,
-        edge_function_name, client_request_id, "timestamp")
-    VALUES (
+    v_transaction_id := payment_log_transaction(
         card_id_in, recharge_type_in, 'completed', amount_in,
         v_previous, v_new,
         jsonb_build_object('recharge_id', v_recharge_id, 'payment_method', v_payment_method,
                            'staff_id', staff_id_in, 'checkpoint_id', checkpoint_id_in,
                            'stripe_session_id', stripe_session_id_in,
                            'stripe_metadata', stripe_metadata_in),
-        v_function_name, client_request_id_in, clock_timestamp())
-    RETURNING transaction_id INTO v_transaction_id;
+        v_function_name, client_request_id_in);
 
     RETURN payment_finish_request(v_request_id, jsonb_build_object(
         'success', true, 'recharge_id', v_recharge_id, 'transaction_id', v_transaction_id,
