@@ -50,6 +50,22 @@ $$;
 
 
 -- ---------------------------------------------------------------------------------------------
+-- monitoring_ids_in_scope(bigint[], boolean[]) -> bigint[]
+--   The ids whose flag (same position) is true, in ascending order ('{}' when none); all the
+--   ids, unchanged, when the flags are NULL.
+-- ---------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION monitoring_ids_in_scope(p_ids bigint[], p_in_scope boolean[])
+RETURNS bigint[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE WHEN p_in_scope IS NULL THEN p_ids
+                ELSE (SELECT coalesce(array_agg(u.id ORDER BY u.id), '{}')
+                        FROM unnest(p_ids, p_in_scope) AS u (id, in_scope)
+                       WHERE u.in_scope)
+           END
+$$;
+
+
+-- ---------------------------------------------------------------------------------------------
 -- monitoring_upsert_events(p_algorithm text, p_detections jsonb) -> jsonb
 --
 --   Writes the detections of one rule run, exactly once per active problem:
@@ -503,18 +519,8 @@ BEGIN
     v_gaps := v_gaps * int8multirange(int8range(v_safe + 1, NULL));
 
     -- Rows of the first run outside the lookback were read (no gaps) but are not returned.
-    IF v_late_scope IS NOT NULL THEN
-        SELECT coalesce(array_agg(u.id ORDER BY u.id), '{}')
-          INTO v_late
-          FROM unnest(v_late, v_late_scope) AS u (id, in_scope)
-         WHERE u.in_scope;
-    END IF;
-    IF v_fresh_scope IS NOT NULL THEN
-        SELECT coalesce(array_agg(u.id ORDER BY u.id), '{}')
-          INTO v_fresh
-          FROM unnest(v_fresh, v_fresh_scope) AS u (id, in_scope)
-         WHERE u.in_scope;
-    END IF;
+    v_late := monitoring_ids_in_scope(v_late, v_late_scope);
+    v_fresh := monitoring_ids_in_scope(v_fresh, v_fresh_scope);
     new_ids := v_late || v_fresh;
     late_count := cardinality(v_late);
     v_count := cardinality(new_ids);
