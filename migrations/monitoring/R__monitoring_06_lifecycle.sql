@@ -27,6 +27,80 @@
 
 
 -- ---------------------------------------------------------------------------------------------
+-- The parts every lifecycle function shares: who acts, the audit row, the result document.
+--
+-- monitoring_actor_name(p_actor jsonb) -> text
+--   The name shown for the actor (the operator, else the OS user); SQLSTATE 22023 when p_actor
+--   is not a JSON object or names neither.
+-- ---------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION monitoring_actor_name(p_actor jsonb)
+RETURNS text
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    v_who  text;
+BEGIN
+    IF p_actor IS NULL OR jsonb_typeof(p_actor) <> 'object' THEN
+        RAISE EXCEPTION 'actor must be a JSON object such as {"os_user": "...", "ssh_client": "...", "operator": "..."}'
+            USING ERRCODE = '22023';
+    END IF;
+    v_who := coalesce(nullif(btrim(p_actor ->> 'operator'), ''), nullif(btrim(p_actor ->> 'os_user'), ''));
+    IF v_who IS NULL THEN
+        RAISE EXCEPTION 'actor must name an "operator" or an "os_user"' USING ERRCODE = '22023';
+    END IF;
+    RETURN v_who;
+END;
+$$;
+
+-- monitoring_record_action(event, action, from, to, actor, note) -> (action_id, acted_at)
+--   Appends the action's monitoring_event_actions row.
+CREATE OR REPLACE FUNCTION monitoring_record_action(
+    p_event_id  bigint,
+    p_action    text,
+    p_from      text,
+    p_to        text,
+    p_actor     jsonb,
+    p_note      text,
+    OUT action_id  bigint,
+    OUT acted_at   timestamptz
+)
+LANGUAGE sql AS $$
+    INSERT INTO monitoring_event_actions (
+        event_id, action, from_status, to_status,
+        actor_os_user, actor_ssh_client, actor_operator, actor_host, actor, note)
+    VALUES (
+        p_event_id, p_action, p_from, p_to,
+        p_actor ->> 'os_user', p_actor ->> 'ssh_client', p_actor ->> 'operator',
+        p_actor ->> 'host', p_actor, p_note)
+    RETURNING action_id, acted_at
+$$;
+
+-- monitoring_action_result(...) -> jsonb   The result document of every lifecycle function.
+CREATE OR REPLACE FUNCTION monitoring_action_result(
+    p_event_id         bigint,
+    p_action           text,
+    p_action_id        bigint,
+    p_from             text,
+    p_to               text,
+    p_acted_at         timestamptz,
+    p_acknowledged_by  text,
+    p_note             text,
+    p_alerts           integer
+) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object(
+        'event_id', p_event_id,
+        'action', p_action,
+        'action_id', p_action_id,
+        'from_status', p_from,
+        'to_status', p_to,
+        'acted_at', p_acted_at,
+        'acknowledged_by', p_acknowledged_by,
+        'note', p_note,
+        'alerts_updated', p_alerts)
+$$;
+
+
+-- ---------------------------------------------------------------------------------------------
 -- monitoring_event_transition(p_event_id bigint, p_action text, p_actor jsonb, p_note text)
 --   -> jsonb   The common implementation of the four lifecycle functions below.
 -- ---------------------------------------------------------------------------------------------
@@ -46,14 +120,7 @@ DECLARE
     v_acted_at   timestamptz;
     v_alerts     integer := 0;
 BEGIN
-    IF p_actor IS NULL OR jsonb_typeof(p_actor) <> 'object' THEN
-        RAISE EXCEPTION 'actor must be a JSON object such as {"os_user": "...", "ssh_client": "...", "operator": "..."}'
-            USING ERRCODE = '22023';
-    END IF;
-    v_who := coalesce(nullif(btrim(p_actor ->> 'operator'), ''), nullif(btrim(p_actor ->> 'os_user'), ''));
-    IF v_who IS NULL THEN
-        RAISE EXCEPTION 'actor must name an "operator" or an "os_user"' USING ERRCODE = '22023';
-    END IF;
+    v_who := monitoring_actor_name(p_actor);
     IF p_action NOT IN ('acknowledge', 'unacknowledge', 'resolve', 'false_positive') THEN
         RAISE EXCEPTION 'unknown lifecycle action %', p_action USING ERRCODE = '22023';
     END IF;
@@ -111,14 +178,8 @@ BEGIN
                                    ELSE resolution_notes END
      WHERE event_id = p_event_id;
 
-    INSERT INTO monitoring_event_actions (
-        event_id, action, from_status, to_status,
-        actor_os_user, actor_ssh_client, actor_operator, actor_host, actor, note)
-    VALUES (
-        p_event_id, p_action, v_event.status, v_to,
-        p_actor ->> 'os_user', p_actor ->> 'ssh_client', p_actor ->> 'operator',
-        p_actor ->> 'host', p_actor, v_note)
-    RETURNING action_id, acted_at INTO v_action_id, v_acted_at;
+    SELECT r.action_id, r.acted_at INTO v_action_id, v_acted_at
+      FROM monitoring_record_action(p_event_id, p_action, v_event.status, v_to, p_actor, v_note) AS r;
 
     IF p_action = 'acknowledge' THEN
         UPDATE alert_history
@@ -138,19 +199,13 @@ BEGIN
     END IF;
     GET DIAGNOSTICS v_alerts = ROW_COUNT;
 
-    RETURN jsonb_build_object(
-        'event_id', p_event_id,
-        'action', p_action,
-        'action_id', v_action_id,
-        'from_status', v_event.status,
-        'to_status', v_to,
-        'acted_at', v_acted_at,
-        'acknowledged_by', CASE p_action
-                               WHEN 'acknowledge' THEN v_who
-                               WHEN 'unacknowledge' THEN NULL
-                               ELSE v_event.acknowledged_by END,
-        'note', v_note,
-        'alerts_updated', v_alerts);
+    RETURN monitoring_action_result(
+        p_event_id, p_action, v_action_id, v_event.status, v_to, v_acted_at,
+        CASE p_action
+            WHEN 'acknowledge' THEN v_who
+            WHEN 'unacknowledge' THEN NULL
+            ELSE v_event.acknowledged_by END,
+        v_note, v_alerts);
 END;
 $$;
 
@@ -223,13 +278,7 @@ DECLARE
     v_action_id  bigint;
     v_acted_at   timestamptz;
 BEGIN
-    IF p_actor IS NULL OR jsonb_typeof(p_actor) <> 'object' THEN
-        RAISE EXCEPTION 'actor must be a JSON object such as {"os_user": "...", "ssh_client": "...", "operator": "..."}'
-            USING ERRCODE = '22023';
-    END IF;
-    IF coalesce(nullif(btrim(p_actor ->> 'operator'), ''), nullif(btrim(p_actor ->> 'os_user'), '')) IS NULL THEN
-        RAISE EXCEPTION 'actor must name an "operator" or an "os_user"' USING ERRCODE = '22023';
-    END IF;
+    PERFORM monitoring_actor_name(p_actor);
     IF v_note IS NULL THEN
         RAISE EXCEPTION 'a note is required to add a note to event %', p_event_id
             USING ERRCODE = '22023';
@@ -241,14 +290,9 @@ BEGIN
         RAISE EXCEPTION 'monitoring event % does not exist', p_event_id USING ERRCODE = 'P0002';
     END IF;
 
-    INSERT INTO monitoring_event_actions (
-        event_id, action, from_status, to_status,
-        actor_os_user, actor_ssh_client, actor_operator, actor_host, actor, note)
-    VALUES (
-        p_event_id, 'note', v_event.status, v_event.status,
-        p_actor ->> 'os_user', p_actor ->> 'ssh_client', p_actor ->> 'operator',
-        p_actor ->> 'host', p_actor, v_note)
-    RETURNING action_id, acted_at INTO v_action_id, v_acted_at;
+    SELECT r.action_id, r.acted_at INTO v_action_id, v_acted_at
+      FROM monitoring_record_action(p_event_id, 'note', v_event.status, v_event.status, p_actor,
+                                    v_note) AS r;
 
     PERFORM pg_notify('festmon_events', json_build_object(
         'event_id', v_event.event_id,
@@ -257,26 +301,21 @@ BEGIN
         'status', v_event.status,
         'op', 'note')::text);
 
-    RETURN jsonb_build_object(
-        'event_id', p_event_id,
-        'action', 'note',
-        'action_id', v_action_id,
-        'from_status', v_event.status,
-        'to_status', v_event.status,
-        'acted_at', v_acted_at,
-        'acknowledged_by', v_event.acknowledged_by,
-        'note', v_note,
-        'alerts_updated', 0);
+    RETURN monitoring_action_result(
+        p_event_id, 'note', v_action_id, v_event.status, v_event.status, v_acted_at,
+        v_event.acknowledged_by, v_note, 0);
 END;
 $$;
 
 
+REVOKE ALL ON FUNCTION monitoring_record_action(bigint, text, text, text, jsonb, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION monitoring_event_transition(bigint, text, jsonb, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION acknowledge_monitoring_event(bigint, jsonb, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION unacknowledge_monitoring_event(bigint, jsonb, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION resolve_monitoring_event(bigint, jsonb, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION mark_monitoring_event_false_positive(bigint, jsonb, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION add_monitoring_event_note(bigint, jsonb, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION monitoring_record_action(bigint, text, text, text, jsonb, text) TO monitoring_writer;
 GRANT EXECUTE ON FUNCTION monitoring_event_transition(bigint, text, jsonb, text) TO monitoring_writer;
 GRANT EXECUTE ON FUNCTION acknowledge_monitoring_event(bigint, jsonb, text) TO monitoring_writer;
 GRANT EXECUTE ON FUNCTION unacknowledge_monitoring_event(bigint, jsonb, text) TO monitoring_writer;
