@@ -129,7 +129,7 @@ async def observed_service(dsn: str, **overrides: Any) -> AsyncIterator[Observed
         settings, ConnectOptions.from_settings(settings, dsn), on_job_run=log
     )
     watched = Observed(service, log, [], [])
-    notify = service.breaker._on_change
+    notify = service.breaker.on_change
 
     def on_breaker(status: Any) -> None:
         if not watched.breaker_states or watched.breaker_states[-1] is not status.state:
@@ -137,7 +137,7 @@ async def observed_service(dsn: str, **overrides: Any) -> AsyncIterator[Observed
         if notify is not None:
             notify(status)
 
-    service.breaker._on_change = on_breaker
+    service.breaker.on_change = on_breaker
 
     async def follow() -> None:
         async for _change in service.changes():
