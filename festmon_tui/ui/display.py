@@ -23,6 +23,11 @@ TYPE_LABELS = {
 }
 
 
+def component_classes(prefix: str, *names: str) -> set[str]:
+    """A widget's Textual component classes `<prefix>--<name>` (its styles), the prefix once."""
+    return {f"{prefix}--{name}" for name in names}
+
+
 # The one terminal escaping (presentation.escape), under the name the UI has always used.
 clean = escape
 
@@ -73,14 +78,19 @@ def age(then: datetime | None, now: datetime, *, step_s: int = 1) -> str:
     return f"{seconds // 86_400}d"
 
 
-def countdown(then: datetime | None, now: datetime) -> str:
-    """'in 18s' for a future time, 'due' once it has passed."""
+def countdown(then: datetime | None, now: datetime, step_s: int = 1) -> str:
+    """'in 18s' for a future time, 'due' once it has passed. Under a minute in steps of `step_s`
+    seconds, rounded up so that it never says 'due' too early ('in <10s', 'in 20s', 'in 1m')."""
     if then is None:
         return EMPTY
     seconds = int((then - now).total_seconds())
     if seconds <= 0:
         return "due"
-    return f"in {age(now - timedelta(seconds=seconds), now)}"
+    if 1 < step_s and seconds < 60:
+        if seconds < step_s:
+            return f"in <{step_s}s"
+        return f"in {-(-seconds // step_s) * step_s}s" if seconds < 60 - step_s else "in 1m"
+    return f"in {age(now - timedelta(seconds=seconds), now, step_s=step_s)}"
 
 
 def local_time(value: datetime | None, tz: tzinfo, now: datetime | None = None) -> str:

@@ -8,7 +8,7 @@ from rich.text import Text
 from textual.reactive import reactive
 
 from festmon_tui.models import BreakerState, BreakerStatus, JobStatus
-from festmon_tui.ui.display import EMPTY, clean, literal
+from festmon_tui.ui.display import EMPTY, clean, component_classes, literal
 from festmon_tui.ui.view_state import CyclePhase, CycleProgress
 from festmon_tui.ui.widgets.quiet import StateLines, coarse_age, coarse_countdown
 
@@ -41,14 +41,8 @@ class BreakerPane(StateLines):
     Repaints only the lines whose text changed (countdowns are coarse: issue 17.1).
     """
 
-    COMPONENT_CLASSES = {
-        "breaker-pane--closed",
-        "breaker-pane--open",
-        "breaker-pane--half-open",
-        "breaker-pane--label",
-        "breaker-pane--failed",
-    }
     STYLES = "breaker-pane"
+    COMPONENT_CLASSES = component_classes(STYLES, "closed", "open", "half-open", "label", "failed")
 
     cycle: reactive[CycleProgress] = reactive(CycleProgress, repaint=False)
 

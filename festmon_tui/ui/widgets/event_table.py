@@ -24,7 +24,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from festmon_tui.models import Event, EventStatus
-from festmon_tui.ui.display import EMPTY, clean, money, type_label
+from festmon_tui.ui.display import EMPTY, clean, component_classes, money, type_label
 from festmon_tui.ui.filters import SortColumn, SortOrder
 from festmon_tui.ui.widgets.quiet import coarse_age
 
@@ -85,19 +85,20 @@ class TableMessage(Message):
 class EventTable(ScrollView, can_focus=True):
     """Rows are kept as plain strings (never markup); a line is drawn only when it is on screen."""
 
-    COMPONENT_CLASSES = {
-        "event-table--header",
-        "event-table--cursor",
-        "event-table--even-row",
-        "event-table--odd-row",
-        "event-table--critical",
-        "event-table--high",
-        "event-table--medium",
-        "event-table--low",
-        "event-table--info",
-        "event-table--closed",
-        "event-table--investigating",
-    }
+    COMPONENT_CLASSES = component_classes(
+        "event-table",
+        "header",
+        "cursor",
+        "even-row",
+        "odd-row",
+        "critical",
+        "high",
+        "medium",
+        "low",
+        "info",
+        "closed",
+        "investigating",
+    )
 
     # The look of Textual's DataTable (zebra stripes, row cursor), which this table replaced.
     DEFAULT_CSS = """

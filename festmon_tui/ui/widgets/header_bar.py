@@ -8,7 +8,7 @@ from rich.text import Text
 from textual.reactive import reactive
 
 from festmon_tui.models import ConnectionState, MonitorState, ReplicaStatus
-from festmon_tui.ui.display import literal
+from festmon_tui.ui.display import component_classes, literal
 from festmon_tui.ui.widgets.quiet import StateLines, coarse_age
 
 
@@ -37,15 +37,10 @@ class HeaderBar(StateLines):
     (issue 17.1), so a second's tick usually costs no byte on the terminal.
     """
 
-    COMPONENT_CLASSES = {
-        "header-bar--title",
-        "header-bar--production",
-        "header-bar--ok",
-        "header-bar--problem",
-        "header-bar--paused",
-        "header-bar--muted",
-    }
     STYLES = "header-bar"
+    COMPONENT_CLASSES = component_classes(
+        STYLES, "title", "production", "ok", "problem", "paused", "muted"
+    )
 
     paused: reactive[bool] = reactive(False, repaint=False)
     missed: reactive[int] = reactive(0, repaint=False)

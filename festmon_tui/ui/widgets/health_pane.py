@@ -11,22 +11,25 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Label, Sparkline
 
 from festmon_tui.models import ConnectionState, HealthSnapshot, HealthStatus, MonitorState
-from festmon_tui.ui.display import count, literal, local_time, money, pack, percent
+from festmon_tui.ui.display import (
+    component_classes,
+    count,
+    literal,
+    local_time,
+    money,
+    pack,
+    percent,
+)
 from festmon_tui.ui.widgets.quiet import StateLines, coarse_age
 
 
 class HealthSummary(StateLines):
     """The status line first (the essential one), then the metrics, packed to the width."""
 
-    COMPONENT_CLASSES = {
-        "health-summary--healthy",
-        "health-summary--warning",
-        "health-summary--critical",
-        "health-summary--unknown",
-        "health-summary--label",
-        "health-summary--stale",
-    }
     STYLES = "health-summary"
+    COMPONENT_CLASSES = component_classes(
+        STYLES, "healthy", "warning", "critical", "unknown", "label", "stale"
+    )
 
     def _metric(self, label: str, value: str) -> Text:
         return Text.assemble((label + " ", self._style("label")), value)

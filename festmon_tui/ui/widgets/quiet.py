@@ -11,7 +11,7 @@ minute under an hour, every hour under a day.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, tzinfo
 from typing import ClassVar
 
 from rich.style import Style
@@ -21,7 +21,7 @@ from textual.reactive import reactive
 from textual.widget import Widget
 
 from festmon_tui.models import MonitorState
-from festmon_tui.ui.display import EMPTY, age
+from festmon_tui.ui.display import age, countdown
 
 STEP_S = 10  # under a minute, ages move in steps of this many seconds
 
@@ -33,18 +33,7 @@ def coarse_age(then: datetime | None, now: datetime) -> str:
 
 def coarse_countdown(then: datetime | None, now: datetime) -> str:
     """'due', 'in <10s', 'in 20s', 'in 3m': rounded up, so it never says 'due' too early."""
-    if then is None:
-        return EMPTY
-    seconds = int((then - now).total_seconds())
-    if seconds <= 0:
-        return "due"
-    if seconds < STEP_S:
-        return f"in <{STEP_S}s"
-    if seconds < 60 - STEP_S:
-        return f"in {-(-seconds // STEP_S) * STEP_S}s"
-    if seconds < 60:
-        return "in 1m"
-    return f"in {coarse_age(now - timedelta(seconds=seconds), now)}"
+    return countdown(then, now, step_s=STEP_S)
 
 
 def next_change(then: datetime, now: datetime) -> float:

@@ -12,18 +12,14 @@ from __future__ import annotations
 from rich.text import Text
 from textual.notifications import Notification
 
-from festmon_tui.ui.display import clean
+from festmon_tui.ui.display import clean, component_classes
 from festmon_tui.ui.widgets.quiet import QuietLines
 
 POLL_S = 0.5  # how soon a notification appears here (Textual sends no message to screens)
 
 
 class StatusLine(QuietLines):
-    COMPONENT_CLASSES = {
-        "status-line--information",
-        "status-line--warning",
-        "status-line--error",
-    }
+    COMPONENT_CLASSES = component_classes("status-line", "information", "warning", "error")
 
     def on_mount(self) -> None:
         self.display = False

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from rich.text import Text
 
 from festmon_tui.models import Event, Severity
-from festmon_tui.ui.display import count, type_label
+from festmon_tui.ui.display import component_classes, count, type_label
 from festmon_tui.ui.widgets.quiet import QuietLines
 
 WINDOW = timedelta(minutes=1)
@@ -120,7 +120,7 @@ def collapse(events: Sequence[Event], storms: Sequence[Storm]) -> list[Event]:
 class StormBar(QuietLines):
     """One line per storming rule, above the list; hidden when there is no storm."""
 
-    COMPONENT_CLASSES = {"storm-bar--storm", "storm-bar--critical", "storm-bar--hint"}
+    COMPONENT_CLASSES = component_classes("storm-bar", "storm", "critical", "hint")
 
     def __init__(self, id: str | None = None) -> None:
         super().__init__(id=id)
