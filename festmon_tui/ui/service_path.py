@@ -94,9 +94,9 @@ class ServicePath:
         """Load what a detail or card view shows into it; what went wrong, if anything."""
         try:
             if isinstance(screen, CardScreen):
-                screen.view = await self.service.card(screen.card_id)
+                screen.record = await self.service.card(screen.card_id)
             else:
-                screen.detail = await self.service.event_detail(screen.event_id)
+                screen.record = await self.service.event_detail(screen.event_id)
         except Exception as exc:
             what = "the card" if isinstance(screen, CardScreen) else "the event"
             return Toast(clean(str(exc)), f"Could not load {what}", "error")

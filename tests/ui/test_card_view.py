@@ -63,7 +63,7 @@ def same_card_service() -> FakeMonitorService:
 async def open_card(pilot, app) -> CardScreen:
     await settle(pilot)
     await pilot.press("C")  # event 2 is selected first (CRITICAL, newest)
-    await until(pilot, lambda: isinstance(app.screen, CardScreen) and app.screen.view is not None)
+    await until(pilot, lambda: isinstance(app.screen, CardScreen) and app.screen.record is not None)
     await settle(pilot)
     assert isinstance(app.screen, CardScreen)
     return app.screen

@@ -8,16 +8,12 @@ from datetime import datetime, tzinfo
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
-from textual.app import ComposeResult
-from textual.containers import VerticalScroll
-from textual.reactive import reactive
-from textual.widgets import Footer, Static
 
 from festmon_tui.models import CardView, Event, EventStatus, Verb
 from festmon_tui.ui.commands import Scope, bindings
-from festmon_tui.ui.display import age, literal, money, type_label
-from festmon_tui.ui.screens.event_screen import ActionScreen, copy_to_clipboard, requests
-from festmon_tui.ui.screens.record_body import RecordBody
+from festmon_tui.ui.display import age, component_classes, literal, money, type_label
+from festmon_tui.ui.screens.event_screen import copy_to_clipboard, requests
+from festmon_tui.ui.screens.record_body import RecordBody, RecordScreen
 from festmon_tui.ui.view_state import CardActionRequested
 
 LEDGER_ROWS = 20
@@ -32,14 +28,11 @@ TARGETS: dict[Verb, Callable[[Event], bool]] = {
 }
 
 
-class CardBody(RecordBody):
+class CardBody(RecordBody[CardView]):
     """The card's events, ledger and scans, rendered from one CardView (literal values only)."""
 
-    COMPONENT_CLASSES = {"card-body--section", "card-body--label", "card-body--chain-break"}
-
     STYLES = "card-body"
-
-    view: reactive[CardView | None] = reactive(None, layout=True)
+    COMPONENT_CLASSES = component_classes(STYLES, "section", "label", "chain-break")
 
     def events(self, view: CardView) -> RenderableType:
         if not view.events:
@@ -78,7 +71,7 @@ class CardBody(RecordBody):
         return Group(table, notes)
 
     def render(self) -> RenderableType:
-        view = self.view
+        view = self.record
         if view is None:
             return Text("Loading the card…")
         active = sum(e.status.is_active for e in view.events)
@@ -92,44 +85,24 @@ class CardBody(RecordBody):
         )
 
 
-class CardScreen(ActionScreen):
-    """Opened from any event; the app fills `view` and refreshes it on every change."""
+class CardScreen(RecordScreen[CardView]):
+    """Opened from any event: all of one card."""
 
     BINDINGS = bindings(Scope.CARD)
     COMMAND_SCOPES = (Scope.CARD,)
-
-    view: reactive[CardView | None] = reactive(None)
+    PART = "card"
+    BODY = CardBody
 
     def __init__(self, card_id: str, timezone: tzinfo, now: datetime, *, viewer: bool) -> None:
-        super().__init__(viewer=viewer)
+        super().__init__(timezone, now, viewer=viewer)
         self.card_id = card_id
-        self.timezone = timezone
-        self._now = now
 
-    def compose(self) -> ComposeResult:
-        yield Static(self._title(), id="card-title")
-        with VerticalScroll(id="card-scroll"):
-            yield CardBody(self.timezone, self._now, id="card-body")
-        yield Footer(compact=True)
-
-    def _title(self) -> Text:
+    def title_line(self, record: CardView | None) -> Text:
         title = Text("Card ")
         title.append_text(literal(self.card_id))
-        view = self.view
-        if view is not None:
-            title.append(f"  · balance {money(view.current_balance)}")
+        if record is not None:
+            title.append(f"  · balance {money(record.current_balance)}")
         return title
-
-    def on_mount(self) -> None:
-        self.query_one("#card-scroll").focus()
-        self.watch_view(self.view)
-
-    def watch_view(self, view: CardView | None) -> None:
-        bodies = self.query(CardBody)
-        if view is None or not bodies:
-            return
-        bodies.first().view = view
-        self.query_one("#card-title", Static).update(self._title())
 
     def action_copy_card_id(self) -> None:
         copy_to_clipboard(self.app, "card id", self.card_id)
@@ -143,7 +116,9 @@ class CardScreen(ActionScreen):
 
     def request(self, verb: Verb) -> None:
         """One note for all: the service records one audited action per event."""
-        targets = [e.event_id for e in (self.view.events if self.view else ()) if TARGETS[verb](e)]
+        targets = [
+            e.event_id for e in (self.record.events if self.record else ()) if TARGETS[verb](e)
+        ]
         if not targets:
             self.notify(f"Nothing to {verb.label} on this card.", severity="warning", markup=False)
             return

@@ -9,10 +9,7 @@ from rich.console import Group, RenderableType
 from rich.style import Style
 from rich.table import Table
 from rich.text import Text
-from textual.app import ComposeResult
-from textual.containers import VerticalScroll
 from textual.reactive import reactive
-from textual.widgets import Footer, Static
 
 from festmon_tui.models import Event, EventDetail, LedgerRow
 from festmon_tui.ui.commands import Scope, bindings
@@ -20,13 +17,14 @@ from festmon_tui.ui.display import (
     EMPTY,
     actor_label,
     age,
+    component_classes,
     literal,
     money,
     type_label,
 )
 from festmon_tui.ui.evidence import explain, flags, flatten, raw_json
 from festmon_tui.ui.screens.event_screen import EventScreen
-from festmon_tui.ui.screens.record_body import RecordBody
+from festmon_tui.ui.screens.record_body import RecordBody, RecordScreen
 
 LEDGER_BEFORE = 8
 LEDGER_AFTER = 4
@@ -55,24 +53,23 @@ def ledger_window(event: Event, ledger: Sequence[LedgerRow]) -> tuple[list[Ledge
     return shown, len(rows) - len(shown)
 
 
-class DetailBody(RecordBody):
+class DetailBody(RecordBody[EventDetail]):
     """Everything below the title, rendered from one EventDetail (literal values only)."""
 
-    COMPONENT_CLASSES = {
-        "detail-body--section",
-        "detail-body--label",
-        "detail-body--chain-break",
-        "detail-body--this-event",
-        "detail-body--critical",
-        "detail-body--high",
-        "detail-body--medium",
-        "detail-body--low",
-        "detail-body--info",
-    }
-
     STYLES = "detail-body"
+    COMPONENT_CLASSES = component_classes(
+        STYLES,
+        "section",
+        "label",
+        "chain-break",
+        "this-event",
+        "critical",
+        "high",
+        "medium",
+        "low",
+        "info",
+    )
 
-    detail: reactive[EventDetail | None] = reactive(None, layout=True)
     show_raw: reactive[bool] = reactive(False, layout=True)
 
     def severity_style(self, event: Event) -> Style:
@@ -183,7 +180,7 @@ class DetailBody(RecordBody):
         return table
 
     def render(self) -> RenderableType:
-        detail = self.detail
+        detail = self.record
         if detail is None:
             return Text("Loading the event…")
         event = detail.event
@@ -217,48 +214,34 @@ class DetailBody(RecordBody):
         return Group(*parts)
 
 
-class EventDetailScreen(EventScreen):
-    """Opened from the list; the app fills `detail` and refreshes it after each action."""
+class EventDetailScreen(RecordScreen[EventDetail], EventScreen):
+    """Opened from the list: one event."""
 
     BINDINGS = bindings(Scope.DETAIL)
     COMMAND_SCOPES = (Scope.EVENT, Scope.DETAIL)
-
-    detail: reactive[EventDetail | None] = reactive(None)
+    PART = "detail"
+    BODY = DetailBody
 
     def __init__(self, event_id: int, timezone: tzinfo, now: datetime, *, viewer: bool) -> None:
-        super().__init__(viewer=viewer)
+        super().__init__(timezone, now, viewer=viewer)
         self.event_id = event_id
-        self.timezone = timezone
-        self._now = now
 
-    def compose(self) -> ComposeResult:
-        yield Static(Text(f"Event #{self.event_id}"), id="detail-title")
-        with VerticalScroll(id="detail-scroll"):
-            yield DetailBody(self.timezone, self._now, id="detail-body")
-        yield Footer(compact=True)
-
-    def on_mount(self) -> None:
-        self.query_one("#detail-scroll").focus()
-        self.watch_detail(self.detail)
-
-    def watch_detail(self, detail: EventDetail | None) -> None:
-        bodies = self.query(DetailBody)
-        if detail is None or not bodies:
-            return  # on_mount shows a detail that arrived before the screen was composed
-        bodies.first().detail = detail
-        self.query_one("#detail-title", Static).update(self.title_line(detail.event))
-
-    def title_line(self, event: Event) -> Text:
-        body = self.query_one(DetailBody)
-        title = Text(f"Event #{event.event_id}  ")
-        title.append(f" {event.severity.value} ", style=body.severity_style(event))
+    def title_line(self, record: EventDetail | None) -> Text:
+        title = Text(f"Event #{self.event_id}")
+        if record is None:
+            return title
+        event = record.event
+        title.append("  ")
+        title.append(
+            f" {event.severity.value} ", style=self.query_one(DetailBody).severity_style(event)
+        )
         title.append(f"  {type_label(event.event_type)} · ")
         title.append_text(literal(event.detection_algorithm, max_len=40))
         title.append(f" · {event.status.value}")
         return title
 
     def selected_event(self) -> Event | None:
-        return self.detail.event if self.detail else None
+        return self.record.event if self.record else None
 
     def action_close_detail(self) -> None:
         self.dismiss(None)
