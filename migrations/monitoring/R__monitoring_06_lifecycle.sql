@@ -210,48 +210,39 @@ END;
 $$;
 
 
--- acknowledge_monitoring_event(p_event_id bigint, p_actor jsonb, p_note text DEFAULT NULL)
---   -> jsonb   OPEN -> INVESTIGATING; owner = operator (else OS user); acknowledges the alerts.
-CREATE OR REPLACE FUNCTION acknowledge_monitoring_event(
-    p_event_id bigint, p_actor jsonb, p_note text DEFAULT NULL)
-RETURNS jsonb
-LANGUAGE plpgsql AS $$
+-- The four lifecycle functions, each monitoring_event_transition with its action, created from
+-- one row each of the table below (name, action, the note's default); only monitoring_writer
+-- may execute them:
+--   acknowledge_monitoring_event(p_event_id bigint, p_actor jsonb, p_note text DEFAULT NULL)
+--     -> jsonb   OPEN -> INVESTIGATING; owner = operator (else OS user); acknowledges the alerts.
+--   unacknowledge_monitoring_event(p_event_id bigint, p_actor jsonb, p_note text DEFAULT NULL)
+--     -> jsonb   INVESTIGATING -> OPEN; clears the owner and the alerts' acknowledgement.
+--   resolve_monitoring_event(p_event_id bigint, p_actor jsonb, p_note text) -> jsonb
+--     OPEN | INVESTIGATING -> RESOLVED; the note (non-blank) becomes resolution_notes.
+--   mark_monitoring_event_false_positive(p_event_id bigint, p_actor jsonb, p_note text) -> jsonb
+--     OPEN | INVESTIGATING -> FALSE_POSITIVE (note required). For the balance-state rules the
+--     same evidence is then not raised again (monitoring_upsert_events' evidence_key).
+DO $$
+DECLARE
+    v_fn  record;
 BEGIN
-    RETURN monitoring_event_transition(p_event_id, 'acknowledge', p_actor, p_note);
-END;
-$$;
-
--- unacknowledge_monitoring_event(p_event_id bigint, p_actor jsonb, p_note text DEFAULT NULL)
---   -> jsonb   INVESTIGATING -> OPEN; clears the owner and the alerts' acknowledgement.
-CREATE OR REPLACE FUNCTION unacknowledge_monitoring_event(
-    p_event_id bigint, p_actor jsonb, p_note text DEFAULT NULL)
-RETURNS jsonb
-LANGUAGE plpgsql AS $$
-BEGIN
-    RETURN monitoring_event_transition(p_event_id, 'unacknowledge', p_actor, p_note);
-END;
-$$;
-
--- resolve_monitoring_event(p_event_id bigint, p_actor jsonb, p_note text) -> jsonb
---   OPEN | INVESTIGATING -> RESOLVED; the note (non-blank) becomes resolution_notes.
-CREATE OR REPLACE FUNCTION resolve_monitoring_event(
-    p_event_id bigint, p_actor jsonb, p_note text)
-RETURNS jsonb
-LANGUAGE plpgsql AS $$
-BEGIN
-    RETURN monitoring_event_transition(p_event_id, 'resolve', p_actor, p_note);
-END;
-$$;
-
--- mark_monitoring_event_false_positive(p_event_id bigint, p_actor jsonb, p_note text) -> jsonb
---   OPEN | INVESTIGATING -> FALSE_POSITIVE (note required). For the balance-state rules the
---   same evidence is then not raised again (monitoring_upsert_events' evidence_key).
-CREATE OR REPLACE FUNCTION mark_monitoring_event_false_positive(
-    p_event_id bigint, p_actor jsonb, p_note text)
-RETURNS jsonb
-LANGUAGE plpgsql AS $$
-BEGIN
-    RETURN monitoring_event_transition(p_event_id, 'false_positive', p_actor, p_note);
+    FOR v_fn IN
+        SELECT *
+          FROM (VALUES ('acknowledge_monitoring_event', 'acknowledge', ' DEFAULT NULL'),
+                       ('unacknowledge_monitoring_event', 'unacknowledge', ' DEFAULT NULL'),
+                       ('resolve_monitoring_event', 'resolve', ''),
+                       ('mark_monitoring_event_false_positive', 'false_positive', ''))
+               AS t (name, action, note_default)
+    LOOP
+        EXECUTE format(
+            'CREATE OR REPLACE FUNCTION %I(p_event_id bigint, p_actor jsonb, p_note text%s) '
+            'RETURNS jsonb LANGUAGE plpgsql AS $fn$ BEGIN '
+            'RETURN monitoring_event_transition(p_event_id, %L, p_actor, p_note); END; $fn$',
+            v_fn.name, v_fn.note_default, v_fn.action);
+        EXECUTE format('REVOKE ALL ON FUNCTION %I(bigint, jsonb, text) FROM PUBLIC', v_fn.name);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %I(bigint, jsonb, text) TO monitoring_writer',
+                       v_fn.name);
+    END LOOP;
 END;
 $$;
 
@@ -310,15 +301,7 @@ $$;
 
 REVOKE ALL ON FUNCTION monitoring_record_action(bigint, text, text, text, jsonb, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION monitoring_event_transition(bigint, text, jsonb, text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION acknowledge_monitoring_event(bigint, jsonb, text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION unacknowledge_monitoring_event(bigint, jsonb, text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION resolve_monitoring_event(bigint, jsonb, text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION mark_monitoring_event_false_positive(bigint, jsonb, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION add_monitoring_event_note(bigint, jsonb, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION monitoring_record_action(bigint, text, text, text, jsonb, text) TO monitoring_writer;
 GRANT EXECUTE ON FUNCTION monitoring_event_transition(bigint, text, jsonb, text) TO monitoring_writer;
-GRANT EXECUTE ON FUNCTION acknowledge_monitoring_event(bigint, jsonb, text) TO monitoring_writer;
-GRANT EXECUTE ON FUNCTION unacknowledge_monitoring_event(bigint, jsonb, text) TO monitoring_writer;
-GRANT EXECUTE ON FUNCTION resolve_monitoring_event(bigint, jsonb, text) TO monitoring_writer;
-GRANT EXECUTE ON FUNCTION mark_monitoring_event_false_positive(bigint, jsonb, text) TO monitoring_writer;
 GRANT EXECUTE ON FUNCTION add_monitoring_event_note(bigint, jsonb, text) TO monitoring_writer;
