@@ -17,6 +17,13 @@
 -- Repeatable migration: only CREATE OR REPLACE, so re-applying it keeps grants and dependants.
 
 
+-- The document of an expected refusal: {success: false, error_code, error}.
+CREATE OR REPLACE FUNCTION payment_refusal(error_code_in text, error_in text) RETURNS jsonb
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT jsonb_build_object('success', false, 'error_code', error_code_in, 'error', error_in)
+$$;
+
+
 -- Claims client_request_id for this call. Returns NULL when the caller now owns the key and
 -- must process the request; otherwise returns the document the caller must return unchanged
 -- (the cached result of an earlier call, or a DUPLICATE_REQUEST error).
@@ -54,21 +61,17 @@ BEGIN
 
     IF (v_card_id IS NOT NULL AND v_card_id <> card_id_in)
        OR (v_operation_type IS NOT NULL AND v_operation_type <> operation_type_in) THEN
-        RETURN jsonb_build_object(
-            'success', false,
-            'error_code', 'DUPLICATE_REQUEST',
-            'error', format('client_request_id %s was already used for a %s on card %s',
-                            request_id_in, v_operation_type, v_card_id));
+        RETURN payment_refusal('DUPLICATE_REQUEST',
+            format('client_request_id %s was already used for a %s on card %s',
+                   request_id_in, v_operation_type, v_card_id));
     END IF;
 
     -- Our procedures never commit a key in 'processing'; another writer (the original's
     -- procedures, a manual insert) may have. Its outcome is unknown, so do not guess.
     IF v_status = 'processing' OR v_payload IS NULL THEN
-        RETURN jsonb_build_object(
-            'success', false,
-            'error_code', 'DUPLICATE_REQUEST',
-            'error', format('client_request_id %s has no recorded result (status %s); '
-                            'retry with a new client_request_id', request_id_in, v_status));
+        RETURN payment_refusal('DUPLICATE_REQUEST',
+            format('client_request_id %s has no recorded result (status %s); '
+                   'retry with a new client_request_id', request_id_in, v_status));
     END IF;
 
     RETURN v_payload;
@@ -152,12 +155,11 @@ DECLARE
     v_transaction_id  uuid;
 BEGIN
     IF coalesce(btrim(card_id_in), '') = '' OR coalesce(btrim(client_request_id_in), '') = '' THEN
-        RETURN jsonb_build_object('success', false, 'error_code', 'INVALID_REQUEST',
-                                  'error', 'card_id and client_request_id are required');
+        RETURN payment_refusal('INVALID_REQUEST', 'card_id and client_request_id are required');
     END IF;
     IF NOT payment_is_valid_amount(total_amount_in) THEN
-        RETURN jsonb_build_object('success', false, 'error_code', 'INVALID_REQUEST',
-                                  'error', format('invalid total amount: %s', total_amount_in));
+        RETURN payment_refusal('INVALID_REQUEST',
+                               format('invalid total amount: %s', total_amount_in));
     END IF;
     IF jsonb_typeof(v_items) <> 'array' OR EXISTS (
         SELECT 1
@@ -166,9 +168,8 @@ BEGIN
             OR coalesce(item ->> 'unit_price', item ->> 'price', '') !~ '^[0-9]{1,8}([.][0-9]{1,2}0*)?$'
             OR coalesce(item ->> 'quantity', '1') !~ '^[1-9][0-9]{0,8}$'
     ) THEN
-        RETURN jsonb_build_object(
-            'success', false, 'error_code', 'INVALID_REQUEST',
-            'error', 'items must be an array of {name, unit_price >= 0, quantity > 0}');
+        RETURN payment_refusal('INVALID_REQUEST',
+                               'items must be an array of {name, unit_price >= 0, quantity > 0}');
     END IF;
 
     v_replay := payment_claim_request(client_request_id_in, 'sp_process_bar_order',
@@ -183,9 +184,9 @@ BEGIN
 
     IF EXISTS (SELECT 1 FROM bar_orders WHERE client_request_id = client_request_id_in) THEN
         -- The order exists but its idempotency key was purged (expires_at): a very late replay.
-        RETURN payment_finish_request(client_request_id_in, jsonb_build_object(
-            'success', false, 'error_code', 'DUPLICATE_REQUEST',
-            'error', format('bar order %s was already processed', client_request_id_in)));
+        RETURN payment_finish_request(client_request_id_in, payment_refusal(
+            'DUPLICATE_REQUEST',
+            format('bar order %s was already processed', client_request_id_in)));
     ELSIF NOT v_card_found THEN
         v_error_code := 'CARD_NOT_FOUND';
         v_error := format('Card not found: %s', card_id_in);
@@ -274,30 +275,27 @@ DECLARE
 BEGIN
     IF recharge_type_in IS NULL
        OR recharge_type_in NOT IN ('stripe_recharge', 'checkpoint_recharge', 'standard_recharge') THEN
-        RETURN jsonb_build_object('success', false, 'error_code', 'INVALID_REQUEST',
-                                  'error', format('unknown recharge type: %s', recharge_type_in));
+        RETURN payment_refusal('INVALID_REQUEST',
+                               format('unknown recharge type: %s', recharge_type_in));
     END IF;
     IF coalesce(btrim(card_id_in), '') = '' THEN
-        RETURN jsonb_build_object('success', false, 'error_code', 'INVALID_REQUEST',
-                                  'error', 'card_id is required');
+        RETURN payment_refusal('INVALID_REQUEST', 'card_id is required');
     END IF;
     IF NOT payment_is_valid_amount(amount_in) THEN
-        RETURN jsonb_build_object('success', false, 'error_code', 'INVALID_REQUEST',
-                                  'error', format('invalid recharge amount: %s', amount_in));
+        RETURN payment_refusal('INVALID_REQUEST', format('invalid recharge amount: %s', amount_in));
     END IF;
     IF v_is_stripe AND coalesce(btrim(stripe_session_id_in), '') = '' THEN
-        RETURN jsonb_build_object('success', false, 'error_code', 'INVALID_REQUEST',
-                                  'error', 'stripe_session_id is required for a stripe recharge');
+        RETURN payment_refusal('INVALID_REQUEST',
+                               'stripe_session_id is required for a stripe recharge');
     END IF;
     IF NOT v_is_stripe AND coalesce(btrim(client_request_id_in), '') = '' THEN
-        RETURN jsonb_build_object('success', false, 'error_code', 'INVALID_REQUEST',
-                                  'error', 'client_request_id is required');
+        RETURN payment_refusal('INVALID_REQUEST', 'client_request_id is required');
     END IF;
     IF NOT v_is_stripe AND payment_method_in IS DISTINCT FROM 'cash'
                        AND payment_method_in IS DISTINCT FROM 'card' THEN
-        RETURN jsonb_build_object('success', false, 'error_code', 'INVALID_REQUEST',
-                                  'error', format('payment method must be cash or card, not %s',
-                                                  payment_method_in));
+        RETURN payment_refusal('INVALID_REQUEST',
+                               format('payment method must be cash or card, not %s',
+                                      payment_method_in));
     END IF;
 
     v_payment_method := CASE WHEN v_is_stripe THEN 'stripe' ELSE payment_method_in END;
