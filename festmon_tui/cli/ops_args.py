@@ -10,16 +10,9 @@ from typing import Any
 
 from festmon_tui.cli.http_args import add_http_option
 from festmon_tui.cli.lazy import LazyHandler
-from festmon_tui.models import (
-    SEVERITY_WORDS,
-    STATUS_WORDS,
-    EventStatus,
-    EventType,
-    Severity,
-    event_type_words,
-    parse_words,
-)
+from festmon_tui.models import EventStatus, EventType, Severity
 from festmon_tui.presentation import EXIT_UNREACHABLE
+from festmon_tui.vocabulary import SEVERITY_WORDS, STATUS_WORDS, event_type_words, parse_words
 
 
 def _handler(name: str) -> LazyHandler:
