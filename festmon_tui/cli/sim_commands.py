@@ -181,52 +181,66 @@ async def _report(
 # -- festmon simulate ---------------------------------------------------------------------------
 
 
-def _run(main: Coroutine[Any, Any, int]) -> int:
-    """asyncio.run, with a second Ctrl+C (which cancels the run) ending quietly."""
+def _run(main: Coroutine[Any, Any, int], command: str) -> int:
+    """asyncio.run, with a second Ctrl+C (which cancels the run) ending quietly and an expected
+    failure told in one line."""
     try:
         return asyncio.run(main)
     except asyncio.CancelledError:
         _say("festmon: stopped")
         return EXIT_INTERRUPTED
+    except SimulationRefused as exc:
+        return _fail(str(exc))
+    except _EXPECTED as exc:
+        return _fail(f"{command} failed: {exc}")
+
+
+async def _open_pool(
+    stack: AsyncExitStack, settings: Settings, config: SimulationConfig, *, demo: bool
+) -> tuple[DatabaseTarget, ConnectOptions, asyncpg.Pool]:
+    """The database the traffic goes to (the demo's own with `demo`) and a pool on it, which
+    the stack closes."""
+    target = await stack.enter_async_context(open_target(settings))
+    options = await _demo_options(target) if demo else target.options
+    pool = await create_pool(options, min_size=2, max_size=_pool_size(config))
+    stack.push_async_callback(_close_pool, pool)
+    return target, options, pool
+
+
+async def _live_traffic(simulation: Simulation, stop: asyncio.Event, done: str) -> datetime:
+    """The live traffic until its end or `stop`, the run's end recorded; when it ended."""
+    try:
+        await simulation.run_live(stop)
+    finally:
+        await simulation.finish()
+    traffic_end = datetime.now(UTC)
+    _say(progress_line(simulation.stats, done))
+    return traffic_end
 
 
 def run_simulate(settings: Settings, args: argparse.Namespace) -> int:
-    return _run(_simulate(settings, args))
+    return _run(_simulate(settings, args), "simulate")
 
 
 async def _simulate(settings: Settings, args: argparse.Namespace) -> int:
     config = _config(args, demo=False)
     limits = RuleLimits.from_settings(settings)
-    try:
-        async with AsyncExitStack() as stack:
-            target = await stack.enter_async_context(open_target(settings))
-            pool = await create_pool(target.options, min_size=2, max_size=_pool_size(config))
-            stack.push_async_callback(_close_pool, pool)
-            store = SimulationStore(pool)
-            if args.report_only:
-                return await _report_only(store, limits, target, args)
-            simulation = Simulation(store, config, limits, progress=_progress("festmon simulate"))
-            stop = await stack.enter_async_context(_stop_on_signals())
-            await simulation.prepare()
-            _announce(simulation, target.label, "festmon simulate")
-            try:
-                await simulation.run_live(stop)
-            finally:
-                await simulation.finish()
-            traffic_end = datetime.now(UTC)
-            _say(progress_line(simulation.stats, "festmon simulate: done"))
-            if not args.report:
-                return EXIT_OK
-            wait_s = args.report_wait or detection_wait_s(limits)
-            report = await _report(
-                store, simulation, pool, limits, target.label, traffic_end, wait_s
-            )
-            _print_report(report, args.json)
+    async with AsyncExitStack() as stack:
+        target, _options, pool = await _open_pool(stack, settings, config, demo=False)
+        store = SimulationStore(pool)
+        if args.report_only:
+            return await _report_only(store, limits, target, args)
+        simulation = Simulation(store, config, limits, progress=_progress("festmon simulate"))
+        stop = await stack.enter_async_context(_stop_on_signals())
+        await simulation.prepare()
+        _announce(simulation, target.label, "festmon simulate")
+        traffic_end = await _live_traffic(simulation, stop, "festmon simulate: done")
+        if not args.report:
             return EXIT_OK
-    except SimulationRefused as exc:
-        return _fail(str(exc))
-    except _EXPECTED as exc:
-        return _fail(f"simulate failed: {exc}")
+        wait_s = args.report_wait or detection_wait_s(limits)
+        report = await _report(store, simulation, pool, limits, target.label, traffic_end, wait_s)
+        _print_report(report, args.json)
+        return EXIT_OK
 
 
 async def _report_only(
@@ -290,48 +304,35 @@ def _demo_label(target: DatabaseTarget, options: ConnectOptions) -> str:
 
 def run_demo(settings: Settings, args: argparse.Namespace) -> int:
     """`festmon demo --headless` (demo_ui runs the dashboard)."""
-    return _run(_demo_headless(settings, args))
+    return _run(_demo_headless(settings, args), "demo")
 
 
 async def _demo_headless(settings: Settings, args: argparse.Namespace) -> int:
     config = _config(args, demo=True)
     limits = RuleLimits.from_settings(settings)
-    try:
-        async with AsyncExitStack() as stack:
-            stop = await stack.enter_async_context(_stop_on_signals())
-            target = await stack.enter_async_context(open_target(settings))
-            options = await _demo_options(target)
-            label = _demo_label(target, options)
-            pool = await create_pool(options, min_size=2, max_size=_pool_size(config))
-            stack.push_async_callback(_close_pool, pool)
-            store = SimulationStore(pool)
-            wait_s = detection_wait_s(limits)
-            simulation = Simulation(store, config, limits, progress=_progress("festmon demo"))
-            await simulation.prepare()
-            history_end = datetime.now(UTC)
-            # The scheduler starts on a festival that already has its history.
-            service = PostgresMonitorService(settings, options, listen=False, database_label=label)
-            await stack.enter_async_context(service)
-            _announce(simulation, label, "festmon demo")
-            # Live anomalies are measured from a monitor that has read the history already.
-            _say("festmon demo: the scheduler is reading the festival's history")
-            upto = await store.max_ids()
-            if not await wait_for_detection(store, upto, _job_starts(pool), history_end, wait_s):
-                _say("festmon demo: the scheduler has not caught up with the history; going on")
-            try:
-                await simulation.run_live(stop)
-            finally:
-                await simulation.finish()
-            traffic_end = datetime.now(UTC)
-            _say(progress_line(simulation.stats, "festmon demo: traffic done"))
-            report = await _report(store, simulation, pool, limits, label, traffic_end, wait_s)
-        _print_report(report, args.json)
-        _say(f"festmon demo: the demo database stays for inspection: {options.redacted}")
-        return EXIT_FAILED if args.check and not report.perfect else EXIT_OK
-    except SimulationRefused as exc:
-        return _fail(str(exc))
-    except _EXPECTED as exc:
-        return _fail(f"demo failed: {exc}")
+    async with AsyncExitStack() as stack:
+        stop = await stack.enter_async_context(_stop_on_signals())
+        target, options, pool = await _open_pool(stack, settings, config, demo=True)
+        label = _demo_label(target, options)
+        store = SimulationStore(pool)
+        wait_s = detection_wait_s(limits)
+        simulation = Simulation(store, config, limits, progress=_progress("festmon demo"))
+        await simulation.prepare()
+        history_end = datetime.now(UTC)
+        # The scheduler starts on a festival that already has its history.
+        service = PostgresMonitorService(settings, options, listen=False, database_label=label)
+        await stack.enter_async_context(service)
+        _announce(simulation, label, "festmon demo")
+        # Live anomalies are measured from a monitor that has read the history already.
+        _say("festmon demo: the scheduler is reading the festival's history")
+        upto = await store.max_ids()
+        if not await wait_for_detection(store, upto, _job_starts(pool), history_end, wait_s):
+            _say("festmon demo: the scheduler has not caught up with the history; going on")
+        traffic_end = await _live_traffic(simulation, stop, "festmon demo: traffic done")
+        report = await _report(store, simulation, pool, limits, label, traffic_end, wait_s)
+    _print_report(report, args.json)
+    _say(f"festmon demo: the demo database stays for inspection: {options.redacted}")
+    return EXIT_FAILED if args.check and not report.perfect else EXIT_OK
 
 
 async def open_demo_service(
@@ -344,10 +345,7 @@ async def open_demo_service(
     with `api` (demo --http), the HTTP API over that service too."""
     config = _config(args, demo=True)
     limits = RuleLimits.from_settings(settings)
-    target = await stack.enter_async_context(open_target(settings))
-    options = await _demo_options(target)
-    pool = await create_pool(options, min_size=2, max_size=_pool_size(config))
-    stack.push_async_callback(_close_pool, pool)
+    target, options, pool = await _open_pool(stack, settings, config, demo=True)
     simulation = Simulation(SimulationStore(pool), config, limits)
     await simulation.prepare()
     server = None
