@@ -37,7 +37,10 @@ from festmon_tui.service.api import ActionRefused, MonitorService, Unavailable
 from festmon_tui.settings_light import SettingsError, libpq_choice, redact_dsn
 
 if TYPE_CHECKING:
+    from festmon_tui.api.config import ApiConfig
     from festmon_tui.cli.pending import PendingSettings
+    from festmon_tui.db.connect import ConnectOptions
+    from festmon_tui.service.postgres import PostgresMonitorService
     from festmon_tui.settings import Settings
     from festmon_tui.ui.config import DashboardConfig
 
@@ -87,26 +90,11 @@ def run_dashboard_command(pending: PendingSettings, args: argparse.Namespace) ->
         modules = ["festmon_tui.db.target", "festmon_tui.service.postgres"]
         await import_in_thread(*modules, *(["festmon_tui.api.server"] if api else []))
         from festmon_tui.db.target import open_target
-        from festmon_tui.service.postgres import PostgresMonitorService
 
         target = await stack.enter_async_context(open_target(settings))
-        server = None
-        if api is not None:
-            from festmon_tui.api.server import ApiServer
-
-            server = ApiServer(api)
-        service = PostgresMonitorService(
-            settings,
-            target.options,
-            viewer=viewer,
-            database_label=target.label,
-            on_job_run=None if server is None else server.exposition.observe,
+        return await open_monitor(
+            stack, settings, target.options, api, database_label=target.label, viewer=viewer
         )
-        await stack.enter_async_context(service)
-        if server is not None:
-            await server.start(service)
-            stack.push_async_callback(server.stop)
-        return service
 
     return run_dashboard(pending, open_service, viewer=viewer)
 
@@ -114,6 +102,38 @@ def run_dashboard_command(pending: PendingSettings, args: argparse.Namespace) ->
 async def import_in_thread(*modules: str) -> None:
     """Import these modules in a worker thread (the event loop keeps painting meanwhile)."""
     await asyncio.to_thread(lambda: [importlib.import_module(name) for name in modules])
+
+
+async def open_monitor(
+    stack: AsyncExitStack,
+    settings: Settings,
+    options: ConnectOptions,
+    api: ApiConfig | None,
+    *,
+    database_label: str,
+    viewer: bool = False,
+) -> PostgresMonitorService:
+    """The service on this database, with `api` (--http) the HTTP API over it too; the stack
+    closes both. Imports the service (and the API) on use: not before the first paint."""
+    from festmon_tui.service.postgres import PostgresMonitorService
+
+    server = None
+    if api is not None:
+        from festmon_tui.api.server import ApiServer
+
+        server = ApiServer(api)
+    service = PostgresMonitorService(
+        settings,
+        options,
+        viewer=viewer,
+        database_label=database_label,
+        on_job_run=None if server is None else server.exposition.observe,
+    )
+    await stack.enter_async_context(service)
+    if server is not None:
+        await server.start(service)
+        stack.push_async_callback(server.stop)
+    return service
 
 
 def run_dashboard(
