@@ -19,6 +19,7 @@ import platformdirs
 
 from festmon_tui.cli import gc_pause
 from festmon_tui.cli.http_args import add_http_option, check_http, check_http_address
+from festmon_tui.cli.lazy import add_command
 from festmon_tui.models import (
     CardView,
     Change,
@@ -61,11 +62,13 @@ SERVER_STOP_S = 1.0
 ServiceOpener = Callable[[AsyncExitStack, "Settings"], Awaitable[MonitorService]]
 
 
-def register(sub: Any, settings_parent: argparse.ArgumentParser) -> None:
-    dash = sub.add_parser(
+def register(sub: Any) -> None:
+    dash = add_command(
+        sub,
         "dashboard",
-        parents=[settings_parent],
-        help="the live dashboard (what plain `festmon` runs); hosts the scheduler unless --viewer",
+        run_dashboard_command,
+        "the live dashboard (what plain `festmon` runs); hosts the scheduler unless --viewer",
+        paint_first=True,
     )
     dash.add_argument(
         "--viewer",
@@ -73,7 +76,6 @@ def register(sub: Any, settings_parent: argparse.ArgumentParser) -> None:
         help="read-only: no scheduler, no lifecycle actions (a monitoring_reader login works)",
     )
     add_http_option(dash)
-    dash.set_defaults(handler=run_dashboard_command, paint_first=True)
 
 
 def run_dashboard_command(pending: PendingSettings, args: argparse.Namespace) -> int:
