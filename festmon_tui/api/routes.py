@@ -26,7 +26,7 @@ from festmon_tui.models import (
     Severity,
     Verb,
 )
-from festmon_tui.presentation import event_json, plain
+from festmon_tui.presentation import dumps_json, event_json, plain
 from festmon_tui.service.api import ActionRefused, Unavailable
 from festmon_tui.service.documents import cycle_document, status_document
 from festmon_tui.service.reports import Reports
@@ -80,9 +80,8 @@ def utc_now() -> datetime:
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    text = json.dumps(
-        body, ensure_ascii=False, default=documents.json_default, separators=(",", ":")
-    )
+    # Terminal-safe like every surface (curl on an operator's terminal): the one JSON path.
+    text = dumps_json(body, indent=None, default=documents.json_default, compact=True)
     return Response(text, status, headers, media_type="application/json")
 
 
