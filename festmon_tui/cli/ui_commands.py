@@ -8,9 +8,8 @@ import importlib
 import logging
 import os
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, contextmanager, suppress
-from datetime import datetime
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -20,21 +19,8 @@ import platformdirs
 from festmon_tui.cli import gc_pause
 from festmon_tui.cli.http_args import add_http_option, check_http, check_http_address
 from festmon_tui.cli.lazy import add_command
-from festmon_tui.models import (
-    CardView,
-    Change,
-    ConnectionState,
-    CycleResult,
-    Event,
-    EventDetail,
-    EventFilter,
-    Handover,
-    HealthSnapshot,
-    MonitorState,
-    Verb,
-)
 from festmon_tui.presentation import EXIT_HANGUP, EXIT_OK, EXIT_USAGE, escape
-from festmon_tui.service.api import ActionRefused, MonitorService, Unavailable
+from festmon_tui.service.api import DeferredService, MonitorService
 from festmon_tui.settings_light import SettingsError, libpq_choice, redact_dsn
 
 if TYPE_CHECKING:
@@ -317,68 +303,3 @@ def _exit_now(code: int) -> NoReturn:
         sys.stdout.flush()
         sys.stderr.flush()
     os._exit(code)
-
-
-class DeferredService:
-    """The MonitorService the app gets at once; it forwards to the real one once it is open."""
-
-    def __init__(self, database_label: str, environment: str, viewer: bool) -> None:
-        self._real: MonitorService | None = None
-        self._attached = asyncio.Event()
-        self._waiting = MonitorState(
-            connection=ConnectionState.CONNECTING,
-            database_label=database_label,
-            environment=environment,
-            viewer=viewer,
-        )
-
-    def attach(self, real: MonitorService) -> None:
-        self._real = real
-        self._attached.set()
-
-    def _service(self) -> MonitorService:
-        if self._real is None:
-            raise Unavailable("still connecting to the database")
-        return self._real
-
-    @property
-    def state(self) -> MonitorState:
-        return self._waiting if self._real is None else self._real.state
-
-    async def list_events(self, event_filter: EventFilter) -> list[Event]:
-        return [] if self._real is None else await self._real.list_events(event_filter)
-
-    async def event_detail(self, event_id: int) -> EventDetail:
-        return await self._service().event_detail(event_id)
-
-    def _actor(self) -> MonitorService:
-        if self._real is None:
-            raise ActionRefused("still connecting to the database")
-        return self._real
-
-    async def card(self, card_id: str) -> CardView:
-        return await self._service().card(card_id)
-
-    async def act(self, event_id: int, verb: Verb, note: str | None = None) -> Event:
-        return await self._actor().act(event_id, verb, note)
-
-    async def run_cycle_now(self) -> CycleResult:
-        return await self._actor().run_cycle_now()
-
-    async def handover(self) -> Handover:
-        return Handover(leads=False) if self._real is None else await self._real.handover()
-
-    async def health_history(self, since: datetime) -> list[HealthSnapshot]:
-        return [] if self._real is None else await self._real.health_history(since)
-
-    async def event_counts_by_hour(self, since: datetime) -> list[tuple[datetime, str, int]]:
-        return [] if self._real is None else await self._real.event_counts_by_hour(since)
-
-    async def changes(self) -> AsyncIterator[Change]:
-        await self._attached.wait()
-        async for change in self._service().changes():
-            yield change
-
-
-def _implements_protocol(service: DeferredService) -> MonitorService:
-    return service  # mypy checks that the class honours the dashboard's protocol
