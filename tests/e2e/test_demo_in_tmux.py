@@ -177,11 +177,7 @@ def _wait_until(condition: Callable[[], bool], message: str, timeout_s: float = 
 
 def _pids_of(term: Terminal, data_dir: Path) -> tuple[int, int]:
     """The festmon process (child of the pane's shell) and the embedded server's postmaster."""
-    shell = int(term.tmux("display", "-p", "-t", term.name, "#{pane_pid}").strip())
-    children = subprocess.run(
-        ["pgrep", "-P", str(shell)], capture_output=True, text=True, check=True
-    ).stdout.split()
-    festmon = int(children[0])
+    festmon = _festmon_pid(term)
     postmaster = int((data_dir / "postmaster.pid").read_text().splitlines()[0])
     return festmon, postmaster
 
