@@ -86,24 +86,22 @@ def children(pid: int) -> list[int]:
 class ServerStop:
     """How long a process tree takes to end after a mark, in the processes' own time.
 
-    From the mark to the moment the test sees `root` gone, less (1) the test thread's own
-    run-queue delay (its seeing late) and (2) the largest run-queue delay any one watched
-    process accrued since the mark: `others` (festmon, which asks for the stop) and `root`
-    with its children, every one of which `root` waits for before it ends. The largest, not
-    the sum: processes that waited side by side are not subtracted twice. A process first
-    seen after the mark counts its whole delay; one that ends counts what was last sampled.
+    From the mark to the moment the test sees `root` gone, less (1) the test thread's
+    run-queue delay since its previous look (its seeing late) and (2) the largest run-queue
+    delay any one watched process accrued since the mark: `others` (festmon, which asks for
+    the stop) and `root` with its children, every one of which `root` waits for before it
+    ends. The largest, not the sum: processes that waited side by side are not subtracted
+    twice. A process first seen after the mark counts its whole delay; one that ends counts
+    what was last sampled.
     """
 
     root: int
     others: tuple[int, ...]
     at: float = field(init=False)
-    _test: tuple[int, float] = field(init=False)
     _first: dict[int, float] = field(init=False, default_factory=dict)
     _last: dict[int, float] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
-        tid = threading.get_native_id()
-        self._test = (tid, run_delay_s(os.getpid(), tid))
         self._sample()
         self._first = dict(self._last)
         self.at = time.monotonic()
@@ -118,14 +116,17 @@ class ServerStop:
     def wait_own_seconds(self, limit_s: float = 15.0) -> float:
         """Wait until `root` is gone (limit_s of wall time at most): its own seconds, or
         infinity if it is still there."""
+        tid = threading.get_native_id()
+        looked = run_delay_s(os.getpid(), tid)
         while not gone(self.root) and time.monotonic() - self.at < limit_s:
             self._sample()
+            looked = run_delay_s(os.getpid(), tid)
             time.sleep(0.02)
         if not gone(self.root):
             return float("inf")
         seen = time.monotonic() - self.at
-        tid, test_before = self._test
-        late = run_delay_s(os.getpid(), tid) - test_before
+        # Late: only the CPU the test waited for since its previous look (that look saw root).
+        late = run_delay_s(os.getpid(), tid) - looked
         held = max(d - self._first.get(pid, 0.0) for pid, d in self._last.items())
         return seen - late - held
 
