@@ -195,3 +195,27 @@ def test_percentiles_use_the_nearest_rank() -> None:
     latency = Latency.of([float(v) for v in range(1, 21)])  # 1 .. 20 s
 
     assert (latency.p50, latency.p95, latency.max) == (10.0, 19.0, 20.0)
+
+
+def test_each_rule_is_held_to_the_time_to_detect_target() -> None:
+    # issue 19.5: p95 within the critical interval + 1 s (here 3 s)
+    truth = [
+        _truth("failure_burst", ("consecutive_failures",), "A", 10),
+        _truth("offline_overdraft", ("negative_balance_detection",), "B", 10),
+    ]
+    events = [
+        _event("consecutive_failures", "A", 12),
+        _event("negative_balance_detection", "B", 20),
+    ]
+
+    report = build_report({}, START, truth, events, ttd_target_s=3.0)
+    rules = {r["rule"]: r for r in report.as_json()["rules"]}
+
+    assert rules["consecutive_failures"]["ttd_p95_within_target"] is True
+    assert rules["negative_balance_detection"]["ttd_p95_within_target"] is False
+    assert rules["system_failure_spike"]["ttd_p95_within_target"] is None
+    assert rules["consecutive_failures"]["ttd_target_s"] == 3.0
+    table = render_table(report)
+    assert "p95 ok" in table and "(3 s)" in table
+    line = next(ln for ln in table.splitlines() if ln.startswith("negative_balance_detection"))
+    assert line.endswith("NO")
