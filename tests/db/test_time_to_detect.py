@@ -276,11 +276,11 @@ async def _judged_like_the_brute_force(
     return 1, result["windows_proven_by_buckets"]
 
 
-async def _edit_balance(db_dsn: str, card: str) -> None:
+async def _edit_balance(db_dsn: str, card: str, amount: str = "amount + 15") -> None:
     """A balance typed into the table editor: an UPDATE of table_cards, no log row."""
     editor = await asyncpg.connect(db_dsn)
     try:
-        await editor.execute("UPDATE table_cards SET amount = amount + 15 WHERE id = $1", card)
+        await editor.execute(f"UPDATE table_cards SET amount = {amount} WHERE id = $1", card)
     finally:
         await editor.close()
 
@@ -309,6 +309,24 @@ async def test_a_direct_update_is_found_by_the_critical_run_after_the_statistics
     assert result["rules"]["balance_mismatch_detection"]["mode"] == "sweep"
     assert await _mismatches(conn) == ["C8"]
     assert await conn.fetchval("SELECT triggers FROM monitoring_balance_signal_state") == 1
+
+
+async def test_a_negative_balance_typed_in_is_found_by_the_next_critical_run(
+    db_dsn: str, conn: asyncpg.Connection
+) -> None:
+    till, base = await _festival(db_dsn, conn)
+    await _critical(conn)
+    await till.pay(_steady(till, random.Random(7), 30))
+    await till.settle(conn, base)
+    await _critical(conn)
+
+    await _edit_balance(db_dsn, "C9", "-5.00")
+    await _flushed(conn, base[0] + till.updates + 1, base[1] + till.inserts)
+    result = await _critical(conn)
+
+    assert result["rules"]["negative_balance_detection"]["mode"] == "sweep"
+    assert [e["card_id"] for e in await _events(conn, "negative_balance_detection")] == ["C9"]
+    assert await _mismatches(conn) == ["C9"]
 
 
 async def test_refused_payments_in_the_same_interval_delay_it_by_one_critical_run(
