@@ -5,8 +5,9 @@
 -- the balance sweep (balance_mismatch_detection 'sweep') finds it, reading every card's xmin.
 -- The critical job cannot afford that read every run, and festmon puts nothing on the payment
 -- path (no trigger on table_cards). Instead, each critical run compares two counters that
--- PostgreSQL keeps anyway (the cumulative statistics, flushed by each backend within about a
--- second of its commit, both tables of one payment in the same flush):
+-- PostgreSQL keeps anyway (the cumulative statistics: a backend flushes its counts, both tables
+-- of one payment together, when a transaction ends or it goes idle, at most once a second; a
+-- backend idle less than a second after its previous flush waits for its 10 s idle timer):
 --
 --   U  rows updated in table_cards          (pg_stat_get_tuples_updated, every partition)
 --   I  rows inserted in app_transaction_log (pg_stat_get_tuples_inserted, every partition)
@@ -29,6 +30,7 @@
 -- it did only lowers both. The sweep stays the judge: a false trigger costs one early sweep,
 -- and a write the signal misses (refused payments flushed in the same interval, statistics not
 -- flushed under lock contention, track_counts off) is still found by the medium job's sweep.
+-- docs/DBA.md "The early sweep" has the timing and the limits.
 -- Cost: two statistics reads and one row write per critical run, nothing per payment.
 -- ---------------------------------------------------------------------------------------------
 
