@@ -123,9 +123,7 @@ END;
 $$;
 
 
-REVOKE ALL ON FUNCTION monitoring_balance_signal_check() FROM PUBLIC;
-REVOKE ALL ON FUNCTION monitoring_balance_signal_fired() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION monitoring_balance_signal_fired() TO monitoring_writer;
-REVOKE ALL ON FUNCTION monitoring_balance_signal_swept() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION monitoring_balance_signal_check() TO monitoring_writer;
-GRANT EXECUTE ON FUNCTION monitoring_balance_signal_swept() TO monitoring_writer;
+REVOKE ALL ON FUNCTION monitoring_balance_signal_check(), monitoring_balance_signal_fired(),
+                       monitoring_balance_signal_swept() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION monitoring_balance_signal_check(), monitoring_balance_signal_fired(),
+                          monitoring_balance_signal_swept() TO monitoring_writer;

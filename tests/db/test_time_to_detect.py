@@ -158,6 +158,14 @@ async def test_a_spike_is_found_by_the_critical_job_alone(conn: asyncpg.Connecti
     assert data["failed_transactions"] == 40
 
 
+def _three_percent(start: datetime, n: int) -> list[tuple[str, datetime]]:
+    """One row a second from `start`, one in 33 failed."""
+    return [
+        ("failed" if k % 33 == 0 else "completed", start + k * timedelta(seconds=1))
+        for k in range(n)
+    ]
+
+
 async def test_steady_failures_are_judged_from_the_buckets_not_the_log(
     conn: asyncpg.Connection,
 ) -> None:
@@ -165,25 +173,11 @@ async def test_steady_failures_are_judged_from_the_buckets_not_the_log(
     # its window. The buckets prove each window below the 5 % threshold without a count.
     now: datetime = await conn.fetchval("SELECT now()")
     await conn.execute("UPDATE monitoring_settings SET failure_spike_window = '5 minutes'")
-    history = [
-        (
-            "failed" if k % 33 == 0 else "completed",
-            now - timedelta(seconds=600) + k * timedelta(seconds=1),
-        )
-        for k in range(540)
-    ]
-    await _insert_rows(conn, history)
+    await _insert_rows(conn, _three_percent(now - timedelta(seconds=600), 540))
     # the first run claims the history (its first windows are short: a spike or two)
     await _spike_run(conn)
     await conn.execute("DELETE FROM monitoring_events")
-    fresh = [
-        (
-            "failed" if k % 33 == 0 else "completed",
-            now - timedelta(seconds=60) + k * timedelta(seconds=1),
-        )
-        for k in range(55)
-    ]
-    await _insert_rows(conn, fresh)
+    await _insert_rows(conn, _three_percent(now - timedelta(seconds=60), 55))
 
     result = await _spike_run(conn)
 
@@ -289,16 +283,25 @@ async def _mismatches(conn: asyncpg.Connection) -> list[str]:
     return [e["card_id"] for e in await _events(conn, "balance_mismatch_detection")]
 
 
+async def _warm(
+    db_dsn: str, conn: asyncpg.Connection, seed: int, rounds: int, size: int
+) -> tuple[Till, tuple[int, int], random.Random]:
+    """A festival, the first critical run (ledger, baseline), then `rounds` steady batches of
+    `size` payments, each flushed and followed by a critical run."""
+    till, base = await _festival(db_dsn, conn)
+    await _critical(conn)
+    rng = random.Random(seed)
+    for _ in range(rounds):
+        await till.pay(_steady(till, rng, size))
+        await till.settle(conn, base)
+        await _critical(conn)
+    return till, base, rng
+
+
 async def test_a_direct_update_is_found_by_the_critical_run_after_the_statistics_show_it(
     db_dsn: str, conn: asyncpg.Connection
 ) -> None:
-    till, base = await _festival(db_dsn, conn)
-    await _critical(conn)  # builds the ledger, first check (baseline)
-    rng = random.Random(3)
-    for _ in range(3):
-        await till.pay(_steady(till, rng, 30))
-        await till.settle(conn, base)
-        await _critical(conn)
+    till, base, rng = await _warm(db_dsn, conn, seed=3, rounds=3, size=30)
     assert await _mismatches(conn) == []
 
     await _edit_balance(db_dsn, "C8")
@@ -314,11 +317,7 @@ async def test_a_direct_update_is_found_by_the_critical_run_after_the_statistics
 async def test_a_negative_balance_typed_in_is_found_by_the_next_critical_run(
     db_dsn: str, conn: asyncpg.Connection
 ) -> None:
-    till, base = await _festival(db_dsn, conn)
-    await _critical(conn)
-    await till.pay(_steady(till, random.Random(7), 30))
-    await till.settle(conn, base)
-    await _critical(conn)
+    till, base, _ = await _warm(db_dsn, conn, seed=7, rounds=1, size=30)
 
     await _edit_balance(db_dsn, "C9", "-5.00")
     await _flushed(conn, base[0] + till.updates + 1, base[1] + till.inserts)
@@ -336,12 +335,7 @@ async def test_refused_payments_in_the_same_interval_delay_it_by_one_critical_ru
     # spike rule has claimed it and its statistics are surely flushed (claimed by the previous
     # check, or older than a second). Refusals flushed since the previous check can hide the
     # edit for that run; the next run counts them.
-    till, base = await _festival(db_dsn, conn)
-    await _critical(conn)
-    rng = random.Random(5)
-    await till.pay(_steady(till, rng, 30))
-    await till.settle(conn, base)
-    await _critical(conn)
+    till, base, _ = await _warm(db_dsn, conn, seed=5, rounds=1, size=30)
 
     await _edit_balance(db_dsn, "C9")
     await till.pay([("order", "C1", "500.00"), ("order", "C3", "1.50")])  # one refused
@@ -355,13 +349,7 @@ async def test_refused_payments_in_the_same_interval_delay_it_by_one_critical_ru
 async def test_steady_payments_raise_no_event_and_no_early_sweep(
     db_dsn: str, conn: asyncpg.Connection
 ) -> None:
-    till, base = await _festival(db_dsn, conn)
-    await _critical(conn)
-    rng = random.Random(11)
-    for _ in range(6):
-        await till.pay(_steady(till, rng, 25))
-        await till.settle(conn, base)
-        await _critical(conn)
+    await _warm(db_dsn, conn, seed=11, rounds=6, size=25)
 
     # (the race rule sees this till's quick orders on one card: not what this test is about)
     assert (

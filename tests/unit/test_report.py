@@ -157,11 +157,16 @@ def test_rules_without_injections_or_events_have_no_precision_or_recall() -> Non
     assert not report.perfect  # nothing was injected: nothing was shown
 
 
-def test_totals_and_json_add_up_across_rules() -> None:
-    truth = [
+def _two_injections() -> list[GroundTruth]:
+    """A failure burst on card A and an overdraft on card B, both 10 s into the run."""
+    return [
         _truth("failure_burst", ("consecutive_failures",), "A", 10),
         _truth("offline_overdraft", ("negative_balance_detection",), "B", 10),
     ]
+
+
+def test_totals_and_json_add_up_across_rules() -> None:
+    truth = _two_injections()
     events = [
         _event("consecutive_failures", "A", 11),
         _event("negative_balance_detection", "B", 13),
@@ -199,10 +204,7 @@ def test_percentiles_use_the_nearest_rank() -> None:
 
 def test_each_rule_is_held_to_the_time_to_detect_target() -> None:
     # issue 19.5: p95 within the critical interval + 1 s (here 3 s)
-    truth = [
-        _truth("failure_burst", ("consecutive_failures",), "A", 10),
-        _truth("offline_overdraft", ("negative_balance_detection",), "B", 10),
-    ]
+    truth = _two_injections()
     events = [
         _event("consecutive_failures", "A", 12),
         _event("negative_balance_detection", "B", 20),
