@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import KW_ONLY, dataclass
 from typing import Any
 
 from starlette.applications import Starlette
@@ -18,13 +16,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from festmon_tui.api import documents
 from festmon_tui.api.auth import Caller, Role, Tokens, bearer
 from festmon_tui.api.limits import LimitClass, RateLimiter
 from festmon_tui.api.openapi import openapi_document
 from festmon_tui.api.params import BadParameter
 from festmon_tui.api.prometheus import Exposition
-from festmon_tui.api.routes import Handlers
+from festmon_tui.api.routes import Handlers, json_response, utc_now
 from festmon_tui.service.api import ActionRefused, Unavailable
 from festmon_tui.service.reports import NotFound, Reports
 
@@ -33,17 +30,6 @@ log = logging.getLogger(__name__)
 PROCESSOR = "/functions/v1/monitoring"
 READ_API = "/functions/v1/monitoring-api"
 MAX_BODY = 64 * 1024
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    text = json.dumps(
-        body, ensure_ascii=False, default=documents.json_default, separators=(",", ":")
-    )
-    return Response(text, status, headers, media_type="application/json")
 
 
 def error(status: int, title: str, message: str, **extra: Any) -> Response:
@@ -64,23 +50,16 @@ class Endpoint:
     role: Role | None  # None: public (the OpenAPI document)
 
 
+@dataclass(frozen=True)
 class ApiContext:
     """What every request needs: the service's reports, tokens, limits, the exposition."""
 
-    def __init__(
-        self,
-        reports: Reports,
-        tokens: Tokens,
-        limiter: RateLimiter,
-        exposition: Exposition,
-        *,
-        metrics_token_required: bool,
-    ) -> None:
-        self.reports = reports
-        self.tokens = tokens
-        self.limiter = limiter
-        self.exposition = exposition
-        self.metrics_token_required = metrics_token_required
+    reports: Reports
+    tokens: Tokens
+    limiter: RateLimiter
+    exposition: Exposition
+    _: KW_ONLY
+    metrics_token_required: bool
 
     def caller(self, request: Request, endpoint: Endpoint) -> Caller | Response:
         """The token's holder, or the 401 / 403 answer."""

@@ -149,7 +149,8 @@ def evaluate_health(
     return status, tuple(reasons)
 
 
-def _number(value: Decimal | int | float | None) -> float | int | None:
+def number(value: Decimal | float | int | None) -> float | int | None:
+    """A measured figure as a JSON number (None stays None: no 0 -> 100 fallback)."""
     if value is None:
         return None
     if isinstance(value, Decimal):
@@ -210,6 +211,32 @@ def jobs_json(jobs: tuple[JobStatus, ...]) -> list[dict[str, Any]]:
     ]
 
 
+def reads_json(state: MonitorState) -> dict[str, Any]:
+    """Where the reads come from (issue 18): the primary, or a hot standby and how far behind."""
+    replica = state.replica
+    if replica is None:
+        return {"from": "primary"}
+    return {
+        "from": replica.reads_from,
+        "lag_seconds": replica.lag_s,
+        "standby_error": replica.standby_error,
+        "actions_unavailable": replica.actions_unavailable,
+        "pending_replication": list(replica.pending_replication),
+    }
+
+
+def reads_line(reads: dict[str, Any]) -> str:
+    """`reads: standby (lag 2 s)` for the text of `festmon status`."""
+    line = f"reads: {reads['from']}"
+    if reads.get("lag_seconds") is not None:
+        line += f" (lag {reads['lag_seconds']} s)"
+    if reads.get("standby_error"):
+        line += f"; standby away: {reads['standby_error']}"
+    if reads.get("actions_unavailable"):
+        line += f"; actions unavailable: {reads['actions_unavailable']}"
+    return line
+
+
 def detection_json(state: MonitorState) -> dict[str, Any]:
     """Whether festmon is detecting, and if not why (issue 13.3); unknown while unreachable."""
     reachable = state.connection.value == "CONNECTED"
@@ -242,7 +269,7 @@ def health_document(state: MonitorState, now: datetime) -> dict[str, Any]:
                 snapshot.total_transactions_last_hour if snapshot and reachable else None
             ),
             "success_rate_percent": (
-                _number(snapshot.success_rate_percent) if snapshot and reachable else None
+                number(snapshot.success_rate_percent) if snapshot and reachable else None
             ),
             "active_monitoring_events": state.active_events if reachable else None,
             "critical_events_count": state.active_critical_events if reachable else None,
@@ -253,6 +280,7 @@ def health_document(state: MonitorState, now: datetime) -> dict[str, Any]:
             "label": state.database_label,
             "reachable": reachable,
             "error": state.last_error,
+            "reads": reads_json(state),
         },
         "snapshot": None
         if snapshot is None
@@ -296,6 +324,7 @@ def status_document(settings: Settings, state: MonitorState, now: datetime) -> d
             "connection": str(state.connection),
             "error": state.last_error,
             "live_updates": state.live_updates,
+            "reads": reads_json(state),
         },
         "scheduler": {
             "leader": leader_json(state.leader, now),
