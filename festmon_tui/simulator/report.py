@@ -65,7 +65,12 @@ class RuleRow:
     def recall(self) -> float | None:
         return None if self.expected == 0 else self.detected / self.expected
 
-    def as_json(self) -> dict[str, Any]:
+    def within(self, target_s: float | None) -> bool | None:
+        """Whether the p95 time-to-detect meets the target (None: no target or no detection)."""
+        p95 = self.latency.p95
+        return None if target_s is None or p95 is None else p95 <= target_s
+
+    def as_json(self, target_s: float | None = None) -> dict[str, Any]:
         return {
             "rule": self.rule,
             "event_type": self.event_type,
@@ -82,6 +87,8 @@ class RuleRow:
                 "p95": _round(self.latency.p95),
                 "max": _round(self.latency.max),
             },
+            "ttd_target_s": target_s,
+            "ttd_p95_within_target": self.within(target_s),
         }
 
 
@@ -109,6 +116,8 @@ class Report:
     false_events: tuple[Event, ...] = ()
     other_events: int = 0
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # issue 19.5: every rule's p95 time-to-detect should be within the critical interval + 1 s
+    ttd_target_s: float | None = None
 
     @property
     def total(self) -> RuleRow:
@@ -133,7 +142,7 @@ class Report:
         total = self.total
         return {
             "run": self.run,
-            "rules": [r.as_json() for r in self.rows],
+            "rules": [r.as_json(self.ttd_target_s) for r in self.rows],
             "totals": {
                 "injected": total.expected,
                 "detected": total.detected,
@@ -197,6 +206,7 @@ def build_report(
     *,
     spike_window_s: float = 900.0,
     notes: tuple[str, ...] = (),
+    ttd_target_s: float | None = None,
 ) -> Report:
     """Match events to injected anomalies; events of the run matching nothing are false."""
     rule_events = [
@@ -267,6 +277,7 @@ def build_report(
         false_events=false_events,
         other_events=len(other),
         notes=notes,
+        ttd_target_s=ttd_target_s,
     )
 
 
@@ -276,6 +287,10 @@ def _percent(value: float | None) -> str:
 
 def _seconds(value: float | None) -> str:
     return "—" if value is None else f"{value:.1f}s"
+
+
+def _verdict(within: bool | None) -> str:
+    return "—" if within is None else ("yes" if within else "NO")
 
 
 def render_table(report: Report) -> str:
@@ -290,6 +305,7 @@ def render_table(report: Report) -> str:
     header = (
         f"{'rule':<33}{'injected':>9}{'detected':>9}{'missed':>7}{'false':>6}"
         f"{'precision':>10}{'recall':>8}{'ttd p50':>9}{'p95':>7}{'max':>7}"
+        + ("" if report.ttd_target_s is None else f"{'p95 ok':>8}")
     )
     lines.append(header)
     lines.append("-" * len(header))
@@ -302,6 +318,11 @@ def render_table(report: Report) -> str:
             f"{row.false_events:>6}{_percent(row.precision):>10}{_percent(row.recall):>8}"
             f"{_seconds(row.latency.p50):>9}{_seconds(row.latency.p95):>7}"
             f"{_seconds(row.latency.max):>7}"
+            + (
+                ""
+                if report.ttd_target_s is None
+                else f"{_verdict(row.within(report.ttd_target_s)):>8}"
+            )
         )
     if report.missed:
         lines.append("")
@@ -317,6 +338,12 @@ def render_table(report: Report) -> str:
                 f"  event {event.event_id} {event.detection_algorithm} card "
                 f"{event.card_id or '—'} at {event.detection_timestamp.isoformat()}"
             )
+    if report.ttd_target_s is not None:
+        lines.append("")
+        lines.append(
+            f"p95 ok: p95 time-to-detect within the critical interval + 1 s "
+            f"({report.ttd_target_s:g} s)"
+        )
     for note in report.notes:
         lines.append(f"note: {note}")
     lines.append("")

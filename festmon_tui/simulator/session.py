@@ -144,4 +144,5 @@ async def build_run_report(
         events,
         spike_window_s=limits.spike_window_s,
         notes=notes,
+        ttd_target_s=limits.critical_interval_s + 1,
     )

@@ -7,6 +7,16 @@
 -- [t - window, t], both ends included). Windows ending at new rows make a spike during monitor
 -- downtime visible on catch-up.
 -- Examines up to 10 x detection_batch_size new rows per run (the rest is backlog).
+-- Runs in the critical job (issue 19.5: time to detect), so each run's cost must follow its
+-- new rows, also at a steady failure rate of a few per cent (a failed row in every window):
+--   0. the claimed rows are added to per-bucket counts (monitoring_spike_buckets, V0030: one
+--      row per time bucket of window / 60 they touch, one statement per run); a new time's
+--      window is proven no spike, before anything below, when the failed rows of the buckets
+--      it overlaps (at most its failed rows) are within the rate of the rows of the buckets
+--      inside it (at least its rows). Only when every visible row of the window is counted:
+--      the window starts at or after covered_from and the claim left no backlog. Log rows are
+--      written once (the payment tables' rows are never updated or deleted by the payments;
+--      a row whose timestamp or status changed after its claim is not counted again).
 -- How (cost: the new rows, the failed rows near them, and the rows within one window of the
 -- new rows that have a failure in their window; never the history):
 --   1. the failed rows in [first new time - window, last new time] (index on the failed rows);
@@ -32,6 +42,16 @@ DECLARE
     v_times       timestamptz[];
     v_counts      bigint[];
     v_detections  jsonb;
+    v_width       interval;
+    v_config      jsonb;
+    v_state       monitoring_spike_bucket_state;
+    v_wm          monitoring_detector_watermarks;
+    v_unchanged   bigint;
+    v_recent      bigint;
+    v_newest      timestamptz;
+    v_horizon     timestamptz;
+    v_pruned      integer := 0;
+    v_proven      timestamptz[];
 BEGIN
     v_settings := monitoring_settings_get();
     v_window := v_settings.failure_spike_window;
@@ -46,17 +66,117 @@ BEGIN
       FROM monitoring_claim_rows('system_failure_spike', 'app_transaction_log',
                                  NULL, 10 * p_claim_batches);
 
-    -- The new rows' distinct timestamps, sorted, with how many new rows carry each: their
-    -- first and last bound the failed-row lookup below as values, so that the bounds are
-    -- always index conditions.
-    SELECT coalesce(array_agg(g.ts ORDER BY g.ts), '{}'), coalesce(array_agg(g.n ORDER BY g.ts), '{}')
-      INTO v_times, v_counts
-      FROM (SELECT l."timestamp" AS ts, count(*) AS n
-              FROM app_transaction_log AS l
-             WHERE l.log_id = ANY (v_claim.new_ids)
-               AND l."timestamp" IS NOT NULL
-               AND coalesce(l.edge_function_name, '') <> ALL (v_mirror)
-             GROUP BY l."timestamp") AS g;
+    -- The buckets belong to this watermark and these settings; otherwise they start again,
+    -- covering the windows that start after every row they cannot have counted: the
+    -- watermark's first run examines the rows from initial_cutoff on (all history without a
+    -- lookback; none of the rows existing then when none was inside it); a watermark older
+    -- than the buckets (an upgrade), only rows newer than every row there is now.
+    v_width := greatest(v_window / 60, interval '1 millisecond');
+    v_config := jsonb_build_object('window', v_window, 'width', v_width, 'mirror', to_jsonb(v_mirror));
+    SELECT * INTO v_wm FROM monitoring_detector_watermarks WHERE detector_name = 'system_failure_spike';
+    SELECT * INTO v_state FROM monitoring_spike_bucket_state WHERE id = 1 FOR UPDATE;
+    IF NOT FOUND OR v_state.watermark_initialized_at IS DISTINCT FROM v_wm.initialized_at
+       OR v_state.config <> v_config THEN
+        DELETE FROM monitoring_spike_buckets;
+        v_state.id := 1;
+        v_state.watermark_initialized_at := v_wm.initialized_at;
+        v_state.config := v_config;
+        v_state.claimed_without_card_update := coalesce(v_state.claimed_without_card_update, 0);
+        v_state.covered_from := CASE
+            WHEN v_wm.initialized_at = now() THEN
+                coalesce(v_wm.initial_cutoff,
+                         now() - v_settings.initial_lookback,
+                         '-infinity'::timestamptz)
+            ELSE coalesce((SELECT max(l."timestamp") FROM app_transaction_log AS l)
+                              + interval '1 microsecond',
+                          '-infinity'::timestamptz) END;
+    END IF;
+
+    -- One read of the new rows (primary key): the rows that cannot have changed a card (for
+    -- monitoring_balance_signal_check), their counts per bucket, and the new rows' distinct
+    -- timestamps, sorted, with how many new rows carry each: their first and last bound the
+    -- failed-row lookup below as values, so that the bounds are always index conditions.
+    WITH claimed AS MATERIALIZED (
+        SELECT l."timestamp" AS ts, l.status,
+               coalesce(l.edge_function_name, '') <> ALL (v_mirror) AS counted
+          FROM app_transaction_log AS l
+         WHERE l.log_id = ANY (v_claim.new_ids)
+    ), stored AS (
+        INSERT INTO monitoring_spike_buckets AS b (bucket_start, total, failed)
+        SELECT date_bin(v_width, c.ts, timestamptz '2000-01-01 00:00:00+00'),
+               count(*), count(*) FILTER (WHERE c.status = 'failed')
+          FROM claimed AS c
+         WHERE c.counted AND isfinite(c.ts)
+         GROUP BY 1
+        ON CONFLICT (bucket_start) DO UPDATE
+           SET total = b.total + excluded.total, failed = b.failed + excluded.failed
+        RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM claimed AS c
+             WHERE c.status IS DISTINCT FROM 'completed' OR NOT c.counted),
+           (SELECT count(*) FROM claimed AS c
+             WHERE (c.status IS DISTINCT FROM 'completed' OR NOT c.counted)
+               AND NOT (c.ts <= clock_timestamp() - interval '1 second')),
+           (SELECT max(c.ts) FROM claimed AS c WHERE c.counted AND isfinite(c.ts)),
+           coalesce(array_agg(g.ts ORDER BY g.ts), '{}'), coalesce(array_agg(g.n ORDER BY g.ts), '{}')
+      INTO v_unchanged, v_recent, v_newest, v_times, v_counts
+      FROM (SELECT c.ts, count(*) AS n
+              FROM claimed AS c
+             WHERE c.ts IS NOT NULL AND c.counted
+             GROUP BY c.ts) AS g;  -- (`stored` runs to completion unread)
+
+    -- Buckets older than an hour before the newest window are dropped; a window starting
+    -- there is no longer covered (a late row may bring back a bucket without its peers).
+    IF v_newest IS NOT NULL THEN
+        v_horizon := date_bin(v_width, v_newest, timestamptz '2000-01-01 00:00:00+00')
+                     - v_window - interval '1 hour';
+        DELETE FROM monitoring_spike_buckets WHERE bucket_start < v_horizon;
+        v_state.covered_from := greatest(v_state.covered_from, v_horizon + v_width);
+    END IF;
+    v_state.claimed_without_card_update := v_state.claimed_without_card_update + v_unchanged;
+    INSERT INTO monitoring_spike_bucket_state AS s
+           (id, watermark_initialized_at, config, covered_from, claimed_without_card_update,
+            recent_without_card_update)
+    VALUES (1, v_state.watermark_initialized_at, v_state.config, v_state.covered_from,
+            v_state.claimed_without_card_update, v_recent)
+    ON CONFLICT (id) DO UPDATE
+       SET watermark_initialized_at = excluded.watermark_initialized_at, config = excluded.config,
+           covered_from = excluded.covered_from,
+           claimed_without_card_update = excluded.claimed_without_card_update,
+           recent_without_card_update = excluded.recent_without_card_update;
+
+    -- Step 0: the new times whose window the buckets prove no spike are dropped. Every time
+    -- of one bucket [bs, bs + width) is judged with the same buckets: those inside every such
+    -- window (start >= bs + width - window, end <= bs) and those overlapping any of them.
+    -- (Two statements: a join of the times with the proven buckets ran as a nested loop.)
+    IF NOT v_claim.backlog AND cardinality(v_times) > 0 THEN
+        SELECT coalesce(array_agg(b.bs), '{}')
+          INTO v_proven
+          FROM (SELECT DISTINCT date_bin(v_width, u.ts, timestamptz '2000-01-01 00:00:00+00') AS bs
+                  FROM unnest(v_times) AS u (ts)
+                 WHERE isfinite(u.ts)) AS b
+              CROSS JOIN LATERAL (
+                  SELECT coalesce(sum(k.total) FILTER (
+                             WHERE k.bucket_start >= b.bs + v_width - v_window
+                               AND k.bucket_start + v_width <= b.bs), 0) AS rows_at_least,
+                         coalesce(sum(k.failed), 0) AS failed_at_most
+                    FROM monitoring_spike_buckets AS k
+                   WHERE k.bucket_start <= b.bs
+                     AND k.bucket_start > b.bs - v_window - v_width) AS s
+             WHERE b.bs - v_window >= v_state.covered_from
+               AND 100.0 * s.failed_at_most <= v_settings.failure_spike_rate_percent * s.rows_at_least;
+        IF cardinality(v_proven) > 0 THEN
+            SELECT coalesce(array_agg(t.ts ORDER BY t.ts) FILTER (WHERE NOT t.proven), '{}'),
+                   coalesce(array_agg(t.n ORDER BY t.ts) FILTER (WHERE NOT t.proven), '{}'),
+                   count(*) FILTER (WHERE t.proven)
+              INTO v_times, v_counts, v_pruned
+              FROM (SELECT u.ts, u.n,
+                           isfinite(u.ts)
+                           AND date_bin(v_width, u.ts, timestamptz '2000-01-01 00:00:00+00')
+                               = ANY (v_proven) AS proven
+                      FROM unnest(v_times, v_counts) AS u (ts, n)) AS t;
+        END IF;
+    END IF;
 
     WITH new_times AS MATERIALIZED (
         SELECT t.ts, t.n FROM unnest(v_times, v_counts) AS t (ts, n)
@@ -198,6 +318,7 @@ BEGIN
 
     RETURN monitoring_rule_result(
         monitoring_upsert_events('system_failure_spike', v_detections),
-        cardinality(v_claim.new_ids), v_claim.late_count, v_claim.backlog);
+        cardinality(v_claim.new_ids), v_claim.late_count, v_claim.backlog)
+        || jsonb_build_object('windows_proven_by_buckets', v_pruned);
 END;
 $$;

@@ -310,10 +310,13 @@ $$;
 -- run_critical_detection_batches(p_budget_ms integer) -> jsonb   (scheduler "critical" job)
 --
 --   Every incremental rule from its watermark, in the lock order of the file header:
---   balance_deduction_on_failure, consecutive_failures, balance_chain_break,
+--   balance_deduction_on_failure, consecutive_failures, system_failure_spike (issue 19.5; its
+--   buckets keep a run's cost to its new rows), balance_chain_break,
 --   balance_mismatch_detection and negative_balance_detection on the cards of new log rows,
 --   temporal_duplicate_detection, concurrent_transaction_detection. Cost grows with the new
---   rows, not with history.
+--   rows, not with history. balance_mismatch_detection and negative_balance_detection run as
+--   the sweeps instead in the first round when monitoring_balance_signal_check() fires (a
+--   table_cards write that no log row explains: R__monitoring_03_balance_signal.sql).
 --   p_budget_ms = 0: one run of each rule, each examining at most detection_batch_size rows.
 --   p_budget_ms > 0 (the scheduler): each rule run examines up to ten batches
 --   (p_claim_batches = 10 for each rule run), and a rule that still reports a backlog runs
@@ -331,6 +334,7 @@ LANGUAGE plpgsql AS $$
 DECLARE
     v_started  timestamptz := clock_timestamp();
     v_order    text[] := ARRAY['balance_deduction_on_failure', 'consecutive_failures',
+                               'system_failure_spike',
                                'balance_chain_break', 'balance_mismatch_detection',
                                'negative_balance_detection', 'temporal_duplicate_detection',
                                'concurrent_transaction_detection'];
@@ -341,6 +345,8 @@ DECLARE
     v_totals   jsonb := '{}'::jsonb;
     v_rounds   integer := 0;
     v_batches  integer := CASE WHEN p_budget_ms > 0 THEN 10 ELSE 1 END;
+    v_sweep    boolean;
+    v_signal   boolean := false;
 BEGIN
     PERFORM set_config('synchronous_commit', 'off', true);  -- see the file header
     v_pending := v_order;
@@ -349,10 +355,23 @@ BEGIN
         v_next := '{}';
         FOREACH v_rule IN ARRAY v_order LOOP
             CONTINUE WHEN NOT (v_rule = ANY (v_pending));
+            -- issue 19.5: a table_cards write no log row explains sweeps now (the signal, in
+            -- R__monitoring_03_balance_signal.sql), not at the next medium job: both balance
+            -- sweeps (a balance typed in may be wrong or negative) in the first round
+            IF v_rule = 'balance_mismatch_detection' AND v_rounds = 1 THEN
+                v_signal := monitoring_balance_signal_fired();
+            END IF;
+            v_sweep := v_signal AND v_rounds = 1
+                       AND v_rule IN ('balance_mismatch_detection', 'negative_balance_detection');
             v_result := monitoring_run_rule(
-                v_rule, CASE WHEN v_rule IN ('balance_mismatch_detection', 'negative_balance_detection')
+                v_rule, CASE WHEN v_sweep THEN 'sweep'
+                             WHEN v_rule IN ('balance_mismatch_detection', 'negative_balance_detection')
                              THEN 'incremental' END,
                 v_batches);
+            IF v_sweep AND v_rule = 'balance_mismatch_detection'
+               AND (v_result ->> 'success')::boolean AND NOT v_result ? 'skipped' THEN
+                PERFORM monitoring_balance_signal_swept();
+            END IF;
             v_totals := v_totals || jsonb_build_object(
                 v_rule, monitoring_merge_rule_result(v_totals -> v_rule, v_result));
             IF (v_result ->> 'success')::boolean AND (v_result ->> 'backlog')::boolean THEN

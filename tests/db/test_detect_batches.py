@@ -11,6 +11,7 @@ import asyncpg
 CRITICAL_RULES = (
     "balance_deduction_on_failure",
     "consecutive_failures",
+    "system_failure_spike",  # issue 19.5: time to detect
     "balance_mismatch_detection",
     "negative_balance_detection",
     "balance_chain_break",

@@ -339,6 +339,7 @@ async def test_the_scheduler_jobs_report_every_rule_they_ran(conn: asyncpg.Conne
     assert set(critical["rules"]) == {
         "balance_deduction_on_failure",
         "consecutive_failures",
+        "system_failure_spike",  # issue 19.5: time to detect
         "balance_mismatch_detection",
         "negative_balance_detection",
         "balance_chain_break",

@@ -157,11 +157,16 @@ def test_rules_without_injections_or_events_have_no_precision_or_recall() -> Non
     assert not report.perfect  # nothing was injected: nothing was shown
 
 
-def test_totals_and_json_add_up_across_rules() -> None:
-    truth = [
+def _two_injections() -> list[GroundTruth]:
+    """A failure burst on card A and an overdraft on card B, both 10 s into the run."""
+    return [
         _truth("failure_burst", ("consecutive_failures",), "A", 10),
         _truth("offline_overdraft", ("negative_balance_detection",), "B", 10),
     ]
+
+
+def test_totals_and_json_add_up_across_rules() -> None:
+    truth = _two_injections()
     events = [
         _event("consecutive_failures", "A", 11),
         _event("negative_balance_detection", "B", 13),
@@ -195,3 +200,24 @@ def test_percentiles_use_the_nearest_rank() -> None:
     latency = Latency.of([float(v) for v in range(1, 21)])  # 1 .. 20 s
 
     assert (latency.p50, latency.p95, latency.max) == (10.0, 19.0, 20.0)
+
+
+def test_each_rule_is_held_to_the_time_to_detect_target() -> None:
+    # issue 19.5: p95 within the critical interval + 1 s (here 3 s)
+    truth = _two_injections()
+    events = [
+        _event("consecutive_failures", "A", 12),
+        _event("negative_balance_detection", "B", 20),
+    ]
+
+    report = build_report({}, START, truth, events, ttd_target_s=3.0)
+    rules = {r["rule"]: r for r in report.as_json()["rules"]}
+
+    assert rules["consecutive_failures"]["ttd_p95_within_target"] is True
+    assert rules["negative_balance_detection"]["ttd_p95_within_target"] is False
+    assert rules["system_failure_spike"]["ttd_p95_within_target"] is None
+    assert rules["consecutive_failures"]["ttd_target_s"] == 3.0
+    table = render_table(report)
+    assert "p95 ok" in table and "(3 s)" in table
+    line = next(ln for ln in table.splitlines() if ln.startswith("negative_balance_detection"))
+    assert line.endswith("NO")
