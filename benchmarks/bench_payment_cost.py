@@ -17,7 +17,7 @@ run_medium_detection_batches(budget, false) every --medium-ms). The job function
 name only, so the same script measures any version of the detection SQL.
 
 Prints: payments (pgbench transactions), each job's calls and database time (top-level
-statement time), that time per payment in µs, and the ten costliest nested statements of the
+statement time), that time per payment in µs, and the fifteen costliest nested statements of the
 jobs (calls, total ms, µs per payment).
 """
 
@@ -152,10 +152,10 @@ async def main() -> None:
     print(f"festmon jobs: {1000 * total / payments:.1f} µs of database time per payment")
     profile = await conn.fetch(
         """
-        SELECT regexp_replace(left(query, 90), '\\s+', ' ', 'g') AS q, calls, total_exec_time
+        SELECT left(regexp_replace(query, '\\s+', ' ', 'g'), 160) AS q, calls, total_exec_time
           FROM pg_stat_statements
          WHERE dbid = $1 AND NOT toplevel
-         ORDER BY total_exec_time DESC LIMIT 10
+         ORDER BY total_exec_time DESC LIMIT 15
         """,
         dbid,
     )
