@@ -546,30 +546,19 @@ END;
 $$;
 
 
-REVOKE ALL ON FUNCTION monitoring_detector_result(text, jsonb) FROM PUBLIC;
-REVOKE ALL ON FUNCTION monitoring_job_result(text, timestamptz, jsonb, jsonb) FROM PUBLIC;
-REVOKE ALL ON FUNCTION detect_transaction_failures() FROM PUBLIC;
-REVOKE ALL ON FUNCTION detect_balance_discrepancies() FROM PUBLIC;
-REVOKE ALL ON FUNCTION detect_duplicate_nfc_scans() FROM PUBLIC;
-REVOKE ALL ON FUNCTION detect_race_conditions() FROM PUBLIC;
-REVOKE ALL ON FUNCTION run_monitoring_detection_cycle() FROM PUBLIC;
-REVOKE ALL ON FUNCTION run_critical_detection() FROM PUBLIC;
-REVOKE ALL ON FUNCTION run_medium_detection() FROM PUBLIC;
-REVOKE ALL ON FUNCTION monitoring_merge_rule_result(jsonb, jsonb) FROM PUBLIC;
-REVOKE ALL ON FUNCTION monitoring_run_rule_while_behind(text, timestamptz, integer) FROM PUBLIC;
-REVOKE ALL ON FUNCTION run_critical_detection_batches(integer) FROM PUBLIC;
-REVOKE ALL ON FUNCTION run_medium_detection_batches(integer, boolean) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION monitoring_detector_result(text, jsonb) TO monitoring_writer;
+-- the functions above: no PUBLIC access, executed by the writer role
+SELECT monitoring_grant_to_writer(
+    'monitoring_detector_result(text, jsonb)',
+    'monitoring_job_result(text, timestamptz, jsonb, jsonb)',
+    'detect_transaction_failures()',
+    'detect_balance_discrepancies()',
+    'detect_duplicate_nfc_scans()',
+    'detect_race_conditions()',
+    'run_monitoring_detection_cycle()',
+    'run_critical_detection()',
+    'run_medium_detection()',
+    'monitoring_merge_rule_result(jsonb, jsonb)',
+    'monitoring_run_rule_while_behind(text, timestamptz, integer)',
+    'run_critical_detection_batches(integer)',
+    'run_medium_detection_batches(integer, boolean)');
 GRANT EXECUTE ON FUNCTION monitoring_catch_up_progress() TO monitoring_writer, monitoring_reader;
-GRANT EXECUTE ON FUNCTION monitoring_job_result(text, timestamptz, jsonb, jsonb) TO monitoring_writer;
-GRANT EXECUTE ON FUNCTION detect_transaction_failures() TO monitoring_writer;
-GRANT EXECUTE ON FUNCTION detect_balance_discrepancies() TO monitoring_writer;
-GRANT EXECUTE ON FUNCTION detect_duplicate_nfc_scans() TO monitoring_writer;
-GRANT EXECUTE ON FUNCTION detect_race_conditions() TO monitoring_writer;
-GRANT EXECUTE ON FUNCTION run_monitoring_detection_cycle() TO monitoring_writer;
-GRANT EXECUTE ON FUNCTION run_critical_detection() TO monitoring_writer;
-GRANT EXECUTE ON FUNCTION run_medium_detection() TO monitoring_writer;
-GRANT EXECUTE ON FUNCTION monitoring_merge_rule_result(jsonb, jsonb) TO monitoring_writer;
-GRANT EXECUTE ON FUNCTION monitoring_run_rule_while_behind(text, timestamptz, integer) TO monitoring_writer;
-GRANT EXECUTE ON FUNCTION run_critical_detection_batches(integer) TO monitoring_writer;
-GRANT EXECUTE ON FUNCTION run_medium_detection_batches(integer, boolean) TO monitoring_writer;
