@@ -2,7 +2,7 @@
 
 Usage:
     python benchmarks/bench_payment_cost.py --dsn postgresql://.../db --seconds 60 \
-        --pgbench .../pgbench [--clients 2] [--critical-ms 2000] [--medium-ms 30000]
+        --pgbench .../pgbench [--clients 2] [--critical-ms 2000] [--medium-ms 30000] [--rate N]
 
 The server must load pg_stat_statements (`shared_preload_libraries`, `track = all` for the
 per-statement profile). The database: a clone of a generated festival
@@ -17,7 +17,7 @@ run_medium_detection_batches(budget, false) every --medium-ms). The job function
 name only, so the same script measures any version of the detection SQL.
 
 Prints: payments (pgbench transactions), each job's calls and database time (top-level
-statement time), that time per payment in µs, and the ten costliest nested statements of the
+statement time), that time per payment in µs, and the fifteen costliest nested statements of the
 jobs (calls, total ms, µs per payment).
 """
 
@@ -80,6 +80,13 @@ async def main() -> None:
     parser.add_argument("--pgbench", default="pgbench")
     parser.add_argument("--critical-ms", type=int, default=2000)
     parser.add_argument("--medium-ms", type=int, default=30000)
+    parser.add_argument(
+        "--rate",
+        type=int,
+        default=0,
+        help="payments per second (pgbench -R; 0: as fast as the server goes). A fixed rate "
+        "gives both versions the same batches: per-call costs spread over the same payments",
+    )
     args = parser.parse_args()
 
     conn = await asyncpg.connect(args.dsn)
@@ -105,6 +112,7 @@ async def main() -> None:
         str(args.clients),
         "-T",
         str(args.seconds),
+        *(["-R", str(args.rate)] if args.rate else []),
         "-f",
         str(HERE / "pgbench_bar_order.sql"),
         "-D",
@@ -152,10 +160,10 @@ async def main() -> None:
     print(f"festmon jobs: {1000 * total / payments:.1f} µs of database time per payment")
     profile = await conn.fetch(
         """
-        SELECT regexp_replace(left(query, 90), '\\s+', ' ', 'g') AS q, calls, total_exec_time
+        SELECT left(regexp_replace(query, '\\s+', ' ', 'g'), 160) AS q, calls, total_exec_time
           FROM pg_stat_statements
          WHERE dbid = $1 AND NOT toplevel
-         ORDER BY total_exec_time DESC LIMIT 10
+         ORDER BY total_exec_time DESC LIMIT 15
         """,
         dbid,
     )

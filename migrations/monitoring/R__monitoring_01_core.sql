@@ -318,6 +318,8 @@ DECLARE
     v_runs          jsonb;
     v_count         integer;
     v_batch         integer;
+    v_pre           jsonb;
+    v_shared        jsonb;
 BEGIN
     CASE p_source
         WHEN 'app_transaction_log' THEN v_id_col := 'log_id';      v_ts_col := 'timestamp';
@@ -355,6 +357,24 @@ BEGIN
     END IF;
     -- Waiting for another run of this rule is normal; waiting on a payment table is not.
     PERFORM set_config('lock_timeout', v_lock_timeout, true);
+
+    -- One claim for the rules of a job (issue 19): a watermark in exactly the state another
+    -- watermark of the same table was claimed from earlier in this transaction, with the same
+    -- batch size, takes that claim's result (monitoring_claim_reuse) instead of reading the
+    -- table again. The critical rules claim in lockstep, so every run after the first of a job
+    -- reads the new ids once. The published claim is a transaction-local setting: a rule that
+    -- fails rolls back its sub-transaction, and the setting with it.
+    v_pre := jsonb_build_object(
+        'source', p_source, 'batch', v_batch,
+        'last_log_id', v_wm.last_log_id, 'safe_log_id', v_wm.safe_log_id,
+        'pending_gaps', v_wm.pending_gaps::text, 'pending_runs', v_wm.pending_runs,
+        'initial_cutoff', v_wm.initial_cutoff, 'initial_end_id', v_wm.initial_end_id);
+    v_shared := nullif(current_setting('festmon.claim_' || p_source, true), '')::jsonb;
+    IF v_shared IS NOT NULL AND v_shared -> 'pre' = v_pre THEN
+        SELECT * INTO new_ids, backlog, late_count
+          FROM monitoring_claim_reuse(p_detector, v_wm.last_log_id IS NULL, v_shared);
+        RETURN;
+    END IF;
 
     IF v_wm.last_log_id IS NULL THEN
         v_wm.pending_gaps := '{}';
@@ -543,6 +563,65 @@ BEGIN
            initial_end_id = v_wm.initial_end_id,
            updated_at = now()
      WHERE detector_name = p_detector;
+    PERFORM set_config('festmon.claim_' || p_source, jsonb_build_object(
+        'pre', v_pre,
+        'post', jsonb_build_object(
+            'last_log_id', v_new_last, 'safe_log_id', v_safe, 'pending_gaps', v_gaps::text,
+            'pending_runs', v_runs, 'last_snapshot', v_snapshot,
+            'initial_cutoff', v_wm.initial_cutoff, 'initial_end_id', v_wm.initial_end_id),
+        'new_ids', new_ids::text, 'backlog', monitoring_claim_rows.backlog,
+        'late_count', late_count)::text, true);
+END;
+$$;
+
+
+-- ---------------------------------------------------------------------------------------------
+-- monitoring_claim_reuse(p_detector text, p_first_run boolean, p_claim jsonb,
+--                        OUT new_ids bigint[], OUT backlog boolean, OUT late_count integer)
+--
+--   monitoring_claim_rows' shortcut (issue 19): watermark p_detector (locked by the caller,
+--   found in the state p_claim was claimed from) takes p_claim's result, as if it had claimed
+--   at that moment itself: the same rows, gaps, runs and safe horizon; its own counters and
+--   caught_up_at move as a claim of its own would move them (a first run initialises it).
+--   Equivalent because a claim's result depends only on that state, the batch size, the
+--   snapshot and now() (one transaction: the same now()); a later snapshot would merely have
+--   seen more rows, which the next run claims.
+-- ---------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION monitoring_claim_reuse(
+    p_detector   text,
+    p_first_run  boolean,
+    p_claim      jsonb,
+    OUT new_ids    bigint[],
+    OUT backlog    boolean,
+    OUT late_count integer
+)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_post jsonb := p_claim -> 'post';
+BEGIN
+    new_ids := (p_claim ->> 'new_ids')::bigint[];
+    backlog := (p_claim ->> 'backlog')::boolean;
+    late_count := (p_claim ->> 'late_count')::integer;
+    UPDATE monitoring_detector_watermarks AS w
+       SET last_log_id = (v_post ->> 'last_log_id')::bigint,
+           safe_log_id = (v_post ->> 'safe_log_id')::bigint,
+           pending_gaps = (v_post ->> 'pending_gaps')::int8multirange,
+           pending_runs = v_post -> 'pending_runs',
+           backlog = monitoring_claim_reuse.backlog,
+           last_examined_at = now(),
+           last_examined_count = cardinality(new_ids),
+           total_examined = w.total_examined + cardinality(new_ids),
+           last_snapshot = v_post ->> 'last_snapshot',
+           initialized_at = CASE WHEN p_first_run THEN now() ELSE w.initialized_at END,
+           caught_up_at = CASE WHEN p_first_run AND monitoring_claim_reuse.backlog THEN NULL
+                               WHEN monitoring_claim_reuse.backlog THEN w.caught_up_at
+                               WHEN p_first_run THEN now()
+                               ELSE coalesce(w.caught_up_at, now()) END,
+           max_row_time = CASE WHEN p_first_run THEN NULL ELSE w.max_row_time END,
+           initial_cutoff = (v_post ->> 'initial_cutoff')::timestamptz,
+           initial_end_id = (v_post ->> 'initial_end_id')::bigint,
+           updated_at = now()
+     WHERE w.detector_name = p_detector;
 END;
 $$;
 
@@ -551,7 +630,9 @@ REVOKE ALL ON FUNCTION monitoring_settings_get() FROM PUBLIC;
 REVOKE ALL ON FUNCTION monitoring_upsert_events(text, jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION create_monitoring_event(text, text, text, text, uuid, numeric, numeric, jsonb, jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION monitoring_claim_rows(text, text, integer, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION monitoring_claim_reuse(text, boolean, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION monitoring_settings_get() TO monitoring_writer;
 GRANT EXECUTE ON FUNCTION monitoring_upsert_events(text, jsonb) TO monitoring_writer;
 GRANT EXECUTE ON FUNCTION create_monitoring_event(text, text, text, text, uuid, numeric, numeric, jsonb, jsonb) TO monitoring_writer;
 GRANT EXECUTE ON FUNCTION monitoring_claim_rows(text, text, integer, integer) TO monitoring_writer;
+GRANT EXECUTE ON FUNCTION monitoring_claim_reuse(text, boolean, jsonb) TO monitoring_writer;

@@ -11,24 +11,27 @@
 -- successor's predecessor).
 -- Where a new row's predecessor comes from (cost: no read of the card's history for most rows):
 --   * the previous new row of the card in this batch, when both are fresh (above the
---     watermark) and no id between them was invisible to the claim: every row between two
---     fresh rows is then fresh too, so none of the card's;
+--     watermark): every row between two fresh rows is then fresh too, so none of the card's,
+--     except in ids between them that the claim could not see (a transaction in progress):
+--     when there are such ids, the card's latest row between the two if one is visible now
+--     (a step on the (card_id, log_id) index bounded by the two ids);
 --   * otherwise, for the card's first fresh row, the latest of: the card ledger's row
 --     (monitoring_card_ledger keeps each card's latest completed balance-carrying row:
 --     last_balance_log_id / last_balance / last_balance_transaction_id), the rows of the
 --     ledger's own gaps that are visible now, and the card's latest row above the ledger's
---     last id and below the batch's first fresh row (one read of that id range for the whole
---     batch: the newest pages of the log) — when the ledger is valid (its state row exists,
---     built for the current settings) and its latest row of the card is older than this row.
---     Every visible row up to the ledger's last id is then either folded (its latest is in the
---     ledger) or in the ledger's gaps; every row above it and below the first fresh row is in
---     the range read; every row from there to this one is fresh in this batch, and none is
---     the card's. The ledger is folded by the medium job (issue 19: the critical job
---     writes nothing per payment), so it lags by up to a medium interval; this rule runs
---     before the sweep's fold in the medium job;
---   * otherwise (late rows, a ledger that is being built or is ahead of the row, an id below
---     the row that the claim could not see): one backward step on the (card_id, log_id) index
---     and a read of that row, as before.
+--     last id and below this row (a step on the (card_id, log_id) index bounded by those two
+--     ids: its leaf is the one the payment just wrote, and most cards have no row in that
+--     range, so no table page is read; issue 19 measured one read of the whole id range, a
+--     medium interval of rows, at ~34 µs per payment) — when the ledger is valid (its state
+--     row exists, built for the current settings) and its latest row of the card is older
+--     than this row. Every visible row up to the ledger's last id is then either folded (its
+--     latest is in the ledger) or in the ledger's gaps; the card's rows above it and below
+--     this row, visible now, are what the step finds. The ledger is folded by the medium job
+--     (issue 19: the critical job writes nothing per payment), so it lags by up to a medium
+--     interval; it may also be ahead of this rule (the medium job folds without running it:
+--     the critical rules claim in lockstep, monitoring_claim_reuse);
+--   * otherwise (late rows, a ledger that is being built or is ahead of the row, the first
+--     run's rows): one backward step on the (card_id, log_id) index and a read of that row.
 -- The ledger is read, not locked: one statement reads it with its watermark, so both are of one
 -- snapshot.
 -- event_data: {log_id, transaction_id, transaction_type, transaction_timestamp,
@@ -46,6 +49,7 @@ DECLARE
     v_config      jsonb;
     v_first_new   bigint;
     v_first_gap   bigint;
+    v_gaps        int8multirange;
     v_detections  jsonb;
 BEGIN
     v_settings := monitoring_settings_get();
@@ -58,16 +62,16 @@ BEGIN
 
     SELECT * INTO v_claim
       FROM monitoring_claim_rows('balance_chain_break', 'app_transaction_log', NULL, p_claim_batches);
-    -- The first fresh id, and the first id at or above it that the claim could not see (our
-    -- own watermark row, locked by the claim): a row committed since may sit below a new row.
-    -- On the first run's rows (ids up to initial_end_id) the claim leaves out rows older than
-    -- the lookback, so fresh rows are not contiguous: no shortcut, every row takes the
-    -- backward step (once per watermark).
+    -- The first fresh id, and the ids at or above it that the claim could not see (our own
+    -- watermark row, locked by the claim): a row committed since may sit between two new rows
+    -- of a card, and is then looked for there. On the first run's rows (ids up to
+    -- initial_end_id) the claim leaves out rows older than the lookback, so fresh rows are not
+    -- contiguous: no shortcut, every row takes the backward step (once per watermark).
     v_first_new := v_claim.new_ids[v_claim.late_count + 1];
     IF v_first_new IS NOT NULL THEN
-        SELECT CASE WHEN w.initial_end_id >= v_first_new THEN v_first_new
-                    ELSE lower(w.pending_gaps * int8multirange(int8range(v_first_new, NULL))) END
-          INTO v_first_gap
+        SELECT CASE WHEN w.initial_end_id >= v_first_new THEN v_first_new END,
+               w.pending_gaps * int8multirange(int8range(v_first_new, NULL))
+          INTO v_first_gap, v_gaps
           FROM monitoring_detector_watermarks AS w
          WHERE w.detector_name = 'balance_chain_break';
     END IF;
@@ -110,25 +114,32 @@ BEGIN
          WHERE l.status = 'completed'
            AND l.new_balance IS NOT NULL
            AND coalesce(l.edge_function_name, '') <> ALL (v_mirror)
-    ), above_fold AS MATERIALIZED (
-        -- each card's latest row between the ledger's last id and the first fresh id: one
-        -- read of that id range (at most a medium interval of rows, the newest pages of the
-        -- log), instead of a step on the card index for each first row
-        SELECT DISTINCT ON (l.card_id COLLATE "C")
-               l.card_id, l.log_id, l.transaction_id, l.new_balance
-          FROM ledger_ok AS k
-          JOIN app_transaction_log AS l ON l.log_id > k.fold_last AND l.log_id < v_first_new
-         WHERE l.status = 'completed'
-           AND l.new_balance IS NOT NULL
-           AND coalesce(l.edge_function_name, '') <> ALL (v_mirror)
-         ORDER BY l.card_id COLLATE "C", l.log_id DESC
+    ), stepped AS MATERIALIZED (
+        -- one bounded step on the (card_id, log_id) index per fresh row that needs it: for a
+        -- card's first fresh row (with a valid ledger), the card's latest row between the
+        -- ledger's last id and this row, whose leaf the payment has just written (most cards
+        -- have no row there, and then no table page is read); for a later fresh row, only
+        -- when the claim could not see an id between it and the card's previous fresh row, a
+        -- row of the card committed there since
+        SELECT f.*, s.log_id AS step_log_id, s.transaction_id AS step_transaction_id,
+               s.new_balance AS step_new_balance
+          FROM fresh AS f
+          LEFT JOIN ledger_ok AS k ON true
+          LEFT JOIN LATERAL (
+              SELECT l.log_id, l.transaction_id, l.new_balance
+                FROM app_transaction_log AS l
+               WHERE (f.lag_log_id IS NULL OR v_gaps && int8range(f.lag_log_id + 1, f.log_id))
+                 AND l.card_id = f.card_id
+                 AND l.log_id > coalesce(f.lag_log_id, k.fold_last) AND l.log_id < f.log_id
+                 AND l.status = 'completed'
+                 AND l.new_balance IS NOT NULL
+                 AND coalesce(l.edge_function_name, '') <> ALL (v_mirror)
+               ORDER BY l.log_id DESC
+               LIMIT 1) AS s ON true
     ), first_rows AS MATERIALIZED (
         -- a card's first fresh row: its ledger row (one primary-key probe each)
-        SELECT f.*, m.last_balance_log_id, m.last_balance_transaction_id, m.last_balance,
-               a.log_id AS above_log_id, a.transaction_id AS above_transaction_id,
-               a.new_balance AS above_new_balance
-          FROM fresh AS f
-          LEFT JOIN above_fold AS a ON a.card_id COLLATE "C" = f.card_id COLLATE "C"
+        SELECT f.*, m.last_balance_log_id, m.last_balance_transaction_id, m.last_balance
+          FROM stepped AS f
           LEFT JOIN LATERAL (
               SELECT x.last_balance_log_id, x.last_balance_transaction_id, x.last_balance
                 FROM monitoring_card_ledger AS x
@@ -137,11 +148,16 @@ BEGIN
          WHERE f.lag_log_id IS NULL
            AND EXISTS (SELECT 1 FROM ledger_ok)
     ), known AS MATERIALIZED (
+        -- the card's previous fresh row, or the row of the card committed since the claim
+        -- between the two
         SELECT f.log_id, f.card_id, f.transaction_id, f.transaction_type, f.amount_involved,
                f.previous_balance, f.new_balance, f."timestamp",
-               f.lag_log_id AS prev_log_id, f.lag_transaction_id AS prev_transaction_id,
-               f.lag_new_balance AS prev_new_balance
-          FROM fresh AS f
+               coalesce(f.step_log_id, f.lag_log_id) AS prev_log_id,
+               CASE WHEN f.step_log_id IS NULL THEN f.lag_transaction_id
+                    ELSE f.step_transaction_id END AS prev_transaction_id,
+               CASE WHEN f.step_log_id IS NULL THEN f.lag_new_balance
+                    ELSE f.step_new_balance END AS prev_new_balance
+          FROM stepped AS f
          WHERE f.lag_log_id IS NOT NULL
         UNION ALL
         SELECT r.log_id, r.card_id, r.transaction_id, r.transaction_type, r.amount_involved,
@@ -159,8 +175,8 @@ BEGIN
                         FROM fold_gap_rows AS g
                        WHERE g.card_id = r.card_id AND g.log_id < r.log_id
                       UNION ALL
-                      SELECT r.above_log_id, r.above_transaction_id, r.above_new_balance
-                       WHERE r.above_log_id IS NOT NULL) AS c
+                      SELECT r.step_log_id, r.step_transaction_id, r.step_new_balance
+                       WHERE r.step_log_id IS NOT NULL) AS c
                ORDER BY c.log_id DESC
                LIMIT 1) AS p ON true
          WHERE coalesce(r.last_balance_log_id, -1) < r.log_id

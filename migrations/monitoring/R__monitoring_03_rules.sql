@@ -148,29 +148,38 @@ DROP FUNCTION IF EXISTS monitoring_rule_balance_mismatch_detection(text);
 DROP FUNCTION IF EXISTS monitoring_rule_system_failure_spike();
 DROP FUNCTION IF EXISTS monitoring_rule_temporal_duplicate_detection();
 
-REVOKE ALL ON FUNCTION monitoring_rule_result(jsonb, integer, integer, boolean) FROM PUBLIC;
-REVOKE ALL ON FUNCTION monitoring_rule_balance_deduction_on_failure(integer) FROM PUBLIC;
-REVOKE ALL ON FUNCTION monitoring_rule_consecutive_failures(integer) FROM PUBLIC;
-REVOKE ALL ON FUNCTION monitoring_rule_system_failure_spike(integer) FROM PUBLIC;
-REVOKE ALL ON FUNCTION monitoring_fold_card_ledger() FROM PUBLIC;
-REVOKE ALL ON FUNCTION rebuild_monitoring_card_ledger() FROM PUBLIC;
-REVOKE ALL ON FUNCTION monitoring_rule_balance_mismatch_detection(text, integer) FROM PUBLIC;
-REVOKE ALL ON FUNCTION monitoring_balance_mismatch_suspects(bigint[], integer, boolean) FROM PUBLIC;
-REVOKE ALL ON FUNCTION monitoring_rule_negative_balance_detection(text, integer) FROM PUBLIC;
-REVOKE ALL ON FUNCTION monitoring_rule_balance_chain_break(integer) FROM PUBLIC;
-REVOKE ALL ON FUNCTION monitoring_rule_temporal_duplicate_detection(integer) FROM PUBLIC;
-REVOKE ALL ON FUNCTION monitoring_rule_concurrent_transaction_detection(integer) FROM PUBLIC;
-REVOKE ALL ON FUNCTION monitoring_run_rule(text, text, integer) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION monitoring_rule_result(jsonb, integer, integer, boolean) TO monitoring_writer;
-GRANT EXECUTE ON FUNCTION monitoring_rule_balance_deduction_on_failure(integer) TO monitoring_writer;
-GRANT EXECUTE ON FUNCTION monitoring_rule_consecutive_failures(integer) TO monitoring_writer;
-GRANT EXECUTE ON FUNCTION monitoring_rule_system_failure_spike(integer) TO monitoring_writer;
-GRANT EXECUTE ON FUNCTION monitoring_fold_card_ledger() TO monitoring_writer;
-GRANT EXECUTE ON FUNCTION rebuild_monitoring_card_ledger() TO monitoring_writer;
-GRANT EXECUTE ON FUNCTION monitoring_rule_balance_mismatch_detection(text, integer) TO monitoring_writer;
-GRANT EXECUTE ON FUNCTION monitoring_balance_mismatch_suspects(bigint[], integer, boolean) TO monitoring_writer;
-GRANT EXECUTE ON FUNCTION monitoring_rule_negative_balance_detection(text, integer) TO monitoring_writer;
-GRANT EXECUTE ON FUNCTION monitoring_rule_balance_chain_break(integer) TO monitoring_writer;
-GRANT EXECUTE ON FUNCTION monitoring_rule_temporal_duplicate_detection(integer) TO monitoring_writer;
-GRANT EXECUTE ON FUNCTION monitoring_rule_concurrent_transaction_detection(integer) TO monitoring_writer;
-GRANT EXECUTE ON FUNCTION monitoring_run_rule(text, text, integer) TO monitoring_writer;
+-- ---------------------------------------------------------------------------------------------
+-- monitoring_grant_to_writer(VARIADIC p_functions regprocedure[])
+--
+--   Each function: no PUBLIC access, EXECUTE for monitoring_writer (one list per file instead
+--   of a REVOKE and a GRANT line per function).
+-- ---------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION monitoring_grant_to_writer(VARIADIC p_functions regprocedure[])
+RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_function regprocedure;
+BEGIN
+    FOREACH v_function IN ARRAY p_functions LOOP
+        EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', v_function);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO monitoring_writer', v_function);
+    END LOOP;
+END;
+$$;
+REVOKE ALL ON FUNCTION monitoring_grant_to_writer(regprocedure[]) FROM PUBLIC;
+
+-- the functions above: no PUBLIC access, executed by the writer role
+SELECT monitoring_grant_to_writer(
+    'monitoring_rule_result(jsonb, integer, integer, boolean)',
+    'monitoring_rule_balance_deduction_on_failure(integer)',
+    'monitoring_rule_consecutive_failures(integer)',
+    'monitoring_rule_system_failure_spike(integer)',
+    'monitoring_fold_card_ledger()',
+    'rebuild_monitoring_card_ledger()',
+    'monitoring_rule_balance_mismatch_detection(text, integer)',
+    'monitoring_balance_mismatch_suspects(bigint[], integer, boolean)',
+    'monitoring_rule_negative_balance_detection(text, integer)',
+    'monitoring_rule_balance_chain_break(integer)',
+    'monitoring_rule_temporal_duplicate_detection(integer)',
+    'monitoring_rule_concurrent_transaction_detection(integer)',
+    'monitoring_run_rule(text, text, integer)');

@@ -6,10 +6,10 @@
 --   balance_chain_break, balance_mismatch_detection, negative_balance_detection,
 --   temporal_duplicate_detection, concurrent_transaction_detection
 -- (balance_chain_break runs before balance_mismatch_detection, which folds new rows into the
--- card ledger — in the medium job's sweep, and in the critical job only while the ledger is
--- first built (issue 19: no ledger write per payment on the critical path): the chain-break
--- rule reads the predecessors of new rows from the ledger, which it can only do for rows the
--- ledger has not folded yet)
+-- card ledger in the critical job while the ledger is first built or lags far behind (issue
+-- 19: otherwise no ledger write per payment on the critical path; the medium job's sweep
+-- folds): the chain-break rule takes the predecessors of new rows from the ledger only for
+-- rows the ledger has not folded yet)
 -- and each takes its watermark row lock / advisory lock, held to the end of the transaction.
 -- Two cycles at once therefore serialise rule by rule; the second one finds no new rows for
 -- the incremental rules, and the unique index makes any event write an update.
@@ -438,13 +438,12 @@ $$;
 --
 --   system_failure_spike (incremental; with p_budget_ms > 0 each run examines up to 100
 --   batches instead of 10, and while it reports a backlog it runs again, in the same
---   transaction, until p_budget_ms have passed since the call started), then
---   balance_chain_break (incremental: before the sweep's fold, see below) and the sweeps
+--   transaction, until p_budget_ms have passed since the call started), then the sweeps
 --   balance_mismatch_detection (the cards changed since the previous sweep, every card at times:
 --   see the rule) and negative_balance_detection (every card), then escalate_monitoring_alerts() and
 --   refresh_monitoring_views(), each in its own sub-block.
 --   p_catch_up: the previous call left a backlog; run only what has one — the spike rule if
---   its watermark reports a backlog, the chain-break rule and the two sweeps if the card ledger
+--   its watermark reports a backlog, the two sweeps if the card ledger
 --   is behind the log (the sweep waits for it) — and neither the escalation nor the view refresh, which ran with the
 --   previous call and run again at the next interval.
 --   Result: monitoring_job_result with job = 'medium' plus "alerts": <escalate_monitoring_alerts()
@@ -472,14 +471,11 @@ BEGIN
     IF NOT p_catch_up OR EXISTS (SELECT 1 FROM monitoring_detector_watermarks
                                   WHERE detector_name = 'card_ledger'
                                     AND (backlog OR caught_up_at IS NULL)) THEN
-        -- balance_chain_break first: the sweep folds new rows into the card ledger, and the
-        -- chain-break rule can take a row's predecessor from the ledger only while the ledger
-        -- has not folded that row yet (otherwise it reads the card's history for it). Like in
-        -- the critical job, with the scheduler's budget it claims ten batches per run and runs
-        -- again while it has a backlog: the rows since the last critical call, without leaving
-        -- a backlog that would rerun this job.
-        v_rules := v_rules || jsonb_build_array(
-            monitoring_run_rule_while_behind('balance_chain_break', v_deadline, v_batches));
+        -- No balance_chain_break here (issue 19): the critical rules claim in lockstep, one
+        -- claim for all of them (monitoring_claim_reuse), which a run of one of them here would
+        -- break. The fold below may then pass rows the chain-break rule has not judged yet;
+        -- for those cards (the rows of the last critical interval, once per medium interval)
+        -- the rule takes one step back on the card index instead of the ledger row.
         v_rules := v_rules || jsonb_build_array(monitoring_run_rule('balance_mismatch_detection', 'sweep'));
         v_rules := v_rules || jsonb_build_array(monitoring_run_rule('negative_balance_detection', 'sweep'));
     END IF;
@@ -569,30 +565,19 @@ END;
 $$;
 
 
-REVOKE ALL ON FUNCTION monitoring_detector_result(text, jsonb) FROM PUBLIC;
-REVOKE ALL ON FUNCTION monitoring_job_result(text, timestamptz, jsonb, jsonb) FROM PUBLIC;
-REVOKE ALL ON FUNCTION detect_transaction_failures() FROM PUBLIC;
-REVOKE ALL ON FUNCTION detect_balance_discrepancies() FROM PUBLIC;
-REVOKE ALL ON FUNCTION detect_duplicate_nfc_scans() FROM PUBLIC;
-REVOKE ALL ON FUNCTION detect_race_conditions() FROM PUBLIC;
-REVOKE ALL ON FUNCTION run_monitoring_detection_cycle() FROM PUBLIC;
-REVOKE ALL ON FUNCTION run_critical_detection() FROM PUBLIC;
-REVOKE ALL ON FUNCTION run_medium_detection() FROM PUBLIC;
-REVOKE ALL ON FUNCTION monitoring_merge_rule_result(jsonb, jsonb) FROM PUBLIC;
-REVOKE ALL ON FUNCTION monitoring_run_rule_while_behind(text, timestamptz, integer) FROM PUBLIC;
-REVOKE ALL ON FUNCTION run_critical_detection_batches(integer) FROM PUBLIC;
-REVOKE ALL ON FUNCTION run_medium_detection_batches(integer, boolean) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION monitoring_detector_result(text, jsonb) TO monitoring_writer;
+-- the functions above: no PUBLIC access, executed by the writer role
+SELECT monitoring_grant_to_writer(
+    'monitoring_detector_result(text, jsonb)',
+    'monitoring_job_result(text, timestamptz, jsonb, jsonb)',
+    'detect_transaction_failures()',
+    'detect_balance_discrepancies()',
+    'detect_duplicate_nfc_scans()',
+    'detect_race_conditions()',
+    'run_monitoring_detection_cycle()',
+    'run_critical_detection()',
+    'run_medium_detection()',
+    'monitoring_merge_rule_result(jsonb, jsonb)',
+    'monitoring_run_rule_while_behind(text, timestamptz, integer)',
+    'run_critical_detection_batches(integer)',
+    'run_medium_detection_batches(integer, boolean)');
 GRANT EXECUTE ON FUNCTION monitoring_catch_up_progress() TO monitoring_writer, monitoring_reader;
-GRANT EXECUTE ON FUNCTION monitoring_job_result(text, timestamptz, jsonb, jsonb) TO monitoring_writer;
-GRANT EXECUTE ON FUNCTION detect_transaction_failures() TO monitoring_writer;
-GRANT EXECUTE ON FUNCTION detect_balance_discrepancies() TO monitoring_writer;
-GRANT EXECUTE ON FUNCTION detect_duplicate_nfc_scans() TO monitoring_writer;
-GRANT EXECUTE ON FUNCTION detect_race_conditions() TO monitoring_writer;
-GRANT EXECUTE ON FUNCTION run_monitoring_detection_cycle() TO monitoring_writer;
-GRANT EXECUTE ON FUNCTION run_critical_detection() TO monitoring_writer;
-GRANT EXECUTE ON FUNCTION run_medium_detection() TO monitoring_writer;
-GRANT EXECUTE ON FUNCTION monitoring_merge_rule_result(jsonb, jsonb) TO monitoring_writer;
-GRANT EXECUTE ON FUNCTION monitoring_run_rule_while_behind(text, timestamptz, integer) TO monitoring_writer;
-GRANT EXECUTE ON FUNCTION run_critical_detection_batches(integer) TO monitoring_writer;
-GRANT EXECUTE ON FUNCTION run_medium_detection_batches(integer, boolean) TO monitoring_writer;

@@ -37,14 +37,17 @@ async def log_row(
     new: str | None = None,
     request: str | None = None,
     edge_function: str | None = None,
+    transaction_id: str | None = None,
 ) -> int:
-    """One app_transaction_log row (at the database's now() unless `at`); returns its log_id."""
+    """One app_transaction_log row (at the database's now() unless `at`; a random
+    transaction_id unless given); returns its log_id."""
     return await conn.fetchval(
         """
         INSERT INTO app_transaction_log (card_id, transaction_type, status, amount_involved,
                                          previous_balance, new_balance, "timestamp",
-                                         client_request_id, edge_function_name)
-        VALUES ($1, $2, $3, $4::numeric, $5::numeric, $6::numeric, coalesce($7, now()), $8, $9)
+                                         client_request_id, edge_function_name, transaction_id)
+        VALUES ($1, $2, $3, $4::numeric, $5::numeric, $6::numeric, coalesce($7, now()), $8, $9,
+                coalesce($10::uuid, gen_random_uuid()))
         RETURNING log_id
         """,
         card,
@@ -56,6 +59,7 @@ async def log_row(
         at,
         request,
         edge_function,
+        transaction_id,
     )
 
 
