@@ -1,0 +1,30 @@
+-- festmon monitoring schema, step 40 (versioned: applied once; issue 19.3). Idempotent.
+--
+-- A first run on a database that already holds months of payments builds the card ledger from
+-- the whole log. In ledger_batch_size steps that took 50 folds of 200 000 rows at 10 M log
+-- rows, each a claim of an id array and a join on it; far behind, the fold now reads a range
+-- of log ids set-based instead (one GROUP BY card per slice, monitoring_fold_card_ledger):
+--   * catch_up_bulk_rows: ids behind the head from which the ledger's build goes by slices;
+--     nearer the head the usual batches (and their exact touched cards) take over;
+--   * catch_up_slice_rows: log ids one slice covers: one slice is one statement of one job
+--     run, so it bounds the run's time (about 1-2 s per million rows on a 2-core machine).
+
+ALTER TABLE monitoring_settings
+    ADD COLUMN IF NOT EXISTS catch_up_bulk_rows bigint NOT NULL DEFAULT 1000000,
+    ADD COLUMN IF NOT EXISTS catch_up_slice_rows bigint NOT NULL DEFAULT 2500000;
+
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_constraint
+                    WHERE conrelid = 'monitoring_settings'::regclass
+                      AND conname = 'monitoring_settings_catch_up_rows_check') THEN
+        ALTER TABLE monitoring_settings ADD CONSTRAINT monitoring_settings_catch_up_rows_check
+            CHECK (catch_up_bulk_rows >= 1 AND catch_up_slice_rows >= 1);
+    END IF;
+END;
+$$;
+
+COMMENT ON COLUMN monitoring_settings.catch_up_bulk_rows IS
+    'card ledger build: from this many log ids behind the head, fold set-based slices of catch_up_slice_rows ids instead of ledger_batch_size batches';
+COMMENT ON COLUMN monitoring_settings.catch_up_slice_rows IS
+    'log ids one set-based slice of the card ledger build covers (one statement of one job run)';
