@@ -235,7 +235,7 @@ def _status_text(doc: dict[str, Any]) -> str:
             + (f", last error: {breaker['last_error']}" if breaker["last_error"] else "")
         )
     if doc.get("catch_up") is not None:
-        print(catch_up_line(doc["catch_up"]))
+        add(catch_up_line(doc["catch_up"]))
     for job in scheduler["jobs"]:
         outcome = {True: "ok", False: "FAILED", None: "never ran"}[job["last_success"]]
         add(

@@ -16,6 +16,7 @@ import asyncpg
 from festmon_tui.cli.ops_commands import catch_up_line
 from tests.db.payment_rows import log_row, put_card
 from tests.db.test_cli_ops import run
+from tests.db.test_service import service_for
 
 
 async def _progress(conn: asyncpg.Connection) -> dict[str, dict[str, Any]]:
@@ -62,3 +63,52 @@ async def test_status_prints_the_catch_up_line(
     catch_up = json.loads(as_json.stdout)["catch_up"]
     assert {p["detector"] for p in catch_up} >= {"balance_chain_break", "card_ledger"}
     assert all(p["caught_up"] for p in catch_up)
+
+
+async def test_the_service_state_carries_the_progress_for_the_dashboard(
+    conn: asyncpg.Connection, db_dsn: str
+) -> None:
+    await put_card(conn, "C1", "100.00")
+    for _ in range(10):
+        await log_row(conn, "C1", status="failed", amount="1.00")
+    await conn.execute("UPDATE monitoring_settings SET detection_batch_size = 4")
+    await conn.fetchval("SELECT monitoring_run_rule('balance_deduction_on_failure')")
+
+    service = service_for(
+        db_dsn, viewer=True, run_scheduler=False
+    )  # no scheduler: the watermark stays behind
+    await service.start()
+    try:
+        assert await service.wait_connected(10)
+        state = await service.refresh()
+    finally:
+        await service.stop()
+
+    [behind] = [p for p in state.catch_up if not p.caught_up]
+    assert (behind.detector, behind.rows_behind, behind.percent_done) == (
+        "balance_deduction_on_failure",
+        6,
+        40.0,
+    )
+
+
+async def test_the_status_catch_up_line_is_in_its_place_and_escaped(
+    conn: asyncpg.Connection, db_dsn: str, tmp_path: Path
+) -> None:
+    await conn.fetchval("SELECT run_critical_detection()")
+    # A watermark row someone wrote by hand: its name is stored text, shown escaped.
+    await conn.execute(
+        "INSERT INTO monitoring_detector_watermarks (detector_name, source_table, backlog)"
+        " VALUES (E'evil\\x1b[2J', 'app_transaction_log', true)"
+    )
+
+    text = await run("status", dsn=db_dsn, cwd=tmp_path)
+
+    assert text.returncode == 0, text.stderr
+    assert "\x1b" not in text.stdout
+    lines = text.stdout.splitlines()
+    [catch_up] = [i for i, line in enumerate(lines) if line.startswith("detection catch-up:")]
+    [leader] = [i for i, line in enumerate(lines) if line.startswith("scheduler leader:")]
+    first_job = min(i for i, line in enumerate(lines) if line.startswith("  job "))
+    assert leader < catch_up < first_job
+    assert "evil" in lines[catch_up]
