@@ -123,27 +123,20 @@ class Payments:
     async def _chunk(self) -> None:
         self.chunks += 1
         prefix = self.workdir / f"chunk{self.chunks}"
+        a = self.args
+        options = {
+            "-c": a.clients,
+            "-j": a.clients,
+            "-R": a.rate,
+            "-T": a.chunk_seconds,
+            "-f": HERE / "pgbench_bar_order.sql",
+        }
+        defines = {"cards": self.cards, "run": int(time.time() * 1000)}
+        command = [a.pgbench, "-n", "-M", "prepared", "--log", f"--log-prefix={prefix}"]
+        command += [str(x) for option, value in options.items() for x in (option, value)]
+        command += [x for name, value in defines.items() for x in ("-D", f"{name}={value}")]
         proc = await asyncio.create_subprocess_exec(
-            self.args.pgbench,
-            "-n",
-            "-M",
-            "prepared",
-            "-c",
-            str(self.args.clients),
-            "-j",
-            str(self.args.clients),
-            "-R",
-            str(self.args.rate),
-            "-T",
-            str(self.args.chunk_seconds),
-            "-f",
-            str(HERE / "pgbench_bar_order.sql"),
-            "-D",
-            f"cards={self.cards}",
-            "-D",
-            f"run={int(time.time() * 1000)}",
-            "--log",
-            f"--log-prefix={prefix}",
+            *command,
             self.dsn,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,

@@ -9,20 +9,12 @@
 --   * catch_up_slice_rows: log ids one slice covers: one slice is one statement of one job
 --     run, so it bounds the run's time (about 1-2 s per million rows on a 2-core machine).
 
+-- IF NOT EXISTS: a column already there keeps its definition, its check included.
 ALTER TABLE monitoring_settings
-    ADD COLUMN IF NOT EXISTS catch_up_bulk_rows bigint NOT NULL DEFAULT 1000000,
-    ADD COLUMN IF NOT EXISTS catch_up_slice_rows bigint NOT NULL DEFAULT 2500000;
-
-DO $$
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_constraint
-                    WHERE conrelid = 'monitoring_settings'::regclass
-                      AND conname = 'monitoring_settings_catch_up_rows_check') THEN
-        ALTER TABLE monitoring_settings ADD CONSTRAINT monitoring_settings_catch_up_rows_check
-            CHECK (catch_up_bulk_rows >= 1 AND catch_up_slice_rows >= 1);
-    END IF;
-END;
-$$;
+    ADD COLUMN IF NOT EXISTS catch_up_bulk_rows bigint NOT NULL DEFAULT 1000000
+        CONSTRAINT monitoring_settings_catch_up_bulk_rows_check CHECK (catch_up_bulk_rows >= 1),
+    ADD COLUMN IF NOT EXISTS catch_up_slice_rows bigint NOT NULL DEFAULT 2500000
+        CONSTRAINT monitoring_settings_catch_up_slice_rows_check CHECK (catch_up_slice_rows >= 1);
 
 COMMENT ON COLUMN monitoring_settings.catch_up_bulk_rows IS
     'card ledger build: from this many log ids behind the head, fold set-based slices of catch_up_slice_rows ids instead of ledger_batch_size batches';

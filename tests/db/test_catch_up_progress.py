@@ -24,15 +24,19 @@ async def _progress(conn: asyncpg.Connection) -> dict[str, dict[str, Any]]:
     return {p["detector"]: p for p in doc}
 
 
-async def test_a_rule_behind_reports_rows_percent_and_then_caught_up(
-    conn: asyncpg.Connection,
-) -> None:
+async def _one_batch_of_ten_rows(conn: asyncpg.Connection) -> None:
+    """balance_deduction_on_failure has examined 4 of its 10 rows: 6 behind, 40 % done."""
     await put_card(conn, "C1", "100.00")
     for _ in range(10):
         await log_row(conn, "C1", status="failed", amount="1.00")
     await conn.execute("UPDATE monitoring_settings SET detection_batch_size = 4")
-
     await conn.fetchval("SELECT monitoring_run_rule('balance_deduction_on_failure')")
+
+
+async def test_a_rule_behind_reports_rows_percent_and_then_caught_up(
+    conn: asyncpg.Connection,
+) -> None:
+    await _one_batch_of_ten_rows(conn)
     behind = (await _progress(conn))["balance_deduction_on_failure"]
 
     assert behind["caught_up"] is False
@@ -68,11 +72,7 @@ async def test_status_prints_the_catch_up_line(
 async def test_the_service_state_carries_the_progress_for_the_dashboard(
     conn: asyncpg.Connection, db_dsn: str
 ) -> None:
-    await put_card(conn, "C1", "100.00")
-    for _ in range(10):
-        await log_row(conn, "C1", status="failed", amount="1.00")
-    await conn.execute("UPDATE monitoring_settings SET detection_batch_size = 4")
-    await conn.fetchval("SELECT monitoring_run_rule('balance_deduction_on_failure')")
+    await _one_batch_of_ten_rows(conn)
 
     service = service_for(
         db_dsn, viewer=True, run_scheduler=False
