@@ -15,6 +15,7 @@ import io
 import json
 import re
 import unicodedata
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -123,9 +124,18 @@ def _json_escape(match: re.Match[str]) -> str:
     return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
 
 
-def dumps_json(document: Any, *, indent: int | None = 2) -> str:
+def dumps_json(
+    document: Any,
+    *,
+    indent: int | None = 2,
+    default: Callable[[Any], Any] = str,
+    compact: bool = False,
+) -> str:
     """A JSON document that round-trips exactly and holds no character a terminal acts on."""
-    text = json.dumps(document, indent=indent, default=str, ensure_ascii=False)
+    separators = (",", ":") if compact else None
+    text = json.dumps(
+        document, indent=indent, default=default, ensure_ascii=False, separators=separators
+    )
     # Outside strings JSON has only ASCII, so every match is inside a string: escaping it there
     # keeps the document valid and its values exact.
     return _NON_ASCII.sub(_json_escape, text)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -18,13 +17,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from festmon_tui.api import documents
 from festmon_tui.api.auth import Caller, Role, Tokens, bearer
 from festmon_tui.api.limits import LimitClass, RateLimiter
 from festmon_tui.api.openapi import openapi_document
 from festmon_tui.api.params import BadParameter
 from festmon_tui.api.prometheus import Exposition
-from festmon_tui.api.routes import Handlers
+from festmon_tui.api.routes import Handlers, json_response
 from festmon_tui.service.api import ActionRefused, Unavailable
 from festmon_tui.service.reports import NotFound, Reports
 
@@ -37,13 +35,6 @@ MAX_BODY = 64 * 1024
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    text = json.dumps(
-        body, ensure_ascii=False, default=documents.json_default, separators=(",", ":")
-    )
-    return Response(text, status, headers, media_type="application/json")
 
 
 def error(status: int, title: str, message: str, **extra: Any) -> Response:

@@ -22,7 +22,7 @@ from festmon_tui.models import (
     Severity,
     Verb,
 )
-from festmon_tui.presentation import event_json, plain
+from festmon_tui.presentation import dumps_json, event_json, plain
 from festmon_tui.service.api import ActionRefused, Unavailable
 from festmon_tui.service.documents import cycle_document, status_document
 from festmon_tui.service.reports import Reports
@@ -48,10 +48,9 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    text = json.dumps(
-        body, ensure_ascii=False, default=documents.json_default, separators=(",", ":")
-    )
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    # Terminal-safe like every surface (curl on an operator's terminal): the one JSON path.
+    text = dumps_json(body, indent=None, default=documents.json_default, compact=True)
     return Response(text, status, headers, media_type="application/json")
 
 
@@ -105,7 +104,7 @@ class Handlers:
     async def processor_health(self, _request: Request, _caller: Caller) -> Response:
         state = self.reports.state_with_breaker()
         body = documents.processor_health(state, _now(), self._breaker_config())
-        return _json(body, _health_code(body))
+        return json_response(body, _health_code(body))
 
     async def api_health(self, _request: Request, _caller: Caller) -> Response:
         state = self.reports.state_with_breaker()
@@ -116,7 +115,7 @@ class Handlers:
             except Unavailable:
                 pass  # the health document already says what is known
         body = documents.api_health(state, _now(), alerts)
-        return _json(body, _health_code(body))
+        return json_response(body, _health_code(body))
 
     async def status(self, _request: Request, _caller: Caller) -> Response:
         state = self.reports.state_with_breaker()
@@ -124,7 +123,7 @@ class Handlers:
         body = status_document(self.reports.settings, state, now)
         body["timestamp"] = now.isoformat()
         body["circuit_breaker"] = body["scheduler"]["circuit_breaker"]
-        return _json(body)
+        return json_response(body)
 
     # -- events ------------------------------------------------------------------------------
 
@@ -144,7 +143,7 @@ class Handlers:
             limit=limit,
             offset=0,
         )
-        return _json(
+        return json_response(
             {
                 "events": [event_json(e) for e in page.events],
                 "total": page.total,
@@ -191,7 +190,7 @@ class Handlers:
             "page": page_number,
             "per_page": per_page,
         }
-        return _json(documents.events_page(page, page_number, per_page, filters))
+        return json_response(documents.events_page(page, page_number, per_page, filters))
 
     async def event(self, request: Request, _caller: Caller) -> Response:
         event_id = params.event_id(request.path_params["event_id"])
@@ -220,7 +219,7 @@ class Handlers:
             }
             for a in detail.alerts
         ]
-        return _json(body)
+        return json_response(body)
 
     async def action(self, request: Request, caller: Caller) -> Response:
         event_id = params.event_id(request.path_params["event_id"])
@@ -248,7 +247,7 @@ class Handlers:
         note = params.note(body, note_required)
         address = request.client.host if request.client else None
         event = await self.reports.act(verb, event_id, note, caller.name, address)
-        return _json({"event": event_json(event), "actor": caller.name})
+        return json_response({"event": event_json(event), "actor": caller.name})
 
     # -- cycle, metrics, dashboard -----------------------------------------------------------
 
@@ -257,7 +256,7 @@ class Handlers:
         breaker = state.breaker
         if breaker is not None and breaker.state is BreakerState.OPEN:
             wait = max(1, round(breaker.seconds_to_probe or 1))
-            return _json(
+            return json_response(
                 {
                     "success": False,
                     "error": "Service Unavailable",
@@ -275,7 +274,7 @@ class Handlers:
             raise
         body = cycle_document(result)
         # The original's contract: a failed cycle is a 500 with the cycle document.
-        return _json(body, 200 if result.success else 500)
+        return json_response(body, 200 if result.success else 500)
 
     async def api_metrics(self, request: Request, _caller: Caller) -> Response:
         q = request.query_params
@@ -288,7 +287,7 @@ class Handlers:
             raise params.BadParameter("start", "the range is longer than 31 days")
         figures = await self.reports.range_figures(start, end)
         snapshots, _counts = await self.reports.trends(start)
-        return _json(documents.metrics_document(figures, snapshots, start, end, now))
+        return json_response(documents.metrics_document(figures, snapshots, start, end, now))
 
     async def dashboard(self, _request: Request, _caller: Caller) -> Response:
         now = _now()
@@ -316,7 +315,7 @@ class Handlers:
             await self.reports.recent_failures(now - timedelta(seconds=60)),
             share,
         )
-        return _json(body)
+        return json_response(body)
 
     async def prometheus(self, _request: Request, _caller: Caller) -> Response:
         state = self.reports.state_with_breaker()
@@ -331,4 +330,4 @@ class Handlers:
         return Response(self.exposition.render(reading), media_type=CONTENT_TYPE)
 
     async def openapi(self, _request: Request, _caller: Caller) -> Response:
-        return _json(self._openapi())
+        return json_response(self._openapi())

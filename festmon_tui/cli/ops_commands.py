@@ -32,7 +32,12 @@ from festmon_tui.presentation import (
     plural,
 )
 from festmon_tui.service.api import ActionRefused, Unavailable
-from festmon_tui.service.documents import cycle_document, health_document, status_document
+from festmon_tui.service.documents import (
+    cycle_document,
+    health_document,
+    reads_line,
+    status_document,
+)
 from festmon_tui.service.postgres import PostgresMonitorService
 from festmon_tui.settings import Settings
 
@@ -215,6 +220,7 @@ def _status_text(doc: dict[str, Any]) -> str:
         f"{doc['service']} {doc['version']} ({doc['environment']}), "
         f"database {doc['database']['label']}: {doc['database']['connection']}"
     )
+    add(reads_line(doc["database"]["reads"]))
     add("intervals (ms): " + ", ".join(f"{k} {v}" for k, v in config["intervals"].items()))
     add(
         "circuit breaker config: "

@@ -210,6 +210,32 @@ def jobs_json(jobs: tuple[JobStatus, ...]) -> list[dict[str, Any]]:
     ]
 
 
+def reads_json(state: MonitorState) -> dict[str, Any]:
+    """Where the reads come from (issue 18): the primary, or a hot standby and how far behind."""
+    replica = state.replica
+    if replica is None:
+        return {"from": "primary"}
+    return {
+        "from": replica.reads_from,
+        "lag_seconds": replica.lag_s,
+        "standby_error": replica.standby_error,
+        "actions_unavailable": replica.actions_unavailable,
+        "pending_replication": list(replica.pending_replication),
+    }
+
+
+def reads_line(reads: dict[str, Any]) -> str:
+    """`reads: standby (lag 2 s)` for the text of `festmon status`."""
+    line = f"reads: {reads['from']}"
+    if reads.get("lag_seconds") is not None:
+        line += f" (lag {reads['lag_seconds']} s)"
+    if reads.get("standby_error"):
+        line += f"; standby away: {reads['standby_error']}"
+    if reads.get("actions_unavailable"):
+        line += f"; actions unavailable: {reads['actions_unavailable']}"
+    return line
+
+
 def detection_json(state: MonitorState) -> dict[str, Any]:
     """Whether festmon is detecting, and if not why (issue 13.3); unknown while unreachable."""
     reachable = state.connection.value == "CONNECTED"
@@ -253,6 +279,7 @@ def health_document(state: MonitorState, now: datetime) -> dict[str, Any]:
             "label": state.database_label,
             "reachable": reachable,
             "error": state.last_error,
+            "reads": reads_json(state),
         },
         "snapshot": None
         if snapshot is None
@@ -296,6 +323,7 @@ def status_document(settings: Settings, state: MonitorState, now: datetime) -> d
             "connection": str(state.connection),
             "error": state.last_error,
             "live_updates": state.live_updates,
+            "reads": reads_json(state),
         },
         "scheduler": {
             "leader": leader_json(state.leader, now),

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from textual import on, work
 from textual.app import App
 from textual.binding import Binding
+from textual.notifications import Notification, Notify
 from textual.reactive import reactive
 from textual.screen import Screen
 
@@ -116,6 +117,9 @@ class FestmonApp(App[int]):
             self.config.reload_coalesce_s, self._reload, self._loading_events, self.set_timer
         )
         self._trends_snapshot: int | None = None
+        # Every notification raised, for the status line of a short terminal (Textual keeps its
+        # own list private); expired ones are dropped as new ones come.
+        self.notices: list[Notification] = []
         for theme in load_themes():
             self.register_theme(theme)
         self.theme = self.config.theme if self.get_theme(self.config.theme) else DEFAULT_THEME
@@ -123,6 +127,15 @@ class FestmonApp(App[int]):
         self.set_reactive(FestmonApp.now, self.started_at)
         self.set_reactive(FestmonApp.monitor_state, service.state)
         self.set_reactive(FestmonApp.window, EventWindow(event_filter=DEFAULT_FILTER))
+
+    def on_notify(self, message: Notify) -> None:
+        # Runs next to Textual's own handler (which shows the toast): both see every Notify.
+        self.notices = [n for n in self.notices if not n.has_expired]
+        self.notices.append(message.notification)
+
+    def clear_notifications(self) -> None:
+        self.notices.clear()
+        super().clear_notifications()
 
     def get_theme_variable_defaults(self) -> dict[str, str]:
         return fallback_variables(self.current_theme)

@@ -63,7 +63,11 @@ async def test_status_prints_the_catch_up_line(
     as_json = await run("status", "--json", dsn=db_dsn, cwd=tmp_path)
 
     assert text.returncode == 0, text.stderr
-    assert "detection catch-up: every rule caught up" in text.stdout.splitlines()
+    lines = text.stdout.splitlines()
+    assert lines[0].startswith("festmon "), lines  # the header first, then the state
+    assert lines[1] == "reads: primary"
+    assert "detection catch-up: every rule caught up" in lines[2:]
+    assert json.loads(as_json.stdout)["database"]["reads"] == {"from": "primary"}
     catch_up = json.loads(as_json.stdout)["catch_up"]
     assert {p["detector"] for p in catch_up} >= {"balance_chain_break", "card_ledger"}
     assert all(p["caught_up"] for p in catch_up)

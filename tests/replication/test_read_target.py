@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import pytest
 from festmon_tui.db.connect import ConnectOptions
 from festmon_tui.models import ConnectionState, Event, EventFilter, EventStatus, Verb
 from festmon_tui.service.api import ActionRefused
+from festmon_tui.service.documents import health_document
 from festmon_tui.service.postgres import PostgresMonitorService
 from festmon_tui.service.replica import NO_PRIMARY
 from festmon_tui.settings import load_settings
@@ -108,6 +110,8 @@ async def test_with_the_standby_away_reads_fall_back_to_the_primary_with_a_notic
             replica = service.state.replica
             assert replica is not None and replica.reads_from == "primary"
             assert replica.standby_error
+            reads = health_document(service.state, datetime.now(UTC))["database"]["reads"]
+            assert reads["from"] == "primary" and reads["standby_error"] == replica.standby_error
             assert service.state.connection is ConnectionState.CONNECTED
             assert (await deduction(service)).card_id == "CARD-A"
         finally:
@@ -259,5 +263,8 @@ async def test_cli_reads_answer_from_the_standby_and_an_action_is_refused_with_t
     ] == ["CARD-A"]
     assert health.returncode == 2, health.stderr  # one CRITICAL event is active
     assert json.loads(health.stdout)["status"] == "CRITICAL"
+    reads = json.loads(health.stdout)["database"]["reads"]
+    assert reads["from"] == "standby"
+    assert "primary" in reads["actions_unavailable"]
     message = assert_clean_failure(action)
     assert "primary is away" in message, message

@@ -31,8 +31,9 @@ class StatusLine(QuietLines):
 
     def latest(self) -> Notification | None:
         """The newest notification still on (Textual keeps them on the app, unexpired)."""
-        # App._notifications: the only place Textual keeps them; read-only here.
-        shown = [n for n in self.app._notifications if not n.has_expired]
+        # The app's public record of the notifications it raised (FestmonApp.notices).
+        notices: list[Notification] = getattr(self.app, "notices", [])
+        shown = [n for n in notices if not n.has_expired]
         return max(shown, key=lambda n: n.raised_at) if shown else None
 
     def follow(self) -> None:
