@@ -438,7 +438,21 @@ async def ping(pool: asyncpg.Pool, timeout_s: float) -> None:
             conn.terminate()
             query.cancel()
         query.add_done_callback(_retrieve)
+        released = await _release(pool, conn)
+    if released is not None:  # only when nothing else is on its way out (a cancellation)
+        raise released
+
+
+async def _release(
+    pool: asyncpg.Pool, conn: asyncpg.pool.PoolConnectionProxy
+) -> DatabaseUnavailable | None:
+    """Give a connection back; a reset that fails on release (the server shutting down,
+    a stalled network) is the database being away. asyncpg has already closed it."""
+    try:
         await pool.release(conn)
+    except Exception as exc:  # asyncpg's reset: any IO or server error, or its timeout
+        return DatabaseUnavailable(f"the database did not answer: {_first_line(exc)}")
+    return None
 
 
 def _retrieve(task: asyncio.Future[Any]) -> None:

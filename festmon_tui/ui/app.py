@@ -180,7 +180,12 @@ class FestmonApp(App[int]):
         self.monitor_state = self.service.state
         self.load_events()
         self.load_trends()
-        self.run_worker(self.path.follow(self._on_change), group="changes", exit_on_error=False)
+        self.follow_changes()
+
+    # A worker method, not run_worker(coroutine): a quit before it starts leaves no coroutine.
+    @work(group="changes", exit_on_error=False)
+    async def follow_changes(self) -> None:
+        await self.path.follow(self._on_change)
 
     def _on_change(self, change: Change) -> None:
         if change.kind is ChangeKind.EVENT_INSERTED and change.severity == Severity.CRITICAL:

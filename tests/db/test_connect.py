@@ -7,7 +7,13 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from festmon_tui.db.connect import ConnectOptions, DatabaseUnavailable, connect, create_pool
+from festmon_tui.db.connect import (
+    ConnectOptions,
+    DatabaseUnavailable,
+    connect,
+    create_pool,
+    ping,
+)
 from festmon_tui.db.errors import translated
 
 
@@ -76,3 +82,20 @@ async def test_a_terminated_session_is_unavailable_without_a_doubled_prefix(
         await admin.close()
     message = str(away.value)
     assert message and not message.lower().startswith("database unavailable"), message
+
+
+async def test_a_ping_whose_connection_dies_on_release_says_unavailable(empty_db_dsn: str) -> None:
+    """The server going away between the ping's answer and the pool's reset on release (a
+    shutdown, a stalled network) must read as 'unavailable', not escape as asyncpg's raw error:
+    the monitor's refresh loop only survives the errors it knows (CI: the supervisor crashed on
+    an AdminShutdownError from the release)."""
+
+    async def _server_goes_away(conn: asyncpg.Connection) -> None:
+        await conn.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+
+    pool = await asyncpg.create_pool(empty_db_dsn, min_size=1, max_size=1, reset=_server_goes_away)
+    try:
+        with pytest.raises(DatabaseUnavailable, match="did not answer"):
+            await ping(pool, 5)
+    finally:
+        pool.terminate()

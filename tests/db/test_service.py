@@ -393,3 +393,31 @@ async def test_through_a_transaction_pooler_the_service_polls_for_live_changes(
         async for change in changes:
             if change.event_id == event_id:
                 break
+
+
+async def test_an_unexpected_refresh_error_is_shown_and_the_refresh_loop_goes_on(
+    db_dsn: str, running: list[PostgresMonitorService], caplog: pytest.LogCaptureFixture
+) -> None:
+    """An error nobody classified (a bug, an asyncpg error of a new kind) must not freeze the
+    state for the rest of the night: it is logged with its traceback, shown as the state's
+    error, and the next refresh tries again."""
+    service = service_for(db_dsn, run_scheduler=False)
+    running.append(service)
+    await service.start()
+    await eventually(lambda: service.state.connection is ConnectionState.CONNECTED)
+    reader = service._reader
+    assert reader is not None
+    original = reader.read
+    failures = iter([RuntimeError("an unforeseen failure")])
+
+    async def read_once_failing(*args: Any) -> Any:
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure
+        return await original(*args)
+
+    reader.read = read_once_failing  # type: ignore[method-assign]
+    await eventually(lambda: service.state.connection is ConnectionState.UNAVAILABLE)
+    assert "an unforeseen failure" in (service.state.last_error or "")
+    await eventually(lambda: service.state.connection is ConnectionState.CONNECTED)
+    assert any("refresh failed" in r.getMessage() and r.exc_info for r in caplog.records)

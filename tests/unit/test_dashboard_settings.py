@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
+import warnings
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -99,3 +101,17 @@ def test_a_bad_theme_or_time_zone_is_refused_before_painting(
         assert (code, frames) == (2, [])
         err = capsys.readouterr().err.splitlines()
         assert len(err) == 1 and err[0].startswith(f"festmon: invalid setting {name.upper()}: ")
+
+
+def test_a_dashboard_quit_at_once_leaves_no_coroutine_unawaited(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Quitting before the change-following worker starts must not leave its coroutine behind
+    (CI printed "coroutine 'ServicePath.follow' was never awaited"): the worker is handed the
+    function to call, not a coroutine made in advance."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        codes = [_run(monkeypatch, {})[0], _run(monkeypatch, {"environment": "production"})[0]]
+        gc.collect()
+    assert codes == [0, 2]
+    assert not [w for w in caught if "never awaited" in str(w.message)], caught
