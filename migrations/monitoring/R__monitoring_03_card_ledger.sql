@@ -13,11 +13,16 @@
 --   ledger emptied by a crash (it is unlogged: no monitoring_card_ledger_state row, V0004):
 --   the ledger is emptied and folded again from the first log row (rebuilt = true).
 --   While it is being built (not caught up since) and more than catch_up_bulk_rows ids behind
---   the newest row, a run folds one set-based slice instead of a batch (issue 19.3): the
+--   the newest row, a run folds set-based slices instead of a batch (issue 19.3): each the
 --   rows of the next catch_up_slice_rows ids, read as an id range in one statement (GROUP BY
 --   card, no id array); the ids this snapshot cannot see become gaps and its snapshot a
 --   pending run, as monitoring_claim_rows records them, so the batches that take over near
---   the head read late commits exactly once. touched_cards is then empty: no balance is
+--   the head read late commits exactly once. Slices only in the first half of the caller's
+--   statement_timeout since its transaction began: one if the call starts in it (none after:
+--   e.g. a job that waited for the other job's fold, whose lock is held to its commit), more
+--   while another one (at twice the last one's time) would still end in it. The jobs, which
+--   both fold, stay inside their timeouts whatever the machine's speed; without a
+--   statement_timeout, one slice a call. touched_cards is then empty: no balance is
 --   compared before the build completes, and the run that completes it compares every card.
 --   Runs under advisory lock card_ledger (monitoring_xact_lock), taken by its callers.
 -- ---------------------------------------------------------------------------------------------
@@ -46,6 +51,8 @@ DECLARE
     v_gaps          int8multirange;
     v_xmax          bigint;
     v_snapshot      text;
+    v_timeout_ms    bigint;
+    v_slice_started timestamptz;
 BEGIN
     v_settings := monitoring_settings_get();
     v_config := jsonb_build_object(
@@ -85,14 +92,24 @@ BEGIN
         RETURNING * INTO v_wm;
     END IF;
 
-    -- Being built and far behind: one set-based slice of ids (see the header).
+    -- Being built and far behind: set-based slices of ids (see the header).
     IF v_wm.caught_up_at IS NULL THEN
         v_head := coalesce((SELECT max(l.log_id) FROM app_transaction_log AS l), 0);
         v_bulk := v_head - v_wm.last_log_id > v_settings.catch_up_bulk_rows;
     END IF;
     IF v_bulk THEN
-        v_from := v_wm.last_log_id;
-        v_to := least(v_head, v_wm.last_log_id + v_settings.catch_up_slice_rows);
+        rows_folded := 0;
+        late_count := 0;
+        v_to := v_wm.last_log_id;
+        -- The caller's statement_timeout (the job's): slices only in the first half of it since
+        -- the job's transaction started (see the header); without one, one slice a call.
+        v_timeout_ms := (SELECT s.setting::bigint FROM pg_settings AS s WHERE s.name = 'statement_timeout');
+        IF v_timeout_ms > 0
+           AND clock_timestamp() > now() + make_interval(secs => v_timeout_ms / 2 / 1000.0) THEN
+            touched_cards := '{}';
+            backlog := true;
+            RETURN;  -- e.g. after waiting for the other job's fold: the next run folds
+        END IF;
     ELSE
         SELECT * INTO v_claim
           FROM monitoring_claim_rows('card_ledger', 'app_transaction_log', v_settings.ledger_batch_size);
@@ -102,6 +119,12 @@ BEGIN
         v_ids := v_claim.new_ids;
     END IF;
 
+    LOOP  -- once for a batch; per slice while far behind and the time allows (see above)
+    IF v_bulk THEN
+        v_slice_started := clock_timestamp();
+        v_from := v_to;
+        v_to := least(v_head, v_from + v_settings.catch_up_slice_rows);
+    END IF;
     -- One statement, one snapshot: the rows folded, and (a slice) the ids it could not see.
     -- The last balance is the row of the card's highest such id, read back by primary key.
     EXECUTE format($sql$
@@ -180,8 +203,7 @@ BEGIN
             v_settings.debit_transaction_types, v_settings.mirror_edge_function_names;
 
     IF v_bulk THEN
-        rows_folded := v_seen;
-        late_count := 0;
+        rows_folded := rows_folded + v_seen;
         backlog := v_to < v_head;
         -- What monitoring_claim_rows records for the ids it passes (see there): the slice's
         -- invisible ids as gaps, its snapshot as a run that makes them safe once it is over.
@@ -199,6 +221,13 @@ BEGIN
                updated_at = now()
          WHERE detector_name = 'card_ledger';
     END IF;
+    -- Another slice only if it would still end (taking twice as long as this one) in the
+    -- first half of the timeout; near the head the batches take over from the next call.
+    EXIT WHEN NOT v_bulk OR NOT backlog OR v_head - v_to <= v_settings.catch_up_bulk_rows
+           OR v_timeout_ms <= 0
+           OR clock_timestamp() + 2 * (clock_timestamp() - v_slice_started)
+              > now() + make_interval(secs => v_timeout_ms / 2 / 1000.0);
+    END LOOP;
 END;
 $$;
 

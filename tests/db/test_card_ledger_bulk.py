@@ -191,6 +191,68 @@ async def test_a_bulk_slice_without_invisible_ids_records_no_gap(
     assert await _ledger(conn) == await _brute_force(conn)
 
 
+async def test_under_a_statement_timeout_one_call_folds_slices_up_to_the_batches(
+    conn: asyncpg.Connection,
+) -> None:
+    """A job sets statement_timeout: a call folds slice after slice while time is left (here
+    plenty), stopping where the batches take over; without one, one slice a call."""
+    await conn.execute(
+        "UPDATE monitoring_settings SET catch_up_bulk_rows = 300, catch_up_slice_rows = 150,"
+        " ledger_batch_size = 40"
+    )
+    rng = random.Random(193)
+    await conn.executemany(INSERT, _random_rows(rng, 400, 50))
+    rolled_back = conn.transaction()
+    await rolled_back.start()
+    await conn.executemany(INSERT, _random_rows(rng, 30, 50))
+    await rolled_back.rollback()
+    await conn.executemany(INSERT, _random_rows(rng, 570, 50))
+    base = await conn.fetchval("SELECT min(log_id) - 1 FROM app_transaction_log")
+
+    async with conn.transaction():
+        await conn.execute("SET LOCAL statement_timeout = 0")
+        alone = await _fold(conn)
+        one_slice = (await _watermark(conn))["last_log_id"]
+        await conn.execute("SET LOCAL statement_timeout = '10min'")
+        timed = await _fold(conn)
+        wm = await _watermark(conn)
+
+    assert (alone["rows_folded"], one_slice) == (150, base + 150)
+    # Slices to 300, 450, 600, 750: then 250 ids behind the head (1000 rows + 30 ids) <= 300.
+    assert wm["last_log_id"] == base + 750
+    assert (timed["rows_folded"], timed["backlog"]) == (600 - 30, True)
+    assert wm["caught_up_at"] is None
+    assert await _gaps(conn) == f"{{[{base + 401},{base + 431})}}"
+
+    for _ in range(50):  # the batches (40 rows) fold the rest
+        if not (await _fold(conn))["backlog"]:
+            break
+    assert await _ledger(conn) == await _brute_force(conn)
+
+
+async def test_a_call_past_half_its_statement_timeout_folds_no_slice(
+    conn: asyncpg.Connection,
+) -> None:
+    """A job that waited (for the other job's fold) until half its timeout had passed leaves
+    the slice to its next run instead of running over its timeout."""
+    await conn.execute(
+        "UPDATE monitoring_settings SET catch_up_bulk_rows = 10, catch_up_slice_rows = 50"
+    )
+    await conn.executemany(INSERT, _random_rows(random.Random(31), 200, 20))
+    await _fold(conn)  # the build starts: one slice
+
+    async with conn.transaction():
+        # The transaction is made 300 ms old; 500 ms of timeout: past its half.
+        await conn.execute("SELECT pg_sleep(0.3)")
+        await conn.execute("SET LOCAL statement_timeout = 500")
+        late = await _fold(conn)
+        wm = await _watermark(conn)
+
+    base = await conn.fetchval("SELECT min(log_id) - 1 FROM app_transaction_log")
+    assert (late["rows_folded"], late["backlog"], late["touched_cards"]) == (0, True, [])
+    assert wm["last_log_id"] == base + 50
+
+
 async def test_the_sweep_after_a_bulk_build_finds_exactly_the_wrong_cards(
     conn: asyncpg.Connection,
 ) -> None:
