@@ -86,35 +86,6 @@ class Verb(StrEnum):
         }[self]
 
 
-# One vocabulary for the command line and the dashboard (issue 15.6): the CLI's --type,
-# --status and --severity take these words, and every word the dashboard's filter bar shows
-# ("tx failure", "active", "≥HIGH") is one of them once normalised by `vocabulary_word`.
-EVENT_TYPE_WORDS: dict[str, EventType] = {}  # filled below the enums
-STATUS_WORDS: dict[str, frozenset[EventStatus]] = {}
-SEVERITY_WORDS: dict[str, frozenset[Severity]] = {}
-
-
-def vocabulary_word(text: str) -> str:
-    """The word as the tables spell it: lower case, dashes for spaces and underscores, and
-    "≥HIGH" / ">=high" as "high+"."""
-    word = text.strip().lower().replace("_", "-").replace(" ", "-")
-    for prefix in ("≥", ">="):
-        if word.startswith(prefix):
-            word = word.removeprefix(prefix) + "+"
-    return word
-
-
-def parse_words(text: str, table: dict[str, frozenset[Any]], what: str) -> frozenset[Any]:
-    """The values a comma-separated list of words names; ValueError listing the words."""
-    values: set[Any] = set()
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        word = vocabulary_word(part)
-        if word not in table:
-            raise ValueError(f"unknown {what} {part!r} (one of: {', '.join(table)})")
-        values |= table[word]
-    return frozenset(values)
-
-
 class HealthStatus(StrEnum):
     """Overall health of the payment system."""
 
@@ -520,41 +491,3 @@ class Change:
     event_type: str | None = None
     severity: str | None = None
     status: str | None = None
-
-
-def _fill_vocabulary() -> None:
-    for event_type, word in (
-        (EventType.TRANSACTION_FAILURE, "tx-failure"),
-        (EventType.BALANCE_DISCREPANCY, "balance"),
-        (EventType.DUPLICATE_NFC, "duplicate-nfc"),
-        (EventType.RACE_CONDITION, "race"),
-        (EventType.SYSTEM_HEALTH, "system"),
-    ):
-        EVENT_TYPE_WORDS[word] = event_type
-    closed = frozenset({EventStatus.RESOLVED, EventStatus.FALSE_POSITIVE})
-    STATUS_WORDS.update(
-        {
-            "active": frozenset({EventStatus.OPEN, EventStatus.INVESTIGATING}),
-            "all": frozenset(EventStatus),
-            **{vocabulary_word(s.value): frozenset({s}) for s in EventStatus},
-            "closed": closed,
-        }
-    )
-    SEVERITY_WORDS["all"] = frozenset(Severity)
-    for severity in Severity:
-        SEVERITY_WORDS[vocabulary_word(severity.value)] = frozenset({severity})
-    for severity in (Severity.HIGH, Severity.MEDIUM, Severity.LOW):
-        SEVERITY_WORDS[f"{vocabulary_word(severity.value)}+"] = frozenset(
-            s for s in Severity if s.weight >= severity.weight
-        )
-
-
-_fill_vocabulary()
-
-
-def event_type_words() -> dict[str, frozenset[EventType]]:
-    """--type's words: festmon's short words, and each type's full name as an alias."""
-    words = {"all": frozenset(EventType)}
-    words.update({word: frozenset({t}) for word, t in EVENT_TYPE_WORDS.items()})
-    words.update({vocabulary_word(t.value): frozenset({t}) for t in EventType})
-    return words

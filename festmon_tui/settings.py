@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -86,154 +86,109 @@ class Settings(BaseSettings):
         frozen=True,
         env_file_encoding="utf-8",
         validate_default=False,
+        # Each field's description is the docstring under it (its --help text and README line).
+        use_attribute_docstrings=True,
     )
 
     # The original's contract (same names, same units).
-    database_url: SecretStr | None = Field(
-        None,
-        description="PostgreSQL URL (postgresql://user:password@host:port/db); unset: libpq's "
-        "PG* variables, else the embedded server (never under ENVIRONMENT=production)",
-    )
-    environment: Environment = Field(
-        Environment.DEVELOPMENT,
-        description="deployment environment; production refuses the embedded server",
-    )
-    monitoring_interval_critical: PositiveMs = Field(
-        30_000, description="critical detection job period, ms (races, duplicates, failures)"
-    )
-    monitoring_interval_medium: PositiveMs = Field(
-        120_000, description="medium detection job period, ms (balance sweep, spikes)"
-    )
-    monitoring_interval_health: PositiveMs = Field(
-        300_000, description="health snapshot job period, ms"
-    )
-    monitoring_interval_cleanup: PositiveMs = Field(3_600_000, description="cleanup job period, ms")
-    monitoring_cleanup_retention_days: Annotated[int, Field(ge=1, le=3650)] = Field(
-        30, description="resolved events and snapshots are kept this long, days"
-    )
-    monitoring_batch_size: Annotated[int, Field(ge=1, le=1_000_000)] = Field(
-        500, description="rows a detection job reads per batch"
-    )
-    monitoring_circuit_failure_threshold: Annotated[int, Field(ge=1, le=1000)] = Field(
-        5, description="consecutive job failures that open a job's circuit breaker"
-    )
-    monitoring_circuit_recovery_timeout_ms: PositiveMs = Field(
-        60_000, description="an open breaker tries again after this long, ms"
-    )
-    monitoring_circuit_half_open_max_calls: Annotated[int, Field(ge=1, le=1000)] = Field(
-        2, description="trial runs a half-open breaker allows"
-    )
-    monitoring_circuit_timeout_ms: PositiveMs = Field(
-        30_000, description="a job run taking longer counts as a failure, ms"
-    )
+    database_url: SecretStr | None = None
+    """PostgreSQL URL (postgresql://user:password@host:port/db); unset: libpq's PG* variables, else
+    the embedded server (never under ENVIRONMENT=production)"""
+    environment: Environment = Environment.DEVELOPMENT
+    """deployment environment; production refuses the embedded server"""
+    monitoring_interval_critical: PositiveMs = 30_000
+    """critical detection job period, ms (races, duplicates, failures)"""
+    monitoring_interval_medium: PositiveMs = 120_000
+    """medium detection job period, ms (balance sweep, spikes)"""
+    monitoring_interval_health: PositiveMs = 300_000
+    """health snapshot job period, ms"""
+    monitoring_interval_cleanup: PositiveMs = 3_600_000
+    """cleanup job period, ms"""
+    monitoring_cleanup_retention_days: Annotated[int, Field(ge=1, le=3650)] = 30
+    """resolved events and snapshots are kept this long, days"""
+    monitoring_batch_size: Annotated[int, Field(ge=1, le=1_000_000)] = 500
+    """rows a detection job reads per batch"""
+    monitoring_circuit_failure_threshold: Annotated[int, Field(ge=1, le=1000)] = 5
+    """consecutive job failures that open a job's circuit breaker"""
+    monitoring_circuit_recovery_timeout_ms: PositiveMs = 60_000
+    """an open breaker tries again after this long, ms"""
+    monitoring_circuit_half_open_max_calls: Annotated[int, Field(ge=1, le=1000)] = 2
+    """trial runs a half-open breaker allows"""
+    monitoring_circuit_timeout_ms: PositiveMs = 30_000
+    """a job run taking longer counts as a failure, ms"""
 
     # festmon's additions.
-    monitoring_timezone: str = Field(
-        "Europe/Brussels", description="IANA time zone for displayed times"
-    )
-    monitoring_theme: str = Field(
-        "festmon-dark",
-        description="dashboard theme: festmon-dark, festmon-light, festmon-high-contrast, "
-        "or one of Textual's",
-    )
-    monitoring_operator: str | None = Field(
-        None, description="operator name recorded with lifecycle actions (default: login user)"
-    )
-    monitoring_pooler_mode: PoolerMode = Field(
-        PoolerMode.AUTO,
-        description="connection pooler in front of PostgreSQL: auto (detect), none, transaction",
-    )
-    monitoring_connect_timeout_ms: PositiveMs = Field(
-        5_000, description="connecting to the database gives up after this long, ms"
-    )
-    monitoring_statement_timeout_ms: PositiveMs = Field(
-        30_000, description="server-side statement_timeout of festmon's queries, ms"
-    )
-    monitoring_data_dir: Path | None = Field(
-        None, description="embedded server's data directory (default: the user data dir)"
-    )
-    monitoring_lease_ttl_ms: PositiveMs = Field(
-        15_000, description="scheduler leader lease lifetime, ms"
-    )
-    monitoring_poll_interval_ms: PositiveMs = Field(
-        2_000, description="change polling period where LISTEN is unavailable, ms"
-    )
-    monitoring_alert_escalation_minutes: Annotated[int, Field(ge=1, le=1_000_000)] = Field(
-        15, description="an unacknowledged critical event escalates after this long, minutes"
-    )
-    monitoring_bell: bool = Field(
-        False, description="ring the terminal bell on a new critical event"
-    )
-    monitoring_keymap: str = Field(
-        "", description="dashboard key remapping, action=key,action=key (actions: see `?`)"
-    )
-    monitoring_storm_threshold_per_min: Annotated[int, Field(ge=1, le=1_000_000)] = Field(
-        200,
-        description="more new events a minute than this from one rule fold into one storm line "
-        "on the dashboard (nothing is dropped), events/min",
-    )
-    monitoring_csv_safe: bool = Field(
-        False,
-        description="CSV output (festmon events --format csv, the dashboard's export) for "
-        "spreadsheets: formulas start with ' and control characters are shown escaped",
-    )
+    monitoring_timezone: str = "Europe/Brussels"
+    """IANA time zone for displayed times"""
+    monitoring_theme: str = "festmon-dark"
+    """dashboard theme: festmon-dark, festmon-light, festmon-high-contrast, or one of Textual's"""
+    monitoring_operator: str | None = None
+    """operator name recorded with lifecycle actions (default: login user)"""
+    monitoring_pooler_mode: PoolerMode = PoolerMode.AUTO
+    """connection pooler in front of PostgreSQL: auto (detect), none, transaction"""
+    monitoring_connect_timeout_ms: PositiveMs = 5_000
+    """connecting to the database gives up after this long, ms"""
+    monitoring_statement_timeout_ms: PositiveMs = 30_000
+    """server-side statement_timeout of festmon's queries, ms"""
+    monitoring_data_dir: Path | None = None
+    """embedded server's data directory (default: the user data dir)"""
+    monitoring_lease_ttl_ms: PositiveMs = 15_000
+    """scheduler leader lease lifetime, ms"""
+    monitoring_poll_interval_ms: PositiveMs = 2_000
+    """change polling period where LISTEN is unavailable, ms"""
+    monitoring_alert_escalation_minutes: Annotated[int, Field(ge=1, le=1_000_000)] = 15
+    """an unacknowledged critical event escalates after this long, minutes"""
+    monitoring_bell: bool = False
+    """ring the terminal bell on a new critical event"""
+    monitoring_keymap: str = ""
+    """dashboard key remapping, action=key,action=key (actions: see `?`)"""
+    monitoring_storm_threshold_per_min: Annotated[int, Field(ge=1, le=1_000_000)] = 200
+    """more new events a minute than this from one rule fold into one storm line on the dashboard
+    (nothing is dropped), events/min"""
+    monitoring_csv_safe: bool = False
+    """CSV output (festmon events --format csv, the dashboard's export) for spreadsheets: formulas
+    start with ' and control characters are shown escaped"""
 
     # Detection thresholds and windows (SPEC §6.1), written to the database settings row.
-    monitoring_consecutive_failure_count: Annotated[int, Field(ge=2, le=INT4_MAX)] = Field(
-        3, description="failed transactions in a row on one card that raise an event"
-    )
-    monitoring_consecutive_failure_window_s: PositiveSeconds = Field(
-        600, description="window of the consecutive failures, s"
-    )
-    monitoring_spike_window_s: PositiveSeconds = Field(
-        900, description="window of the failure-rate spike rule, s"
-    )
-    monitoring_spike_min_transactions: Annotated[int, Field(ge=1, le=INT4_MAX)] = Field(
-        10, description="transactions a window needs before its failure rate counts"
-    )
-    monitoring_spike_rate_percent: Percent = Field(
-        Decimal("5.0"), description="failure rate that raises a spike event, %"
-    )
-    monitoring_spike_high_rate_percent: Percent = Field(
-        Decimal("10.0"), description="failure rate that makes a spike event high severity, %"
-    )
-    monitoring_discrepancy_threshold: Amount = Field(
-        Decimal("0.01"), description="balance difference that raises a discrepancy event, EUR"
-    )
-    monitoring_duplicate_nfc_window_ms: PositiveMs = Field(
-        5_000, description="two scans of one NFC tag closer than this are duplicates, ms"
-    )
-    monitoring_race_window_ms: PositiveMs = Field(
-        2_000, description="two payments of one card closer than this are a race, ms"
-    )
+    monitoring_consecutive_failure_count: Annotated[int, Field(ge=2, le=INT4_MAX)] = 3
+    """failed transactions in a row on one card that raise an event"""
+    monitoring_consecutive_failure_window_s: PositiveSeconds = 600
+    """window of the consecutive failures, s"""
+    monitoring_spike_window_s: PositiveSeconds = 900
+    """window of the failure-rate spike rule, s"""
+    monitoring_spike_min_transactions: Annotated[int, Field(ge=1, le=INT4_MAX)] = 10
+    """transactions a window needs before its failure rate counts"""
+    monitoring_spike_rate_percent: Percent = Decimal("5.0")
+    """failure rate that raises a spike event, %"""
+    monitoring_spike_high_rate_percent: Percent = Decimal("10.0")
+    """failure rate that makes a spike event high severity, %"""
+    monitoring_discrepancy_threshold: Amount = Decimal("0.01")
+    """balance difference that raises a discrepancy event, EUR"""
+    monitoring_duplicate_nfc_window_ms: PositiveMs = 5_000
+    """two scans of one NFC tag closer than this are duplicates, ms"""
+    monitoring_race_window_ms: PositiveMs = 2_000
+    """two payments of one card closer than this are a race, ms"""
 
     # HTTP API (SPEC §12) and the read replica (§7).
-    monitoring_api_read_tokens: SecretStr | None = Field(
-        None, description="HTTP API read tokens, comma-separated name=token"
-    )
-    monitoring_api_operator_tokens: SecretStr | None = Field(
-        None, description="HTTP API operator tokens (lifecycle actions), comma-separated name=token"
-    )
-    monitoring_api_token_file: Path | None = Field(
-        None,
-        description="file of HTTP API tokens, one read:name=token or operator:name=token per line",
-    )
-    monitoring_api_cors_origins: str = Field(
-        "", description="origins allowed to call the HTTP API from a browser, comma-separated"
-    )
-    monitoring_api_metrics_token_required: bool = Field(
-        False, description="/metrics needs a read token too"
-    )
-    monitoring_api_rate_limits: str = Field(
-        "",
-        description="HTTP API per-token limits a minute, e.g. health=60,data=100,cycles=10,"
-        "dashboard=30 (those are the defaults; 0 = unlimited)",
-    )
-    monitoring_read_url: SecretStr | None = Field(
-        None,
-        description="hot-standby PostgreSQL URL for the dashboard's and API's reads "
-        "(same forms as DATABASE_URL)",
-    )
+    monitoring_api_read_tokens: SecretStr | None = None
+    """HTTP API read tokens, comma-separated name=token"""
+    monitoring_api_operator_tokens: SecretStr | None = None
+    """HTTP API operator tokens (lifecycle actions), comma-separated name=token"""
+    monitoring_api_token_file: Path | None = None
+    """file of HTTP API tokens, one read:name=token or operator:name=token per line"""
+    monitoring_api_cors_origins: str = ""
+    """origins allowed to call the HTTP API from a browser, comma-separated"""
+    monitoring_api_metrics_token_required: bool = False
+    """/metrics needs a read token too"""
+    monitoring_api_rate_limits: str = ""
+    """HTTP API per-token limits a minute, e.g. health=60,data=100,cycles=10,dashboard=30 (those are
+    the defaults; 0 = unlimited)"""
+    monitoring_read_url: SecretStr | None = None
+    """hot-standby PostgreSQL URL for the dashboard's and API's reads (same forms as DATABASE_URL)
+    """
+
+    # Options (init), environment, dotenv files (later files win); no secrets directory.
+    _SOURCES: ClassVar[tuple[str, ...]] = ("init", "env", "dotenv")
 
     @classmethod
     def settings_customise_sources(
@@ -244,8 +199,8 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Options (init), environment, dotenv files (later files win); no secrets directory.
-        return init_settings, env_settings, dotenv_settings
+        sources = {"init": init_settings, "env": env_settings, "dotenv": dotenv_settings}
+        return tuple(sources[name] for name in cls._SOURCES)
 
     @field_validator("database_url", "monitoring_read_url", mode="before")
     @classmethod
@@ -343,16 +298,7 @@ class Settings(BaseSettings):
 class _GivenValuesOnly(Settings):
     """Settings validated from init values alone (Settings.parse): no environment, no file."""
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings,)
+    _SOURCES = ("init",)
 
 
 def _check_ports(hosts: str) -> None:
@@ -430,7 +376,8 @@ def option_help(name: str) -> str:
     info = Settings.model_fields[name]
     default = info.default
     shown = "unset" if default is None or default == "" else str(default)
-    return f"{info.description} (default: {shown})"
+    meaning = " ".join((info.description or "").split())  # a docstring may wrap its lines
+    return f"{meaning} (default: {shown})"
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 Importing pydantic and building the settings model costs ~130 ms of CPU, a third of what the
 dashboard does before its first paint; so the parts needed before that frame live here, with
 the standard library (and python-dotenv, only when a file exists): the option names and help of
-every setting (generated from the model's Field descriptions into festmon_tui/_settings_help.py),
+every setting (generated from the model's field docstrings into festmon_tui/_settings_help.py),
 where each source of settings is, and the raw value of a few settings. festmon_tui.settings
 validates everything with pydantic-settings, from the same sources, in the same order.
 """

@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import KW_ONLY, dataclass
 from typing import Any
 
 from starlette.applications import Starlette
@@ -22,7 +21,7 @@ from festmon_tui.api.limits import LimitClass, RateLimiter
 from festmon_tui.api.openapi import openapi_document
 from festmon_tui.api.params import BadParameter
 from festmon_tui.api.prometheus import Exposition
-from festmon_tui.api.routes import Handlers, json_response
+from festmon_tui.api.routes import Handlers, json_response, utc_now
 from festmon_tui.service.api import ActionRefused, Unavailable
 from festmon_tui.service.reports import NotFound, Reports
 
@@ -31,10 +30,6 @@ log = logging.getLogger(__name__)
 PROCESSOR = "/functions/v1/monitoring"
 READ_API = "/functions/v1/monitoring-api"
 MAX_BODY = 64 * 1024
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def error(status: int, title: str, message: str, **extra: Any) -> Response:
@@ -55,23 +50,16 @@ class Endpoint:
     role: Role | None  # None: public (the OpenAPI document)
 
 
+@dataclass(frozen=True)
 class ApiContext:
     """What every request needs: the service's reports, tokens, limits, the exposition."""
 
-    def __init__(
-        self,
-        reports: Reports,
-        tokens: Tokens,
-        limiter: RateLimiter,
-        exposition: Exposition,
-        *,
-        metrics_token_required: bool,
-    ) -> None:
-        self.reports = reports
-        self.tokens = tokens
-        self.limiter = limiter
-        self.exposition = exposition
-        self.metrics_token_required = metrics_token_required
+    reports: Reports
+    tokens: Tokens
+    limiter: RateLimiter
+    exposition: Exposition
+    _: KW_ONLY
+    metrics_token_required: bool
 
     def caller(self, request: Request, endpoint: Endpoint) -> Caller | Response:
         """The token's holder, or the 401 / 403 answer."""

@@ -18,7 +18,7 @@ from festmon_tui.models import (
     Severity,
 )
 from festmon_tui.presentation import event_json, plain
-from festmon_tui.service.documents import breaker_json, health_document, jobs_json
+from festmon_tui.service.documents import breaker_json, health_document, jobs_json, number
 
 
 def json_default(value: Any) -> Any:
@@ -26,15 +26,6 @@ def json_default(value: Any) -> Any:
     if isinstance(value, Decimal | datetime):
         return plain(value)
     return str(value)
-
-
-def number(value: Decimal | float | int | None) -> float | int | None:
-    """A measured figure as a JSON number (None stays None: no 0 -> 100 fallback)."""
-    if value is None:
-        return None
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    return value
 
 
 def _breaker_with_config(breaker: BreakerStatus | None, config: dict[str, int]) -> Any:

@@ -44,66 +44,74 @@ class _StateCollector(Collector):
         if reading is None:
             return
         state = reading.state
-        yield GaugeMetricFamily(
+        up = 1 if state.connection is ConnectionState.CONNECTED else 0
+        yield _gauge(
             "festmon_database_up",
             "1 when this process reached the database at its last refresh",
-            value=1 if state.connection is ConnectionState.CONNECTED else 0,
+            [((), up)],
         )
-        health = GaugeMetricFamily(
+        yield _gauge(
             "festmon_health_status",
             "overall health: 0 HEALTHY, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (as festmon health exits)",
+            [((), reading.health_status.exit_code)],
         )
-        health.add_metric([], reading.health_status.exit_code)
-        yield health
-        leader = GaugeMetricFamily(
-            "festmon_scheduler_leader", "1 when this process holds the scheduler lease"
+        leads = state.leader is not None and state.leader.is_self
+        yield _gauge(
+            "festmon_scheduler_leader",
+            "1 when this process holds the scheduler lease",
+            [((), 1 if leads else 0)],
         )
-        leader.add_metric([], 1 if state.leader is not None and state.leader.is_self else 0)
-        yield leader
-        if state.breaker is not None:
-            breaker = GaugeMetricFamily(
+        breaker = state.breaker
+        if breaker is not None:
+            yield _gauge(
                 "festmon_breaker_state",
                 "1 for the circuit breaker's current state",
-                labels=["breaker", "state"],
+                [((breaker.name, m.value), 1 if breaker.state is m else 0) for m in BreakerState],
+                ("breaker", "state"),
             )
-            for member in BreakerState:
-                breaker.add_metric(
-                    [state.breaker.name, member.value], 1 if state.breaker.state is member else 0
-                )
-            yield breaker
-            failures = GaugeMetricFamily(
+            yield _gauge(
                 "festmon_breaker_failures",
                 "consecutive failures counted by the breaker",
-                labels=["breaker"],
+                [((breaker.name,), breaker.failure_count)],
+                ("breaker",),
             )
-            failures.add_metric([state.breaker.name], state.breaker.failure_count)
-            yield failures
         if reading.active is not None:
-            active = GaugeMetricFamily(
+            yield _gauge(
                 "festmon_active_events",
                 "OPEN and INVESTIGATING events",
-                labels=["event_type", "severity"],
+                [((event_type, severity), n) for event_type, severity, n in reading.active],
+                ("event_type", "severity"),
             )
-            for event_type, severity, count in reading.active:
-                active.add_metric([event_type, severity], count)
-            yield active
         if reading.lag is not None:
-            last = GaugeMetricFamily(
+            yield _gauge(
                 "festmon_rule_last_success_timestamp_seconds",
                 "when each incremental rule last examined its source table (Unix time)",
-                labels=["rule"],
+                [
+                    ((lag.rule,), lag.last_examined_at.timestamp())
+                    for lag in reading.lag
+                    if lag.last_examined_at is not None
+                ],
+                ("rule",),
             )
-            behind = GaugeMetricFamily(
+            yield _gauge(
                 "festmon_rule_rows_behind",
                 "source table's highest id minus the rule's watermark",
-                labels=["rule", "source_table"],
+                [((lag.rule, lag.source_table), lag.rows_behind) for lag in reading.lag],
+                ("rule", "source_table"),
             )
-            for lag in reading.lag:
-                if lag.last_examined_at is not None:
-                    last.add_metric([lag.rule], lag.last_examined_at.timestamp())
-                behind.add_metric([lag.rule, lag.source_table], lag.rows_behind)
-            yield last
-            yield behind
+
+
+def _gauge(
+    name: str,
+    documentation: str,
+    samples: list[tuple[tuple[str, ...], float]],
+    labels: tuple[str, ...] = (),
+) -> GaugeMetricFamily:
+    """One gauge family with its samples: (label values, value) each."""
+    gauge = GaugeMetricFamily(name, documentation, labels=list(labels))
+    for values, value in samples:
+        gauge.add_metric(list(values), value)
+    return gauge
 
 
 class Exposition:

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response
 
 from festmon_tui.api import documents, params
 from festmon_tui.api.auth import Caller
 from festmon_tui.api.prometheus import CONTENT_TYPE, Exposition, Reading
+from festmon_tui.db.api_reads import EventPage
 from festmon_tui.models import (
     BreakerState,
     ConnectionState,
@@ -44,7 +48,34 @@ STATUS_ACTIONS = {
 }
 
 
-def _now() -> datetime:
+# event_page's filters, each off: a listing names those its query sets.
+_NO_FILTERS: dict[str, Any] = {
+    "event_types": (),
+    "severities": (),
+    "statuses": (),
+    "card_id": None,
+    "start": None,
+    "end": None,
+}
+# The list filters both event listings take: query parameter, event_page keyword, values.
+_KINDS: tuple[tuple[str, str, type[StrEnum]], ...] = (
+    ("event_type", "event_types", EventType),
+    ("severity", "severities", Severity),
+    ("status", "statuses", EventStatus),
+)
+
+
+def _kinds(query: QueryParams) -> dict[str, tuple[str, ...]]:
+    """The event_type, severity and status filters of a query, by event_page keyword."""
+    return {keyword: params.choices(query, name, enum) for name, keyword, enum in _KINDS}
+
+
+def _kinds_applied(kinds: dict[str, tuple[str, ...]]) -> dict[str, str | None]:
+    """The list filters as a document echoes them: comma-separated, or None."""
+    return {name: ",".join(kinds[keyword]) or None for name, keyword, _enum in _KINDS}
+
+
+def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
@@ -77,18 +108,19 @@ def _health_code(body: dict[str, Any]) -> int:
     return 503 if body["status"] == HealthStatus.UNKNOWN else 200
 
 
+@dataclass(frozen=True)
 class Handlers:
     """One coroutine per endpoint; expected failures raise what app._answer maps to a status."""
 
-    def __init__(
-        self,
-        reports: Reports,
-        exposition: Exposition,
-        openapi: Callable[[], dict[str, Any]],
-    ) -> None:
-        self.reports = reports
-        self.exposition = exposition
-        self._openapi = openapi
+    reports: Reports
+    exposition: Exposition
+    openapi_document: Callable[[], dict[str, Any]]
+
+    async def _event_page(self, limit: int, offset: int = 0, /, **filters: Any) -> EventPage:
+        """A page of events, newest first; each filter not given is off."""
+        return await self.reports.event_page(
+            **{**_NO_FILTERS, **filters}, limit=limit, offset=offset
+        )
 
     # -- health and status -------------------------------------------------------------------
 
@@ -103,7 +135,7 @@ class Handlers:
 
     async def processor_health(self, _request: Request, _caller: Caller) -> Response:
         state = self.reports.state_with_breaker()
-        body = documents.processor_health(state, _now(), self._breaker_config())
+        body = documents.processor_health(state, utc_now(), self._breaker_config())
         return json_response(body, _health_code(body))
 
     async def api_health(self, _request: Request, _caller: Caller) -> Response:
@@ -114,12 +146,12 @@ class Handlers:
                 alerts = await self.reports.recent_alerts(5)
             except Unavailable:
                 pass  # the health document already says what is known
-        body = documents.api_health(state, _now(), alerts)
+        body = documents.api_health(state, utc_now(), alerts)
         return json_response(body, _health_code(body))
 
     async def status(self, _request: Request, _caller: Caller) -> Response:
         state = self.reports.state_with_breaker()
-        now = _now()
+        now = utc_now()
         body = status_document(self.reports.settings, state, now)
         body["timestamp"] = now.isoformat()
         body["circuit_breaker"] = body["scheduler"]["circuit_breaker"]
@@ -129,40 +161,22 @@ class Handlers:
 
     async def processor_events(self, request: Request, _caller: Caller) -> Response:
         q = request.query_params
-        event_types = params.choices(q, "event_type", EventType)
-        severities = params.choices(q, "severity", Severity)
-        statuses = params.choices(q, "status", EventStatus)
+        kinds = _kinds(q)
         limit = params.integer(q, "limit", 50, 1, params.MAX_PER_PAGE)
-        page = await self.reports.event_page(
-            event_types=event_types,
-            severities=severities,
-            statuses=statuses,
-            card_id=None,
-            start=None,
-            end=None,
-            limit=limit,
-            offset=0,
-        )
+        page = await self._event_page(limit, **kinds)
         return json_response(
             {
                 "events": [event_json(e) for e in page.events],
                 "total": page.total,
                 "returned": len(page.events),
-                "filters_applied": {
-                    "event_type": ",".join(event_types) or None,
-                    "severity": ",".join(severities) or None,
-                    "status": ",".join(statuses) or None,
-                    "limit": limit,
-                },
-                "timestamp": _now().isoformat(),
+                "filters_applied": {**_kinds_applied(kinds), "limit": limit},
+                "timestamp": utc_now().isoformat(),
             }
         )
 
     async def api_events(self, request: Request, _caller: Caller) -> Response:
         q = request.query_params
-        event_types = params.choices(q, "event_type", EventType)
-        severities = params.choices(q, "severity", Severity)
-        statuses = params.choices(q, "status", EventStatus)
+        kinds = _kinds(q)
         card_id = params.text(q, "card_id")
         start = params.timestamp(q, "start_date")
         end = params.timestamp(q, "end_date")
@@ -170,20 +184,12 @@ class Handlers:
             raise params.BadParameter("end_date", "is before start_date")
         page_number = params.page_number(q)
         per_page = params.integer(q, "per_page", 50, 1, params.MAX_PER_PAGE)
-        page = await self.reports.event_page(
-            event_types=event_types,
-            severities=severities,
-            statuses=statuses,
-            card_id=card_id,
-            start=start,
-            end=end,
-            limit=per_page,
-            offset=(page_number - 1) * per_page,
+        offset = (page_number - 1) * per_page
+        page = await self._event_page(
+            per_page, offset, **kinds, card_id=card_id, start=start, end=end
         )
         filters = {
-            "event_type": ",".join(event_types) or None,
-            "severity": ",".join(severities) or None,
-            "status": ",".join(statuses) or None,
+            **_kinds_applied(kinds),
             "card_id": card_id,
             "start_date": None if start is None else start.isoformat(),
             "end_date": None if end is None else end.isoformat(),
@@ -261,7 +267,7 @@ class Handlers:
                     "success": False,
                     "error": "Service Unavailable",
                     "message": f"circuit breaker is OPEN: next probe in {wait} s",
-                    "timestamp": _now().isoformat(),
+                    "timestamp": utc_now().isoformat(),
                 },
                 503,
                 {"Retry-After": str(wait)},
@@ -278,7 +284,7 @@ class Handlers:
 
     async def api_metrics(self, request: Request, _caller: Caller) -> Response:
         q = request.query_params
-        now = _now()
+        now = utc_now()
         end = params.timestamp(q, "end") or now
         start = params.timestamp(q, "start") or end - timedelta(hours=24)
         if start > end:
@@ -290,18 +296,9 @@ class Handlers:
         return json_response(documents.metrics_document(figures, snapshots, start, end, now))
 
     async def dashboard(self, _request: Request, _caller: Caller) -> Response:
-        now = _now()
+        now = utc_now()
         snapshots, counts = await self.reports.trends(now - timedelta(hours=24))
-        latest = await self.reports.event_page(
-            event_types=(),
-            severities=(),
-            statuses=(),
-            card_id=None,
-            start=None,
-            end=None,
-            limit=50,
-            offset=0,
-        )
+        latest = await self._event_page(50)
         figures = await self.reports.range_figures(now - timedelta(hours=24), now)
         finished = figures.runs_succeeded + figures.runs_failed
         share = None if finished == 0 else round(figures.runs_succeeded / finished * 100, 2)
@@ -330,4 +327,4 @@ class Handlers:
         return Response(self.exposition.render(reading), media_type=CONTENT_TYPE)
 
     async def openapi(self, _request: Request, _caller: Caller) -> Response:
-        return json_response(self._openapi())
+        return json_response(self.openapi_document())

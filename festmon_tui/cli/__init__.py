@@ -105,9 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details to stderr")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    no_parent = argparse.ArgumentParser(add_help=False)
     for module in _COMMAND_MODULES:
-        module.register(sub, no_parent)
+        module.register(sub)
     for command in _commands(parser):
         if command.get_default("handler") is None:
             continue

@@ -5,7 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
 from typing import Any
+
+import asyncpg
 
 from festmon_tui.db.connect import DatabaseUnavailable, connect
 from festmon_tui.db.migrations import MigrationError, MigrationStatus, migrate, status
@@ -14,29 +18,41 @@ from festmon_tui.presentation import EXIT_FAILED, EXIT_OK, EXIT_USAGE, dumps_jso
 from festmon_tui.settings import Settings
 
 
+def _run(main: Coroutine[Any, Any, int], command: str) -> int:
+    """asyncio.run; a database that is away or a migration that fails is one line, exit 1."""
+    try:
+        return asyncio.run(main)
+    except (DatabaseUnavailable, MigrationError) as exc:
+        sys.stderr.write(f"festmon: {command} failed: {escape(exc)}\n")
+        return EXIT_FAILED
+
+
+@asynccontextmanager
+async def _connection(settings: Settings) -> AsyncIterator[tuple[asyncpg.Connection, str]]:
+    """One connection to the configured database (started if embedded), and its label."""
+    async with open_target(settings) as target:
+        conn = await connect(target.options)
+        try:
+            yield conn, target.label
+        finally:
+            await conn.close()
+
+
 def run_migrate(settings: Settings, args: argparse.Namespace) -> int:
-    return asyncio.run(_migrate(settings, args.with_payment_schema))
+    return _run(_migrate(settings, args.with_payment_schema), "migrate")
 
 
 async def _migrate(settings: Settings, with_payment_schema: bool) -> int:
-    try:
-        async with open_target(settings) as target:
-            conn = await connect(target.options)
-            try:
-                applied = await migrate(conn, with_payment_schema=with_payment_schema)
-                after = await status(conn)
-            finally:
-                await conn.close()
-    except (DatabaseUnavailable, MigrationError) as exc:
-        sys.stderr.write(f"festmon: migrate failed: {escape(exc)}\n")
-        return EXIT_FAILED
+    async with _connection(settings) as (conn, label):
+        applied = await migrate(conn, with_payment_schema=with_payment_schema)
+        after = await status(conn)
     _warn_about_payment_tables(after)
     if applied:
         for f in applied:
             print(f"applied {f.display}")
-        print(f"{len(applied)} migration(s) applied to {target.label}")
+        print(f"{len(applied)} migration(s) applied to {label}")
     else:
-        print(f"nothing to apply: {target.label} is up to date")
+        print(f"nothing to apply: {label} is up to date")
     return EXIT_OK
 
 
@@ -57,7 +73,7 @@ def _warn_about_payment_tables(result: MigrationStatus) -> None:
 
 
 def run_status(settings: Settings, args: argparse.Namespace) -> int:
-    return asyncio.run(_status(settings, args.json))
+    return _run(_status(settings, args.json), "status")
 
 
 def _status_document(result: MigrationStatus, database: str) -> dict[str, Any]:
@@ -91,21 +107,13 @@ def _status_document(result: MigrationStatus, database: str) -> dict[str, Any]:
 
 
 async def _status(settings: Settings, as_json: bool) -> int:
-    try:
-        async with open_target(settings) as target:
-            conn = await connect(target.options)
-            try:
-                result = await status(conn)
-            finally:
-                await conn.close()
-    except (DatabaseUnavailable, MigrationError) as exc:
-        sys.stderr.write(f"festmon: status failed: {escape(exc)}\n")
-        return EXIT_FAILED
-    doc = _status_document(result, target.label)
+    async with _connection(settings) as (conn, label):
+        result = await status(conn)
+    doc = _status_document(result, label)
     if as_json:
         print(dumps_json(doc))
     else:
-        print(f"database: {target.label}")
+        print(f"database: {label}")
         print(f"applied migrations: {len(result.applied)}")
         for name in doc["applied"]:
             print(f"  applied  {name}")

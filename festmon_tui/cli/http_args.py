@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
-from festmon_tui.cli.lazy import LazyHandler
+from festmon_tui.cli.lazy import LazyHandler, add_command
 from festmon_tui.settings_light import SettingsError
 
 if TYPE_CHECKING:
@@ -18,17 +18,17 @@ from festmon_tui.presentation import EXIT_USAGE
 SERVE_DEFAULT = "127.0.0.1:8080"
 
 
-def register(sub: Any, settings_parent: argparse.ArgumentParser) -> None:
-    serve = sub.add_parser(
+def register(sub: Any) -> None:
+    serve = add_command(
+        sub,
         "serve",
-        parents=[settings_parent],
-        help="the HTTP API alone (a follower that can also lead the scheduler); logs to stderr",
-        description="Serve the HTTP API (the original's /functions/v1/monitoring and "
+        LazyHandler("festmon_tui.cli.http_commands", "run_serve"),
+        "the HTTP API alone (a follower that can also lead the scheduler); logs to stderr",
+        "Serve the HTTP API (the original's /functions/v1/monitoring and "
         "/functions/v1/monitoring-api paths, /metrics for Prometheus) until SIGTERM. This "
         "process also competes for the scheduler lease, like the dashboard.",
     )
     add_http_option(serve, default=SERVE_DEFAULT)
-    serve.set_defaults(handler=LazyHandler("festmon_tui.cli.http_commands", "run_serve"))
 
 
 def add_http_option(parser: argparse.ArgumentParser, default: str | None = None) -> None:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from festmon_tui.cli.pending import PendingSettings
@@ -28,3 +29,18 @@ class LazyHandler:
     def __call__(self, settings: Settings | PendingSettings, args: argparse.Namespace) -> int:
         handler = getattr(importlib.import_module(self.module), self.name)
         return int(handler(settings, args))
+
+
+def add_command(
+    sub: Any,
+    name: str,
+    handler: Callable[..., int],
+    help_text: str,
+    description: str | None = None,
+    **defaults: Any,
+) -> argparse.ArgumentParser:
+    """One subcommand: its parser (help, description) and its handler; build_parser adds the
+    settings options to it unless `no_settings=True`."""
+    parser: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=description)
+    parser.set_defaults(handler=handler, **defaults)
+    return parser

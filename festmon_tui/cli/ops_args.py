@@ -9,30 +9,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from festmon_tui.cli.http_args import add_http_option
-from festmon_tui.cli.lazy import LazyHandler
-from festmon_tui.models import (
-    SEVERITY_WORDS,
-    STATUS_WORDS,
-    EventStatus,
-    EventType,
-    Severity,
-    event_type_words,
-    parse_words,
-)
+from festmon_tui.cli.lazy import LazyHandler, add_command
+from festmon_tui.models import EventStatus, EventType, Severity
 from festmon_tui.presentation import EXIT_UNREACHABLE
+from festmon_tui.vocabulary import SEVERITY_WORDS, STATUS_WORDS, event_type_words, parse_words
 
 
-def _handler(name: str) -> LazyHandler:
-    return LazyHandler("festmon_tui.cli.ops_commands", name)
-
-
-def register(sub: Any, settings_parent: argparse.ArgumentParser) -> None:
+def register(sub: Any) -> None:
     def command(name: str, help_text: str, handler: str) -> argparse.ArgumentParser:
-        parser: argparse.ArgumentParser = sub.add_parser(
-            name, parents=[settings_parent], help=help_text, description=help_text
+        return add_command(
+            sub, name, LazyHandler("festmon_tui.cli.ops_commands", handler), help_text, help_text
         )
-        parser.set_defaults(handler=_handler(handler))
-        return parser
 
     cycle = command("cycle", "run one full detection cycle now and print its result", "run_cycle")
     cycle.add_argument("--json", action="store_true", help="print the cycle document (JSON)")
@@ -115,30 +102,34 @@ def _positive(text: str) -> int:
 
 def _register_events(parser: argparse.ArgumentParser) -> None:
     types = event_type_words()
-    parser.add_argument(
-        "--severity",
-        type=_words(SEVERITY_WORDS, frozenset(Severity), "severity"),
-        action="extend",
-        default=[],
-        help=f"{'|'.join(SEVERITY_WORDS)} (as the dashboard's filter bar: high+ is ≥HIGH; "
-        "any case; repeat or comma-list; default all)",
+    # The filter bar's three lists: option, destination, its words, every value, the words' sense.
+    lists: tuple[tuple[str, str, dict[str, frozenset[Any]], frozenset[Any], str], ...] = (
+        (
+            "--severity",
+            "severity",
+            SEVERITY_WORDS,
+            frozenset(Severity),
+            "as the dashboard's filter bar: high+ is ≥HIGH; any case",
+        ),
+        ("--type", "event_type", types, frozenset(EventType), "the dashboard's words"),
+        (
+            "--status",
+            "status",
+            STATUS_WORDS,
+            frozenset(EventStatus),
+            "the dashboard's words; "
+            "active is open + investigating, closed is resolved + false-positive",
+        ),
     )
-    parser.add_argument(
-        "--type",
-        dest="event_type",
-        type=_words(types, frozenset(EventType), "event type"),
-        action="extend",
-        default=[],
-        help=f"{'|'.join(types)} (the dashboard's words; repeat or comma-list; default all)",
-    )
-    parser.add_argument(
-        "--status",
-        type=_words(STATUS_WORDS, frozenset(EventStatus), "status"),
-        action="extend",
-        default=[],
-        help=f"{'|'.join(STATUS_WORDS)} (the dashboard's words; active is open + "
-        "investigating, closed is resolved + false-positive; repeat or comma-list; default all)",
-    )
+    for option, dest, words, every, meaning in lists:
+        parser.add_argument(
+            option,
+            dest=dest,
+            type=_words(words, every, dest.replace("_", " ")),
+            action="extend",
+            default=[],
+            help=f"{'|'.join(words)} ({meaning}; repeat or comma-list; default all)",
+        )
     parser.add_argument("--card", help="exact card id")
     parser.add_argument("--since", type=_since, help="seen since: ISO time or an age like 2h")
     parser.add_argument("--search", help="text in the card id, transaction id or event id")

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from festmon_tui.cli.http_args import add_http_option
-from festmon_tui.cli.lazy import LazyHandler
+from festmon_tui.cli.lazy import LazyHandler, add_command
 from festmon_tui.simulator.config import (
     DEFAULT_ANOMALIES_PER_MIN,
     DEFAULT_BARS,
@@ -21,16 +21,13 @@ from festmon_tui.simulator.config import (
 DEMO_DEFAULT_DURATION_S = 60.0
 
 
-def _handler(name: str) -> LazyHandler:
-    return LazyHandler("festmon_tui.cli.sim_commands", name)
-
-
-def register(sub: Any, settings_parent: argparse.ArgumentParser) -> None:
-    simulate = sub.add_parser(
+def register(sub: Any) -> None:
+    simulate = add_command(
+        sub,
         "simulate",
-        parents=[settings_parent],
-        help="drive a simulated festival (traffic + injected anomalies) into a demo/test database",
-        description="Drive simulated festival traffic, with anomalies injected at a known rate "
+        LazyHandler("festmon_tui.cli.sim_commands", "run_simulate"),
+        "drive a simulated festival (traffic + injected anomalies) into a demo/test database",
+        "Drive simulated festival traffic, with anomalies injected at a known rate "
         "and recorded as ground truth, into a database that has festmon's reference payment "
         "schema (festmon db migrate --with-payment-schema). Runs until --duration or Ctrl+C.",
     )
@@ -54,18 +51,19 @@ def register(sub: Any, settings_parent: argparse.ArgumentParser) -> None:
         help="seconds to wait for detection before reporting "
         "(default: 2 x the longer of the critical and medium intervals + 30)",
     )
-    simulate.set_defaults(handler=_handler("run_simulate"))
 
-    demo = sub.add_parser(
+    demo = add_command(
+        sub,
         "demo",
-        parents=[settings_parent],
-        help="embedded PostgreSQL + both schemas + a live simulated festival + the dashboard",
-        description="A festival in a box: starts the embedded PostgreSQL (a fresh database "
+        LazyHandler("festmon_tui.cli.demo_ui", "run_demo"),
+        "embedded PostgreSQL + both schemas + a live simulated festival + the dashboard",
+        "A festival in a box: starts the embedded PostgreSQL (a fresh database "
         "named festmon_demo), applies both schemas, simulates traffic with injected anomalies, "
         "runs the scheduler, and shows it in the dashboard; --headless runs it for --duration "
         "seconds without a terminal UI and prints the detection-quality report. With "
         "DATABASE_URL set, that database is used instead, if it has no payment tables yet or "
         "festmon's reference payment schema.",
+        paint_first=True,
     )
     _traffic_options(demo, default_duration=None)
     demo.add_argument(
@@ -80,7 +78,6 @@ def register(sub: Any, settings_parent: argparse.ArgumentParser) -> None:
         help="exit 1 unless every rule found every injected anomaly and nothing else",
     )
     add_http_option(demo)
-    demo.set_defaults(handler=LazyHandler("festmon_tui.cli.demo_ui", "run_demo"), paint_first=True)
 
 
 def _traffic_options(parser: argparse.ArgumentParser, default_duration: float | None) -> None:

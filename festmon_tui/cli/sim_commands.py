@@ -10,13 +10,14 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
 from festmon_tui.cli.sim_args import DEMO_DEFAULT_DURATION_S
+from festmon_tui.cli.ui_commands import open_monitor
 from festmon_tui.db.connect import ConnectOptions, DatabaseUnavailable, connect, create_pool
 from festmon_tui.db.cycle_runs import CycleRunRepository
 from festmon_tui.db.errors import DatabaseRefused, StatementTimedOut
@@ -156,21 +157,17 @@ def _job_starts(pool: asyncpg.Pool) -> JobStarts:
 
 
 async def _report(
-    store: SimulationStore,
-    simulation: Simulation,
-    pool: asyncpg.Pool,
-    limits: RuleLimits,
-    database: str,
-    traffic_end: datetime,
-    wait_s: float,
+    festival: _Festival, simulation: Simulation, database: str, traffic_end: datetime, wait_s: float
 ) -> Report:
     """Wait until detection has seen all the traffic, then match events to the ground truth."""
+    store, limits = festival.store, festival.limits
     _say(
         f"festmon: waiting for the scheduler to examine the last rows (critical every "
         f"{limits.critical_interval_s:g} s, medium every {limits.medium_interval_s:g} s)"
     )
     upto = await store.max_ids()
-    caught_up = await wait_for_detection(store, upto, _job_starts(pool), traffic_end, wait_s)
+    starts = _job_starts(festival.pool)
+    caught_up = await wait_for_detection(store, upto, starts, traffic_end, wait_s)
     assert simulation.run is not None
     run = await store.run(simulation.run.run_id)
     assert run is not None
@@ -181,63 +178,89 @@ async def _report(
 # -- festmon simulate ---------------------------------------------------------------------------
 
 
-def _run(main: Coroutine[Any, Any, int]) -> int:
-    """asyncio.run, with a second Ctrl+C (which cancels the run) ending quietly."""
+def _run(main: Coroutine[Any, Any, int], command: str) -> int:
+    """asyncio.run, with a second Ctrl+C (which cancels the run) ending quietly and an expected
+    failure told in one line."""
     try:
         return asyncio.run(main)
     except asyncio.CancelledError:
         _say("festmon: stopped")
         return EXIT_INTERRUPTED
-
-
-def run_simulate(settings: Settings, args: argparse.Namespace) -> int:
-    return _run(_simulate(settings, args))
-
-
-async def _simulate(settings: Settings, args: argparse.Namespace) -> int:
-    config = _config(args, demo=False)
-    limits = RuleLimits.from_settings(settings)
-    try:
-        async with AsyncExitStack() as stack:
-            target = await stack.enter_async_context(open_target(settings))
-            pool = await create_pool(target.options, min_size=2, max_size=_pool_size(config))
-            stack.push_async_callback(_close_pool, pool)
-            store = SimulationStore(pool)
-            if args.report_only:
-                return await _report_only(store, limits, target, args)
-            simulation = Simulation(store, config, limits, progress=_progress("festmon simulate"))
-            stop = await stack.enter_async_context(_stop_on_signals())
-            await simulation.prepare()
-            _announce(simulation, target.label, "festmon simulate")
-            try:
-                await simulation.run_live(stop)
-            finally:
-                await simulation.finish()
-            traffic_end = datetime.now(UTC)
-            _say(progress_line(simulation.stats, "festmon simulate: done"))
-            if not args.report:
-                return EXIT_OK
-            wait_s = args.report_wait or detection_wait_s(limits)
-            report = await _report(
-                store, simulation, pool, limits, target.label, traffic_end, wait_s
-            )
-            _print_report(report, args.json)
-            return EXIT_OK
     except SimulationRefused as exc:
         return _fail(str(exc))
     except _EXPECTED as exc:
-        return _fail(f"simulate failed: {exc}")
+        return _fail(f"{command} failed: {exc}")
 
 
-async def _report_only(
-    store: SimulationStore, limits: RuleLimits, target: DatabaseTarget, args: argparse.Namespace
-) -> int:
+@dataclass(frozen=True)
+class _Festival:
+    """What simulate and demo open: the traffic's settings, the database and a pool on it."""
+
+    config: SimulationConfig
+    limits: RuleLimits
+    target: DatabaseTarget
+    options: ConnectOptions  # where the traffic goes: the demo's own database with --demo
+    pool: asyncpg.Pool
+    store: SimulationStore  # one per run: it keeps the run's checkpoint task
+
+
+async def _open_festival(
+    stack: AsyncExitStack, settings: Settings, args: argparse.Namespace, *, demo: bool
+) -> _Festival:
+    """The traffic's config and the rules' limits, the database, and a pool the stack closes."""
+    config = _config(args, demo=demo)
+    limits = RuleLimits.from_settings(settings)
+    target = await stack.enter_async_context(open_target(settings))
+    options = await _demo_options(target) if demo else target.options
+    pool = await create_pool(options, min_size=2, max_size=_pool_size(config))
+    stack.push_async_callback(_close_pool, pool)
+    return _Festival(config, limits, target, options, pool, SimulationStore(pool))
+
+
+async def _live_traffic(simulation: Simulation, stop: asyncio.Event, done: str) -> datetime:
+    """The live traffic until its end or `stop`, the run's end recorded; when it ended."""
+    try:
+        await simulation.run_live(stop)
+    finally:
+        await simulation.finish()
+    traffic_end = datetime.now(UTC)
+    _say(progress_line(simulation.stats, done))
+    return traffic_end
+
+
+def run_simulate(settings: Settings, args: argparse.Namespace) -> int:
+    return _run(_simulate(settings, args), "simulate")
+
+
+async def _simulate(settings: Settings, args: argparse.Namespace) -> int:
+    async with AsyncExitStack() as stack:
+        festival = await _open_festival(stack, settings, args, demo=False)
+        label = festival.target.label
+        if args.report_only:
+            return await _report_only(festival, args)
+        simulation = Simulation(
+            festival.store, festival.config, festival.limits, progress=_progress("festmon simulate")
+        )
+        stop = await stack.enter_async_context(_stop_on_signals())
+        await simulation.prepare()
+        _announce(simulation, label, "festmon simulate")
+        traffic_end = await _live_traffic(simulation, stop, "festmon simulate: done")
+        if not args.report:
+            return EXIT_OK
+        wait_s = args.report_wait or detection_wait_s(festival.limits)
+        report = await _report(festival, simulation, label, traffic_end, wait_s)
+        _print_report(report, args.json)
+        return EXIT_OK
+
+
+async def _report_only(festival: _Festival, args: argparse.Namespace) -> int:
+    store, label = festival.store, festival.target.label
     await store.check_schema()
     run = await store.run(args.run_id)
     if run is None:
         which = f" {args.run_id}" if args.run_id else ""
-        return _fail(f"no simulation run{which} in {target.label} (run festmon simulate first)")
-    report = await build_run_report(store, run, limits, target.label)
+        return _fail(f"no simulation run{which} in {label} (run festmon simulate first)")
+    report = await build_run_report(store, run, festival.limits, label)
     _print_report(report, args.json)
     return EXIT_OK
 
@@ -290,48 +313,37 @@ def _demo_label(target: DatabaseTarget, options: ConnectOptions) -> str:
 
 def run_demo(settings: Settings, args: argparse.Namespace) -> int:
     """`festmon demo --headless` (demo_ui runs the dashboard)."""
-    return _run(_demo_headless(settings, args))
+    return _run(_demo_headless(settings, args), "demo")
 
 
 async def _demo_headless(settings: Settings, args: argparse.Namespace) -> int:
-    config = _config(args, demo=True)
-    limits = RuleLimits.from_settings(settings)
-    try:
-        async with AsyncExitStack() as stack:
-            stop = await stack.enter_async_context(_stop_on_signals())
-            target = await stack.enter_async_context(open_target(settings))
-            options = await _demo_options(target)
-            label = _demo_label(target, options)
-            pool = await create_pool(options, min_size=2, max_size=_pool_size(config))
-            stack.push_async_callback(_close_pool, pool)
-            store = SimulationStore(pool)
-            wait_s = detection_wait_s(limits)
-            simulation = Simulation(store, config, limits, progress=_progress("festmon demo"))
-            await simulation.prepare()
-            history_end = datetime.now(UTC)
-            # The scheduler starts on a festival that already has its history.
-            service = PostgresMonitorService(settings, options, listen=False, database_label=label)
-            await stack.enter_async_context(service)
-            _announce(simulation, label, "festmon demo")
-            # Live anomalies are measured from a monitor that has read the history already.
-            _say("festmon demo: the scheduler is reading the festival's history")
-            upto = await store.max_ids()
-            if not await wait_for_detection(store, upto, _job_starts(pool), history_end, wait_s):
-                _say("festmon demo: the scheduler has not caught up with the history; going on")
-            try:
-                await simulation.run_live(stop)
-            finally:
-                await simulation.finish()
-            traffic_end = datetime.now(UTC)
-            _say(progress_line(simulation.stats, "festmon demo: traffic done"))
-            report = await _report(store, simulation, pool, limits, label, traffic_end, wait_s)
-        _print_report(report, args.json)
-        _say(f"festmon demo: the demo database stays for inspection: {options.redacted}")
-        return EXIT_FAILED if args.check and not report.perfect else EXIT_OK
-    except SimulationRefused as exc:
-        return _fail(str(exc))
-    except _EXPECTED as exc:
-        return _fail(f"demo failed: {exc}")
+    async with AsyncExitStack() as stack:
+        stop = await stack.enter_async_context(_stop_on_signals())
+        festival = await _open_festival(stack, settings, args, demo=True)
+        options, store = festival.options, festival.store
+        label = _demo_label(festival.target, options)
+        wait_s = detection_wait_s(festival.limits)
+        simulation = Simulation(
+            store, festival.config, festival.limits, progress=_progress("festmon demo")
+        )
+        await simulation.prepare()
+        history_end = datetime.now(UTC)
+        # The scheduler starts on a festival that already has its history.
+        service = PostgresMonitorService(settings, options, listen=False, database_label=label)
+        await stack.enter_async_context(service)
+        _announce(simulation, label, "festmon demo")
+        # Live anomalies are measured from a monitor that has read the history already.
+        _say("festmon demo: the scheduler is reading the festival's history")
+        upto = await store.max_ids()
+        if not await wait_for_detection(
+            store, upto, _job_starts(festival.pool), history_end, wait_s
+        ):
+            _say("festmon demo: the scheduler has not caught up with the history; going on")
+        traffic_end = await _live_traffic(simulation, stop, "festmon demo: traffic done")
+        report = await _report(festival, simulation, label, traffic_end, wait_s)
+    _print_report(report, args.json)
+    _say(f"festmon demo: the demo database stays for inspection: {options.redacted}")
+    return EXIT_FAILED if args.check and not report.perfect else EXIT_OK
 
 
 async def open_demo_service(
@@ -342,29 +354,11 @@ async def open_demo_service(
 ) -> MonitorService:
     """The embedded festival behind the demo's dashboard: server, schemas, traffic, service;
     with `api` (demo --http), the HTTP API over that service too."""
-    config = _config(args, demo=True)
-    limits = RuleLimits.from_settings(settings)
-    target = await stack.enter_async_context(open_target(settings))
-    options = await _demo_options(target)
-    pool = await create_pool(options, min_size=2, max_size=_pool_size(config))
-    stack.push_async_callback(_close_pool, pool)
-    simulation = Simulation(SimulationStore(pool), config, limits)
+    festival = await _open_festival(stack, settings, args, demo=True)
+    simulation = Simulation(festival.store, festival.config, festival.limits)
     await simulation.prepare()
-    server = None
-    if api is not None:
-        from festmon_tui.api.server import ApiServer
-
-        server = ApiServer(api)
-    service = PostgresMonitorService(
-        settings,
-        options,
-        database_label=_demo_label(target, options),
-        on_job_run=None if server is None else server.exposition.observe,
-    )
-    await stack.enter_async_context(service)
-    if server is not None:
-        await server.start(service)
-        stack.push_async_callback(server.stop)
+    label = _demo_label(festival.target, festival.options)
+    service = await open_monitor(stack, settings, festival.options, api, database_label=label)
     traffic = asyncio.create_task(simulation.run_live(), name="demo-traffic")
 
     async def stop_traffic() -> None:

@@ -8,9 +8,8 @@ import importlib
 import logging
 import os
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, contextmanager, suppress
-from datetime import datetime
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -19,25 +18,16 @@ import platformdirs
 
 from festmon_tui.cli import gc_pause
 from festmon_tui.cli.http_args import add_http_option, check_http, check_http_address
-from festmon_tui.models import (
-    CardView,
-    Change,
-    ConnectionState,
-    CycleResult,
-    Event,
-    EventDetail,
-    EventFilter,
-    Handover,
-    HealthSnapshot,
-    MonitorState,
-    Verb,
-)
+from festmon_tui.cli.lazy import add_command
 from festmon_tui.presentation import EXIT_HANGUP, EXIT_OK, EXIT_USAGE, escape
-from festmon_tui.service.api import ActionRefused, MonitorService, Unavailable
+from festmon_tui.service.api import DeferredService, MonitorService
 from festmon_tui.settings_light import SettingsError, libpq_choice, redact_dsn
 
 if TYPE_CHECKING:
+    from festmon_tui.api.config import ApiConfig
     from festmon_tui.cli.pending import PendingSettings
+    from festmon_tui.db.connect import ConnectOptions
+    from festmon_tui.service.postgres import PostgresMonitorService
     from festmon_tui.settings import Settings
     from festmon_tui.ui.config import DashboardConfig
 
@@ -58,11 +48,13 @@ SERVER_STOP_S = 1.0
 ServiceOpener = Callable[[AsyncExitStack, "Settings"], Awaitable[MonitorService]]
 
 
-def register(sub: Any, settings_parent: argparse.ArgumentParser) -> None:
-    dash = sub.add_parser(
+def register(sub: Any) -> None:
+    dash = add_command(
+        sub,
         "dashboard",
-        parents=[settings_parent],
-        help="the live dashboard (what plain `festmon` runs); hosts the scheduler unless --viewer",
+        run_dashboard_command,
+        "the live dashboard (what plain `festmon` runs); hosts the scheduler unless --viewer",
+        paint_first=True,
     )
     dash.add_argument(
         "--viewer",
@@ -70,7 +62,6 @@ def register(sub: Any, settings_parent: argparse.ArgumentParser) -> None:
         help="read-only: no scheduler, no lifecycle actions (a monitoring_reader login works)",
     )
     add_http_option(dash)
-    dash.set_defaults(handler=run_dashboard_command, paint_first=True)
 
 
 def run_dashboard_command(pending: PendingSettings, args: argparse.Namespace) -> int:
@@ -87,26 +78,11 @@ def run_dashboard_command(pending: PendingSettings, args: argparse.Namespace) ->
         modules = ["festmon_tui.db.target", "festmon_tui.service.postgres"]
         await import_in_thread(*modules, *(["festmon_tui.api.server"] if api else []))
         from festmon_tui.db.target import open_target
-        from festmon_tui.service.postgres import PostgresMonitorService
 
         target = await stack.enter_async_context(open_target(settings))
-        server = None
-        if api is not None:
-            from festmon_tui.api.server import ApiServer
-
-            server = ApiServer(api)
-        service = PostgresMonitorService(
-            settings,
-            target.options,
-            viewer=viewer,
-            database_label=target.label,
-            on_job_run=None if server is None else server.exposition.observe,
+        return await open_monitor(
+            stack, settings, target.options, api, database_label=target.label, viewer=viewer
         )
-        await stack.enter_async_context(service)
-        if server is not None:
-            await server.start(service)
-            stack.push_async_callback(server.stop)
-        return service
 
     return run_dashboard(pending, open_service, viewer=viewer)
 
@@ -114,6 +90,38 @@ def run_dashboard_command(pending: PendingSettings, args: argparse.Namespace) ->
 async def import_in_thread(*modules: str) -> None:
     """Import these modules in a worker thread (the event loop keeps painting meanwhile)."""
     await asyncio.to_thread(lambda: [importlib.import_module(name) for name in modules])
+
+
+async def open_monitor(
+    stack: AsyncExitStack,
+    settings: Settings,
+    options: ConnectOptions,
+    api: ApiConfig | None,
+    *,
+    database_label: str,
+    viewer: bool = False,
+) -> PostgresMonitorService:
+    """The service on this database, with `api` (--http) the HTTP API over it too; the stack
+    closes both. Imports the service (and the API) on use: not before the first paint."""
+    from festmon_tui.service.postgres import PostgresMonitorService
+
+    server = None
+    if api is not None:
+        from festmon_tui.api.server import ApiServer
+
+        server = ApiServer(api)
+    service = PostgresMonitorService(
+        settings,
+        options,
+        viewer=viewer,
+        database_label=database_label,
+        on_job_run=None if server is None else server.exposition.observe,
+    )
+    await stack.enter_async_context(service)
+    if server is not None:
+        await server.start(service)
+        stack.push_async_callback(server.stop)
+    return service
 
 
 def run_dashboard(
@@ -295,68 +303,3 @@ def _exit_now(code: int) -> NoReturn:
         sys.stdout.flush()
         sys.stderr.flush()
     os._exit(code)
-
-
-class DeferredService:
-    """The MonitorService the app gets at once; it forwards to the real one once it is open."""
-
-    def __init__(self, database_label: str, environment: str, viewer: bool) -> None:
-        self._real: MonitorService | None = None
-        self._attached = asyncio.Event()
-        self._waiting = MonitorState(
-            connection=ConnectionState.CONNECTING,
-            database_label=database_label,
-            environment=environment,
-            viewer=viewer,
-        )
-
-    def attach(self, real: MonitorService) -> None:
-        self._real = real
-        self._attached.set()
-
-    def _service(self) -> MonitorService:
-        if self._real is None:
-            raise Unavailable("still connecting to the database")
-        return self._real
-
-    @property
-    def state(self) -> MonitorState:
-        return self._waiting if self._real is None else self._real.state
-
-    async def list_events(self, event_filter: EventFilter) -> list[Event]:
-        return [] if self._real is None else await self._real.list_events(event_filter)
-
-    async def event_detail(self, event_id: int) -> EventDetail:
-        return await self._service().event_detail(event_id)
-
-    def _actor(self) -> MonitorService:
-        if self._real is None:
-            raise ActionRefused("still connecting to the database")
-        return self._real
-
-    async def card(self, card_id: str) -> CardView:
-        return await self._service().card(card_id)
-
-    async def act(self, event_id: int, verb: Verb, note: str | None = None) -> Event:
-        return await self._actor().act(event_id, verb, note)
-
-    async def run_cycle_now(self) -> CycleResult:
-        return await self._actor().run_cycle_now()
-
-    async def handover(self) -> Handover:
-        return Handover(leads=False) if self._real is None else await self._real.handover()
-
-    async def health_history(self, since: datetime) -> list[HealthSnapshot]:
-        return [] if self._real is None else await self._real.health_history(since)
-
-    async def event_counts_by_hour(self, since: datetime) -> list[tuple[datetime, str, int]]:
-        return [] if self._real is None else await self._real.event_counts_by_hour(since)
-
-    async def changes(self) -> AsyncIterator[Change]:
-        await self._attached.wait()
-        async for change in self._service().changes():
-            yield change
-
-
-def _implements_protocol(service: DeferredService) -> MonitorService:
-    return service  # mypy checks that the class honours the dashboard's protocol

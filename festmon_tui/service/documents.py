@@ -149,7 +149,8 @@ def evaluate_health(
     return status, tuple(reasons)
 
 
-def _number(value: Decimal | int | float | None) -> float | int | None:
+def number(value: Decimal | float | int | None) -> float | int | None:
+    """A measured figure as a JSON number (None stays None: no 0 -> 100 fallback)."""
     if value is None:
         return None
     if isinstance(value, Decimal):
@@ -268,7 +269,7 @@ def health_document(state: MonitorState, now: datetime) -> dict[str, Any]:
                 snapshot.total_transactions_last_hour if snapshot and reachable else None
             ),
             "success_rate_percent": (
-                _number(snapshot.success_rate_percent) if snapshot and reachable else None
+                number(snapshot.success_rate_percent) if snapshot and reachable else None
             ),
             "active_monitoring_events": state.active_events if reachable else None,
             "critical_events_count": state.active_critical_events if reachable else None,

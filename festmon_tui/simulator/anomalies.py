@@ -12,7 +12,6 @@ from festmon_tui.simulator.festival import (
     CUP,
     TOP_UP_AMOUNTS,
     Card,
-    order_above,
     random_order,
     weighted,
 )
@@ -29,10 +28,12 @@ from festmon_tui.simulator.injection import (
     Generator,
     Injection,
     card_with_order,
+    card_with_order_above,
     debited,
     put_back,
     ready_card,
     tap_scan,
+    till_order,
 )
 from festmon_tui.simulator.steps import (
     AnomalyTag,
@@ -60,10 +61,7 @@ class FailedPaymentDebited:
             return None
         card, order = picked
         traffic = festival.traffic
-        tap = traffic.bar_tap()
-        request_id = traffic.ids.request_id()
-        assert tap.point_of_sale is not None
-        bar_order = BarOrder(card.card_id, order.items, order.total, request_id, tap.point_of_sale)
+        tap, request_id, bar_order = till_order(festival, card, order)
         reason = "bar_orders insert failed after the card was debited: deadlock detected"
         details = {
             "error_code": "DATABASE_ERROR",
@@ -101,15 +99,9 @@ class FailureBurst:
         attempts = festival.limits.consecutive_count
         if not festival.failures_fit(attempts):
             return None
-        card = ready_card(
-            festival, at, lambda c: Decimal(0) <= c.balance <= Decimal("60.00"), clean=True
-        )
-        if card is None:
+        if (picked := card_with_order_above(festival, at, "60.00", clean=True)) is None:
             return None
-        order = order_above(festival.rng, card.balance)
-        if order is None:
-            put_back(festival, card)
-            return None
+        card, order = picked
         tap = festival.traffic.bar_tap()
         steps: list[Step] = []
         times: list[float] = []
@@ -297,10 +289,7 @@ class BrokenBalanceChain:
         if debit > card.balance:
             put_back(festival, card)
             return None
-        tap = traffic.bar_tap()
-        request_id = traffic.ids.request_id()
-        assert tap.point_of_sale is not None
-        bar_order = BarOrder(card.card_id, order.items, order.total, request_id, tap.point_of_sale)
+        tap, request_id, bar_order = till_order(festival, card, order)
         scan = tap_scan(festival, card, tap, request_id, "success", traffic.device_ms() + 25)
         before = card.balance
         card.balance -= debit
@@ -326,18 +315,11 @@ class OfflineOverdraft:
     expected = (NEGATIVE,)
 
     def plan(self, festival: Festival, at: float) -> Injection | None:
-        card = ready_card(festival, at, lambda c: Decimal(0) <= c.balance <= Decimal("40.00"))
-        if card is None:
+        if (picked := card_with_order_above(festival, at, "40.00")) is None:
             return None
-        order = order_above(festival.rng, card.balance)
-        if order is None:
-            put_back(festival, card)
-            return None
+        card, order = picked
         traffic = festival.traffic
-        tap = traffic.bar_tap()
-        request_id = traffic.ids.request_id()
-        assert tap.point_of_sale is not None
-        bar_order = BarOrder(card.card_id, order.items, order.total, request_id, tap.point_of_sale)
+        tap, request_id, bar_order = till_order(festival, card, order)
         offline_s = festival.rng.randint(90, 600)
         scan = tap_scan(festival, card, tap, request_id, "success", traffic.device_ms())
         tag = debited(

@@ -9,9 +9,16 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, Protocol
 
-from festmon_tui.db.simulation import Scan
+from festmon_tui.db.simulation import BarOrder, Scan
 from festmon_tui.simulator.config import RuleLimits
-from festmon_tui.simulator.festival import Card, CardPool, Order, random_order, shrink_to
+from festmon_tui.simulator.festival import (
+    Card,
+    CardPool,
+    Order,
+    order_above,
+    random_order,
+    shrink_to,
+)
 from festmon_tui.simulator.steps import AnomalyTag, Script
 from festmon_tui.simulator.traffic import Tap, Traffic
 
@@ -134,14 +141,58 @@ def card_with_order(
 ) -> tuple[Card, Order] | None:
     """A free card holding min_balance or more, and an order costing at least min_total that
     it can pay from `share` of its balance; None (the card put back) if there is none."""
-    card = ready_card(festival, at, lambda c: c.balance >= Decimal(min_balance), clean=clean)
+
+    def order_for(card: Card) -> Order | None:
+        order = affordable_order(festival, card, share)
+        return None if order is None or order.total < min_total else order
+
+    fits = Decimal(min_balance)
+    return _card_and_order(festival, at, lambda c: c.balance >= fits, order_for, clean)
+
+
+def card_with_order_above(
+    festival: Festival, at: float, max_balance: str, *, clean: bool = False
+) -> tuple[Card, Order] | None:
+    """A free card holding 0 to max_balance, and a round it cannot pay; None (the card put
+    back) if there is none."""
+    most = Decimal(max_balance)
+    return _card_and_order(
+        festival,
+        at,
+        lambda c: Decimal(0) <= c.balance <= most,
+        lambda card: order_above(festival.rng, card.balance),
+        clean,
+    )
+
+
+def _card_and_order(
+    festival: Festival,
+    at: float,
+    accept: Callable[[Card], bool],
+    order_for: Callable[[Card], Order | None],
+    clean: bool,
+) -> tuple[Card, Order] | None:
+    card = ready_card(festival, at, accept, clean=clean)
     if card is None:
         return None
-    order = affordable_order(festival, card, share)
-    if order is None or order.total < min_total:
+    order = order_for(card)
+    if order is None:
         put_back(festival, card)
         return None
     return card, order
+
+
+def till_order(festival: Festival, card: Card, order: Order) -> tuple[Tap, str, BarOrder]:
+    """A till of a random bar, a new request id, and the order as that till sends it."""
+    traffic = festival.traffic
+    tap = traffic.bar_tap()
+    request_id = traffic.ids.request_id()
+    assert tap.point_of_sale is not None
+    return (
+        tap,
+        request_id,
+        BarOrder(card.card_id, order.items, order.total, request_id, tap.point_of_sale),
+    )
 
 
 def debited(card: Card, amount: Decimal, tag: AnomalyTag, **details: Any) -> AnomalyTag:

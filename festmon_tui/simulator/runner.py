@@ -7,7 +7,7 @@ import itertools
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import KW_ONLY, dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -132,37 +132,28 @@ class _Progress:
             self.started_at = written.at
 
 
+@dataclass(eq=False)
 class Simulation:
     """One run: `prepare` (run row + history), `run_live` (paced traffic), `finish`."""
 
-    def __init__(
-        self,
-        store: SimulationStore,
-        config: SimulationConfig,
-        limits: RuleLimits,
-        *,
-        max_in_flight: int = 64,
-        progress: Callable[[RunStats], None] | None = None,
-        progress_every_s: float = 10.0,
-        history_chunk: int = HISTORY_CHUNK,
-    ) -> None:
-        self.store = store
-        self.config = config
-        self.limits = limits
-        self.max_in_flight = max_in_flight
-        self.progress = progress
-        self.progress_every_s = progress_every_s
-        self.history_chunk = history_chunk
-        self.history_scripts = 0  # scripts of the history generated so far
-        self.stats = RunStats()
-        self.planner: Planner | None = None
-        self.run: RunRecord | None = None
-        self.live_started_at: datetime | None = None
-        self.ended_at: datetime | None = None
-        self._live: Iterator[Script] = iter(())
-        self._inflight: dict[str, asyncio.Task[None]] = {}
-        self._done_at: dict[str, float] = {}
-        self._consecutive_errors = 0
+    store: SimulationStore
+    config: SimulationConfig
+    limits: RuleLimits
+    _: KW_ONLY
+    max_in_flight: int = 64
+    progress: Callable[[RunStats], None] | None = None
+    progress_every_s: float = 10.0
+    history_chunk: int = HISTORY_CHUNK
+    history_scripts: int = field(default=0, init=False)  # scripts of the history generated so far
+    stats: RunStats = field(default_factory=RunStats, init=False)
+    planner: Planner | None = field(default=None, init=False)
+    run: RunRecord | None = field(default=None, init=False)
+    live_started_at: datetime | None = field(default=None, init=False)
+    ended_at: datetime | None = field(default=None, init=False)
+    _live: Iterator[Script] = field(default_factory=lambda: iter(()), init=False)
+    _inflight: dict[str, asyncio.Task[None]] = field(default_factory=dict, init=False)
+    _done_at: dict[str, float] = field(default_factory=dict, init=False)
+    _consecutive_errors: int = field(default=0, init=False)
 
     # -- setup ------------------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from festmon_tui.db.simulation import BarOrder, Recharge, Scan
@@ -60,20 +60,14 @@ def raw_data(card_id: str) -> str:
     return f"UID={card_id};ATQA=0044;SAK=00;TYPE=NTAG215"
 
 
+@dataclass(eq=False)
 class Traffic:
     """Builds the scripts of normal operations and keeps each card's balance as predicted."""
 
-    def __init__(
-        self,
-        rng: random.Random,
-        ids: Identifiers,
-        layout: Layout,
-        config: SimulationConfig,
-    ) -> None:
-        self.rng = rng
-        self.ids = ids
-        self.layout = layout
-        self.config = config
+    rng: random.Random
+    ids: Identifiers
+    layout: Layout
+    config: SimulationConfig
 
     # -- places -----------------------------------------------------------------------------
 
@@ -103,12 +97,12 @@ class Traffic:
     def extra_reads(self, card_id: str, tap: Tap, device_ms: int) -> tuple[Scan, ...]:
         """Now and then a debounced second read, or a failed read the cashier retried."""
         extras: list[Scan] = []
+        read = Scan(card_id, tap.device, tap.location, raw_data(card_id))
         if self.rng.random() < self.config.read_failure_share:
             extras.append(
-                Scan(
+                replace(
+                    read,
                     card_id=None,
-                    device=tap.device,
-                    location=tap.location,
                     raw_data="UID=04??;ATQA=0044",
                     status="failure",
                     offset_s=-self.rng.uniform(0.8, 2.0),
@@ -118,14 +112,12 @@ class Traffic:
                 )
             )
         if self.rng.random() < self.config.duplicate_scan_share:
+            debounce_s = self.rng.uniform(0.05, max(0.06, device_ms / 1000 * 0.8))
             extras.append(
-                Scan(
-                    card_id=card_id,
-                    device=tap.device,
-                    location=tap.location,
-                    raw_data=raw_data(card_id),
+                replace(
+                    read,
                     status="duplicate",
-                    offset_s=self.rng.uniform(0.05, max(0.06, device_ms / 1000 * 0.8)),
+                    offset_s=debounce_s,
                     processing_ms=0,
                     error_code="DEBOUNCED",
                     error_message="second read of the same card within the 2000 ms debounce window",

@@ -8,9 +8,9 @@ from contextlib import AsyncExitStack
 import pytest
 
 from festmon_tui.cli import build_parser, main
-from festmon_tui.cli.ui_commands import DeferredService, run_dashboard_command
+from festmon_tui.cli.ui_commands import run_dashboard_command
 from festmon_tui.models import ChangeKind, ConnectionState, EventFilter, Verb
-from festmon_tui.service.api import ActionRefused, Unavailable
+from festmon_tui.service.api import ActionRefused, DeferredService, Unavailable
 from tests.ui.fake_service import FakeMonitorService
 from tests.ui.pilot import event_ids, make_app, settle
 

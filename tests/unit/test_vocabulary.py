@@ -6,15 +6,9 @@ from __future__ import annotations
 import pytest
 
 from festmon_tui.cli import build_parser
-from festmon_tui.models import (
-    SEVERITY_WORDS,
-    STATUS_WORDS,
-    EventStatus,
-    EventType,
-    Severity,
-    event_type_words,
-)
+from festmon_tui.models import EventStatus, EventType, Severity
 from festmon_tui.ui.filters import SEVERITY_STEPS, STATUS_STEPS, TYPE_STEPS
+from festmon_tui.vocabulary import SEVERITY_WORDS, STATUS_WORDS, event_type_words
 
 
 def _events(*args: str) -> dict[str, frozenset[object]]:

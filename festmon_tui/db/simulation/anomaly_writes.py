@@ -21,14 +21,19 @@ from festmon_tui.db.simulation.records import (
 )
 from festmon_tui.db.simulation.writes import insert_scans, record_truth, truth_with_ids
 
-DEBIT_THEN_FAIL_SQL = """
+# Card $1's row locked and debited by $2: CTE `debit` holds its previous and new balance.
+_LOCKED_DEBIT = """
 WITH card AS (
     SELECT id, amount FROM table_cards WHERE id = $1 FOR UPDATE
 ), debit AS (
     UPDATE table_cards t SET amount = card.amount - $2::numeric
       FROM card WHERE t.id = card.id
     RETURNING card.amount AS previous, t.amount AS new
-)
+)"""
+
+DEBIT_THEN_FAIL_SQL = (
+    _LOCKED_DEBIT
+    + """
 INSERT INTO app_transaction_log (
     card_id, transaction_type, status, amount_involved, previous_balance, new_balance,
     details, edge_function_name, client_request_id, "timestamp")
@@ -37,6 +42,7 @@ SELECT $1, 'bar_order', 'failed', $2::numeric, debit.previous, debit.new, $3::js
   FROM debit
 RETURNING transaction_id, previous_balance, new_balance, "timestamp"
 """
+)
 
 # A till's offline queue replayed on reconnect: every order refused before reaching a card.
 REPLAY_FAILED_SQL = """
@@ -82,17 +88,11 @@ RETURNING transaction_id, previous_balance, new_balance, "timestamp"
 """
 
 # A till that settles an order itself (offline mode, or a buggy total): it takes the card's
-# balance and debits `debit`, which may exceed the balance or differ from the order's total.
-DIRECT_DEBIT_SQL = """
-WITH card AS (
-    SELECT id, amount FROM table_cards WHERE id = $1 FOR UPDATE
-), debit AS (
-    UPDATE table_cards t SET amount = card.amount - $3::numeric
-      FROM card WHERE t.id = card.id
-    RETURNING card.amount AS previous, t.amount AS new
-), bar_order AS (
+# balance and debits `debit` ($2), which may exceed the balance or differ from the total ($3):
+# after the debit, the order, its items and the log row.
+_DIRECT_ORDER = """, bar_order AS (
     INSERT INTO bar_orders (card_id, total_amount, status, point_of_sale, client_request_id)
-    SELECT $1, $2::numeric, 'completed', $5, $6 FROM debit
+    SELECT $1, $3::numeric, 'completed', $5, $6 FROM debit
     RETURNING id
 ), items AS (
     INSERT INTO bar_order_items (order_id, product_name, price, quantity, is_deposit, is_return)
@@ -105,13 +105,14 @@ WITH card AS (
 INSERT INTO app_transaction_log (
     card_id, transaction_type, status, amount_involved, previous_balance, new_balance,
     details, edge_function_name, client_request_id, "timestamp")
-SELECT $1, 'bar_order', 'completed', $2::numeric, debit.previous, debit.new,
+SELECT $1, 'bar_order', 'completed', $3::numeric, debit.previous, debit.new,
        jsonb_build_object('items', $4::jsonb, 'order_id', bar_order.id,
                           'point_of_sale', $5::integer) || $7::jsonb,
        'process-bar-order', $6, clock_timestamp()
   FROM debit, bar_order
 RETURNING transaction_id, previous_balance, new_balance, "timestamp"
 """
+DIRECT_DEBIT_SQL = _LOCKED_DEBIT + _DIRECT_ORDER
 
 
 class AnomalyWrites:
@@ -188,8 +189,8 @@ class AnomalyWrites:
         """A till settling an order itself: no funds check; `debit` may differ from the total."""
         with translated():
             args = (
-                order.total,
                 debit,
+                order.total,
                 to_jsonb(list(order.items)),
                 order.point_of_sale,
                 order.client_request_id,

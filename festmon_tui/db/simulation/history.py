@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from festmon_tui.db.simulation.records import Conn, HistoryBatch, HistoryEntry, to_jsonb
+from festmon_tui.db.simulation.records import Conn, HistoryBatch, HistoryEntry, columns, to_jsonb
 from festmon_tui.db.simulation.writes import scan_arrays
 
 HISTORY_CARDS_SQL = """
@@ -192,11 +192,7 @@ async def _write_entries(conn: Conn, entries: Sequence[HistoryEntry]) -> None:
         await conn.execute(
             HISTORY_ORDERS_SQL,
             order_ids,
-            [e.card_id for e in orders],
-            [e.amount for e in orders],
-            [e.point_of_sale for e in orders],
-            [e.client_request_id for e in orders],
-            [e.at for e in orders],
+            *columns(orders, "card_id", "amount", "point_of_sale", "client_request_id", "at"),
         )
         items = [(oid, e, i) for oid, e in zip(order_ids, orders, strict=True) for i in e.items]
         await conn.execute(
@@ -213,14 +209,16 @@ async def _write_entries(conn: Conn, entries: Sequence[HistoryEntry]) -> None:
         await conn.execute(
             HISTORY_RECHARGES_SQL,
             recharge_ids,
-            [e.card_id for e in recharges],
-            [e.amount for e in recharges],
+            *columns(recharges, "card_id", "amount"),
             [e.payment_method in ("stripe", "card") for e in recharges],
-            [e.stripe_session_id for e in recharges],
-            [e.client_request_id for e in recharges],
-            [e.staff_id for e in recharges],
-            [e.checkpoint_id for e in recharges],
-            [e.at for e in recharges],
+            *columns(
+                recharges,
+                "stripe_session_id",
+                "client_request_id",
+                "staff_id",
+                "checkpoint_id",
+                "at",
+            ),
         )
     details: dict[int, dict[str, Any]] = {}
     for oid, e in zip(order_ids, orders, strict=True):
@@ -236,13 +234,10 @@ async def _write_entries(conn: Conn, entries: Sequence[HistoryEntry]) -> None:
         }
     await conn.execute(
         HISTORY_LOG_SQL,
-        [e.card_id for e in entries],
-        [e.transaction_type for e in entries],
-        [e.amount for e in entries],
-        [e.previous_balance for e in entries],
-        [e.new_balance for e in entries],
+        *columns(
+            entries, "card_id", "transaction_type", "amount", "previous_balance", "new_balance"
+        ),
         [to_jsonb(details[id(e)]) for e in entries],
         [EDGE_FUNCTIONS.get(e.transaction_type) for e in entries],
-        [e.client_request_id for e in entries],
-        [e.at for e in entries],
+        *columns(entries, "client_request_id", "at"),
     )

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from operator import attrgetter
 from typing import Any
 from uuid import UUID
 
@@ -153,6 +155,11 @@ class GroundTruth:
     started_at: datetime
     injected_at: datetime
     details: dict[str, Any]
+
+
+def columns(rows: Sequence[Any], *names: str) -> list[list[Any]]:
+    """The rows' values of each named attribute, one list per name: unnest()'s arrays."""
+    return [list(map(attrgetter(name), rows)) for name in names]
 
 
 def to_jsonb(value: Any) -> str:

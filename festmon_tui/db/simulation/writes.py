@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from festmon_tui.db.simulation.records import Conn, Scan, Truth, to_jsonb
+from festmon_tui.db.simulation.records import Conn, Scan, Truth, columns, to_jsonb
 
 SCAN_FN = "nfc-scan-hook"
 
@@ -39,20 +39,26 @@ RETURNING anomaly_id, injected_at
 """
 
 
+# The Scan attributes SCANS_SQL takes as $1-$12, in its order.
+SCAN_COLUMNS = (
+    "card_id",
+    "raw_data",
+    "offset_s",
+    "status",
+    "processing_ms",
+    "operation_id",
+    "client_request_id",
+    "location",
+    "device",
+    "user_agent",
+    "error_message",
+    "error_code",
+)
+
+
 def scan_arrays(scans: Sequence[Scan]) -> list[list[Any]]:
     return [
-        [s.card_id for s in scans],
-        [s.raw_data for s in scans],
-        [s.offset_s for s in scans],
-        [s.status for s in scans],
-        [s.processing_ms for s in scans],
-        [s.operation_id for s in scans],
-        [s.client_request_id for s in scans],
-        [s.location for s in scans],
-        [s.device for s in scans],
-        [s.user_agent for s in scans],
-        [s.error_message for s in scans],
-        [s.error_code for s in scans],
+        *columns(scans, *SCAN_COLUMNS),
         [SCAN_FN for _ in scans],
         [to_jsonb(s.metadata) for s in scans],
     ]
