@@ -141,3 +141,9 @@ async def test_the_status_catch_up_line_is_in_its_place_and_escaped(
     first_job = min(i for i, line in enumerate(lines) if line.startswith("  job "))
     assert leader < catch_up < first_job
     assert "evil" in lines[catch_up]
+
+
+def test_the_status_line_never_says_100_percent_while_a_rule_is_behind() -> None:
+    almost = {"detector": "system_failure_spike", "rows_behind": 40, "percent_done": 100.0}
+    line = catch_up_line([{**almost, "eta_seconds": None, "caught_up": False}])
+    assert line.startswith("detection catch-up: 99.9 % done (slowest system_failure_spike)")

@@ -89,3 +89,15 @@ async def test_no_bar_when_nothing_is_catching_up_or_the_progress_is_unknown() -
         service.set_state(healthy_state(catch_up=progress(10.0, 100, eta=None)))
         await until(pilot, lambda: bar.display)
         assert "time left not known yet" in bar_text(bar)
+
+
+async def test_a_rule_still_behind_never_shows_100_percent() -> None:
+    """The database rounds 99.96 % to 100.0: while a rule is behind the bar says 99 %."""
+    almost = (CatchUp("system_failure_spike", 40, 100.0, None, False),)
+    service = FakeMonitorService(state=healthy_state(catch_up=almost))
+    app = make_app(service)
+    async with app.run_test(size=(80, 24)) as pilot:
+        bar = app.screen.query_one(CatchUpBar)
+        await until(pilot, lambda: bar.display)
+        assert bar.percent == 99
+        assert "99 % · time left not known yet" in bar_text(bar)

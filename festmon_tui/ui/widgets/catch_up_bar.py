@@ -65,7 +65,9 @@ class CatchUpBar(QuietLines):
             self.set_shown(False)
             return
         slowest = min(rules, key=lambda p: p.percent_done)
-        key = (int(slowest.percent_done), tuple(sorted(p.detector for p in rules)))
+        # behind is never 100 % (the database rounds 99.96 to 100.0)
+        percent = min(int(slowest.percent_done), 99)
+        key = (percent, tuple(sorted(p.detector for p in rules)))
         if key == self._key:
             return  # the same percent: rows and seconds moved, the line stays as it is
         self._key, self._slowest, self._behind = key, slowest, len(rules)
