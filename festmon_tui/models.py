@@ -429,6 +429,17 @@ class ReplicaStatus:
     pending_replication: tuple[int, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class CatchUp:
+    """How far one detection watermark (an incremental rule, or the card ledger) is behind."""
+
+    detector: str
+    rows_behind: int
+    percent_done: float
+    eta_seconds: float | None
+    caught_up: bool
+
+
 @dataclass(frozen=True)
 class MonitorState:
     """The latest known state of everything the dashboard shows, with its age."""
@@ -458,6 +469,8 @@ class MonitorState:
     detection_alarms: tuple[DetectionAlarm, ...] = ()
     # Reads on a hot standby (issue 18): its lag, fallbacks and pending actions; None otherwise.
     replica: ReplicaStatus | None = None
+    # A first run catching up on history (issue 19.3): every watermark; empty when unknown.
+    catch_up: tuple[CatchUp, ...] = ()
 
 
 class ChangeKind(StrEnum):

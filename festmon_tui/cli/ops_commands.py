@@ -183,7 +183,8 @@ def catch_up_line(progress: list[dict[str, Any]]) -> str:
     left = f", about {max(etas):.0f} s left" if etas else ", time left not known yet"
     rules = ", ".join(f"{p['detector']} {p['rows_behind']} rows behind" for p in behind)
     return (
-        f"detection catch-up: {slowest['percent_done']:.1f} % done "
+        # behind is never 100 % (the database rounds 99.96 to 100.0)
+        f"detection catch-up: {min(slowest['percent_done'], 99.9):.1f} % done "
         f"(slowest {slowest['detector']}){left}; {rules}"
     )
 

@@ -27,6 +27,7 @@ from festmon_tui.db.events import EventRepository
 from festmon_tui.db.health import HealthRepository
 from festmon_tui.db.lease import LeaseHolder, LeaseRepository, NotLeader
 from festmon_tui.db.listen import EventListener
+from festmon_tui.db.progress import CatchUpRepository
 from festmon_tui.db.replica import ReadRoute, is_in_recovery
 from festmon_tui.db.settings_sync import SettingsRowRepository
 from festmon_tui.models import (
@@ -311,6 +312,7 @@ class PostgresMonitorService:
             self.holder,
             self.scheduler,
             run_reads=None if self._route is None else CycleRunRepository(reads),
+            catch_up=CatchUpRepository(reads),
         )
         if self.listens:
             # On a standby LISTEN is impossible: options that say "pooled" make the listener poll

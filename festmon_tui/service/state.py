@@ -12,6 +12,7 @@ from festmon_tui.db.cycle_runs import CycleRun, CycleRunRepository
 from festmon_tui.db.errors import DatabaseRefused
 from festmon_tui.db.health import HealthRepository
 from festmon_tui.db.lease import LeaseHolder, LeaseRepository
+from festmon_tui.db.progress import CatchUpRepository
 from festmon_tui.models import (
     BreakerState,
     BreakerStatus,
@@ -51,6 +52,7 @@ class StateReader:
         scheduler: Scheduler | None,
         *,
         run_reads: CycleRunRepository | None = None,
+        catch_up: CatchUpRepository | None = None,
     ) -> None:
         self.settings = settings
         self.health = health
@@ -60,6 +62,7 @@ class StateReader:
         # process's own runs are written through `runs` (the primary).
         self.run_reads = run_reads or runs
         self.holder = holder
+        self.catch_up = catch_up  # a first run's progress (issue 19.3); None: not shown
         self.scheduler = scheduler
         self.runner = None if scheduler is None else scheduler.runner
         self._intervals = {
@@ -99,6 +102,7 @@ class StateReader:
         try:
             reading = await self.health.latest()
             counts = await self.health.active_counts()
+            catch_up = await self.catch_up.read() if self.catch_up is not None else ()
             leader = self._own_leader() or await self.lease.current(self.holder)
         except DatabaseRefused:
             # Reachable but refused: if festmon's schema is missing or old, nothing is being
@@ -151,6 +155,7 @@ class StateReader:
             breaker=breaker,
             refreshed_at=_utc_now(),
             detection_alarms=alarms,
+            catch_up=catch_up,
         )
 
     def _schema_missing(self, state: MonitorState, problem: str) -> MonitorState:

@@ -12,6 +12,18 @@
 --   First use, a change of the transaction type settings the summaries depend on, or a
 --   ledger emptied by a crash (it is unlogged: no monitoring_card_ledger_state row, V0004):
 --   the ledger is emptied and folded again from the first log row (rebuilt = true).
+--   While it is being built (not caught up since) and more than catch_up_bulk_rows ids behind
+--   the newest row, a run folds set-based slices instead of a batch (issue 19.3): each the
+--   rows of the next catch_up_slice_rows ids, read as an id range in one statement (GROUP BY
+--   card, no id array); the ids this snapshot cannot see become gaps and its snapshot a
+--   pending run, as monitoring_claim_rows records them, so the batches that take over near
+--   the head read late commits exactly once. Slices only in the first half of the caller's
+--   statement_timeout since its transaction began: one if the call starts in it (none after:
+--   e.g. a job that waited for the other job's fold, whose lock is held to its commit), more
+--   while another one (at twice the last one's time) would still end in it. The jobs, which
+--   both fold, stay inside their timeouts whatever the machine's speed; without a
+--   statement_timeout, one slice a call. touched_cards is then empty: no balance is
+--   compared before the build completes, and the run that completes it compares every card.
 --   Runs under advisory lock card_ledger (monitoring_xact_lock), taken by its callers.
 -- ---------------------------------------------------------------------------------------------
 CREATE OR REPLACE FUNCTION monitoring_fold_card_ledger(
@@ -29,7 +41,18 @@ DECLARE
     v_config        jsonb;
     v_wm            monitoring_detector_watermarks;
     v_claim         record;
+    v_ids           bigint[];
     v_cards_folded  integer;
+    v_head          bigint;
+    v_from          bigint;
+    v_to            bigint;
+    v_bulk          boolean := false;
+    v_seen          bigint;
+    v_gaps          int8multirange;
+    v_xmax          bigint;
+    v_snapshot      text;
+    v_timeout_ms    bigint;
+    v_slice_started timestamptz;
 BEGIN
     v_settings := monitoring_settings_get();
     v_config := jsonb_build_object(
@@ -65,65 +88,147 @@ BEGIN
                total_examined = 0, state_config = v_config, initialized_at = now(),
                caught_up_at = NULL, initial_cutoff = NULL, initial_end_id = NULL,
                updated_at = now()
-         WHERE detector_name = 'card_ledger';
+         WHERE detector_name = 'card_ledger'
+        RETURNING * INTO v_wm;
     END IF;
 
-    SELECT * INTO v_claim
-      FROM monitoring_claim_rows('card_ledger', 'app_transaction_log', v_settings.ledger_batch_size);
-    backlog := v_claim.backlog;
-    late_count := v_claim.late_count;
-    rows_folded := cardinality(v_claim.new_ids);
+    -- Being built and far behind: set-based slices of ids (see the header).
+    -- (no log table: the claim below says so, as for every rule)
+    IF v_wm.caught_up_at IS NULL AND to_regclass('app_transaction_log') IS NOT NULL THEN
+        v_head := coalesce((SELECT max(l.log_id) FROM app_transaction_log AS l), 0);
+        v_bulk := v_head - v_wm.last_log_id > v_settings.catch_up_bulk_rows;
+    END IF;
+    IF v_bulk THEN
+        rows_folded := 0;
+        late_count := 0;
+        v_to := v_wm.last_log_id;
+        -- The caller's statement_timeout (the job's): slices only in the first half of it since
+        -- the job's transaction started (see the header); without one, one slice a call.
+        v_timeout_ms := (SELECT s.setting::bigint FROM pg_settings AS s WHERE s.name = 'statement_timeout');
+        IF v_timeout_ms > 0
+           AND clock_timestamp() > now() + make_interval(secs => v_timeout_ms / 2 / 1000.0) THEN
+            touched_cards := '{}';
+            backlog := true;
+            RETURN;  -- e.g. after waiting for the other job's fold: the next run folds
+        END IF;
+    ELSE
+        SELECT * INTO v_claim
+          FROM monitoring_claim_rows('card_ledger', 'app_transaction_log', v_settings.ledger_batch_size);
+        backlog := v_claim.backlog;
+        late_count := v_claim.late_count;
+        rows_folded := cardinality(v_claim.new_ids);
+        v_ids := v_claim.new_ids;
+    END IF;
 
-    WITH batch AS (
-        SELECT l.card_id, l.log_id, l.transaction_id, l.status, l.new_balance,
-               l.amount_involved, l.transaction_type, l."timestamp",
-               coalesce(l.edge_function_name, '') <> ALL (v_settings.mirror_edge_function_names)
-                   AS counted
-          FROM app_transaction_log AS l
-         WHERE l.log_id = ANY (v_claim.new_ids)
-    ), summary AS (
-        SELECT card_id,
-               count(*) AS completed_rows,
-               max(log_id) FILTER (WHERE new_balance IS NOT NULL) AS last_balance_log_id,
-               coalesce(sum(CASE WHEN transaction_type = ANY (v_settings.credit_transaction_types)
-                                     THEN amount_involved
-                                 WHEN transaction_type = ANY (v_settings.debit_transaction_types)
-                                     THEN -amount_involved END), 0) AS signed_sum,
-               count(*) FILTER (WHERE amount_involved IS NULL
-                                   OR NOT (transaction_type = ANY (v_settings.credit_transaction_types)
-                                           OR transaction_type = ANY (v_settings.debit_transaction_types)))
-                   AS indeterminate_rows,
-               max("timestamp") AS last_transaction
-          FROM batch
-         WHERE status = 'completed' AND counted
-         GROUP BY card_id
-    ), folded AS (
-        INSERT INTO monitoring_card_ledger AS m (
-            card_id, completed_rows, last_balance_log_id, last_balance,
-            last_balance_transaction_id, signed_sum, indeterminate_rows, last_transaction)
-        SELECT s.card_id, s.completed_rows, s.last_balance_log_id, b.new_balance,
-               b.transaction_id, s.signed_sum, s.indeterminate_rows, s.last_transaction
-          FROM summary AS s
-          LEFT JOIN batch AS b ON b.log_id = s.last_balance_log_id
-         ORDER BY s.card_id COLLATE "C"  -- the order only makes the writes local: bytes sort faster
-        ON CONFLICT (card_id) DO UPDATE SET
-            completed_rows = m.completed_rows + EXCLUDED.completed_rows,
-            last_balance_log_id = CASE WHEN EXCLUDED.last_balance_log_id > coalesce(m.last_balance_log_id, -1)
-                                       THEN EXCLUDED.last_balance_log_id ELSE m.last_balance_log_id END,
-            last_balance = CASE WHEN EXCLUDED.last_balance_log_id > coalesce(m.last_balance_log_id, -1)
-                                THEN EXCLUDED.last_balance ELSE m.last_balance END,
-            last_balance_transaction_id =
-                CASE WHEN EXCLUDED.last_balance_log_id > coalesce(m.last_balance_log_id, -1)
-                     THEN EXCLUDED.last_balance_transaction_id ELSE m.last_balance_transaction_id END,
-            signed_sum = m.signed_sum + EXCLUDED.signed_sum,
-            indeterminate_rows = m.indeterminate_rows + EXCLUDED.indeterminate_rows,
-            last_transaction = greatest(m.last_transaction, EXCLUDED.last_transaction),
-            updated_at = now()
-        RETURNING 1
-    )
-    SELECT (SELECT count(*) FROM folded),
-           (SELECT coalesce(array_agg(DISTINCT card_id), '{}') FROM batch)
-      INTO v_cards_folded, touched_cards;
+    LOOP  -- once for a batch; per slice while far behind and the time allows (see above)
+    IF v_bulk THEN
+        v_slice_started := clock_timestamp();
+        v_from := v_to;
+        v_to := least(v_head, v_from + v_settings.catch_up_slice_rows);
+    END IF;
+    -- One statement, one snapshot: the rows folded, and (a slice) the ids it could not see.
+    -- The last balance is the row of the card's highest such id, read back by primary key.
+    EXECUTE format($sql$
+        WITH snap AS MATERIALIZED (
+            SELECT pg_current_snapshot() AS s
+        ), summary AS (
+            SELECT l.card_id,
+                   count(*) AS completed_rows,
+                   max(l.log_id) FILTER (WHERE l.new_balance IS NOT NULL) AS last_balance_log_id,
+                   coalesce(sum(CASE WHEN l.transaction_type = ANY ($4) THEN l.amount_involved
+                                     WHEN l.transaction_type = ANY ($5) THEN -l.amount_involved END),
+                            0) AS signed_sum,
+                   count(*) FILTER (WHERE l.amount_involved IS NULL
+                                       OR NOT (l.transaction_type = ANY ($4)
+                                               OR l.transaction_type = ANY ($5)))
+                       AS indeterminate_rows,
+                   max(l."timestamp") AS last_transaction
+              FROM app_transaction_log AS l
+             WHERE %1$s
+               AND l.status = 'completed'
+               AND coalesce(l.edge_function_name, '') <> ALL ($6)
+             GROUP BY l.card_id
+        ), folded AS (
+            INSERT INTO monitoring_card_ledger AS m (
+                card_id, completed_rows, last_balance_log_id, last_balance,
+                last_balance_transaction_id, signed_sum, indeterminate_rows, last_transaction)
+            SELECT s.card_id, s.completed_rows, s.last_balance_log_id, b.new_balance,
+                   b.transaction_id, s.signed_sum, s.indeterminate_rows, s.last_transaction
+              FROM summary AS s
+              LEFT JOIN app_transaction_log AS b ON b.log_id = s.last_balance_log_id
+             ORDER BY s.card_id COLLATE "C"  -- the order only makes the writes local: bytes sort faster
+            ON CONFLICT (card_id) DO UPDATE SET
+                completed_rows = m.completed_rows + EXCLUDED.completed_rows,
+                last_balance_log_id = CASE WHEN EXCLUDED.last_balance_log_id > coalesce(m.last_balance_log_id, -1)
+                                           THEN EXCLUDED.last_balance_log_id ELSE m.last_balance_log_id END,
+                last_balance = CASE WHEN EXCLUDED.last_balance_log_id > coalesce(m.last_balance_log_id, -1)
+                                    THEN EXCLUDED.last_balance ELSE m.last_balance END,
+                last_balance_transaction_id =
+                    CASE WHEN EXCLUDED.last_balance_log_id > coalesce(m.last_balance_log_id, -1)
+                         THEN EXCLUDED.last_balance_transaction_id ELSE m.last_balance_transaction_id END,
+                signed_sum = m.signed_sum + EXCLUDED.signed_sum,
+                indeterminate_rows = m.indeterminate_rows + EXCLUDED.indeterminate_rows,
+                last_transaction = greatest(m.last_transaction, EXCLUDED.last_transaction),
+                updated_at = now()
+            RETURNING 1
+        ), seen AS (
+            SELECT %2$s AS n
+        )
+        SELECT (SELECT count(*) FROM folded), %3$s, seen.n, %4$s,
+               pg_snapshot_xmax(snap.s)::text::bigint, snap.s::text
+          FROM snap, seen
+        $sql$,
+        CASE WHEN v_bulk THEN 'l.log_id > $2 AND l.log_id <= $3' ELSE 'l.log_id = ANY ($1)' END,
+        CASE WHEN v_bulk
+             THEN '(SELECT count(*) FROM app_transaction_log AS l WHERE l.log_id > $2 AND l.log_id <= $3)'
+             ELSE 'NULL::bigint' END,
+        CASE WHEN v_bulk THEN '''{}''::text[]'
+             ELSE '(SELECT coalesce(array_agg(DISTINCT l.card_id), ''{}'')
+                      FROM app_transaction_log AS l WHERE l.log_id = ANY ($1))' END,
+        -- the ids of the slice this snapshot cannot see (none, the usual case, by the count)
+        CASE WHEN v_bulk
+             THEN 'CASE WHEN seen.n = $3 - $2 THEN ''{}''::int8multirange ELSE (
+                       SELECT coalesce(range_agg(int8range(i.previous_id + 1, i.id)), ''{}'')
+                         FROM (SELECT l.log_id AS id,
+                                      lag(l.log_id, 1, $2) OVER (ORDER BY l.log_id) AS previous_id
+                                 FROM app_transaction_log AS l
+                                WHERE l.log_id > $2 AND l.log_id <= $3
+                               UNION ALL
+                               SELECT $3 + 1, coalesce(max(l.log_id), $2)
+                                 FROM app_transaction_log AS l
+                                WHERE l.log_id > $2 AND l.log_id <= $3) AS i
+                        WHERE i.id - i.previous_id > 1) END'
+             ELSE 'NULL::int8multirange' END)
+       INTO v_cards_folded, touched_cards, v_seen, v_gaps, v_xmax, v_snapshot
+      USING v_ids, v_from, v_to, v_settings.credit_transaction_types,
+            v_settings.debit_transaction_types, v_settings.mirror_edge_function_names;
+
+    IF v_bulk THEN
+        rows_folded := rows_folded + v_seen;
+        backlog := v_to < v_head;
+        -- What monitoring_claim_rows records for the ids it passes (see there): the slice's
+        -- invisible ids as gaps, its snapshot as a run that makes them safe once it is over.
+        UPDATE monitoring_detector_watermarks
+           SET last_log_id = v_to,
+               pending_gaps = pending_gaps + v_gaps,
+               pending_runs = pending_runs || jsonb_build_array(jsonb_build_object(
+                                  'last_log_id', v_to, 'xmax', v_xmax, 'at', now())),
+               backlog = monitoring_fold_card_ledger.backlog,
+               last_examined_at = now(),
+               last_examined_count = v_seen,
+               total_examined = total_examined + v_seen,
+               last_snapshot = v_snapshot,
+               caught_up_at = CASE WHEN monitoring_fold_card_ledger.backlog THEN NULL ELSE now() END,
+               updated_at = now()
+         WHERE detector_name = 'card_ledger';
+    END IF;
+    -- Another slice only if it would still end (taking twice as long as this one) in the
+    -- first half of the timeout; near the head the batches take over from the next call.
+    EXIT WHEN NOT v_bulk OR NOT backlog OR v_head - v_to <= v_settings.catch_up_bulk_rows
+           OR v_timeout_ms <= 0
+           OR clock_timestamp() + 2 * (clock_timestamp() - v_slice_started)
+              > now() + make_interval(secs => v_timeout_ms / 2 / 1000.0);
+    END LOOP;
 END;
 $$;
 

@@ -37,6 +37,7 @@ from festmon_tui.ui.view_state import (
     Trends,
 )
 from festmon_tui.ui.widgets.breaker_pane import BreakerPane
+from festmon_tui.ui.widgets.catch_up_bar import CatchUpBar
 from festmon_tui.ui.widgets.event_table import EventTable
 from festmon_tui.ui.widgets.filter_bar import FilterBar, summary_forms
 from festmon_tui.ui.widgets.footer import KeysFooter
@@ -78,6 +79,7 @@ class DashboardScreen(EventScreen):
     def compose(self) -> ComposeResult:
         tz = self.festmon.config.timezone
         yield HeaderBar(tz, viewer=self.viewer, id="header")
+        yield CatchUpBar(id="catch-up")
         with Horizontal(id="top"):
             yield HealthPane(tz, id="health")
             yield BreakerPane(tz, id="breaker")
@@ -130,6 +132,7 @@ class DashboardScreen(EventScreen):
         header = self.query_one(HeaderBar)
         header.state, header.now = state, now
         self.query_one(HealthPane).show(state, now)
+        self.query_one(CatchUpBar).show(state.catch_up)
         breaker = self.query_one(BreakerPane)
         breaker.state, breaker.now = state, now
 

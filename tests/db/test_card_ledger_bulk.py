@@ -1,0 +1,293 @@
+"""The card ledger's first build goes by set-based slices when far behind (issue 19.3).
+
+Far behind the newest log row (more than catch_up_bulk_rows ids), a fold reads the next
+catch_up_slice_rows ids as one range instead of claiming a batch of ids; near the head the
+batches take over. The result must be exactly the ledger a brute-force pass over the log gives,
+with ids that were never committed (rolled back) skipped and a row that commits after its slice
+was read folded exactly once; and the balance sweep after such a build finds exactly the cards
+that are wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+
+from tests.db.payment_rows import put_card
+
+TYPES = ["stripe_recharge", "standard_recharge", "bar_order", "refund", "other"]
+STATUSES = ["completed", "completed", "completed", "failed", "pending"]
+EDGE = [None, None, "process-bar-order", "bar-order-trigger"]
+
+
+def _random_rows(rng: random.Random, count: int, cards: int) -> list[tuple[Any, ...]]:
+    rows = []
+    for _ in range(count):
+        amount = None if rng.random() < 0.05 else Decimal(rng.randint(1, 5000)) / 100
+        new = None if rng.random() < 0.1 else Decimal(rng.randint(-500, 50000)) / 100
+        rows.append(
+            (
+                f"card-{rng.randint(1, cards):04d}",
+                rng.choice(TYPES),
+                rng.choice(STATUSES),
+                amount,
+                new,
+                rng.choice(EDGE),
+            )
+        )
+    return rows
+
+
+INSERT = """
+INSERT INTO app_transaction_log (card_id, transaction_type, status, amount_involved,
+                                 new_balance, edge_function_name, "timestamp")
+VALUES ($1, $2, $3, $4, $5, $6, now() - random() * interval '3 days')
+"""
+
+
+async def _brute_force(conn: asyncpg.Connection) -> dict[str, tuple[Any, ...]]:
+    """The ledger as a direct reading of every committed log row gives it."""
+    settings = await conn.fetchrow(
+        "SELECT credit_transaction_types, debit_transaction_types, mirror_edge_function_names"
+        " FROM monitoring_settings"
+    )
+    credit = set(settings["credit_transaction_types"])
+    debit = set(settings["debit_transaction_types"])
+    mirror = set(settings["mirror_edge_function_names"])
+    ledger: dict[str, dict[str, Any]] = {}
+    rows = await conn.fetch("SELECT * FROM app_transaction_log ORDER BY log_id")
+    for r in rows:
+        if r["status"] != "completed" or (r["edge_function_name"] or "") in mirror:
+            continue
+        card = ledger.setdefault(
+            r["card_id"],
+            {"rows": 0, "last": None, "sum": Decimal(0), "indeterminate": 0, "at": None},
+        )
+        card["rows"] += 1
+        if r["new_balance"] is not None:
+            card["last"] = r  # ordered by log_id: the highest wins
+        if r["amount_involved"] is not None and r["transaction_type"] in credit:
+            card["sum"] += r["amount_involved"]
+        elif r["amount_involved"] is not None and r["transaction_type"] in debit:
+            card["sum"] -= r["amount_involved"]
+        if r["amount_involved"] is None or r["transaction_type"] not in credit | debit:
+            card["indeterminate"] += 1
+        card["at"] = r["timestamp"] if card["at"] is None else max(card["at"], r["timestamp"])
+    return {
+        card_id: (
+            c["rows"],
+            c["last"] and c["last"]["log_id"],
+            c["last"] and c["last"]["new_balance"],
+            c["last"] and c["last"]["transaction_id"],
+            c["sum"],
+            c["indeterminate"],
+            c["at"],
+        )
+        for card_id, c in ledger.items()
+    }
+
+
+async def _ledger(conn: asyncpg.Connection) -> dict[str, tuple[Any, ...]]:
+    rows = await conn.fetch(
+        "SELECT card_id, completed_rows, last_balance_log_id, last_balance,"
+        " last_balance_transaction_id, signed_sum, indeterminate_rows, last_transaction"
+        " FROM monitoring_card_ledger"
+    )
+    return {r["card_id"]: tuple(r.values())[1:] for r in rows}
+
+
+async def _fold(conn: asyncpg.Connection) -> asyncpg.Record:
+    return await conn.fetchrow("SELECT * FROM monitoring_fold_card_ledger()")
+
+
+async def _watermark(conn: asyncpg.Connection) -> asyncpg.Record:
+    return await conn.fetchrow(
+        "SELECT * FROM monitoring_detector_watermarks WHERE detector_name = 'card_ledger'"
+    )
+
+
+async def _gaps(conn: asyncpg.Connection) -> str:
+    return await conn.fetchval(
+        "SELECT pending_gaps::text FROM monitoring_detector_watermarks"
+        " WHERE detector_name = 'card_ledger'"
+    )
+
+
+async def test_a_bulk_build_equals_the_brute_force_ledger_with_gaps_and_a_late_commit(
+    conn: asyncpg.Connection, db_dsn: str
+) -> None:
+    rng = random.Random(1903)
+    await conn.execute(
+        "UPDATE monitoring_settings SET catch_up_bulk_rows = 100, catch_up_slice_rows = 700,"
+        " ledger_batch_size = 40, late_commit_grace = '0'"
+    )
+    await conn.executemany(INSERT, _random_rows(rng, 300, 60))
+    base = await conn.fetchval("SELECT min(log_id) - 1 FROM app_transaction_log")
+    # Ids taken by a transaction that rolls back: never visible, gaps for ever.
+    rolled_back = conn.transaction()
+    await rolled_back.start()
+    await conn.executemany(INSERT, _random_rows(rng, 25, 60))
+    await rolled_back.rollback()
+    late = await asyncpg.connect(db_dsn)
+    try:
+        # A row whose transaction is still open while the first slice reads past its id.
+        late_tx = late.transaction()
+        await late_tx.start()
+        late_id = await late.fetchval(
+            INSERT + " RETURNING log_id",
+            "card-0007",
+            "stripe_recharge",
+            "completed",
+            Decimal("12.34"),
+            Decimal("99.99"),
+            None,
+        )
+        await conn.executemany(INSERT, _random_rows(rng, 1500, 60))
+
+        first = await _fold(conn)
+        wm = await _watermark(conn)
+        await late_tx.commit()
+    finally:
+        await late.close()
+
+    assert late_id == base + 326
+    assert (first["rebuilt"], first["backlog"], first["touched_cards"]) == (True, True, [])
+    assert wm["last_log_id"] == base + 700  # one slice of ids, set-based (not a batch of 40)
+    assert first["rows_folded"] == 700 - 25 - 1  # neither the rolled back nor the open ids
+    assert await _gaps(conn) == f"{{[{base + 301},{base + 327})}}"
+
+    # Fold until caught up, then once more: the batches near the head read the late row.
+    for _ in range(200):
+        result = await _fold(conn)
+        if not result["backlog"]:
+            break
+    await _fold(conn)
+
+    wm = await _watermark(conn)
+    assert wm["caught_up_at"] is not None
+    ledger = await _ledger(conn)
+    assert ledger == await _brute_force(conn)
+    assert ledger["card-0007"][1] >= late_id  # the late row is in, once (the brute force says)
+
+
+async def test_a_bulk_slice_without_invisible_ids_records_no_gap(
+    conn: asyncpg.Connection,
+) -> None:
+    await conn.execute(
+        "UPDATE monitoring_settings SET catch_up_bulk_rows = 10, catch_up_slice_rows = 1000"
+    )
+    await conn.executemany(INSERT, _random_rows(random.Random(7), 200, 20))
+
+    built = await _fold(conn)
+    wm = await _watermark(conn)
+
+    assert (built["rows_folded"], built["backlog"]) == (200, False)
+    assert await _gaps(conn) == "{}"
+    assert wm["caught_up_at"] is not None
+    assert await _ledger(conn) == await _brute_force(conn)
+
+
+async def test_under_a_statement_timeout_one_call_folds_slices_up_to_the_batches(
+    conn: asyncpg.Connection,
+) -> None:
+    """A job sets statement_timeout: a call folds slice after slice while time is left (here
+    plenty), stopping where the batches take over; without one, one slice a call."""
+    await conn.execute(
+        "UPDATE monitoring_settings SET catch_up_bulk_rows = 300, catch_up_slice_rows = 150,"
+        " ledger_batch_size = 40"
+    )
+    rng = random.Random(193)
+    await conn.executemany(INSERT, _random_rows(rng, 400, 50))
+    rolled_back = conn.transaction()
+    await rolled_back.start()
+    await conn.executemany(INSERT, _random_rows(rng, 30, 50))
+    await rolled_back.rollback()
+    await conn.executemany(INSERT, _random_rows(rng, 570, 50))
+    base = await conn.fetchval("SELECT min(log_id) - 1 FROM app_transaction_log")
+
+    async with conn.transaction():
+        await conn.execute("SET LOCAL statement_timeout = 0")
+        alone = await _fold(conn)
+        one_slice = (await _watermark(conn))["last_log_id"]
+        await conn.execute("SET LOCAL statement_timeout = '10min'")
+        timed = await _fold(conn)
+        wm = await _watermark(conn)
+
+    assert (alone["rows_folded"], one_slice) == (150, base + 150)
+    # Slices to 300, 450, 600, 750: then 250 ids behind the head (1000 rows + 30 ids) <= 300.
+    assert wm["last_log_id"] == base + 750
+    assert (timed["rows_folded"], timed["backlog"]) == (600 - 30, True)
+    assert wm["caught_up_at"] is None
+    assert await _gaps(conn) == f"{{[{base + 401},{base + 431})}}"
+
+    for _ in range(50):  # the batches (40 rows) fold the rest
+        if not (await _fold(conn))["backlog"]:
+            break
+    assert await _ledger(conn) == await _brute_force(conn)
+
+
+async def test_a_call_past_half_its_statement_timeout_folds_no_slice(
+    conn: asyncpg.Connection,
+) -> None:
+    """A job that waited (for the other job's fold) until half its timeout had passed leaves
+    the slice to its next run instead of running over its timeout."""
+    await conn.execute(
+        "UPDATE monitoring_settings SET catch_up_bulk_rows = 10, catch_up_slice_rows = 50"
+    )
+    await conn.executemany(INSERT, _random_rows(random.Random(31), 200, 20))
+    await _fold(conn)  # the build starts: one slice
+
+    async with conn.transaction():
+        # The transaction is made 300 ms old; 500 ms of timeout: past its half.
+        await conn.execute("SELECT pg_sleep(0.3)")
+        await conn.execute("SET LOCAL statement_timeout = 500")
+        late = await _fold(conn)
+        wm = await _watermark(conn)
+
+    base = await conn.fetchval("SELECT min(log_id) - 1 FROM app_transaction_log")
+    assert (late["rows_folded"], late["backlog"], late["touched_cards"]) == (0, True, [])
+    assert wm["last_log_id"] == base + 50
+
+
+async def test_the_sweep_after_a_bulk_build_finds_exactly_the_wrong_cards(
+    conn: asyncpg.Connection,
+) -> None:
+    await conn.execute(
+        "UPDATE monitoring_settings SET catch_up_bulk_rows = 50, catch_up_slice_rows = 120,"
+        " ledger_batch_size = 30"
+    )
+    # 40 cards with consistent chains: a top-up, then bar orders.
+    rows = []
+    for c in range(1, 41):
+        balance = Decimal("100.00")
+        rows.append((f"card-{c:04d}", "stripe_recharge", "completed", balance, balance, None))
+        for k in range(1, 6):
+            price = Decimal(c + k) / 10
+            balance -= price
+            rows.append((f"card-{c:04d}", "bar_order", "completed", price, balance, None))
+        await put_card(conn, f"card-{c:04d}", str(balance))
+    await conn.executemany(INSERT, rows)
+    # Changed behind the log's back: no log row says so.
+    await conn.execute("UPDATE table_cards SET amount = amount + 1.00 WHERE id = 'card-0013'")
+
+    sweeps = []
+    for _ in range(20):
+        sweep = json.loads(
+            await conn.fetchval("SELECT monitoring_run_rule('balance_mismatch_detection', 'sweep')")
+        )
+        sweeps.append(sweep)
+        if "skipped" not in sweep:
+            break
+
+    assert sweeps[0]["skipped"] == "card ledger is still being built from the log"
+    assert sweeps[0]["rows_examined"] == 120  # a set-based slice, not a batch of 30
+    assert sweeps[-1]["cards_checked"] == 40
+    found = await conn.fetch(
+        "SELECT card_id FROM monitoring_events"
+        " WHERE detection_algorithm = 'balance_mismatch_detection'"
+    )
+    assert [r["card_id"] for r in found] == ["card-0013"]
