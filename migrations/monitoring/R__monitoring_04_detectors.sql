@@ -314,8 +314,9 @@ $$;
 --   buckets keep a run's cost to its new rows), balance_chain_break,
 --   balance_mismatch_detection and negative_balance_detection on the cards of new log rows,
 --   temporal_duplicate_detection, concurrent_transaction_detection. Cost grows with the new
---   rows, not with history. balance_mismatch_detection and negative_balance_detection run as
---   the sweeps instead in the first round when monitoring_balance_signal_check() fires (a
+--   rows, not with history. balance_mismatch_detection and negative_balance_detection also run
+--   as the sweeps (after their incremental run, which keeps their claim in step with the other
+--   rules') in the first round when monitoring_balance_signal_check() fires (a
 --   table_cards write that no log row explains: R__monitoring_03_balance_signal.sql).
 --   p_budget_ms = 0: one run of each rule, each examining at most detection_batch_size rows.
 --   p_budget_ms > 0 (the scheduler): each rule run examines up to ten batches
@@ -347,6 +348,7 @@ DECLARE
     v_batches  integer := CASE WHEN p_budget_ms > 0 THEN 10 ELSE 1 END;
     v_sweep    boolean;
     v_signal   boolean := false;
+    v_backlog  boolean;
 BEGIN
     PERFORM set_config('synchronous_commit', 'off', true);  -- see the file header
     v_pending := v_order;
@@ -363,14 +365,23 @@ BEGIN
             END IF;
             v_sweep := v_signal AND v_rounds = 1
                        AND v_rule IN ('balance_mismatch_detection', 'negative_balance_detection');
+            -- The incremental run always: it takes the job's one claim and keeps its watermark
+            -- in step with the other rules' (a sweep claims no log rows; a rule left behind
+            -- would claim on its own from then on).
             v_result := monitoring_run_rule(
-                v_rule, CASE WHEN v_sweep THEN 'sweep'
-                             WHEN v_rule IN ('balance_mismatch_detection', 'negative_balance_detection')
+                v_rule, CASE WHEN v_rule IN ('balance_mismatch_detection', 'negative_balance_detection')
                              THEN 'incremental' END,
                 v_batches);
-            IF v_sweep AND v_rule = 'balance_mismatch_detection'
-               AND (v_result ->> 'success')::boolean AND NOT v_result ? 'skipped' THEN
-                PERFORM monitoring_balance_signal_swept();
+            IF v_sweep AND (v_result ->> 'success')::boolean THEN
+                v_totals := v_totals || jsonb_build_object(
+                    v_rule, monitoring_merge_rule_result(v_totals -> v_rule, v_result));
+                v_backlog := (v_result ->> 'backlog')::boolean;  -- the claim's, not the sweep's
+                v_result := monitoring_run_rule(v_rule, 'sweep', v_batches);
+                IF v_rule = 'balance_mismatch_detection'
+                   AND (v_result ->> 'success')::boolean AND NOT v_result ? 'skipped' THEN
+                    PERFORM monitoring_balance_signal_swept();
+                END IF;
+                v_result := v_result || jsonb_build_object('backlog', v_backlog);
             END IF;
             v_totals := v_totals || jsonb_build_object(
                 v_rule, monitoring_merge_rule_result(v_totals -> v_rule, v_result));

@@ -21,6 +21,7 @@ from typing import Any
 
 import asyncpg
 
+from tests.db.test_critical_row_pass import claim_states
 from tests.db.test_spike_pruning import BRUTE_FORCE
 
 # The windows ending at the rows from log id $1 on (one run's new rows), counted in full.
@@ -312,6 +313,10 @@ async def test_a_direct_update_is_found_by_the_critical_run_after_the_statistics
     assert result["rules"]["balance_mismatch_detection"]["mode"] == "sweep"
     assert await _mismatches(conn) == ["C8"]
     assert await conn.fetchval("SELECT triggers FROM monitoring_balance_signal_state") == 1
+    # the sweeping rules took the job's one claim too: their watermarks stay in step with the
+    # other rules' (a sweep instead of the claim left them claiming on their own from then on)
+    states = await claim_states(conn)
+    assert len(set(states.values())) == 1, states
 
 
 async def test_a_negative_balance_typed_in_is_found_by_the_next_critical_run(
