@@ -489,7 +489,14 @@ class Bench:
 
         def loaded(screen: list[str]) -> bool:
             shown = table(screen)
-            return shown is not None and "as of" in shown.bar and len(shown.rows) > 3
+            # loaded: rows on screen, the bar counting them and not saying "NOT REFRESHED"
+            bar = shown.bar if shown is not None else ""
+            return (
+                shown is not None
+                and " events" in bar
+                and "NOT REFRESHED" not in bar
+                and len(shown.rows) > 3
+            )
 
         await self.tmux.until(loaded, seq, timeout_s=60)
         self.app_pid = await self.pane_pid()
