@@ -56,6 +56,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
+from bench_chain_break_lag import bar_orders  # noqa: E402
+
 from festmon_tui.db.connect import ConnectOptions, create_pool  # noqa: E402
 from festmon_tui.db.detection import DetectionRepository  # noqa: E402
 from festmon_tui.db.migrations import migrate  # noqa: E402
@@ -132,22 +134,10 @@ class Payments:
             "-j": a.clients,
             "-R": a.rate,
             "-T": a.chunk_seconds,
-            "-f": HERE / "pgbench_bar_order.sql",
+            "--log": None,
+            "--log-prefix": prefix,
         }
-        defines = {"cards": self.cards, "run": int(time.time() * 1000)}
-        command = [a.pgbench, "-n", "-M", "prepared", "--log", f"--log-prefix={prefix}"]
-        command += [str(x) for option, value in options.items() for x in (option, value)]
-        command += [x for name, value in defines.items() for x in ("-D", f"{name}={value}")]
-        proc = await asyncio.create_subprocess_exec(
-            *command,
-            self.dsn,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            env={**os.environ, "PGAPPNAME": "pgbench"},
-        )
-        out, _ = await proc.communicate()
-        if proc.returncode != 0:
-            raise SystemExit(f"pgbench failed:\n{out.decode()}")
+        await bar_orders(a.pgbench, self.dsn, options, self.cards)
         for path in self.workdir.glob(f"chunk{self.chunks}.*"):
             for line in path.read_text().splitlines():
                 # client_id transaction_no time script_no time_epoch time_us [schedule_lag]

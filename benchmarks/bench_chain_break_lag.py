@@ -30,27 +30,15 @@ import asyncpg
 HERE = Path(__file__).resolve().parent
 
 
-async def pgbench(path: str, dsn: str, payments: int, cards: int) -> None:
-    if payments <= 0:
-        return
+async def bar_orders(path: str, dsn: str, options: dict[str, object | None], cards: int) -> None:
+    """pgbench paying bar orders (pgbench_bar_order.sql) from random cards of the first
+    `cards`, with these pgbench options (None: a flag); its output is the error if it fails."""
+    command = [path, "-n", "-M", "prepared", "-f", str(HERE / "pgbench_bar_order.sql")]
+    for option, value in options.items():
+        command += [option] if value is None else [option, str(value)]
+    command += ["-D", f"cards={cards}", "-D", f"run={time.time_ns()}", dsn]
     proc = await asyncio.create_subprocess_exec(
-        path,
-        "-n",
-        "-M",
-        "prepared",
-        "-c",
-        "2",
-        "-j",
-        "2",
-        "-t",
-        str(max(1, payments // 2)),
-        "-f",
-        str(HERE / "pgbench_bar_order.sql"),
-        "-D",
-        f"cards={cards}",
-        "-D",
-        f"run={time.time_ns()}",
-        dsn,
+        *command,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
         env={**os.environ, "PGAPPNAME": "pgbench"},
@@ -58,6 +46,11 @@ async def pgbench(path: str, dsn: str, payments: int, cards: int) -> None:
     out, _ = await proc.communicate()
     if proc.returncode != 0:
         raise SystemExit(f"pgbench failed:\n{out.decode()}")
+
+
+async def pgbench(path: str, dsn: str, payments: int, cards: int) -> None:
+    if payments > 0:
+        await bar_orders(path, dsn, {"-c": 2, "-j": 2, "-t": max(1, payments // 2)}, cards)
 
 
 async def catch_up(conn: asyncpg.Connection) -> None:
