@@ -6,6 +6,27 @@
 
 
 -- ---------------------------------------------------------------------------------------------
+-- monitoring_grant_to_writer(VARIADIC p_functions regprocedure[])
+--
+--   Each function: no PUBLIC access, EXECUTE for monitoring_writer (one list per file instead
+--   of a REVOKE and a GRANT line per function).
+-- ---------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION monitoring_grant_to_writer(VARIADIC p_functions regprocedure[])
+RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_function regprocedure;
+BEGIN
+    FOREACH v_function IN ARRAY p_functions LOOP
+        EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', v_function);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO monitoring_writer', v_function);
+    END LOOP;
+END;
+$$;
+REVOKE ALL ON FUNCTION monitoring_grant_to_writer(regprocedure[]) FROM PUBLIC;
+
+
+-- ---------------------------------------------------------------------------------------------
 -- monitoring_settings_get() -> monitoring_settings
 --   The settings row (id = 1). Raises if it is missing (festmon db migrate re-creates it).
 -- ---------------------------------------------------------------------------------------------
@@ -626,13 +647,70 @@ END;
 $$;
 
 
-REVOKE ALL ON FUNCTION monitoring_settings_get() FROM PUBLIC;
-REVOKE ALL ON FUNCTION monitoring_upsert_events(text, jsonb) FROM PUBLIC;
-REVOKE ALL ON FUNCTION create_monitoring_event(text, text, text, text, uuid, numeric, numeric, jsonb, jsonb) FROM PUBLIC;
-REVOKE ALL ON FUNCTION monitoring_claim_rows(text, text, integer, integer) FROM PUBLIC;
-REVOKE ALL ON FUNCTION monitoring_claim_reuse(text, boolean, jsonb) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION monitoring_settings_get() TO monitoring_writer;
-GRANT EXECUTE ON FUNCTION monitoring_upsert_events(text, jsonb) TO monitoring_writer;
-GRANT EXECUTE ON FUNCTION create_monitoring_event(text, text, text, text, uuid, numeric, numeric, jsonb, jsonb) TO monitoring_writer;
-GRANT EXECUTE ON FUNCTION monitoring_claim_rows(text, text, integer, integer) TO monitoring_writer;
-GRANT EXECUTE ON FUNCTION monitoring_claim_reuse(text, boolean, jsonb) TO monitoring_writer;
+-- ---------------------------------------------------------------------------------------------
+-- monitoring_claim_rule(p_detector text, p_source text, p_claim_batches integer DEFAULT 1)
+--   -> monitoring_rule_claim
+--
+--   An incremental rule's claim: monitoring_claim_rows with the rule's batch count, and the
+--   latest row time the rule had examined before this run (its watermark's max_row_time, read
+--   after the claim: a first run's claim clears it). The pair rules skip their forward search
+--   for new rows later than it.
+-- ---------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION monitoring_claim_rule(
+    p_detector       text,
+    p_source         text,
+    p_claim_batches  integer DEFAULT 1
+) RETURNS monitoring_rule_claim
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_claim monitoring_rule_claim;
+BEGIN
+    v_claim.detector := p_detector;
+    SELECT c.new_ids, c.backlog, c.late_count
+      INTO v_claim.new_ids, v_claim.backlog, v_claim.late_count
+      FROM monitoring_claim_rows(p_detector, p_source, NULL, p_claim_batches) AS c;
+    SELECT w.max_row_time INTO v_claim.max_row_time
+      FROM monitoring_detector_watermarks AS w
+     WHERE w.detector_name = p_detector;
+    RETURN v_claim;
+END;
+$$;
+
+
+-- ---------------------------------------------------------------------------------------------
+-- monitoring_rule_finish(p_claim monitoring_rule_claim, p_detections jsonb,
+--                        p_max_row_time timestamptz DEFAULT NULL) -> jsonb
+--
+--   The end of an incremental rule's run: its detections written (monitoring_upsert_events),
+--   the latest row time it examined recorded when it moved forward (rules that follow it pass
+--   p_max_row_time), and its result document (monitoring_rule_result) for the claimed rows.
+-- ---------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION monitoring_rule_finish(
+    p_claim         monitoring_rule_claim,
+    p_detections    jsonb,
+    p_max_row_time  timestamptz DEFAULT NULL
+) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF p_max_row_time > p_claim.max_row_time
+       OR (p_claim.max_row_time IS NULL AND p_max_row_time IS NOT NULL) THEN
+        UPDATE monitoring_detector_watermarks
+           SET max_row_time = p_max_row_time
+         WHERE detector_name = p_claim.detector;
+    END IF;
+    RETURN monitoring_rule_result(
+        monitoring_upsert_events(p_claim.detector, p_detections),
+        cardinality(p_claim.new_ids), p_claim.late_count, p_claim.backlog);
+END;
+$$;
+
+
+-- the functions above: no PUBLIC access, executed by the writer role
+SELECT monitoring_grant_to_writer(
+    'monitoring_settings_get()',
+    'monitoring_upsert_events(text, jsonb)',
+    'create_monitoring_event(text, text, text, text, uuid, numeric, numeric, jsonb, jsonb)',
+    'monitoring_claim_rows(text, text, integer, integer)',
+    'monitoring_claim_reuse(text, boolean, jsonb)',
+    'monitoring_claim_rule(text, text, integer)',
+    'monitoring_rule_finish(monitoring_rule_claim, jsonb, timestamptz)');

@@ -1,6 +1,49 @@
 -- festmon detection: the per-card ledger fold (SPEC §6.1); conventions in R__monitoring_03_rules.sql.
 
 -- ---------------------------------------------------------------------------------------------
+-- monitoring_card_ledger_config(p_settings monitoring_settings) -> jsonb
+--   What the ledger's summaries mean: the settings they are folded with (watermark
+--   'card_ledger' state_config). A ledger folded with other settings is rebuilt by the fold
+--   and not trusted by the rules that read it.
+-- ---------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION monitoring_card_ledger_config(p_settings monitoring_settings)
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT jsonb_build_object(
+        'credit_transaction_types', p_settings.credit_transaction_types,
+        'debit_transaction_types', p_settings.debit_transaction_types,
+        'mirror_edge_function_names', p_settings.mirror_edge_function_names)
+$$;
+
+
+-- ---------------------------------------------------------------------------------------------
+-- monitoring_card_summary_sql(p_alias text, p_credit text, p_debit text) -> text
+--   What the ledger keeps per card, as the select list of a GROUP BY card over completed log
+--   rows (alias p_alias), for the statements that fold rows (monitoring_fold_card_ledger) or
+--   add unfolded ones to the ledger (the mismatch rule): completed_rows, last_balance_log_id
+--   (the highest id with a new_balance), signed_sum (credits minus debits, by the transaction
+--   type lists p_credit and p_debit: SQL expressions, e.g. '$4'), indeterminate_rows (no
+--   amount, or a type in neither list) and last_transaction.
+-- ---------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION monitoring_card_summary_sql(p_alias text, p_credit text, p_debit text)
+RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT format($f$
+                   count(*) AS completed_rows,
+                   max(%1$I.log_id) FILTER (WHERE %1$I.new_balance IS NOT NULL) AS last_balance_log_id,
+                   coalesce(sum(CASE WHEN %1$I.transaction_type = ANY (%2$s) THEN %1$I.amount_involved
+                                     WHEN %1$I.transaction_type = ANY (%3$s) THEN -%1$I.amount_involved END),
+                            0) AS signed_sum,
+                   count(*) FILTER (WHERE %1$I.amount_involved IS NULL
+                                       OR NOT (%1$I.transaction_type = ANY (%2$s)
+                                               OR %1$I.transaction_type = ANY (%3$s)))
+                       AS indeterminate_rows,
+                   max(%1$I."timestamp") AS last_transaction$f$,
+                  p_alias, p_credit, p_debit)
+$$;
+
+
+-- ---------------------------------------------------------------------------------------------
 -- monitoring_fold_card_ledger(OUT rows_folded integer, OUT touched_cards text[],
 --                             OUT rebuilt boolean, OUT backlog boolean, OUT late_count integer)
 --
@@ -55,10 +98,7 @@ DECLARE
     v_slice_started timestamptz;
 BEGIN
     v_settings := monitoring_settings_get();
-    v_config := jsonb_build_object(
-        'credit_transaction_types', v_settings.credit_transaction_types,
-        'debit_transaction_types', v_settings.debit_transaction_types,
-        'mirror_edge_function_names', v_settings.mirror_edge_function_names);
+    v_config := monitoring_card_ledger_config(v_settings);
 
     SELECT * INTO v_wm
       FROM monitoring_detector_watermarks
@@ -132,17 +172,7 @@ BEGIN
         WITH snap AS MATERIALIZED (
             SELECT pg_current_snapshot() AS s
         ), summary AS (
-            SELECT l.card_id,
-                   count(*) AS completed_rows,
-                   max(l.log_id) FILTER (WHERE l.new_balance IS NOT NULL) AS last_balance_log_id,
-                   coalesce(sum(CASE WHEN l.transaction_type = ANY ($4) THEN l.amount_involved
-                                     WHEN l.transaction_type = ANY ($5) THEN -l.amount_involved END),
-                            0) AS signed_sum,
-                   count(*) FILTER (WHERE l.amount_involved IS NULL
-                                       OR NOT (l.transaction_type = ANY ($4)
-                                               OR l.transaction_type = ANY ($5)))
-                       AS indeterminate_rows,
-                   max(l."timestamp") AS last_transaction
+            SELECT l.card_id, %5$s
               FROM app_transaction_log AS l
              WHERE %1$s
                AND l.status = 'completed'
@@ -198,7 +228,8 @@ BEGIN
                                  FROM app_transaction_log AS l
                                 WHERE l.log_id > $2 AND l.log_id <= $3) AS i
                         WHERE i.id - i.previous_id > 1) END'
-             ELSE 'NULL::int8multirange' END)
+             ELSE 'NULL::int8multirange' END,
+        monitoring_card_summary_sql('l', '$4', '$5'))
        INTO v_cards_folded, touched_cards, v_seen, v_gaps, v_xmax, v_snapshot
       USING v_ids, v_from, v_to, v_settings.credit_transaction_types,
             v_settings.debit_transaction_types, v_settings.mirror_edge_function_names;

@@ -43,25 +43,14 @@ CREATE OR REPLACE FUNCTION monitoring_rule_balance_chain_break(p_claim_batches i
 RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_settings    monitoring_settings;
-    v_claim       record;
-    v_mirror      text[];
-    v_config      jsonb;
+    v_claim       monitoring_rule_claim :=
+        monitoring_claim_rule('balance_chain_break', 'app_transaction_log', p_claim_batches);
+    v_settings    monitoring_settings := monitoring_settings_get();
     v_first_new   bigint;
     v_first_gap   bigint;
     v_gaps        int8multirange;
     v_detections  jsonb;
 BEGIN
-    v_settings := monitoring_settings_get();
-    v_mirror := v_settings.mirror_edge_function_names;
-    -- the card ledger's state_config (monitoring_fold_card_ledger): what its summaries mean
-    v_config := jsonb_build_object(
-        'credit_transaction_types', v_settings.credit_transaction_types,
-        'debit_transaction_types', v_settings.debit_transaction_types,
-        'mirror_edge_function_names', v_settings.mirror_edge_function_names);
-
-    SELECT * INTO v_claim
-      FROM monitoring_claim_rows('balance_chain_break', 'app_transaction_log', NULL, p_claim_batches);
     -- The first fresh id, and the ids at or above it that the claim could not see (our own
     -- watermark row, locked by the claim): a row committed since may sit between two new rows
     -- of a card, and is then looked for there. On the first run's rows (ids up to
@@ -82,7 +71,7 @@ BEGIN
          WHERE l.log_id = ANY (v_claim.new_ids)
            AND l.status = 'completed'
            AND l.new_balance IS NOT NULL
-           AND coalesce(l.edge_function_name, '') <> ALL (v_mirror)
+           AND coalesce(l.edge_function_name, '') <> ALL (v_settings.mirror_edge_function_names)
     ), ledger_ok AS MATERIALIZED (
         -- the card ledger, if its contents are valid (watermark 'card_ledger'; same snapshot
         -- as the ledger rows below), and how far it has folded: the rows above that are read
@@ -91,7 +80,7 @@ BEGIN
           FROM monitoring_detector_watermarks AS w
          WHERE w.detector_name = 'card_ledger'
            AND w.last_log_id IS NOT NULL
-           AND w.state_config = v_config
+           AND w.state_config = monitoring_card_ledger_config(v_settings)
            AND EXISTS (SELECT 1 FROM monitoring_card_ledger_state)
     ), fresh AS MATERIALIZED (
         SELECT n.log_id, n.card_id, n.transaction_id, n.transaction_type, n.amount_involved,
@@ -113,7 +102,7 @@ BEGIN
           JOIN app_transaction_log AS l ON l.log_id >= lower(g.r) AND l.log_id < upper(g.r)
          WHERE l.status = 'completed'
            AND l.new_balance IS NOT NULL
-           AND coalesce(l.edge_function_name, '') <> ALL (v_mirror)
+           AND coalesce(l.edge_function_name, '') <> ALL (v_settings.mirror_edge_function_names)
     ), stepped AS MATERIALIZED (
         -- one bounded step on the (card_id, log_id) index per fresh row that needs it: for a
         -- card's first fresh row (with a valid ledger), the card's latest row between the
@@ -133,7 +122,7 @@ BEGIN
                  AND l.log_id > coalesce(f.lag_log_id, k.fold_last) AND l.log_id < f.log_id
                  AND l.status = 'completed'
                  AND l.new_balance IS NOT NULL
-                 AND coalesce(l.edge_function_name, '') <> ALL (v_mirror)
+                 AND coalesce(l.edge_function_name, '') <> ALL (v_settings.mirror_edge_function_names)
                ORDER BY l.log_id DESC
                LIMIT 1) AS s ON true
     ), first_rows AS MATERIALIZED (
@@ -197,7 +186,7 @@ BEGIN
                  AND l.log_id < n.log_id
                  AND l.status = 'completed'
                  AND l.new_balance IS NOT NULL
-                 AND coalesce(l.edge_function_name, '') <> ALL (v_mirror)
+                 AND coalesce(l.edge_function_name, '') <> ALL (v_settings.mirror_edge_function_names)
                ORDER BY l.log_id DESC
                LIMIT 1) AS p ON true
          WHERE n.log_id NOT IN (SELECT k.log_id FROM known AS k)
@@ -217,7 +206,7 @@ BEGIN
                  AND l.log_id > n.log_id
                  AND l.status = 'completed'
                  AND l.new_balance IS NOT NULL
-                 AND coalesce(l.edge_function_name, '') <> ALL (v_mirror)
+                 AND coalesce(l.edge_function_name, '') <> ALL (v_settings.mirror_edge_function_names)
                ORDER BY l.log_id
                LIMIT 1) AS s
          WHERE n.is_late
@@ -277,8 +266,6 @@ BEGIN
       FROM breaks AS b
      WHERE b.chain_gap OR b.amount_mismatch;
 
-    RETURN monitoring_rule_result(
-        monitoring_upsert_events('balance_chain_break', v_detections),
-        cardinality(v_claim.new_ids), v_claim.late_count, v_claim.backlog);
+    RETURN monitoring_rule_finish(v_claim, v_detections);
 END;
 $$;

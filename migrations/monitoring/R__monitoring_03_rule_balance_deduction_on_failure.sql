@@ -12,12 +12,10 @@ CREATE OR REPLACE FUNCTION monitoring_rule_balance_deduction_on_failure(p_claim_
 RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_claim       record;
+    v_claim       monitoring_rule_claim :=
+        monitoring_claim_rule('balance_deduction_on_failure', 'app_transaction_log', p_claim_batches);
     v_detections  jsonb;
 BEGIN
-    SELECT * INTO v_claim
-      FROM monitoring_claim_rows('balance_deduction_on_failure', 'app_transaction_log', NULL, p_claim_batches);
-
     SELECT coalesce(jsonb_agg(x.d ORDER BY x.fp), '[]'::jsonb)
       INTO v_detections
       FROM (
@@ -58,8 +56,6 @@ BEGIN
            AND l.new_balance <> l.previous_balance
       ) AS x;
 
-    RETURN monitoring_rule_result(
-        monitoring_upsert_events('balance_deduction_on_failure', v_detections),
-        cardinality(v_claim.new_ids), v_claim.late_count, v_claim.backlog);
+    RETURN monitoring_rule_finish(v_claim, v_detections);
 END;
 $$;

@@ -155,10 +155,7 @@ BEGIN
         RAISE EXCEPTION 'invalid mode %: expected sweep or incremental', p_mode USING ERRCODE = '22023';
     END IF;
     v_settings := monitoring_settings_get();
-    v_config := jsonb_build_object(
-        'credit_transaction_types', v_settings.credit_transaction_types,
-        'debit_transaction_types', v_settings.debit_transaction_types,
-        'mirror_edge_function_names', v_settings.mirror_edge_function_names);
+    v_config := monitoring_card_ledger_config(v_settings);
     IF p_mode = 'incremental' THEN
         -- The critical job (issue 19): no fold, so no write per payment. The new rows' own
         -- balances and their cards' table_cards rows, both just written by the payments,
@@ -234,10 +231,7 @@ BEGIN
         -- this sweep's own fold touched, and the cards with an event of this rule that is
         -- active or was written since (so an active problem is seen again, and one resolved
         -- while the balance is still wrong is reported again, as a full sweep would).
-        v_config := jsonb_build_object(
-            'credit_transaction_types', v_settings.credit_transaction_types,
-            'debit_transaction_types', v_settings.debit_transaction_types,
-            'mirror_edge_function_names', v_settings.mirror_edge_function_names,
+        v_config := monitoring_card_ledger_config(v_settings) || jsonb_build_object(
             'discrepancy_threshold', v_settings.discrepancy_threshold,
             'discrepancy_investigation_amount', v_settings.discrepancy_investigation_amount);
         SELECT * INTO v_state FROM monitoring_card_ledger_state WHERE id = 1;
@@ -318,17 +312,7 @@ BEGIN
                AND coalesce(l.edge_function_name, '') <> ALL ($3)
                %1$s
         ), delta AS (
-            SELECT d.card_id,
-                   count(*) AS completed_rows,
-                   max(d.log_id) FILTER (WHERE d.new_balance IS NOT NULL) AS last_balance_log_id,
-                   coalesce(sum(CASE WHEN d.transaction_type = ANY ($1) THEN d.amount_involved
-                                     WHEN d.transaction_type = ANY ($2) THEN -d.amount_involved END), 0)
-                       AS signed_sum,
-                   count(*) FILTER (WHERE d.amount_involved IS NULL
-                                       OR NOT (d.transaction_type = ANY ($1)
-                                               OR d.transaction_type = ANY ($2)))
-                       AS indeterminate_rows,
-                   max(d."timestamp") AS last_transaction
+            SELECT d.card_id, %7$s
               FROM unfolded_counted AS d
              GROUP BY d.card_id
         ), delta_balance AS (
@@ -428,7 +412,8 @@ BEGIN
         -- its claim: read them by primary key, then filter by card (the pushed-down card filter
         -- made the planner probe the card index once per touched card). With a backlog (a
         -- monitor that was down) there may be millions: the card index is then the right way.
-        CASE WHEN v_by_card THEN 'NOT MATERIALIZED' ELSE 'MATERIALIZED' END)
+        CASE WHEN v_by_card THEN 'NOT MATERIALIZED' ELSE 'MATERIALIZED' END,
+        monitoring_card_summary_sql('d', '$1', '$2'))
        INTO v_examined, v_detections
       USING v_settings.credit_transaction_types, v_settings.debit_transaction_types,
             v_settings.mirror_edge_function_names, v_cards, p_mode,

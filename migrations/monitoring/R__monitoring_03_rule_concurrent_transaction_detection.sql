@@ -23,40 +23,26 @@ CREATE OR REPLACE FUNCTION monitoring_rule_concurrent_transaction_detection(p_cl
 RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_settings    monitoring_settings;
-    v_claim       record;
-    v_window      interval;
-    v_mirror      text[];
-    v_limit       integer;
-    v_prev_max    timestamptz;
+    v_claim       monitoring_rule_claim :=
+        monitoring_claim_rule('concurrent_transaction_detection', 'app_transaction_log', p_claim_batches);
+    v_settings    monitoring_settings := monitoring_settings_get();
     v_new_max     timestamptz;
     v_detections  jsonb;
 BEGIN
-    v_settings := monitoring_settings_get();
-    v_window := v_settings.race_window;
-    v_mirror := v_settings.mirror_edge_function_names;
-    v_limit := v_settings.evidence_list_limit;
-
-    SELECT * INTO v_claim
-      FROM monitoring_claim_rows('concurrent_transaction_detection', 'app_transaction_log', NULL, p_claim_batches);
-    SELECT max_row_time INTO v_prev_max
-      FROM monitoring_detector_watermarks
-     WHERE detector_name = 'concurrent_transaction_detection';
-
     WITH new_rows AS MATERIALIZED (
         SELECT l.log_id AS id, l.card_id AS card, l."timestamp" AS ts, l.client_request_id AS crid
           FROM app_transaction_log AS l
          WHERE l.log_id = ANY (v_claim.new_ids)
            AND l.status <> 'failed'
            AND l."timestamp" IS NOT NULL
-           AND coalesce(l.edge_function_name, '') <> ALL (v_mirror)
+           AND coalesce(l.edge_function_name, '') <> ALL (v_settings.mirror_edge_function_names)
     ), near AS MATERIALIZED (
         -- The new rows within a minute of the newest one: every row, in steady traffic (none
         -- with a race_window over a minute: the span read below would be too long).
         SELECT n.*
           FROM new_rows AS n
          WHERE n.ts >= (SELECT max(x.ts) FROM new_rows AS x) - interval '1 minute'
-           AND v_window <= interval '1 minute'
+           AND v_settings.race_window <= interval '1 minute'
     ), span_rows AS MATERIALIZED (
         -- Their predecessors come from ONE read of the rows of their time span plus the
         -- window before it (index on "timestamp"; about the new rows and race_window of rows
@@ -67,9 +53,9 @@ BEGIN
                l.client_request_id AS crid
           FROM (SELECT min(n.ts) AS lo, max(n.ts) AS hi FROM near AS n) AS s
           JOIN app_transaction_log AS l
-            ON l."timestamp" > s.lo - v_window AND l."timestamp" <= s.hi
+            ON l."timestamp" > s.lo - v_settings.race_window AND l."timestamp" <= s.hi
          WHERE l.status <> 'failed'
-           AND coalesce(l.edge_function_name, '') <> ALL (v_mirror)
+           AND coalesce(l.edge_function_name, '') <> ALL (v_settings.mirror_edge_function_names)
     ), span_cards AS (
         -- cards with two rows or more in the span: the only ones a pair can be on (COLLATE
         -- "C": equality is the same, and grouping or sorting compares bytes, not locale rules)
@@ -88,7 +74,7 @@ BEGIN
                 WINDOW w AS (PARTITION BY r.card ORDER BY r.ts, r.id)) AS o
          WHERE o.prev_id IS NOT NULL
            AND o.id IN (SELECT n.id FROM near AS n)
-           AND o.ts - o.prev_ts < v_window
+           AND o.ts - o.prev_ts < v_settings.race_window
            AND NOT coalesce(o.prev_crid = o.crid, false)  -- a retry: both carry one request id
         UNION
         -- new rows far older than the newest (a late commit, a backlog spread over time):
@@ -99,14 +85,14 @@ BEGIN
               SELECT l.log_id AS id, l."timestamp" AS ts, l.client_request_id AS crid
                 FROM app_transaction_log AS l
                WHERE l.card_id = n.card
-                 AND l."timestamp" > n.ts - v_window
+                 AND l."timestamp" > n.ts - v_settings.race_window
                  AND (l."timestamp", l.log_id) < (n.ts, n.id)
                  AND l.status <> 'failed'
-                 AND coalesce(l.edge_function_name, '') <> ALL (v_mirror)
+                 AND coalesce(l.edge_function_name, '') <> ALL (v_settings.mirror_edge_function_names)
                ORDER BY l."timestamp" DESC, l.log_id DESC
                LIMIT 1) AS p
          WHERE n.id NOT IN (SELECT x.id FROM near AS x)
-           AND n.ts - p.ts < v_window
+           AND n.ts - p.ts < v_settings.race_window
            AND NOT coalesce(p.crid = n.crid, false)  -- NULL (either has none) is no retry
         UNION
         SELECT n.id, q.id
@@ -115,17 +101,17 @@ BEGIN
               SELECT l.log_id AS id, l."timestamp" AS ts, l.client_request_id AS crid
                 FROM app_transaction_log AS l
                WHERE l.card_id = n.card
-                 AND l."timestamp" < n.ts + v_window
+                 AND l."timestamp" < n.ts + v_settings.race_window
                  AND (l."timestamp", l.log_id) > (n.ts, n.id)
                  AND l.status <> 'failed'
-                 AND coalesce(l.edge_function_name, '') <> ALL (v_mirror)
+                 AND coalesce(l.edge_function_name, '') <> ALL (v_settings.mirror_edge_function_names)
                ORDER BY l."timestamp", l.log_id
                LIMIT 1) AS q
-         WHERE q.ts - n.ts < v_window
+         WHERE q.ts - n.ts < v_settings.race_window
            AND NOT coalesce(q.crid = n.crid, false)
            -- a row examined before can only follow a new row that is not later than all of
            -- them (watermark max_row_time); later pairs are found from the later row
-           AND (v_prev_max IS NULL OR n.ts <= v_prev_max)
+           AND (v_claim.max_row_time IS NULL OR n.ts <= v_claim.max_row_time)
     ), detail AS (
         SELECT a.card_id AS card,
                a.log_id AS first_id, b.log_id AS second_id,
@@ -158,18 +144,23 @@ BEGIN
                min(d.gap) AS min_gap,
                min(d.first_ts) AS first_ts,
                max(d.second_ts) AS last_ts,
-               (array_agg(d.pair ORDER BY d.second_ts DESC, d.second_id DESC))[1:v_limit] AS pair_list,
+               (array_agg(d.pair ORDER BY d.second_ts DESC, d.second_id DESC))
+                   [1:v_settings.evidence_list_limit] AS pair_list,
                (array_agg(d.second_tx ORDER BY d.second_ts DESC, d.second_id DESC))[1] AS last_tx
           FROM detail AS d
          GROUP BY d.card
     ), per_card_rows AS (
         SELECT card, count(*) AS row_count,
-               (array_agg(transaction_id ORDER BY ts, log_id))[1:v_limit] AS tx_ids,
-               (array_agg(log_id ORDER BY ts, log_id))[1:v_limit] AS log_ids,
-               (array_agg(ts ORDER BY ts, log_id))[1:v_limit] AS tss,
-               (array_agg(transaction_type ORDER BY ts, log_id))[1:v_limit] AS types,
-               (array_agg(status ORDER BY ts, log_id))[1:v_limit] AS statuses,
-               (array_agg(amount_involved ORDER BY ts, log_id))[1:v_limit] AS amounts
+               (array_agg(transaction_id ORDER BY ts, log_id))
+                   [1:v_settings.evidence_list_limit] AS tx_ids,
+               (array_agg(log_id ORDER BY ts, log_id))[1:v_settings.evidence_list_limit] AS log_ids,
+               (array_agg(ts ORDER BY ts, log_id))[1:v_settings.evidence_list_limit] AS tss,
+               (array_agg(transaction_type ORDER BY ts, log_id))
+                   [1:v_settings.evidence_list_limit] AS types,
+               (array_agg(status ORDER BY ts, log_id))
+                   [1:v_settings.evidence_list_limit] AS statuses,
+               (array_agg(amount_involved ORDER BY ts, log_id))
+                   [1:v_settings.evidence_list_limit] AS amounts
           FROM rows_involved
          GROUP BY card
     )
@@ -190,7 +181,7 @@ BEGIN
                    'statuses', to_jsonb(r.statuses),
                    'amounts', to_jsonb(r.amounts),
                    'time_span_seconds', round(extract(epoch FROM c.last_ts - c.first_ts), 3),
-                   'threshold_seconds', extract(epoch FROM v_window),
+                   'threshold_seconds', extract(epoch FROM v_settings.race_window),
                    'pair_count', c.pair_count,
                    'min_gap_seconds', round(c.min_gap, 3),
                    'pairs', to_jsonb(c.pair_list)),
@@ -205,14 +196,6 @@ BEGIN
       FROM per_card AS c
       JOIN per_card_rows AS r ON r.card = c.card;
 
-    IF v_new_max > v_prev_max OR (v_prev_max IS NULL AND v_new_max IS NOT NULL) THEN
-        UPDATE monitoring_detector_watermarks
-           SET max_row_time = v_new_max
-         WHERE detector_name = 'concurrent_transaction_detection';
-    END IF;
-
-    RETURN monitoring_rule_result(
-        monitoring_upsert_events('concurrent_transaction_detection', v_detections),
-        cardinality(v_claim.new_ids), v_claim.late_count, v_claim.backlog);
+    RETURN monitoring_rule_finish(v_claim, v_detections, v_new_max);
 END;
 $$;

@@ -15,28 +15,20 @@ CREATE OR REPLACE FUNCTION monitoring_rule_consecutive_failures(p_claim_batches 
 RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_settings    monitoring_settings;
-    v_claim       record;
-    v_window      interval;
-    v_count       integer;
-    v_limit       integer;
+    v_claim       monitoring_rule_claim :=
+        monitoring_claim_rule('consecutive_failures', 'app_transaction_log', p_claim_batches);
+    v_settings    monitoring_settings := monitoring_settings_get();
     v_detections  jsonb;
 BEGIN
-    v_settings := monitoring_settings_get();
-    v_window := v_settings.consecutive_failure_window;
-    v_count := v_settings.consecutive_failure_count;
-    v_limit := v_settings.evidence_list_limit;
-
-    SELECT * INTO v_claim
-      FROM monitoring_claim_rows('consecutive_failures', 'app_transaction_log', NULL, p_claim_batches);
-
     WITH new_failures AS (
         SELECT l.log_id, l.card_id, l."timestamp" AS ts
           FROM app_transaction_log AS l
          WHERE l.log_id = ANY (v_claim.new_ids)
            AND l.status = 'failed' AND l."timestamp" IS NOT NULL
     ), spans AS (
-        SELECT card_id, min(ts) - v_window AS lo, max(ts) + v_window AS hi
+        SELECT card_id,
+               min(ts) - v_settings.consecutive_failure_window AS lo,
+               max(ts) + v_settings.consecutive_failure_window AS hi
           FROM new_failures
          GROUP BY card_id
     ), failures AS MATERIALIZED (
@@ -54,20 +46,23 @@ BEGIN
         -- failures in the window that ends at this row
         SELECT f.*,
                count(*) OVER (PARTITION BY f.card_id ORDER BY f.ts
-                              RANGE BETWEEN v_window PRECEDING AND CURRENT ROW) AS count_ending
+                              RANGE BETWEEN v_settings.consecutive_failure_window PRECEDING
+                                        AND CURRENT ROW) AS count_ending
           FROM failures AS f
     ), judged AS (
-        -- a row is part of a qualifying window iff a window ending within v_window after it
-        -- qualifies
+        -- a row is part of a qualifying window iff a window ending within
+        -- consecutive_failure_window after it qualifies
         SELECT e.*,
-               bool_or(e.count_ending >= v_count)
+               bool_or(e.count_ending >= v_settings.consecutive_failure_count)
                    OVER (PARTITION BY e.card_id ORDER BY e.ts
-                         RANGE BETWEEN CURRENT ROW AND v_window FOLLOWING) AS in_burst
+                         RANGE BETWEEN CURRENT ROW
+                                   AND v_settings.consecutive_failure_window FOLLOWING) AS in_burst
           FROM ending AS e
     ), hits AS (
         SELECT card_id,
-               greatest(1, count(*) FILTER (WHERE is_new AND count_ending >= v_count)) AS new_hits,
-               max(ts) FILTER (WHERE count_ending >= v_count) AS window_end
+               greatest(1, count(*) FILTER (
+                   WHERE is_new AND count_ending >= v_settings.consecutive_failure_count)) AS new_hits,
+               max(ts) FILTER (WHERE count_ending >= v_settings.consecutive_failure_count) AS window_end
           FROM judged
          GROUP BY card_id
         HAVING count(*) FILTER (WHERE is_new AND in_burst) > 0
@@ -77,12 +72,15 @@ BEGIN
                min(f.ts) AS first_failure,
                max(f.ts) AS last_failure,
                sum(f.amount_involved) AS total_amount,
-               (array_agg(f.transaction_id ORDER BY f.ts, f.log_id))[1:v_limit] AS tx_ids,
-               (array_agg(f.log_id ORDER BY f.ts, f.log_id))[1:v_limit] AS log_ids,
+               (array_agg(f.transaction_id ORDER BY f.ts, f.log_id))
+                   [1:v_settings.evidence_list_limit] AS tx_ids,
+               (array_agg(f.log_id ORDER BY f.ts, f.log_id))
+                   [1:v_settings.evidence_list_limit] AS log_ids,
                (array_agg(f.transaction_id ORDER BY f.ts DESC, f.log_id DESC))[1] AS last_tx
           FROM hits AS h
           JOIN failures AS f
-            ON f.card_id = h.card_id AND f.ts BETWEEN h.window_end - v_window AND h.window_end
+            ON f.card_id = h.card_id
+           AND f.ts BETWEEN h.window_end - v_settings.consecutive_failure_window AND h.window_end
          GROUP BY h.card_id, h.new_hits
     )
     SELECT coalesce(jsonb_agg(jsonb_build_object(
@@ -102,8 +100,8 @@ BEGIN
                    'last_failure', w.last_failure,
                    'time_span_minutes',
                        round(extract(epoch FROM w.last_failure - w.first_failure) / 60.0, 2),
-                   'window_minutes', round(extract(epoch FROM v_window) / 60.0, 2),
-                   'threshold_count', v_count,
+                   'window_minutes', round(extract(epoch FROM v_settings.consecutive_failure_window) / 60.0, 2),
+                   'threshold_count', v_settings.consecutive_failure_count,
                    'new_failures_in_window', w.new_hits,
                    'total_failed_amount', w.total_amount),
                'context_data', jsonb_build_object(
@@ -114,8 +112,6 @@ BEGIN
       INTO v_detections
       FROM windows AS w;
 
-    RETURN monitoring_rule_result(
-        monitoring_upsert_events('consecutive_failures', v_detections),
-        cardinality(v_claim.new_ids), v_claim.late_count, v_claim.backlog);
+    RETURN monitoring_rule_finish(v_claim, v_detections);
 END;
 $$;

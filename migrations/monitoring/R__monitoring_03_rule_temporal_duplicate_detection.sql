@@ -19,33 +19,19 @@ CREATE OR REPLACE FUNCTION monitoring_rule_temporal_duplicate_detection(p_claim_
 RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_settings    monitoring_settings;
-    v_claim       record;
-    v_window      interval;
-    v_ignored     text[];
-    v_limit       integer;
-    v_prev_max    timestamptz;
+    v_claim       monitoring_rule_claim :=
+        monitoring_claim_rule('temporal_duplicate_detection', 'nfc_scan_log', p_claim_batches);
+    v_settings    monitoring_settings := monitoring_settings_get();
     v_new_max     timestamptz;
     v_detections  jsonb;
 BEGIN
-    v_settings := monitoring_settings_get();
-    v_window := v_settings.duplicate_nfc_window;
-    v_ignored := v_settings.duplicate_nfc_ignored_statuses;
-    v_limit := v_settings.evidence_list_limit;
-
-    SELECT * INTO v_claim
-      FROM monitoring_claim_rows('temporal_duplicate_detection', 'nfc_scan_log', NULL, p_claim_batches);
-    SELECT max_row_time INTO v_prev_max
-      FROM monitoring_detector_watermarks
-     WHERE detector_name = 'temporal_duplicate_detection';
-
     WITH new_scans AS MATERIALIZED (
         SELECT s.scan_log_id AS id, s.card_id_scanned AS card, s.scan_timestamp AS ts
           FROM nfc_scan_log AS s
          WHERE s.scan_log_id = ANY (v_claim.new_ids)
            AND s.card_id_scanned IS NOT NULL
            AND s.scan_timestamp IS NOT NULL
-           AND coalesce(s.scan_status, '') <> ALL (v_ignored)
+           AND coalesce(s.scan_status, '') <> ALL (v_settings.duplicate_nfc_ignored_statuses)
     ), pairs AS (
         SELECT p.id AS first_id, n.id AS second_id
           FROM new_scans AS n
@@ -53,12 +39,12 @@ BEGIN
               SELECT s.scan_log_id AS id, s.scan_timestamp AS ts
                 FROM nfc_scan_log AS s
                WHERE s.card_id_scanned = n.card
-                 AND s.scan_timestamp > n.ts - v_window
+                 AND s.scan_timestamp > n.ts - v_settings.duplicate_nfc_window
                  AND (s.scan_timestamp, s.scan_log_id) < (n.ts, n.id)
-                 AND coalesce(s.scan_status, '') <> ALL (v_ignored)
+                 AND coalesce(s.scan_status, '') <> ALL (v_settings.duplicate_nfc_ignored_statuses)
                ORDER BY s.scan_timestamp DESC, s.scan_log_id DESC
                LIMIT 1) AS p
-         WHERE n.ts - p.ts < v_window
+         WHERE n.ts - p.ts < v_settings.duplicate_nfc_window
         UNION
         SELECT n.id, q.id
           FROM new_scans AS n
@@ -66,15 +52,15 @@ BEGIN
               SELECT s.scan_log_id AS id, s.scan_timestamp AS ts
                 FROM nfc_scan_log AS s
                WHERE s.card_id_scanned = n.card
-                 AND s.scan_timestamp < n.ts + v_window
+                 AND s.scan_timestamp < n.ts + v_settings.duplicate_nfc_window
                  AND (s.scan_timestamp, s.scan_log_id) > (n.ts, n.id)
-                 AND coalesce(s.scan_status, '') <> ALL (v_ignored)
+                 AND coalesce(s.scan_status, '') <> ALL (v_settings.duplicate_nfc_ignored_statuses)
                ORDER BY s.scan_timestamp, s.scan_log_id
                LIMIT 1) AS q
-         WHERE q.ts - n.ts < v_window
+         WHERE q.ts - n.ts < v_settings.duplicate_nfc_window
            -- a scan examined before can only follow a new scan that is not later than all
            -- of them (watermark max_row_time); later pairs are found from the later scan
-           AND (v_prev_max IS NULL OR n.ts <= v_prev_max)
+           AND (v_claim.max_row_time IS NULL OR n.ts <= v_claim.max_row_time)
     ), detail AS (
         SELECT a.card_id_scanned AS card,
                a.scan_log_id AS first_id, b.scan_log_id AS second_id,
@@ -102,14 +88,15 @@ BEGIN
                min(d.gap) AS min_gap,
                min(d.first_ts) AS first_ts,
                max(d.second_ts) AS last_ts,
-               (array_agg(d.pair ORDER BY d.second_ts DESC, d.second_id DESC))[1:v_limit] AS pair_list,
+               (array_agg(d.pair ORDER BY d.second_ts DESC, d.second_id DESC))
+                   [1:v_settings.evidence_list_limit] AS pair_list,
                (array_agg(d.second_id ORDER BY d.second_ts DESC, d.second_id DESC))[1] AS last_id
           FROM detail AS d
          GROUP BY d.card
     ), per_card_scans AS (
         SELECT card, count(*) AS scan_count,
-               (array_agg(id ORDER BY ts, id))[1:v_limit] AS ids,
-               (array_agg(ts ORDER BY ts, id))[1:v_limit] AS tss
+               (array_agg(id ORDER BY ts, id))[1:v_settings.evidence_list_limit] AS ids,
+               (array_agg(ts ORDER BY ts, id))[1:v_settings.evidence_list_limit] AS tss
           FROM scans
          GROUP BY card
     )
@@ -125,7 +112,7 @@ BEGIN
                    'scan_ids', to_jsonb(s.ids),
                    'scan_timestamps', to_jsonb(s.tss),
                    'time_span_seconds', round(extract(epoch FROM c.last_ts - c.first_ts), 3),
-                   'threshold_seconds', extract(epoch FROM v_window),
+                   'threshold_seconds', extract(epoch FROM v_settings.duplicate_nfc_window),
                    'pair_count', c.pair_count,
                    'min_gap_seconds', round(c.min_gap, 3),
                    'latest_scan_id', c.last_id,
@@ -140,14 +127,6 @@ BEGIN
       FROM per_card AS c
       JOIN per_card_scans AS s ON s.card = c.card;
 
-    IF v_new_max > v_prev_max OR (v_prev_max IS NULL AND v_new_max IS NOT NULL) THEN
-        UPDATE monitoring_detector_watermarks
-           SET max_row_time = v_new_max
-         WHERE detector_name = 'temporal_duplicate_detection';
-    END IF;
-
-    RETURN monitoring_rule_result(
-        monitoring_upsert_events('temporal_duplicate_detection', v_detections),
-        cardinality(v_claim.new_ids), v_claim.late_count, v_claim.backlog);
+    RETURN monitoring_rule_finish(v_claim, v_detections, v_new_max);
 END;
 $$;

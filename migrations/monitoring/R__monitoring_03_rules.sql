@@ -5,9 +5,10 @@
 -- Every rule:
 --   * reads payment tables with plain SELECTs only (no FOR UPDATE, no writes);
 --   * writes through monitoring_upsert_events() (exactly one active event per fingerprint);
---   * is incremental when it judges source rows (monitoring_claim_rows: each row once, late
---     commits included; p_claim_batches batches of detection_batch_size at most per run), or
---     a sweep when it judges the current state of every card;
+--   * is incremental when it judges source rows (monitoring_claim_rule over
+--     monitoring_claim_rows: each row once, late commits included; p_claim_batches batches of
+--     detection_batch_size at most per run; it ends with monitoring_rule_finish), or a sweep
+--     when it judges the current state of every card;
 --   * returns {"success": true, "events_created", "events_updated", "events_suppressed",
 --     "rows_examined", "late_rows", "backlog"} (monitoring_rule_result).
 --
@@ -148,25 +149,6 @@ DROP FUNCTION IF EXISTS monitoring_rule_balance_mismatch_detection(text);
 DROP FUNCTION IF EXISTS monitoring_rule_system_failure_spike();
 DROP FUNCTION IF EXISTS monitoring_rule_temporal_duplicate_detection();
 
--- ---------------------------------------------------------------------------------------------
--- monitoring_grant_to_writer(VARIADIC p_functions regprocedure[])
---
---   Each function: no PUBLIC access, EXECUTE for monitoring_writer (one list per file instead
---   of a REVOKE and a GRANT line per function).
--- ---------------------------------------------------------------------------------------------
-CREATE OR REPLACE FUNCTION monitoring_grant_to_writer(VARIADIC p_functions regprocedure[])
-RETURNS void
-LANGUAGE plpgsql AS $$
-DECLARE
-    v_function regprocedure;
-BEGIN
-    FOREACH v_function IN ARRAY p_functions LOOP
-        EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', v_function);
-        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO monitoring_writer', v_function);
-    END LOOP;
-END;
-$$;
-REVOKE ALL ON FUNCTION monitoring_grant_to_writer(regprocedure[]) FROM PUBLIC;
 
 -- the functions above: no PUBLIC access, executed by the writer role
 SELECT monitoring_grant_to_writer(
@@ -174,6 +156,8 @@ SELECT monitoring_grant_to_writer(
     'monitoring_rule_balance_deduction_on_failure(integer)',
     'monitoring_rule_consecutive_failures(integer)',
     'monitoring_rule_system_failure_spike(integer)',
+    'monitoring_card_ledger_config(monitoring_settings)',
+    'monitoring_card_summary_sql(text, text, text)',
     'monitoring_fold_card_ledger()',
     'rebuild_monitoring_card_ledger()',
     'monitoring_rule_balance_mismatch_detection(text, integer)',

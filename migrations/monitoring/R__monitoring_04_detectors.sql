@@ -89,6 +89,27 @@ $$;
 
 
 -- ---------------------------------------------------------------------------------------------
+-- monitoring_run_rules(p_mode text, VARIADIC p_algorithms text[]) -> jsonb
+--   Runs the rules in the order given (monitoring_run_rule, each in its own sub-transaction;
+--   p_mode NULL: each rule's own default) and returns their result documents as an array,
+--   for monitoring_detector_result.
+-- ---------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION monitoring_run_rules(p_mode text, VARIADIC p_algorithms text[])
+RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_algorithm  text;
+    v_results    jsonb := '[]'::jsonb;
+BEGIN
+    FOREACH v_algorithm IN ARRAY p_algorithms LOOP
+        v_results := v_results || jsonb_build_array(monitoring_run_rule(v_algorithm, p_mode));
+    END LOOP;
+    RETURN v_results;
+END;
+$$;
+
+
+-- ---------------------------------------------------------------------------------------------
 -- detect_transaction_failures() -> jsonb
 --   Rules balance_deduction_on_failure, consecutive_failures, system_failure_spike (all
 --   incremental). Result: monitoring_detector_result with detection_type
@@ -98,13 +119,9 @@ $$;
 CREATE OR REPLACE FUNCTION detect_transaction_failures()
 RETURNS jsonb
 LANGUAGE plpgsql AS $$
-DECLARE
-    v_rules jsonb := '[]'::jsonb;
 BEGIN
-    v_rules := v_rules || jsonb_build_array(monitoring_run_rule('balance_deduction_on_failure'));
-    v_rules := v_rules || jsonb_build_array(monitoring_run_rule('consecutive_failures'));
-    v_rules := v_rules || jsonb_build_array(monitoring_run_rule('system_failure_spike'));
-    RETURN monitoring_detector_result('transaction_failures', v_rules);
+    RETURN monitoring_detector_result('transaction_failures', monitoring_run_rules(
+        NULL, 'balance_deduction_on_failure', 'consecutive_failures', 'system_failure_spike'));
 END;
 $$;
 
@@ -119,11 +136,10 @@ CREATE OR REPLACE FUNCTION detect_balance_discrepancies()
 RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_rules jsonb := '[]'::jsonb;
+    v_rules jsonb := monitoring_run_rules(NULL, 'balance_chain_break');
 BEGIN
-    v_rules := v_rules || jsonb_build_array(monitoring_run_rule('balance_chain_break'));
-    v_rules := v_rules || jsonb_build_array(monitoring_run_rule('balance_mismatch_detection', 'sweep'));
-    v_rules := v_rules || jsonb_build_array(monitoring_run_rule('negative_balance_detection', 'sweep'));
+    v_rules := v_rules || monitoring_run_rules(
+        'sweep', 'balance_mismatch_detection', 'negative_balance_detection');
     RETURN monitoring_detector_result('balance_discrepancies', v_rules);
 END;
 $$;
@@ -138,8 +154,8 @@ CREATE OR REPLACE FUNCTION detect_duplicate_nfc_scans()
 RETURNS jsonb
 LANGUAGE plpgsql AS $$
 BEGIN
-    RETURN monitoring_detector_result('duplicate_nfc_scans', jsonb_build_array(
-        monitoring_run_rule('temporal_duplicate_detection')));
+    RETURN monitoring_detector_result('duplicate_nfc_scans',
+                                      monitoring_run_rules(NULL, 'temporal_duplicate_detection'));
 END;
 $$;
 
@@ -153,8 +169,8 @@ CREATE OR REPLACE FUNCTION detect_race_conditions()
 RETURNS jsonb
 LANGUAGE plpgsql AS $$
 BEGIN
-    RETURN monitoring_detector_result('race_conditions', jsonb_build_array(
-        monitoring_run_rule('concurrent_transaction_detection')));
+    RETURN monitoring_detector_result('race_conditions',
+                                      monitoring_run_rules(NULL, 'concurrent_transaction_detection'));
 END;
 $$;
 
@@ -247,7 +263,8 @@ CREATE OR REPLACE FUNCTION monitoring_job_result(
 ) RETURNS jsonb
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
-    v_doc jsonb;
+    v_doc   jsonb;
+    v_part  record;
 BEGIN
     SELECT jsonb_build_object(
                'job', p_job,
@@ -264,18 +281,17 @@ BEGIN
       INTO v_doc
       FROM jsonb_array_elements(p_rules) AS r;
     v_doc := v_doc || coalesce(p_extra, '{}'::jsonb);
-    IF p_extra ? 'views' AND NOT coalesce((p_extra -> 'views' ->> 'success')::boolean, false) THEN
-        v_doc := v_doc || jsonb_build_object(
-            'success', false,
-            'errors', (v_doc -> 'errors') || jsonb_build_array(jsonb_build_object(
-                'algorithm', 'refresh_monitoring_views', 'error', p_extra -> 'views' ->> 'error')));
-    END IF;
-    IF p_extra ? 'alerts' AND NOT coalesce((p_extra -> 'alerts' ->> 'success')::boolean, false) THEN
-        v_doc := v_doc || jsonb_build_object(
-            'success', false,
-            'errors', (v_doc -> 'errors') || jsonb_build_array(jsonb_build_object(
-                'algorithm', 'escalate_monitoring_alerts', 'error', p_extra -> 'alerts' ->> 'error')));
-    END IF;
+    -- a failed view refresh or alert escalation fails the job as a failed rule does
+    FOR v_part IN SELECT * FROM (VALUES ('views', 'refresh_monitoring_views'),
+                                        ('alerts', 'escalate_monitoring_alerts')) AS x (key, algorithm)
+    LOOP
+        IF p_extra ? v_part.key AND NOT coalesce((p_extra -> v_part.key ->> 'success')::boolean, false) THEN
+            v_doc := v_doc || jsonb_build_object(
+                'success', false,
+                'errors', (v_doc -> 'errors') || jsonb_build_array(jsonb_build_object(
+                    'algorithm', v_part.algorithm, 'error', p_extra -> v_part.key ->> 'error')));
+        END IF;
+    END LOOP;
     RETURN v_doc || jsonb_build_object(
         'duration_seconds', round(extract(epoch FROM clock_timestamp() - p_started)::numeric, 3));
 END;
@@ -487,8 +503,8 @@ BEGIN
         -- break. The fold below may then pass rows the chain-break rule has not judged yet;
         -- for those cards (the rows of the last critical interval, once per medium interval)
         -- the rule takes one step back on the card index instead of the ledger row.
-        v_rules := v_rules || jsonb_build_array(monitoring_run_rule('balance_mismatch_detection', 'sweep'));
-        v_rules := v_rules || jsonb_build_array(monitoring_run_rule('negative_balance_detection', 'sweep'));
+        v_rules := v_rules || monitoring_run_rules(
+            'sweep', 'balance_mismatch_detection', 'negative_balance_detection');
     END IF;
     IF p_catch_up THEN
         v_extra := jsonb_build_object('catch_up', true);
@@ -580,6 +596,7 @@ $$;
 SELECT monitoring_grant_to_writer(
     'monitoring_detector_result(text, jsonb)',
     'monitoring_job_result(text, timestamptz, jsonb, jsonb)',
+    'monitoring_run_rules(text, text[])',
     'detect_transaction_failures()',
     'detect_balance_discrepancies()',
     'detect_duplicate_nfc_scans()',
