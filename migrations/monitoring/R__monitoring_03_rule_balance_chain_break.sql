@@ -43,8 +43,7 @@ CREATE OR REPLACE FUNCTION monitoring_rule_balance_chain_break(p_claim_batches i
 RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_claim       monitoring_rule_claim :=
-        monitoring_claim_rule('balance_chain_break', 'app_transaction_log', p_claim_batches);
+    v_claim       monitoring_rule_claim := monitoring_claim_rule('balance_chain_break', 'app_transaction_log', p_claim_batches);
     v_settings    monitoring_settings := monitoring_settings_get();
     v_first_new   bigint;
     v_first_gap   bigint;

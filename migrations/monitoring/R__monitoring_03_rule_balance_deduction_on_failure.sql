@@ -12,8 +12,7 @@ CREATE OR REPLACE FUNCTION monitoring_rule_balance_deduction_on_failure(p_claim_
 RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_claim       monitoring_rule_claim :=
-        monitoring_claim_rule('balance_deduction_on_failure', 'app_transaction_log', p_claim_batches);
+    v_claim       monitoring_rule_claim := monitoring_claim_rule('balance_deduction_on_failure', 'app_transaction_log', p_claim_batches);
     v_detections  jsonb;
 BEGIN
     SELECT coalesce(jsonb_agg(x.d ORDER BY x.fp), '[]'::jsonb)

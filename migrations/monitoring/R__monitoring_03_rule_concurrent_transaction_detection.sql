@@ -23,8 +23,7 @@ CREATE OR REPLACE FUNCTION monitoring_rule_concurrent_transaction_detection(p_cl
 RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_claim       monitoring_rule_claim :=
-        monitoring_claim_rule('concurrent_transaction_detection', 'app_transaction_log', p_claim_batches);
+    v_claim       monitoring_rule_claim := monitoring_claim_rule('concurrent_transaction_detection', 'app_transaction_log', p_claim_batches);
     v_settings    monitoring_settings := monitoring_settings_get();
     v_new_max     timestamptz;
     v_detections  jsonb;

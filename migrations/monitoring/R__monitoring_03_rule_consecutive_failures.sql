@@ -15,8 +15,7 @@ CREATE OR REPLACE FUNCTION monitoring_rule_consecutive_failures(p_claim_batches 
 RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_claim       monitoring_rule_claim :=
-        monitoring_claim_rule('consecutive_failures', 'app_transaction_log', p_claim_batches);
+    v_claim       monitoring_rule_claim := monitoring_claim_rule('consecutive_failures', 'app_transaction_log', p_claim_batches);
     v_settings    monitoring_settings := monitoring_settings_get();
     v_detections  jsonb;
 BEGIN

@@ -19,8 +19,7 @@ CREATE OR REPLACE FUNCTION monitoring_rule_temporal_duplicate_detection(p_claim_
 RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_claim       monitoring_rule_claim :=
-        monitoring_claim_rule('temporal_duplicate_detection', 'nfc_scan_log', p_claim_batches);
+    v_claim       monitoring_rule_claim := monitoring_claim_rule('temporal_duplicate_detection', 'nfc_scan_log', p_claim_batches);
     v_settings    monitoring_settings := monitoring_settings_get();
     v_new_max     timestamptz;
     v_detections  jsonb;

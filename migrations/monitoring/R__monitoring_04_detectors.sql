@@ -110,6 +110,29 @@ $$;
 
 
 -- ---------------------------------------------------------------------------------------------
+-- monitoring_guarded_call(p_function regprocedure) -> jsonb
+--   The result of a function without arguments that returns a jsonb document, or, when it
+--   fails, {"success": false, "error": <message>}: its work is rolled back alone (a
+--   sub-transaction) and the job that called it goes on. Cancels and statement timeouts are
+--   not caught.
+-- ---------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION monitoring_guarded_call(p_function regprocedure)
+RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_result   jsonb;
+    v_message  text;
+BEGIN
+    EXECUTE format('SELECT %s()', p_function::oid::regproc) INTO v_result;
+    RETURN v_result;
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS v_message = MESSAGE_TEXT;
+    RETURN jsonb_build_object('success', false, 'error', v_message);
+END;
+$$;
+
+
+-- ---------------------------------------------------------------------------------------------
 -- detect_transaction_failures() -> jsonb
 --   Rules balance_deduction_on_failure, consecutive_failures, system_failure_spike (all
 --   incremental). Result: monitoring_detector_result with detection_type
@@ -484,9 +507,6 @@ DECLARE
     v_deadline timestamptz := v_started + make_interval(secs => greatest(p_budget_ms, 0) / 1000.0);
     v_rules    jsonb := '[]'::jsonb;
     v_extra    jsonb;
-    v_alerts   jsonb;
-    v_views    jsonb;
-    v_message  text;
     v_batches  integer := CASE WHEN p_budget_ms > 0 THEN 10 ELSE 1 END;  -- spike rule: 100 a run
 BEGIN
     PERFORM set_config('synchronous_commit', 'off', true);  -- see the file header
@@ -509,19 +529,10 @@ BEGIN
     IF p_catch_up THEN
         v_extra := jsonb_build_object('catch_up', true);
     ELSE
-        BEGIN
-            v_alerts := escalate_monitoring_alerts();
-        EXCEPTION WHEN OTHERS THEN
-            GET STACKED DIAGNOSTICS v_message = MESSAGE_TEXT;
-            v_alerts := jsonb_build_object('success', false, 'error', v_message);
-        END;
-        BEGIN
-            v_views := refresh_monitoring_views();
-        EXCEPTION WHEN OTHERS THEN
-            GET STACKED DIAGNOSTICS v_message = MESSAGE_TEXT;
-            v_views := jsonb_build_object('success', false, 'error', v_message);
-        END;
-        v_extra := jsonb_build_object('alerts', v_alerts, 'views', v_views, 'catch_up', false);
+        v_extra := jsonb_build_object(
+            'alerts', monitoring_guarded_call('escalate_monitoring_alerts()'),
+            'views', monitoring_guarded_call('refresh_monitoring_views()'),
+            'catch_up', false);
     END IF;
     RETURN monitoring_job_result('medium', v_started, v_rules, v_extra);
 END;
@@ -597,6 +608,7 @@ SELECT monitoring_grant_to_writer(
     'monitoring_detector_result(text, jsonb)',
     'monitoring_job_result(text, timestamptz, jsonb, jsonb)',
     'monitoring_run_rules(text, text[])',
+    'monitoring_guarded_call(regprocedure)',
     'detect_transaction_failures()',
     'detect_balance_discrepancies()',
     'detect_duplicate_nfc_scans()',

@@ -205,3 +205,20 @@ async def test_the_claims_size_is_a_parameter_not_a_session_setting(
     deduction = plain["rules"]["balance_deduction_on_failure"]
     assert (deduction["rows_examined"], deduction["backlog"]) == (10, True)
     assert (wide["rows_examined"], wide["backlog"]) == (15, False)
+
+
+async def test_a_failing_view_refresh_fails_the_medium_job_but_not_its_rules(
+    conn: asyncpg.Connection,
+) -> None:
+    # The alerts and the views are each called in a sub-transaction of their own: one that
+    # fails is reported in the job's errors, and the rules' work and the alerts stay.
+    await conn.execute("DROP MATERIALIZED VIEW system_health_trend")
+
+    job = await _json(conn, "SELECT run_medium_detection_batches(0, false)")
+
+    assert job["views"]["success"] is False
+    assert "system_health_trend" in job["views"]["error"]
+    assert job["alerts"]["success"] is True
+    assert job["success"] is False
+    assert {"algorithm": "refresh_monitoring_views", "error": job["views"]["error"]} in job["errors"]
+    assert all(rule["success"] for rule in job["rules"].values())
