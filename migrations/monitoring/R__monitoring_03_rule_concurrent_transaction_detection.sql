@@ -115,8 +115,8 @@ BEGIN
         SELECT a.card_id AS card,
                a.log_id AS first_id, b.log_id AS second_id,
                a."timestamp" AS first_ts, b."timestamp" AS second_ts,
-               b.transaction_id AS second_tx,
                extract(epoch FROM b."timestamp" - a."timestamp") AS gap,
+               b.transaction_id AS latest,
                jsonb_build_object(
                    'first_log_id', a.log_id,
                    'second_log_id', b.log_id,
@@ -138,16 +138,9 @@ BEGIN
                 SELECT card, second_id FROM detail) AS u
           JOIN app_transaction_log AS l ON l.log_id = u.id
     ), per_card AS (
-        SELECT d.card,
-               count(*) AS pair_count,
-               min(d.gap) AS min_gap,
-               min(d.first_ts) AS first_ts,
-               max(d.second_ts) AS last_ts,
-               (array_agg(d.pair ORDER BY d.second_ts DESC, d.second_id DESC))
-                   [1:v_settings.evidence_list_limit] AS pair_list,
-               (array_agg(d.second_tx ORDER BY d.second_ts DESC, d.second_id DESC))[1] AS last_tx
-          FROM detail AS d
-         GROUP BY d.card
+        SELECT e.*
+          FROM monitoring_pair_evidence((SELECT jsonb_agg(d) FROM detail AS d),
+                                        v_settings.race_window, v_settings.evidence_list_limit) AS e
     ), per_card_rows AS (
         SELECT card, count(*) AS row_count,
                (array_agg(transaction_id ORDER BY ts, log_id))
@@ -168,7 +161,7 @@ BEGIN
                'severity', 'MEDIUM',
                'confidence_score', 0.7,
                'card_id', c.card,
-               'transaction_id', c.last_tx,
+               'transaction_id', c.latest,
                'fingerprint', 'card:' || c.card,
                'occurrences', c.pair_count,
                'event_data', jsonb_build_object(
@@ -178,12 +171,7 @@ BEGIN
                    'timestamps', to_jsonb(r.tss),
                    'transaction_types', to_jsonb(r.types),
                    'statuses', to_jsonb(r.statuses),
-                   'amounts', to_jsonb(r.amounts),
-                   'time_span_seconds', round(extract(epoch FROM c.last_ts - c.first_ts), 3),
-                   'threshold_seconds', extract(epoch FROM v_settings.race_window),
-                   'pair_count', c.pair_count,
-                   'min_gap_seconds', round(c.min_gap, 3),
-                   'pairs', to_jsonb(c.pair_list)),
+                   'amounts', to_jsonb(r.amounts)) || c.evidence,
                'context_data', jsonb_build_object(
                    'detection_time', now(),
                    'pattern_type', 'concurrent_transactions',

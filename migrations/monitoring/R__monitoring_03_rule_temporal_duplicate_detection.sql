@@ -65,6 +65,7 @@ BEGIN
                a.scan_log_id AS first_id, b.scan_log_id AS second_id,
                a.scan_timestamp AS first_ts, b.scan_timestamp AS second_ts,
                extract(epoch FROM b.scan_timestamp - a.scan_timestamp) AS gap,
+               b.scan_log_id AS latest,
                jsonb_build_object(
                    'first_scan_id', a.scan_log_id,
                    'second_scan_id', b.scan_log_id,
@@ -82,16 +83,10 @@ BEGIN
             UNION
             SELECT card, second_id, second_ts FROM detail) AS u
     ), per_card AS (
-        SELECT d.card,
-               count(*) AS pair_count,
-               min(d.gap) AS min_gap,
-               min(d.first_ts) AS first_ts,
-               max(d.second_ts) AS last_ts,
-               (array_agg(d.pair ORDER BY d.second_ts DESC, d.second_id DESC))
-                   [1:v_settings.evidence_list_limit] AS pair_list,
-               (array_agg(d.second_id ORDER BY d.second_ts DESC, d.second_id DESC))[1] AS last_id
-          FROM detail AS d
-         GROUP BY d.card
+        SELECT e.*
+          FROM monitoring_pair_evidence((SELECT jsonb_agg(d) FROM detail AS d),
+                                        v_settings.duplicate_nfc_window,
+                                        v_settings.evidence_list_limit) AS e
     ), per_card_scans AS (
         SELECT card, count(*) AS scan_count,
                (array_agg(id ORDER BY ts, id))[1:v_settings.evidence_list_limit] AS ids,
@@ -110,12 +105,7 @@ BEGIN
                    'scan_count', s.scan_count,
                    'scan_ids', to_jsonb(s.ids),
                    'scan_timestamps', to_jsonb(s.tss),
-                   'time_span_seconds', round(extract(epoch FROM c.last_ts - c.first_ts), 3),
-                   'threshold_seconds', extract(epoch FROM v_settings.duplicate_nfc_window),
-                   'pair_count', c.pair_count,
-                   'min_gap_seconds', round(c.min_gap, 3),
-                   'latest_scan_id', c.last_id,
-                   'pairs', to_jsonb(c.pair_list)),
+                   'latest_scan_id', c.latest) || c.evidence,
                'context_data', jsonb_build_object(
                    'detection_time', now(),
                    'pattern_type', 'temporal_duplicates',

@@ -53,6 +53,35 @@ END;
 $$;
 
 -- ---------------------------------------------------------------------------------------------
+-- monitoring_pair_evidence(p_pairs jsonb, p_window interval, p_limit integer)
+--   -> TABLE (card text, pair_count bigint, latest jsonb, evidence jsonb)
+--
+--   The pair rules' (temporal_duplicate_detection, concurrent_transaction_detection) summary
+--   of the pairs one run found, per card. p_pairs: the run's pairs as a jsonb array of
+--   {card, first_ts, second_ts, second_id, gap (seconds), latest, pair (the pair's evidence
+--   object)}; latest = the "latest" of the card's most recent pair (by second_ts, second_id);
+--   evidence = {time_span_seconds, threshold_seconds (p_window), pair_count, min_gap_seconds,
+--   pairs: the most recent p_limit pair objects, most recent first}.
+-- ---------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION monitoring_pair_evidence(p_pairs jsonb, p_window interval, p_limit integer)
+RETURNS TABLE (card text, pair_count bigint, latest jsonb, evidence jsonb)
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT p.card,
+           count(*),
+           (array_agg(p.latest ORDER BY p.second_ts DESC, p.second_id DESC))[1],
+           jsonb_build_object(
+               'time_span_seconds', round(extract(epoch FROM max(p.second_ts) - min(p.first_ts)), 3),
+               'threshold_seconds', extract(epoch FROM p_window),
+               'pair_count', count(*),
+               'min_gap_seconds', round(min(p.gap), 3),
+               'pairs', to_jsonb((array_agg(p.pair ORDER BY p.second_ts DESC, p.second_id DESC))
+                                     [1:p_limit]))
+      FROM jsonb_to_recordset(p_pairs) AS p (card text, first_ts timestamptz, second_ts timestamptz,
+                                            second_id bigint, gap numeric, latest jsonb, pair jsonb)
+     GROUP BY p.card
+$$;
+
+-- ---------------------------------------------------------------------------------------------
 -- monitoring_run_rule(p_algorithm text, p_mode text DEFAULT NULL,
 --                     p_claim_batches integer DEFAULT 1) -> jsonb
 --
@@ -153,6 +182,7 @@ DROP FUNCTION IF EXISTS monitoring_rule_temporal_duplicate_detection();
 -- the functions above: no PUBLIC access, executed by the writer role
 SELECT monitoring_grant_to_writer(
     'monitoring_rule_result(jsonb, integer, integer, boolean)',
+    'monitoring_pair_evidence(jsonb, interval, integer)',
     'monitoring_rule_balance_deduction_on_failure(integer)',
     'monitoring_rule_consecutive_failures(integer)',
     'monitoring_rule_system_failure_spike(integer)',
