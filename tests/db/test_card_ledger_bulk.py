@@ -291,3 +291,51 @@ async def test_the_sweep_after_a_bulk_build_finds_exactly_the_wrong_cards(
         " WHERE detection_algorithm = 'balance_mismatch_detection'"
     )
     assert [r["card_id"] for r in found] == ["card-0013"]
+
+
+async def test_far_behind_the_critical_job_leaves_the_build_to_the_medium_job(
+    conn: asyncpg.Connection,
+) -> None:
+    """The critical job's slices took up to half of each of its runs while the rules' rows
+    waited (a first run at 10 M log rows): far behind, the medium job builds the ledger alone,
+    and the critical job's mismatch rule takes its claim and says it skipped; near the head
+    (catch_up_bulk_rows) the critical job folds again, and the build ends as before."""
+    await conn.execute(
+        "UPDATE monitoring_settings SET catch_up_bulk_rows = 100, catch_up_slice_rows = 150,"
+        " ledger_batch_size = 40"
+    )
+    rng = random.Random(77)
+    await conn.executemany(INSERT, _random_rows(rng, 600, 40))
+
+    critical = json.loads(await conn.fetchval("SELECT run_critical_detection()"))
+    rule = critical["rules"]["balance_mismatch_detection"]
+    assert rule["success"] is True, rule
+    assert rule["skipped"] == "card ledger is still being built from the log"
+    # its claim is taken like every critical rule's (the rows of the lookback), and leaves
+    # no backlog of its own
+    claimed = critical["rules"]["balance_deduction_on_failure"]["rows_examined"]
+    assert (rule["rows_examined"], rule["backlog"]) == (claimed, False)
+    assert claimed > 0
+    assert (await _watermark(conn))["last_log_id"] is None  # not folded
+
+    medium = json.loads(await conn.fetchval("SELECT run_medium_detection_batches(0, false)"))
+    assert medium["success"] is True, medium
+    base = await conn.fetchval("SELECT min(log_id) - 1 FROM app_transaction_log")
+    assert (await _watermark(conn))["last_log_id"] == base + 150  # one slice
+
+    for _ in range(2):  # two slices more: 150 ids behind the head, still far
+        await conn.fetchval("SELECT run_medium_detection_batches(0, true)")
+    assert (await _watermark(conn))["last_log_id"] == base + 450
+    await conn.fetchval("SELECT run_critical_detection()")
+    assert (await _watermark(conn))["last_log_id"] == base + 450
+
+    # near the head: the critical job folds (a batch), and completes the build
+    await conn.execute("UPDATE monitoring_settings SET catch_up_bulk_rows = 200")
+    await conn.fetchval("SELECT run_critical_detection()")
+    assert (await _watermark(conn))["last_log_id"] == base + 490
+    for _ in range(10):
+        critical = json.loads(await conn.fetchval("SELECT run_critical_detection()"))
+        if (await _watermark(conn))["caught_up_at"] is not None:
+            break
+    assert "skipped" not in critical["rules"]["balance_mismatch_detection"]
+    assert await _ledger(conn) == await _brute_force(conn)
