@@ -177,18 +177,13 @@ BEGIN
                              AND w.last_log_id >= (SELECT max(l.log_id) FROM app_transaction_log AS l)
                                                   - 20000)
                   AND EXISTS (SELECT 1 FROM monitoring_card_ledger_state);
-        -- A first build far behind (more than catch_up_bulk_rows ids; issue 19.3): no fold
+        -- A first build far behind (monitoring_card_ledger_far_behind; issue 19.3): no fold
         -- here either. Its slices took up to half of every critical run while the other
         -- rules' rows waited (a first run at 10 M log rows); the medium job, called again at
         -- once while it reports a backlog, builds the ledger alone, beside this job. The claim
         -- is taken (the lockstep), nothing is compared (as during any build); near the head
         -- this run folds again, and the run that completes the build compares every card.
-        IF NOT v_fast AND EXISTS (
-               SELECT 1 FROM monitoring_detector_watermarks AS w
-                WHERE w.detector_name = 'card_ledger' AND w.caught_up_at IS NULL
-                  AND coalesce(w.last_log_id, 0)
-                      < (SELECT max(l.log_id) FROM app_transaction_log AS l)
-                        - v_settings.catch_up_bulk_rows) THEN
+        IF NOT v_fast AND monitoring_card_ledger_far_behind() THEN
             RETURN monitoring_rule_result(NULL, cardinality(v_claim.new_ids), v_claim.late_count,
                                           v_claim.backlog)
                 || jsonb_build_object('cards_checked', 0,
