@@ -46,11 +46,11 @@ $$;
 -- ---------------------------------------------------------------------------------------------
 -- monitoring_card_ledger_far_behind() -> boolean
 --   The ledger is being built (not caught up since it was (re)initialised) and more than
---   catch_up_bulk_rows ids behind the newest log row (issue 19.3): the medium job then builds
---   it alone, and the critical job neither folds nor sweeps (during a build a sweep compares
---   nothing, and its slices would take up to half of each critical run while the other rules'
---   rows wait). A rebuild decided by the next fold (settings changed, state row gone) starts
---   from the ledger's next fold, wherever it runs.
+--   catch_up_bulk_rows ids behind the newest log row (issue 19.3): the critical job then does
+--   not sweep (during a build a sweep compares nothing and only folds), and while its rules are
+--   behind too it does not fold either (the slices took up to half of each critical run while
+--   the other rules' rows waited): the medium job builds the ledger meanwhile. A rebuild
+--   decided by the next fold (settings changed, state row gone) starts at that fold.
 -- ---------------------------------------------------------------------------------------------
 CREATE OR REPLACE FUNCTION monitoring_card_ledger_far_behind()
 RETURNS boolean

@@ -177,13 +177,15 @@ BEGIN
                              AND w.last_log_id >= (SELECT max(l.log_id) FROM app_transaction_log AS l)
                                                   - 20000)
                   AND EXISTS (SELECT 1 FROM monitoring_card_ledger_state);
-        -- A first build far behind (monitoring_card_ledger_far_behind; issue 19.3): no fold
-        -- here either. Its slices took up to half of every critical run while the other
-        -- rules' rows waited (a first run at 10 M log rows); the medium job, called again at
-        -- once while it reports a backlog, builds the ledger alone, beside this job. The claim
-        -- is taken (the lockstep), nothing is compared (as during any build); near the head
+        -- A first build far behind (monitoring_card_ledger_far_behind; issue 19.3) while the
+        -- critical rules are behind too (this claim has a backlog): no fold here either. Its
+        -- slices took up to half of every critical run while the other rules' rows waited (a
+        -- first run at 10 M log rows); the medium job, called again at once while it reports
+        -- a backlog, builds the ledger meanwhile, beside this job. The claim is taken (the
+        -- lockstep), nothing is compared (as during any build). Once the rules have caught up
+        -- (a first run at 1 M log rows: before the medium job's first run), or near the head,
         -- this run folds again, and the run that completes the build compares every card.
-        IF NOT v_fast AND monitoring_card_ledger_far_behind() THEN
+        IF NOT v_fast AND v_claim.backlog AND monitoring_card_ledger_far_behind() THEN
             RETURN monitoring_rule_result(NULL, cardinality(v_claim.new_ids), v_claim.late_count,
                                           v_claim.backlog)
                 || jsonb_build_object('cards_checked', 0,

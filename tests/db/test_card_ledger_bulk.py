@@ -297,12 +297,14 @@ async def test_far_behind_the_critical_job_leaves_the_build_to_the_medium_job(
     conn: asyncpg.Connection,
 ) -> None:
     """The critical job's slices took up to half of each of its runs while the rules' rows
-    waited (a first run at 10 M log rows): far behind, the medium job builds the ledger alone,
-    and the critical job's mismatch rule takes its claim and says it skipped; near the head
-    (catch_up_bulk_rows) the critical job folds again, and the build ends as before."""
+    waited (a first run at 10 M log rows): while those rules are behind and the ledger far
+    behind, the medium job builds it alone, and the critical job's mismatch rule takes its
+    claim and says it skipped; once the rules have caught up, the critical job folds again
+    (at 1 M log rows the build would otherwise wait for the medium job's first run), and the
+    build ends as before."""
     await conn.execute(
         "UPDATE monitoring_settings SET catch_up_bulk_rows = 100, catch_up_slice_rows = 150,"
-        " ledger_batch_size = 40"
+        " ledger_batch_size = 40, detection_batch_size = 60"
     )
     rng = random.Random(77)
     await conn.executemany(INSERT, _random_rows(rng, 600, 40))
@@ -311,11 +313,10 @@ async def test_far_behind_the_critical_job_leaves_the_build_to_the_medium_job(
     rule = critical["rules"]["balance_mismatch_detection"]
     assert rule["success"] is True, rule
     assert rule["skipped"] == "card ledger is still being built from the log"
-    # its claim is taken like every critical rule's (the rows of the lookback), and leaves
-    # no backlog of its own
+    # its claim is taken like every critical rule's (the rows of the lookback among the
+    # first 60 ids), backlog included
     claimed = critical["rules"]["balance_deduction_on_failure"]["rows_examined"]
-    assert (rule["rows_examined"], rule["backlog"]) == (claimed, False)
-    assert claimed > 0
+    assert (rule["rows_examined"], rule["backlog"]) == (claimed, True)
     assert (await _watermark(conn))["last_log_id"] is None  # not folded
 
     medium = json.loads(await conn.fetchval("SELECT run_medium_detection_batches(0, false)"))
@@ -326,13 +327,14 @@ async def test_far_behind_the_critical_job_leaves_the_build_to_the_medium_job(
     for _ in range(2):  # two slices more: 150 ids behind the head, still far
         await conn.fetchval("SELECT run_medium_detection_batches(0, true)")
     assert (await _watermark(conn))["last_log_id"] == base + 450
-    await conn.fetchval("SELECT run_critical_detection()")
+    critical = json.loads(await conn.fetchval("SELECT run_critical_detection()"))
+    assert critical["backlog"] is True
     assert (await _watermark(conn))["last_log_id"] == base + 450
 
-    # near the head: the critical job folds (a batch), and completes the build
-    await conn.execute("UPDATE monitoring_settings SET catch_up_bulk_rows = 200")
-    await conn.fetchval("SELECT run_critical_detection()")
-    assert (await _watermark(conn))["last_log_id"] == base + 490
+    while critical["backlog"]:  # the rules' last rows: that run folds again
+        critical = json.loads(await conn.fetchval("SELECT run_critical_detection()"))
+    assert "skipped" not in critical["rules"]["balance_deduction_on_failure"]
+    assert (await _watermark(conn))["last_log_id"] > base + 450
     for _ in range(10):
         critical = json.loads(await conn.fetchval("SELECT run_critical_detection()"))
         if (await _watermark(conn))["caught_up_at"] is not None:

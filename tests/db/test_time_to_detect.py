@@ -408,7 +408,8 @@ async def test_far_behind_a_ledger_build_the_signal_leaves_the_sweep_to_the_medi
     # a rebuild (the settings the ledger is folded with changed) that is far behind
     await conn.execute(
         "UPDATE monitoring_settings SET catch_up_bulk_rows = 1, catch_up_slice_rows = 2,"
-        " credit_transaction_types = credit_transaction_types || '{gift}'::text[]"
+        " credit_transaction_types = credit_transaction_types || '{gift}'::text[],"
+        " detection_batch_size = 5"
     )
     building = await conn.fetchval("SELECT run_medium_detection_batches(0, false)")
     assert json.loads(building)["success"] is True
@@ -419,6 +420,7 @@ async def test_far_behind_a_ledger_build_the_signal_leaves_the_sweep_to_the_medi
     await _flushed(conn, base[0] + till.updates + 1, base[1] + till.inserts)
     result = await _critical(conn)
 
+    assert result["backlog"] is True  # the rules are behind too: their runs do not fold
     assert result["rules"]["balance_mismatch_detection"]["mode"] == "incremental"
     assert await conn.fetchval(LEDGER_LAST_ID) == folded  # neither folded nor swept
     await conn.execute("UPDATE monitoring_settings SET catch_up_slice_rows = 1000")
