@@ -384,13 +384,16 @@ BEGIN
     -- batch size, takes that claim's result (monitoring_claim_reuse) instead of reading the
     -- table again. The critical rules claim in lockstep, so every run after the first of a job
     -- reads the new ids once. The published claim is a transaction-local setting: a rule that
-    -- fails rolls back its sub-transaction, and the setting with it.
+    -- fails rolls back its sub-transaction, and the setting with it. One setting per table and
+    -- batch size: the spike rule, between the others in the critical job, claims ten times
+    -- larger batches, and its claim must not replace the one the rules after it take.
     v_pre := jsonb_build_object(
         'source', p_source, 'batch', v_batch,
         'last_log_id', v_wm.last_log_id, 'safe_log_id', v_wm.safe_log_id,
         'pending_gaps', v_wm.pending_gaps::text, 'pending_runs', v_wm.pending_runs,
         'initial_cutoff', v_wm.initial_cutoff, 'initial_end_id', v_wm.initial_end_id);
-    v_shared := nullif(current_setting('festmon.claim_' || p_source, true), '')::jsonb;
+    v_shared := nullif(current_setting(format('festmon.claim_%s_%s', p_source, v_batch), true),
+                       '')::jsonb;
     IF v_shared IS NOT NULL AND v_shared -> 'pre' = v_pre THEN
         SELECT * INTO new_ids, backlog, late_count
           FROM monitoring_claim_reuse(p_detector, v_wm.last_log_id IS NULL, v_shared);
@@ -584,7 +587,7 @@ BEGIN
            initial_end_id = v_wm.initial_end_id,
            updated_at = now()
      WHERE detector_name = p_detector;
-    PERFORM set_config('festmon.claim_' || p_source, jsonb_build_object(
+    PERFORM set_config(format('festmon.claim_%s_%s', p_source, v_batch), jsonb_build_object(
         'pre', v_pre,
         'post', jsonb_build_object(
             'last_log_id', v_new_last, 'safe_log_id', v_safe, 'pending_gaps', v_gaps::text,

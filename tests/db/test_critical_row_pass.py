@@ -110,6 +110,31 @@ async def test_the_critical_job_claims_the_new_log_rows_once(conn: asyncpg.Conne
     assert all(r["rows_examined"] == 1 for r in (result["rules"][x] for x in LOG_RULES))
 
 
+async def test_every_log_rule_after_the_first_takes_the_jobs_claim(
+    conn: asyncpg.Connection,
+) -> None:
+    # Equal watermarks do not show that the later rules took the first one's claim: with no
+    # payment between them, a claim of their own ends in the same state. Count the claims
+    # taken over instead. The spike rule, between them in the job, claims its own (ten times
+    # larger) batches: its claim must not hide the first one from the rules after it.
+    await conn.execute(NO_SIGNAL)
+    await put_card(conn, "C1", "45.00")
+    await log_row(conn, "C1", amount="5.00", previous="50.00", new="45.00")
+    await conn.fetchval("SELECT run_critical_detection()")
+    await log_row(conn, "C1", amount="5.00", previous="45.00", new="40.00")
+
+    async with conn.transaction():
+        await conn.execute("SET LOCAL track_functions = 'pl'")
+        result = json.loads(await conn.fetchval("SELECT run_critical_detection()"))
+        taken_over = await conn.fetchval(
+            "SELECT pg_stat_get_xact_function_calls('monitoring_claim_reuse'::regproc)"
+        )
+
+    assert result["success"] is True, result
+    assert all(result["rules"][rule]["rows_examined"] == 1 for rule in LOG_RULES), result
+    assert taken_over == len(LOG_RULES) - 1
+
+
 async def test_a_rule_on_its_own_still_claims_for_itself(conn: asyncpg.Connection) -> None:
     await conn.execute(NO_SIGNAL)
     await put_card(conn, "C1", "45.00")

@@ -144,3 +144,116 @@ async def test_a_batch_after_one_failure_is_judged_without_pairing_every_window_
     ]
     assert any("failures AS MATERIALIZED" in plan for plan in plans), "the rule's plan was logged"
     assert max(removed, default=0) <= 10 * len(rows), max(removed)
+
+
+def _plans_of(conn: asyncpg.Connection) -> list[str]:
+    plans: list[str] = []
+    conn.add_log_listener(lambda _c, message: plans.append(str(message.message)))
+    return plans
+
+
+async def test_the_windows_of_one_run_are_proven_by_one_count(conn: asyncpg.Connection) -> None:
+    # A first batch of payments, its last five failed, then a second batch of 300 at their
+    # own instants, both within one bucket of the rule's counts (so the buckets prove
+    # nothing). Each new window holds the five failures and so needs 100 rows to be proven;
+    # its new rows alone prove only the later ones, and the rule used to count the rows of
+    # each of the others (99 counts of up to 100 rows). Every one of them contains the first
+    # batch: one count proves them all.
+    base = await conn.fetchval(
+        "SELECT date_bin('15 seconds', now() - interval '15 seconds', timestamptz '2000-01-01')"
+    )
+
+    async def pay(rows: list[tuple[str, timedelta]]) -> None:
+        await conn.executemany(
+            """
+            INSERT INTO app_transaction_log (card_id, transaction_type, status, amount_involved,
+                                             previous_balance, new_balance, "timestamp")
+            VALUES ($1, 'bar_order', $2, 1.00, NULL, NULL, $3)
+            """,
+            [(f"P{i}-{ago}", status, base + ago) for i, (status, ago) in enumerate(rows)],
+        )
+
+    await pay(
+        [("completed", timedelta(milliseconds=k)) for k in range(200)]
+        + [("failed", timedelta(milliseconds=200 + k)) for k in range(5)]
+    )
+    assert await _spike(conn) is None
+    await pay([("completed", timedelta(seconds=1, milliseconds=k)) for k in range(300)])
+    plans = _plans_of(conn)
+    await conn.execute(
+        "LOAD 'auto_explain';"
+        " SET auto_explain.log_min_duration = 0; SET auto_explain.log_analyze = on;"
+        " SET auto_explain.log_timing = off; SET auto_explain.log_nested_statements = on;"
+        " SET auto_explain.log_level = notice; SET client_min_messages = notice"
+    )
+
+    assert await _spike(conn) is None
+    assert await _expect(conn) is None
+
+    rule_plans = [plan for plan in plans if "failures AS MATERIALIZED" in plan]
+    assert rule_plans, "the rule's plan was logged"
+    counts = [
+        int(loops)
+        for plan in rule_plans
+        for loops in re.findall(
+            r"Index Scan using idx_app_transaction_log_timestamp on app_transaction_log x(?:_\d+)?"
+            r"\s+\(cost=[^)]*\) \(actual rows=[0-9.]+ loops=(\d+)\)",
+            plan,
+        )
+    ]
+    assert counts, "the new windows were counted"
+    assert sum(counts) == 1, counts
+
+
+async def test_batch_after_batch_the_rule_finds_what_brute_force_finds(
+    conn: asyncpg.Connection,
+) -> None:
+    # Payments arrive in runs of a few seconds, some runs with bursts of failures; after each
+    # run the rule judges the windows ending at its new rows, exactly as a count of every such
+    # window does (the windows of a run share counts; that must not change what is found).
+    rng = random.Random(11)
+    await conn.execute("UPDATE monitoring_settings SET failure_spike_window = '1 minute'")
+    start = await conn.fetchval("SELECT now() - interval '10 minutes'")
+    at = start
+    for run in range(12):
+        batch: list[tuple[str, str, datetime]] = []
+        burst = run in (4, 9)
+        for k in range(rng.randint(5, 60)):
+            at += timedelta(milliseconds=rng.randint(1, 900))
+            failed = rng.random() < (0.4 if burst else 0.01)
+            batch.append((f"B{run}-{k}", "failed" if failed else "completed", at))
+        await conn.executemany(
+            """
+            INSERT INTO app_transaction_log (card_id, transaction_type, status, amount_involved,
+                                             previous_balance, new_balance, "timestamp")
+            VALUES ($1, 'bar_order', $2, 1.00, NULL, NULL, $3)
+            """,
+            batch,
+        )
+        first, last = batch[0][2], batch[-1][2]
+        expected = await conn.fetchrow(
+            BRUTE_FORCE.replace(
+                'SELECT DISTINCT "timestamp" AS ts FROM app_transaction_log',
+                'SELECT DISTINCT "timestamp" AS ts FROM app_transaction_log'
+                ' WHERE "timestamp" BETWEEN $1 AND $2',
+            ),
+            first,
+            last,
+        )
+        result = json.loads(
+            await conn.fetchval("SELECT monitoring_run_rule('system_failure_spike')")
+        )
+        assert result["success"] is True, result
+        judged = result["events_created"] + result["events_updated"]
+        if expected is None or expected["spike_windows"] == 0:
+            assert judged == 0, (run, result)
+            continue
+        assert judged == 1, (run, result)
+        found = await _spike(conn)
+        assert found is not None
+        assert (
+            found["spike_windows_seen"],
+            found["total_transactions"],
+            found["failed_transactions"],
+            found["failure_rate_percent"],
+        ) == (expected["spike_windows"], expected["total"], expected["failed"], expected["rate"])
