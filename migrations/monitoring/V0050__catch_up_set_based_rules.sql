@@ -1,11 +1,11 @@
 -- festmon monitoring schema, step 50 (versioned: applied once; issue 19.3). Idempotent.
 --
 -- A first run on a database with history claims hundreds of thousands of rows per rule run
--- (the 24 h lookback: 2.09 M log rows at 10 M); the rules judged them one index search per
--- row (~12 000 rows/s). A claim of at least catch_up_set_rows rows is now judged set-based
--- by the rules that search neighbours: one read of the claim's time span (or id range),
--- sorted by card, with lag() / lead() instead of a search per row. Smaller claims (the
--- steady state: the rows of the last few seconds) keep their per-row path.
+-- (the 24 h lookback: 2.09 M log rows at 10 M), judged one index search per row. A claim of
+-- at least catch_up_set_rows rows is now judged set-based by the race rule
+-- (concurrent_transaction_detection): one read of the claim's time span, sorted by card, with
+-- lag() / lead() instead of two searches per row. Smaller claims (the steady state: the rows
+-- of the last few seconds) keep their per-row path.
 
 -- IF NOT EXISTS: a column already there keeps its definition, its check included.
 ALTER TABLE monitoring_settings
