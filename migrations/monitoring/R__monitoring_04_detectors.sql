@@ -400,8 +400,8 @@ BEGIN
             -- R__monitoring_03_balance_signal.sql), not at the next medium job: both balance
             -- sweeps (a balance typed in may be wrong or negative) in the first round. Not
             -- while the card ledger's first build is far behind (issue 19.3): a sweep then
-            -- compares nothing and only folds, which the medium job does alone meanwhile
-            -- (with both sweeps in each of its calls); the build, once done, compares every card.
+            -- compares nothing and only folds, which the medium job does meanwhile (its calls
+            -- run both sweeps); the build, once done, compares every card.
             IF v_rule = 'balance_mismatch_detection' AND v_rounds = 1 THEN
                 v_signal := NOT monitoring_card_ledger_far_behind()
                             AND monitoring_balance_signal_fired();
