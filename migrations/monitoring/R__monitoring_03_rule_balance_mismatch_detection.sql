@@ -184,8 +184,11 @@ BEGIN
         -- a backlog, builds the ledger meanwhile, beside this job. The claim is taken (the
         -- lockstep), nothing is compared (as during any build). Once the rules have caught up
         -- (a first run at 1 M log rows: before the medium job's first run), or near the head,
-        -- this run folds again, and the run that completes the build compares every card.
-        IF NOT v_fast AND v_claim.backlog AND monitoring_card_ledger_far_behind() THEN
+        -- this run folds again — far behind, only if the ledger's lock is free now: a slice of
+        -- the medium job's holds it for up to half a job's timeout, longer than this rule's
+        -- lock_timeout — and the run that completes the build compares every card.
+        IF NOT v_fast AND monitoring_card_ledger_far_behind()
+           AND (v_claim.backlog OR NOT monitoring_xact_try_lock('card_ledger')) THEN
             RETURN monitoring_rule_result(NULL, cardinality(v_claim.new_ids), v_claim.late_count,
                                           v_claim.backlog)
                 || jsonb_build_object('cards_checked', 0,

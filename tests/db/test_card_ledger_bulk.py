@@ -341,3 +341,29 @@ async def test_far_behind_the_critical_job_leaves_the_build_to_the_medium_job(
             break
     assert "skipped" not in critical["rules"]["balance_mismatch_detection"]
     assert await _ledger(conn) == await _brute_force(conn)
+
+
+async def test_far_behind_a_critical_run_does_not_wait_for_the_medium_jobs_slices(
+    conn: asyncpg.Connection, db_dsn: str
+) -> None:
+    """Once its rules have caught up the critical job folds again, but not by waiting for the
+    medium job's slice (up to half of a job's timeout, longer than rule_lock_timeout: the
+    rule failed on its lock): it leaves the build to the job that holds the lock."""
+    await conn.execute(
+        "UPDATE monitoring_settings SET catch_up_bulk_rows = 100, catch_up_slice_rows = 150,"
+        " rule_lock_timeout = interval '30 seconds'"
+    )
+    await conn.executemany(INSERT, _random_rows(random.Random(78), 600, 40))
+    medium = await asyncpg.connect(db_dsn)
+    try:
+        await medium.execute("BEGIN")
+        await medium.execute("SELECT monitoring_xact_lock('card_ledger')")  # a slice under way
+        await conn.execute("SET statement_timeout = '10s'")
+        critical = json.loads(await conn.fetchval("SELECT run_critical_detection()"))
+        await medium.execute("ROLLBACK")
+    finally:
+        await medium.close()
+    rule = critical["rules"]["balance_mismatch_detection"]
+    assert (rule["success"], rule["backlog"]) == (True, False), rule
+    assert rule["skipped"] == "card ledger is still being built from the log"
+    assert (await _watermark(conn))["last_log_id"] is None
