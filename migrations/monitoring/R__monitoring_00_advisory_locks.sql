@@ -19,28 +19,53 @@ $$;
 
 
 -- ---------------------------------------------------------------------------------------------
+-- monitoring_lock_key(p_lock_name text, OUT class_id integer, OUT object_id integer)
+--   The named lock's key; raises (22023) for a name that is not one of festmon's locks.
+-- ---------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION monitoring_lock_key(
+    p_lock_name text, OUT class_id integer, OUT object_id integer)
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    SELECT l.class_id, l.object_id INTO class_id, object_id
+      FROM monitoring_advisory_locks() AS l
+     WHERE l.lock_name = p_lock_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown advisory lock %', p_lock_name USING ERRCODE = '22023';
+    END IF;
+END;
+$$;
+
+-- ---------------------------------------------------------------------------------------------
 -- monitoring_xact_lock(p_lock_name text)
 --   Takes the named advisory lock until the end of the transaction (waiting for it).
 -- ---------------------------------------------------------------------------------------------
 CREATE OR REPLACE FUNCTION monitoring_xact_lock(p_lock_name text)
 RETURNS void
 LANGUAGE plpgsql AS $$
-DECLARE
-    v_class   integer;
-    v_object  integer;
 BEGIN
-    SELECT l.class_id, l.object_id INTO v_class, v_object
-      FROM monitoring_advisory_locks() AS l
-     WHERE l.lock_name = p_lock_name;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'unknown advisory lock %', p_lock_name USING ERRCODE = '22023';
-    END IF;
-    PERFORM pg_advisory_xact_lock(v_class, v_object);
+    PERFORM pg_advisory_xact_lock(k.class_id, k.object_id) FROM monitoring_lock_key(p_lock_name) AS k;
 END;
 $$;
 
+-- ---------------------------------------------------------------------------------------------
+-- monitoring_xact_try_lock(p_lock_name text) -> boolean
+--   Takes the named advisory lock until the end of the transaction if it is free now (true),
+--   without waiting (false: another transaction holds it).
+-- ---------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION monitoring_xact_try_lock(p_lock_name text)
+RETURNS boolean
+LANGUAGE plpgsql AS $$
+BEGIN
+    RETURN (SELECT pg_try_advisory_xact_lock(k.class_id, k.object_id)
+              FROM monitoring_lock_key(p_lock_name) AS k);
+END;
+$$;
 
 REVOKE ALL ON FUNCTION monitoring_advisory_locks() FROM PUBLIC;
+REVOKE ALL ON FUNCTION monitoring_lock_key(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION monitoring_xact_lock(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION monitoring_advisory_locks() TO monitoring_reader, monitoring_writer;
 GRANT EXECUTE ON FUNCTION monitoring_xact_lock(text) TO monitoring_writer;
+GRANT EXECUTE ON FUNCTION monitoring_lock_key(text) TO monitoring_writer;
+REVOKE ALL ON FUNCTION monitoring_xact_try_lock(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION monitoring_xact_try_lock(text) TO monitoring_writer;

@@ -44,6 +44,31 @@ $$;
 
 
 -- ---------------------------------------------------------------------------------------------
+-- monitoring_card_ledger_far_behind() -> boolean
+--   The ledger is being built (not caught up since it was (re)initialised) and more than
+--   catch_up_bulk_rows ids behind the newest log row (issue 19.3): the critical job then does
+--   not sweep (during a build a sweep compares nothing and only folds), and while its rules are
+--   behind too it does not fold either (the slices took up to half of each critical run while
+--   the other rules' rows waited): the medium job builds the ledger meanwhile. A rebuild
+--   decided by the next fold (settings changed, state row gone) starts at that fold.
+-- ---------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION monitoring_card_ledger_far_behind()
+RETURNS boolean
+LANGUAGE plpgsql STABLE AS $$  -- plpgsql: the payment tables may be missing at creation
+BEGIN
+    RETURN EXISTS (
+        SELECT 1
+          FROM monitoring_detector_watermarks AS w
+         WHERE w.detector_name = 'card_ledger'
+           AND w.caught_up_at IS NULL
+           AND coalesce(w.last_log_id, 0)
+               < (SELECT max(l.log_id) FROM app_transaction_log AS l)
+                 - (monitoring_settings_get()).catch_up_bulk_rows);
+END;
+$$;
+
+
+-- ---------------------------------------------------------------------------------------------
 -- monitoring_fold_card_ledger(OUT rows_folded integer, OUT touched_cards text[],
 --                             OUT rebuilt boolean, OUT backlog boolean, OUT late_count integer)
 --

@@ -177,6 +177,23 @@ BEGIN
                              AND w.last_log_id >= (SELECT max(l.log_id) FROM app_transaction_log AS l)
                                                   - 20000)
                   AND EXISTS (SELECT 1 FROM monitoring_card_ledger_state);
+        -- A first build far behind (monitoring_card_ledger_far_behind; issue 19.3) while the
+        -- critical rules are behind too (this claim has a backlog): no fold here either. Its
+        -- slices took up to half of every critical run while the other rules' rows waited (a
+        -- first run at 10 M log rows); the medium job, called again at once while it reports
+        -- a backlog, builds the ledger meanwhile, beside this job. The claim is taken (the
+        -- lockstep), nothing is compared (as during any build). Once the rules have caught up
+        -- (a first run at 1 M log rows: before the medium job's first run), or near the head,
+        -- this run folds again — far behind, only if the ledger's lock is free now: a slice of
+        -- the medium job's holds it for up to half a job's timeout, longer than this rule's
+        -- lock_timeout — and the run that completes the build compares every card.
+        IF NOT v_fast AND monitoring_card_ledger_far_behind()
+           AND (v_claim.backlog OR NOT monitoring_xact_try_lock('card_ledger')) THEN
+            RETURN monitoring_rule_result(NULL, cardinality(v_claim.new_ids), v_claim.late_count,
+                                          v_claim.backlog)
+                || jsonb_build_object('cards_checked', 0,
+                                      'skipped', 'card ledger is still being built from the log');
+        END IF;
     END IF;
     IF v_fast THEN
         v_rows := cardinality(v_claim.new_ids);

@@ -14,6 +14,13 @@
 -- non-failed row only matters if it is closer than race_window, so a row without a close
 -- neighbour costs one index step and no table read. The forward search is skipped for a new
 -- row later than every row examined before (watermark max_row_time): the usual case.
+-- A claim of at least catch_up_set_rows rows (a first run's lookback, a backlog; V0050) judges
+-- its other fresh rows set-based instead of searching: one read of their time span plus
+-- race_window on both sides (index on "timestamp"), each card's rows sorted once, lag() /
+-- lead() as the neighbours — the rows the searches find (a neighbour closer than race_window,
+-- and every row between the two, is inside that span). Late rows (ids that were gaps: they may
+-- be anywhere in time) and the outer 0.1 % of the fresh rows' times on each side (back-dated
+-- rows would stretch the span) keep their searches.
 -- event_data: {concurrent_count, transaction_ids [..], log_ids [..], timestamps [..],
 --   transaction_types [..], statuses [..], amounts [..], time_span_seconds, threshold_seconds,
 --   pair_count, min_gap_seconds, pairs [{first_log_id, second_log_id, first_transaction_id,
@@ -25,6 +32,8 @@ LANGUAGE plpgsql AS $$
 DECLARE
     v_claim       monitoring_rule_claim := monitoring_claim_rule('concurrent_transaction_detection', 'app_transaction_log', p_claim_batches);
     v_settings    monitoring_settings := monitoring_settings_get();
+    v_bulk        boolean := cardinality(v_claim.new_ids) >= v_settings.catch_up_set_rows;
+    v_first_fresh bigint := v_claim.new_ids[v_claim.late_count + 1];  -- late ids come first
     v_new_max     timestamptz;
     v_detections  jsonb;
 BEGIN
@@ -62,7 +71,50 @@ BEGIN
           FROM span_rows AS r
          GROUP BY r.card
         HAVING count(*) > 1
+    ), bulk_span AS MATERIALIZED (
+        -- a large claim: the time span of its fresh rows that are not near, without the outer
+        -- 0.1 % on each side
+        SELECT percentile_disc(0.001) WITHIN GROUP (ORDER BY n.ts) AS lo,
+               percentile_disc(0.999) WITHIN GROUP (ORDER BY n.ts) AS hi
+          FROM new_rows AS n
+         WHERE v_bulk  -- a one-time filter: nothing is read for a small claim
+           AND n.id >= v_first_fresh
+           AND n.id NOT IN (SELECT x.id FROM near AS x)
+        HAVING count(*) > 0
+    ), bulk AS MATERIALIZED (
+        -- the new rows judged set-based
+        SELECT n.id
+          FROM new_rows AS n, bulk_span AS b
+         WHERE n.ts >= b.lo AND n.ts <= b.hi AND n.id >= v_first_fresh
+           AND n.id NOT IN (SELECT x.id FROM near AS x)
+    ), bulk_neighbours AS MATERIALIZED (
+        -- every row of that span plus race_window on both sides, with its neighbours
+        SELECT l.log_id AS id, l."timestamp" AS ts, l.client_request_id AS crid,
+               lag(l.log_id) OVER w AS prev_id, lag(l."timestamp") OVER w AS prev_ts,
+               lag(l.client_request_id) OVER w AS prev_crid,
+               lead(l.log_id) OVER w AS next_id, lead(l."timestamp") OVER w AS next_ts,
+               lead(l.client_request_id) OVER w AS next_crid
+          FROM bulk_span AS b
+          JOIN app_transaction_log AS l
+            ON l."timestamp" > b.lo - v_settings.race_window
+           AND l."timestamp" < b.hi + v_settings.race_window
+         WHERE l.status <> 'failed'
+           AND coalesce(l.edge_function_name, '') <> ALL (v_settings.mirror_edge_function_names)
+        WINDOW w AS (PARTITION BY l.card_id COLLATE "C" ORDER BY l."timestamp", l.log_id)
     ), pairs AS (
+        SELECT x.prev_id AS first_id, x.id AS second_id
+          FROM bulk_neighbours AS x
+         WHERE x.id IN (SELECT b.id FROM bulk AS b)
+           AND x.ts - x.prev_ts < v_settings.race_window
+           AND NOT coalesce(x.prev_crid = x.crid, false)
+        UNION
+        SELECT x.id, x.next_id
+          FROM bulk_neighbours AS x
+         WHERE x.id IN (SELECT b.id FROM bulk AS b)
+           AND x.next_ts - x.ts < v_settings.race_window
+           AND NOT coalesce(x.next_crid = x.crid, false)
+           AND (v_claim.max_row_time IS NULL OR x.ts <= v_claim.max_row_time)  -- as below
+        UNION
         SELECT o.prev_id AS first_id, o.id AS second_id
           FROM (SELECT r.id, r.ts, r.crid,
                        lag(r.id) OVER w AS prev_id,
@@ -91,6 +143,7 @@ BEGIN
                ORDER BY l."timestamp" DESC, l.log_id DESC
                LIMIT 1) AS p
          WHERE n.id NOT IN (SELECT x.id FROM near AS x)
+           AND n.id NOT IN (SELECT b.id FROM bulk AS b)
            AND n.ts - p.ts < v_settings.race_window
            AND NOT coalesce(p.crid = n.crid, false)  -- NULL (either has none) is no retry
         UNION
@@ -111,6 +164,7 @@ BEGIN
            -- a row examined before can only follow a new row that is not later than all of
            -- them (watermark max_row_time); later pairs are found from the later row
            AND (v_claim.max_row_time IS NULL OR n.ts <= v_claim.max_row_time)
+           AND n.id NOT IN (SELECT b.id FROM bulk AS b)
     ), detail AS (
         SELECT a.card_id AS card,
                a.log_id AS first_id, b.log_id AS second_id,
@@ -128,15 +182,21 @@ BEGIN
                    'client_request_ids', jsonb_build_array(a.client_request_id, b.client_request_id))
                    AS pair
           FROM pairs
-          JOIN app_transaction_log AS a ON a.log_id = pairs.first_id
-          JOIN app_transaction_log AS b ON b.log_id = pairs.second_id
+          -- one primary-key read per pair (OFFSET 0: not pulled up into a join): pairs are
+          -- few, but a large claim's estimate of them is not, and a hash join then reads the
+          -- whole table twice
+          CROSS JOIN LATERAL (SELECT x.* FROM app_transaction_log AS x
+                               WHERE x.log_id = pairs.first_id OFFSET 0) AS a
+          CROSS JOIN LATERAL (SELECT x.* FROM app_transaction_log AS x
+                               WHERE x.log_id = pairs.second_id OFFSET 0) AS b
     ), rows_involved AS (
         SELECT DISTINCT u.card, l.log_id, l.transaction_id, l."timestamp" AS ts,
                l.transaction_type, l.status, l.amount_involved
           FROM (SELECT card, first_id AS id FROM detail
                 UNION
                 SELECT card, second_id FROM detail) AS u
-          JOIN app_transaction_log AS l ON l.log_id = u.id
+          CROSS JOIN LATERAL (SELECT x.* FROM app_transaction_log AS x
+                               WHERE x.log_id = u.id OFFSET 0) AS l  -- as in detail
     ), per_card AS (
         SELECT e.*
           FROM monitoring_pair_evidence((SELECT jsonb_agg(d) FROM detail AS d),
@@ -183,6 +243,7 @@ BEGIN
       FROM per_card AS c
       JOIN per_card_rows AS r ON r.card = c.card;
 
-    RETURN monitoring_rule_finish(v_claim, v_detections, v_new_max);
+    RETURN monitoring_rule_finish(v_claim, v_detections, v_new_max)
+        || CASE WHEN v_bulk THEN '{"set_based": true}'::jsonb ELSE '{}'::jsonb END;
 END;
 $$;

@@ -189,6 +189,7 @@ SELECT monitoring_grant_to_writer(
     'monitoring_card_ledger_config(monitoring_settings)',
     'monitoring_card_summary_sql(text, text, text)',
     'monitoring_fold_card_ledger()',
+    'monitoring_card_ledger_far_behind()',
     'rebuild_monitoring_card_ledger()',
     'monitoring_rule_balance_mismatch_detection(text, integer)',
     'monitoring_balance_mismatch_suspects(bigint[], integer, boolean)',

@@ -398,9 +398,13 @@ BEGIN
             CONTINUE WHEN NOT (v_rule = ANY (v_pending));
             -- issue 19.5: a table_cards write no log row explains sweeps now (the signal, in
             -- R__monitoring_03_balance_signal.sql), not at the next medium job: both balance
-            -- sweeps (a balance typed in may be wrong or negative) in the first round
+            -- sweeps (a balance typed in may be wrong or negative) in the first round. Not
+            -- while the card ledger's first build is far behind (issue 19.3): a sweep then
+            -- compares nothing and only folds, which the medium job does meanwhile (its calls
+            -- run both sweeps); the build, once done, compares every card.
             IF v_rule = 'balance_mismatch_detection' AND v_rounds = 1 THEN
-                v_signal := monitoring_balance_signal_fired();
+                v_signal := NOT monitoring_card_ledger_far_behind()
+                            AND monitoring_balance_signal_fired();
             END IF;
             v_sweep := v_signal AND v_rounds = 1
                        AND v_rule IN ('balance_mismatch_detection', 'negative_balance_detection');

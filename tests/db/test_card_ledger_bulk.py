@@ -291,3 +291,79 @@ async def test_the_sweep_after_a_bulk_build_finds_exactly_the_wrong_cards(
         " WHERE detection_algorithm = 'balance_mismatch_detection'"
     )
     assert [r["card_id"] for r in found] == ["card-0013"]
+
+
+async def test_far_behind_the_critical_job_leaves_the_build_to_the_medium_job(
+    conn: asyncpg.Connection,
+) -> None:
+    """The critical job's slices took up to half of each of its runs while the rules' rows
+    waited (a first run at 10 M log rows): while those rules are behind and the ledger far
+    behind, the medium job builds it alone, and the critical job's mismatch rule takes its
+    claim and says it skipped; once the rules have caught up, the critical job folds again
+    (at 1 M log rows the build would otherwise wait for the medium job's first run), and the
+    build ends as before."""
+    await conn.execute(
+        "UPDATE monitoring_settings SET catch_up_bulk_rows = 100, catch_up_slice_rows = 150,"
+        " ledger_batch_size = 40, detection_batch_size = 60"
+    )
+    rng = random.Random(77)
+    await conn.executemany(INSERT, _random_rows(rng, 600, 40))
+
+    critical = json.loads(await conn.fetchval("SELECT run_critical_detection()"))
+    rule = critical["rules"]["balance_mismatch_detection"]
+    assert rule["success"] is True, rule
+    assert rule["skipped"] == "card ledger is still being built from the log"
+    # its claim is taken like every critical rule's (the rows of the lookback among the
+    # first 60 ids), backlog included
+    claimed = critical["rules"]["balance_deduction_on_failure"]["rows_examined"]
+    assert (rule["rows_examined"], rule["backlog"]) == (claimed, True)
+    assert (await _watermark(conn))["last_log_id"] is None  # not folded
+
+    medium = json.loads(await conn.fetchval("SELECT run_medium_detection_batches(0, false)"))
+    assert medium["success"] is True, medium
+    base = await conn.fetchval("SELECT min(log_id) - 1 FROM app_transaction_log")
+    assert (await _watermark(conn))["last_log_id"] == base + 150  # one slice
+
+    for _ in range(2):  # two slices more: 150 ids behind the head, still far
+        await conn.fetchval("SELECT run_medium_detection_batches(0, true)")
+    assert (await _watermark(conn))["last_log_id"] == base + 450
+    critical = json.loads(await conn.fetchval("SELECT run_critical_detection()"))
+    assert critical["backlog"] is True
+    assert (await _watermark(conn))["last_log_id"] == base + 450
+
+    while critical["backlog"]:  # the rules' last rows: that run folds again
+        critical = json.loads(await conn.fetchval("SELECT run_critical_detection()"))
+    assert "skipped" not in critical["rules"]["balance_deduction_on_failure"]
+    assert (await _watermark(conn))["last_log_id"] > base + 450
+    for _ in range(10):
+        critical = json.loads(await conn.fetchval("SELECT run_critical_detection()"))
+        if (await _watermark(conn))["caught_up_at"] is not None:
+            break
+    assert "skipped" not in critical["rules"]["balance_mismatch_detection"]
+    assert await _ledger(conn) == await _brute_force(conn)
+
+
+async def test_far_behind_a_critical_run_does_not_wait_for_the_medium_jobs_slices(
+    conn: asyncpg.Connection, db_dsn: str
+) -> None:
+    """Once its rules have caught up the critical job folds again, but not by waiting for the
+    medium job's slice (up to half of a job's timeout, longer than rule_lock_timeout: the
+    rule failed on its lock): it leaves the build to the job that holds the lock."""
+    await conn.execute(
+        "UPDATE monitoring_settings SET catch_up_bulk_rows = 100, catch_up_slice_rows = 150,"
+        " rule_lock_timeout = interval '30 seconds'"
+    )
+    await conn.executemany(INSERT, _random_rows(random.Random(78), 600, 40))
+    medium = await asyncpg.connect(db_dsn)
+    try:
+        await medium.execute("BEGIN")
+        await medium.execute("SELECT monitoring_xact_lock('card_ledger')")  # a slice under way
+        await conn.execute("SET statement_timeout = '10s'")
+        critical = json.loads(await conn.fetchval("SELECT run_critical_detection()"))
+        await medium.execute("ROLLBACK")
+    finally:
+        await medium.close()
+    rule = critical["rules"]["balance_mismatch_detection"]
+    assert (rule["success"], rule["backlog"]) == (True, False), rule
+    assert rule["skipped"] == "card ledger is still being built from the log"
+    assert (await _watermark(conn))["last_log_id"] is None

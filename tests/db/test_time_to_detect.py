@@ -389,3 +389,43 @@ async def _spike_run(conn: asyncpg.Connection) -> dict[str, Any]:
     )
     assert result["success"] is True, result
     return result
+
+
+LEDGER_LAST_ID = (
+    "SELECT last_log_id FROM monitoring_detector_watermarks WHERE detector_name = 'card_ledger'"
+)
+
+
+async def test_far_behind_a_ledger_build_the_signal_leaves_the_sweep_to_the_medium_job(
+    db_dsn: str, conn: asyncpg.Connection
+) -> None:
+    """During a first build far behind (catch_up_bulk_rows, issue 19.3) a sweep compares
+    nothing and only folds: in the critical job it took the fold's slices back from the
+    medium job (and its lock: the medium job's runs timed out). The critical job leaves the
+    sweep to the medium job until the ledger is near the head; the build, once done,
+    compares every card, and the edited balance is found."""
+    till, base, rng = await _warm(db_dsn, conn, seed=5, rounds=2, size=30)
+    # a rebuild (the settings the ledger is folded with changed) that is far behind
+    await conn.execute(
+        "UPDATE monitoring_settings SET catch_up_bulk_rows = 1, catch_up_slice_rows = 2,"
+        " credit_transaction_types = credit_transaction_types || '{gift}'::text[],"
+        " detection_batch_size = 5"
+    )
+    building = await conn.fetchval("SELECT run_medium_detection_batches(0, false)")
+    assert json.loads(building)["success"] is True
+    folded = await conn.fetchval(LEDGER_LAST_ID)
+
+    await _edit_balance(db_dsn, "C8")
+    await till.pay(_steady(till, rng, 20, refused=False))
+    await _flushed(conn, base[0] + till.updates + 1, base[1] + till.inserts)
+    result = await _critical(conn)
+
+    assert result["backlog"] is True  # the rules are behind too: their runs do not fold
+    assert result["rules"]["balance_mismatch_detection"]["mode"] == "incremental"
+    assert await conn.fetchval(LEDGER_LAST_ID) == folded  # neither folded nor swept
+    await conn.execute("UPDATE monitoring_settings SET catch_up_slice_rows = 1000")
+    for _ in range(5):
+        medium = json.loads(await conn.fetchval("SELECT run_medium_detection_batches(0, true)"))
+        if not medium["backlog"]:
+            break
+    assert await _mismatches(conn) == ["C8"]
