@@ -41,16 +41,34 @@ SELECT (SELECT count(*) FROM spikes) AS spike_windows, b.ts, b.total, b.failed, 
 """
 
 
-async def _insert(conn: asyncpg.Connection, rows: list[tuple[str, timedelta]]) -> None:
-    now = await conn.fetchval("SELECT now()")
+async def _insert_at(conn: asyncpg.Connection, rows: list[tuple[str, str, datetime]]) -> None:
+    """Log rows (card, status, timestamp) of balance-less bar orders."""
     await conn.executemany(
         """
         INSERT INTO app_transaction_log (card_id, transaction_type, status, amount_involved,
                                          previous_balance, new_balance, "timestamp")
         VALUES ($1, 'bar_order', $2, 1.00, NULL, NULL, $3)
         """,
-        [(f"P{i}", status, now - ago) for i, (status, ago) in enumerate(rows)],
+        rows,
     )
+
+
+async def _insert(conn: asyncpg.Connection, rows: list[tuple[str, timedelta]]) -> None:
+    now = await conn.fetchval("SELECT now()")
+    await _insert_at(conn, [(f"P{i}", status, now - ago) for i, (status, ago) in enumerate(rows)])
+
+
+async def _explained(conn: asyncpg.Connection) -> list[str]:
+    """From now on, the plan of every statement this session runs (auto_explain, nested)."""
+    plans: list[str] = []
+    conn.add_log_listener(lambda _c, message: plans.append(str(message.message)))
+    await conn.execute(
+        "LOAD 'auto_explain';"
+        " SET auto_explain.log_min_duration = 0; SET auto_explain.log_analyze = on;"
+        " SET auto_explain.log_timing = off; SET auto_explain.log_nested_statements = on;"
+        " SET auto_explain.log_level = notice; SET client_min_messages = notice"
+    )
+    return plans
 
 
 async def _spike(conn: asyncpg.Connection) -> dict[str, Any] | None:
@@ -61,6 +79,21 @@ async def _spike(conn: asyncpg.Connection) -> dict[str, Any] | None:
         " WHERE detection_algorithm = 'system_failure_spike'"
     )
     return None if row is None else json.loads(row["event_data"], parse_float=Decimal)
+
+
+def _worst(found: dict[str, Any]) -> tuple[Any, ...]:
+    """The rule's event: how many spike windows it saw, and its worst window's counts."""
+    return (
+        found["spike_windows_seen"],
+        found["total_transactions"],
+        found["failed_transactions"],
+        found["failure_rate_percent"],
+    )
+
+
+def _worst_expected(expected: asyncpg.Record) -> tuple[Any, ...]:
+    """The same from the brute-force count."""
+    return (expected["spike_windows"], expected["total"], expected["failed"], expected["rate"])
 
 
 async def _expect(conn: asyncpg.Connection) -> asyncpg.Record | None:
@@ -101,12 +134,7 @@ async def test_the_worst_window_is_the_brute_force_one_on_mixed_traffic(
     found = await _spike(conn)
 
     assert expected is not None and found is not None
-    assert (
-        found["spike_windows_seen"],
-        found["total_transactions"],
-        found["failed_transactions"],
-        found["failure_rate_percent"],
-    ) == (expected["spike_windows"], expected["total"], expected["failed"], expected["rate"])
+    assert _worst(found) == _worst_expected(expected)
     # jsonb drops trailing zeros of the microseconds: compare the instants, not the strings
     assert datetime.fromisoformat(found["window_end"]) == expected["ts"]
 
@@ -127,14 +155,7 @@ async def test_a_batch_after_one_failure_is_judged_without_pairing_every_window_
     rows.append(("failed", timedelta(minutes=10)))
     rows += [("completed", timedelta(milliseconds=100 * k)) for k in range(3_000, 0, -1)]
     await _insert(conn, rows)
-    plans: list[str] = []
-    conn.add_log_listener(lambda _c, message: plans.append(str(message.message)))
-    await conn.execute(
-        "LOAD 'auto_explain';"
-        " SET auto_explain.log_min_duration = 0; SET auto_explain.log_analyze = on;"
-        " SET auto_explain.log_timing = off; SET auto_explain.log_nested_statements = on;"
-        " SET auto_explain.log_level = notice; SET client_min_messages = notice"
-    )
+    plans = await _explained(conn)
 
     assert await _spike(conn) is None
     assert await _expect(conn) is None
@@ -144,12 +165,6 @@ async def test_a_batch_after_one_failure_is_judged_without_pairing_every_window_
     ]
     assert any("failures AS MATERIALIZED" in plan for plan in plans), "the rule's plan was logged"
     assert max(removed, default=0) <= 10 * len(rows), max(removed)
-
-
-def _plans_of(conn: asyncpg.Connection) -> list[str]:
-    plans: list[str] = []
-    conn.add_log_listener(lambda _c, message: plans.append(str(message.message)))
-    return plans
 
 
 async def test_the_windows_of_one_run_are_proven_by_one_count(conn: asyncpg.Connection) -> None:
@@ -164,13 +179,8 @@ async def test_the_windows_of_one_run_are_proven_by_one_count(conn: asyncpg.Conn
     )
 
     async def pay(rows: list[tuple[str, timedelta]]) -> None:
-        await conn.executemany(
-            """
-            INSERT INTO app_transaction_log (card_id, transaction_type, status, amount_involved,
-                                             previous_balance, new_balance, "timestamp")
-            VALUES ($1, 'bar_order', $2, 1.00, NULL, NULL, $3)
-            """,
-            [(f"P{i}-{ago}", status, base + ago) for i, (status, ago) in enumerate(rows)],
+        await _insert_at(
+            conn, [(f"P{i}-{at}", status, base + at) for i, (status, at) in enumerate(rows)]
         )
 
     await pay(
@@ -179,13 +189,7 @@ async def test_the_windows_of_one_run_are_proven_by_one_count(conn: asyncpg.Conn
     )
     assert await _spike(conn) is None
     await pay([("completed", timedelta(seconds=1, milliseconds=k)) for k in range(300)])
-    plans = _plans_of(conn)
-    await conn.execute(
-        "LOAD 'auto_explain';"
-        " SET auto_explain.log_min_duration = 0; SET auto_explain.log_analyze = on;"
-        " SET auto_explain.log_timing = off; SET auto_explain.log_nested_statements = on;"
-        " SET auto_explain.log_level = notice; SET client_min_messages = notice"
-    )
+    plans = await _explained(conn)
 
     assert await _spike(conn) is None
     assert await _expect(conn) is None
@@ -222,14 +226,7 @@ async def test_batch_after_batch_the_rule_finds_what_brute_force_finds(
             at += timedelta(milliseconds=rng.randint(1, 900))
             failed = rng.random() < (0.4 if burst else 0.01)
             batch.append((f"B{run}-{k}", "failed" if failed else "completed", at))
-        await conn.executemany(
-            """
-            INSERT INTO app_transaction_log (card_id, transaction_type, status, amount_involved,
-                                             previous_balance, new_balance, "timestamp")
-            VALUES ($1, 'bar_order', $2, 1.00, NULL, NULL, $3)
-            """,
-            batch,
-        )
+        await _insert_at(conn, batch)
         first, last = batch[0][2], batch[-1][2]
         expected = await conn.fetchrow(
             BRUTE_FORCE.replace(
@@ -251,9 +248,4 @@ async def test_batch_after_batch_the_rule_finds_what_brute_force_finds(
         assert judged == 1, (run, result)
         found = await _spike(conn)
         assert found is not None
-        assert (
-            found["spike_windows_seen"],
-            found["total_transactions"],
-            found["failed_transactions"],
-            found["failure_rate_percent"],
-        ) == (expected["spike_windows"], expected["total"], expected["failed"], expected["rate"])
+        assert _worst(found) == _worst_expected(expected)
