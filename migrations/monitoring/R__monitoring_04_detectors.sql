@@ -152,18 +152,16 @@ $$;
 -- ---------------------------------------------------------------------------------------------
 -- detect_balance_discrepancies() -> jsonb
 --   balance_chain_break incremental, then balance_mismatch_detection and
---   negative_balance_detection as sweeps (lock order: file header). detection_type 'balance_discrepancies'; counters
+--   negative_balance_detection as sweeps (their default mode in monitoring_run_rule; lock
+--   order: file header). detection_type 'balance_discrepancies'; counters
 --   balance_mismatches, negative_balances, chain_breaks.
 -- ---------------------------------------------------------------------------------------------
 CREATE OR REPLACE FUNCTION detect_balance_discrepancies()
 RETURNS jsonb
 LANGUAGE plpgsql AS $$
-DECLARE
-    v_rules jsonb := monitoring_run_rules(NULL, 'balance_chain_break');
 BEGIN
-    v_rules := v_rules || monitoring_run_rules(
-        'sweep', 'balance_mismatch_detection', 'negative_balance_detection');
-    RETURN monitoring_detector_result('balance_discrepancies', v_rules);
+    RETURN monitoring_detector_result('balance_discrepancies', monitoring_run_rules(
+        NULL, 'balance_chain_break', 'balance_mismatch_detection', 'negative_balance_detection'));
 END;
 $$;
 

@@ -490,3 +490,19 @@ async def test_changing_the_transaction_type_settings_rebuilds_the_card_ledger(
     [event] = await rule_events(conn, "balance_mismatch_detection")
     assert event_data(event)["expected_balance"] == Decimal("12.00")
     assert json.loads(await conn.fetchval("SELECT rebuild_monitoring_card_ledger()"))["rebuilt"]
+
+
+async def test_the_guide_detector_runs_the_chain_rule_and_both_balance_rules_as_sweeps(
+    conn: asyncpg.Connection,
+) -> None:
+    result = await run_rule(conn, "detect_balance_discrepancies")
+
+    rules = result["rules"]
+    assert set(rules) == {
+        "balance_chain_break",
+        "balance_mismatch_detection",
+        "negative_balance_detection",
+    }
+    assert rules["balance_chain_break"]["mode"] == "incremental"
+    assert rules["balance_mismatch_detection"]["mode"] == "sweep"
+    assert rules["negative_balance_detection"]["mode"] == "sweep"
