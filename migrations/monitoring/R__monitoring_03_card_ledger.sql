@@ -210,7 +210,9 @@ BEGIN
             SELECT s.card_id, s.completed_rows, s.last_balance_log_id, b.new_balance,
                    b.transaction_id, s.signed_sum, s.indeterminate_rows, s.last_transaction
               FROM summary AS s
-              LEFT JOIN app_transaction_log AS b ON b.log_id = s.last_balance_log_id
+              -- the slice's or batch's own condition on b too: without it the planner hashed
+              -- the whole log (a seq scan of every row) to read back one row per card
+              LEFT JOIN app_transaction_log AS b ON b.log_id = s.last_balance_log_id AND %6$s
              ORDER BY s.card_id COLLATE "C"  -- the order only makes the writes local: bytes sort faster
             ON CONFLICT (card_id) DO UPDATE SET
                 completed_rows = m.completed_rows + EXCLUDED.completed_rows,
@@ -254,7 +256,8 @@ BEGIN
                                 WHERE l.log_id > $2 AND l.log_id <= $3) AS i
                         WHERE i.id - i.previous_id > 1) END'
              ELSE 'NULL::int8multirange' END,
-        monitoring_card_summary_sql('l', '$4', '$5'))
+        monitoring_card_summary_sql('l', '$4', '$5'),
+        CASE WHEN v_bulk THEN 'b.log_id > $2 AND b.log_id <= $3' ELSE 'b.log_id = ANY ($1)' END)
        INTO v_cards_folded, touched_cards, v_seen, v_gaps, v_xmax, v_snapshot
       USING v_ids, v_from, v_to, v_settings.credit_transaction_types,
             v_settings.debit_transaction_types, v_settings.mirror_edge_function_names;
