@@ -47,6 +47,8 @@ class JobOutcome:
     summary: str
     document: dict[str, Any] = field(default_factory=dict)
     backlog: bool = False
+    # the critical job left the card ledger's far-behind build to the medium job (issue 19.3)
+    ledger_build_waiting: bool = False
 
 
 def as_document(value: Any) -> dict[str, Any]:
@@ -100,7 +102,7 @@ def summarize_detection(doc: dict[str, Any]) -> JobOutcome:
         summary += "; failed: " + "; ".join(failed)
     elif not success:
         summary += f"; failed: {doc.get('error') or 'no reason reported'}"
-    return JobOutcome(success, summary, doc, backlog)
+    return JobOutcome(success, summary, doc, backlog, bool(doc.get("ledger_build_waiting")))
 
 
 def cycle_result(doc: dict[str, Any], elapsed_s: float) -> CycleResult:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -45,6 +46,9 @@ class JobSpec:
     interval_ms: int
     first_delay_ms: int
     call: JobCall
+    # set by another job when this one's work cannot wait for its timetable: the runner then
+    # starts it at once (unless its last run failed: a failing job keeps its timetable)
+    wake: asyncio.Event | None = None
 
 
 # The original staggered first runs (0 / 15 / 30 / 60 s) so a new leader does not run
@@ -73,14 +77,31 @@ def build_jobs(settings: Settings, database: JobDatabase) -> tuple[JobSpec, ...]
         medium_backlog = outcome.backlog
         return outcome
 
+    # The critical job leaves a far-behind card ledger build (a first run on a large log) to
+    # the medium job: that job then starts at once rather than at its first delay (15 s) or
+    # its next interval (issue 19.3).
+    medium_wake = asyncio.Event()
+
+    async def critical(fence: LeaseFence | None) -> JobOutcome:
+        outcome = await database.run_critical(fence)
+        if outcome.ledger_build_waiting:
+            medium_wake.set()
+        return outcome
+
     calls: dict[str, tuple[int, JobCall]] = {
-        CRITICAL: (settings.monitoring_interval_critical, database.run_critical),
+        CRITICAL: (settings.monitoring_interval_critical, critical),
         MEDIUM: (settings.monitoring_interval_medium, medium),
         HEALTH: (settings.monitoring_interval_health, database.run_health),
         CLEANUP: (settings.monitoring_interval_cleanup, cleanup),
     }
     return tuple(
-        JobSpec(name, interval, min(_FIRST_DELAY_MS[name], interval), call)
+        JobSpec(
+            name,
+            interval,
+            min(_FIRST_DELAY_MS[name], interval),
+            call,
+            medium_wake if name == MEDIUM else None,
+        )
         for name, (interval, call) in calls.items()
     )
 

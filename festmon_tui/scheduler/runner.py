@@ -66,7 +66,9 @@ class JobRunner:
             wait_s = max(0.0, due - self.clock())
             self._set(spec.name, next_run_at=self.wall_clock() + timedelta(seconds=wait_s))
             if wait_s:
-                await self.sleep(wait_s)
+                await self._sleep_unless_woken(spec, wait_s)
+            if spec.wake is not None:
+                spec.wake.clear()  # this run does what the wake asked for
             started = self.clock()
             retry_in = await self.run_once(spec, fence)
             interval_s = spec.interval_ms / 1000
@@ -75,6 +77,20 @@ class JobRunner:
                 due = min(due, self.clock() + max(0.05, retry_in))
             # An overrunning job runs again at once, but never twice at the same time.
             due = max(due, self.clock())
+
+    async def _sleep_unless_woken(self, spec: JobSpec, wait_s: float) -> None:
+        """Sleep until the job is due, or until another job wakes it (JobSpec.wake); a job
+        whose last run failed keeps its timetable."""
+        if spec.wake is None or self._status[spec.name].last_success is False:
+            await self.sleep(wait_s)
+            return
+        sleeper = asyncio.ensure_future(self.sleep(wait_s))
+        waker = asyncio.ensure_future(spec.wake.wait())
+        try:
+            await asyncio.wait((sleeper, waker), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            waker.cancel()
 
     async def run_once(self, spec: JobSpec, fence: LeaseFence | None) -> float | None:
         """Run one job now; return how soon to run it again if sooner than its interval."""

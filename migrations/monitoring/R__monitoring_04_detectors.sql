@@ -364,7 +364,10 @@ $$;
 --   run in the fixed order in every round, and a second round takes only locks the first one
 --   holds already, so the lock order (deadlock freedom) is kept. A rule that fails stops.
 --   Result: monitoring_job_result with job = 'critical', per rule the sum of its runs
---   (monitoring_merge_rule_result) and "rounds": how many rounds ran.
+--   (monitoring_merge_rule_result), "rounds": how many rounds ran, and "ledger_build_waiting":
+--   the card ledger's build is far behind (monitoring_card_ledger_far_behind()), which this
+--   job leaves to the medium job — the scheduler then starts that job at once instead of at
+--   its first delay or next interval (issue 19.3: a first run's build began 15 s late).
 -- ---------------------------------------------------------------------------------------------
 CREATE OR REPLACE FUNCTION run_critical_detection_batches(p_budget_ms integer)
 RETURNS jsonb
@@ -438,7 +441,8 @@ BEGIN
         'critical', v_started,
         (SELECT jsonb_agg(v_totals -> u.rule ORDER BY u.ord)
            FROM unnest(v_order) WITH ORDINALITY AS u (rule, ord)),
-        jsonb_build_object('rounds', v_rounds));
+        jsonb_build_object('rounds', v_rounds,
+                           'ledger_build_waiting', monitoring_card_ledger_far_behind()));
 END;
 $$;
 

@@ -313,6 +313,7 @@ async def test_far_behind_the_critical_job_leaves_the_build_to_the_medium_job(
     rule = critical["rules"]["balance_mismatch_detection"]
     assert rule["success"] is True, rule
     assert rule["skipped"] == "card ledger is still being built from the log"
+    assert critical["ledger_build_waiting"] is True  # the scheduler starts the medium job now
     # its claim is taken like every critical rule's (the rows of the lookback among the
     # first 60 ids), backlog included
     claimed = critical["rules"]["balance_deduction_on_failure"]["rows_examined"]
@@ -340,6 +341,7 @@ async def test_far_behind_the_critical_job_leaves_the_build_to_the_medium_job(
         if (await _watermark(conn))["caught_up_at"] is not None:
             break
     assert "skipped" not in critical["rules"]["balance_mismatch_detection"]
+    assert critical["ledger_build_waiting"] is False
     assert await _ledger(conn) == await _brute_force(conn)
 
 

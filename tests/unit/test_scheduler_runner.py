@@ -162,3 +162,82 @@ def test_the_jobs_use_the_intervals_from_the_settings() -> None:
     assert jobs[CRITICAL].interval_ms == 1000 and jobs[CRITICAL].first_delay_ms == 0
     assert (jobs["medium"].interval_ms, jobs["health"].interval_ms) == (120_000, 300_000)
     assert jobs["cleanup"].interval_ms == 5000 and jobs["cleanup"].first_delay_ms == 5000
+
+
+class LedgerBuild:
+    """The job database of a first run on a large log: the critical job leaves the card
+    ledger's build to the medium job (ledger_build_waiting) while `waiting` says so."""
+
+    def __init__(self, clock: FakeClock, waiting: list[bool], medium_ok: bool = True) -> None:
+        self.clock = clock
+        self.waiting = waiting
+        self.medium_ok = medium_ok
+        self.calls: list[tuple[str, float]] = []
+
+    async def run_critical(self, fence: LeaseFence | None) -> JobOutcome:
+        self.calls.append(("critical", self.clock()))
+        return JobOutcome(True, "critical", ledger_build_waiting=self.waiting.pop(0))
+
+    async def run_medium(self, fence: LeaseFence | None) -> JobOutcome:
+        self.calls.append(("medium", self.clock()))
+        return JobOutcome(self.medium_ok, "medium")
+
+    async def run_medium_catch_up(self, fence: LeaseFence | None) -> JobOutcome:
+        raise AssertionError("no backlog was reported")
+
+    async def run_health(self, fence: LeaseFence | None) -> JobOutcome:
+        return JobOutcome(True, "health")
+
+    async def run_cleanup(self, fence: LeaseFence | None, retention_days: int) -> JobOutcome:
+        return JobOutcome(True, "cleanup")
+
+
+async def _run_jobs_until(clock: FakeClock, database: LedgerBuild, runs: int) -> None:
+    """Run build_jobs' four jobs on a clock that stands still (every sleep parks) until
+    `runs` job calls were made, then stop the runner."""
+    clock.freeze()
+    jobs = build_jobs(load_settings({}, env_file=None), database)
+    done = asyncio.Event()
+
+    def record(_run: JobRun) -> None:
+        if len(database.calls) >= runs:
+            done.set()
+
+    runner = JobRunner(
+        jobs,
+        breaker(clock),
+        clock=clock,
+        wall_clock=clock.wall_clock,
+        sleep=clock.sleep,
+        on_run=record,
+    )
+    task = asyncio.create_task(runner.run(FENCE))
+    async with asyncio.timeout(5):
+        await done.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_a_ledger_build_left_by_the_critical_job_starts_the_medium_job_at_once() -> None:
+    """Issue 19.3: on a first run at 10 M log rows the medium job, which builds the card
+    ledger while the critical job catches up its rules, began 15 s late (its first delay)."""
+    clock = FakeClock()
+    database = LedgerBuild(clock, waiting=[True])
+
+    await _run_jobs_until(clock, database, runs=2)
+
+    # No time passed: the medium job did not wait for its first delay (15 s).
+    assert database.calls == [("critical", 1000.0), ("medium", 1000.0)]
+
+
+async def test_without_a_waiting_build_the_medium_job_keeps_its_first_delay() -> None:
+    clock = FakeClock()
+    database = LedgerBuild(clock, waiting=[False, False])
+    jobs = {spec.name: spec for spec in build_jobs(load_settings({}, env_file=None), database)}
+
+    await jobs[CRITICAL].call(FENCE)
+
+    wake = jobs["medium"].wake
+    assert wake is not None and not wake.is_set()
+    assert jobs["medium"].first_delay_ms == 15_000
