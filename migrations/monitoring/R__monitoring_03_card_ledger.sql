@@ -196,11 +196,18 @@ BEGIN
     EXECUTE format($sql$
         WITH snap AS MATERIALIZED (
             SELECT pg_current_snapshot() AS s
+        ), log_rows AS %1$s (
+            -- a batch: its rows once, for the summary, the last balances and the cards (three
+            -- reads of the batch by its id array before); a slice: inlined into each use (its
+            -- own range read, as large as the slice)
+            SELECT l.log_id, l.card_id, l.status, l.transaction_type, l.amount_involved,
+                   l.new_balance, l.transaction_id, l.edge_function_name, l."timestamp"
+              FROM app_transaction_log AS l
+             WHERE %6$s
         ), summary AS (
             SELECT l.card_id, %5$s
-              FROM app_transaction_log AS l
-             WHERE %1$s
-               AND l.status = 'completed'
+              FROM log_rows AS l
+             WHERE l.status = 'completed'
                AND coalesce(l.edge_function_name, '') <> ALL ($6)
              GROUP BY l.card_id
         ), folded AS (
@@ -210,9 +217,9 @@ BEGIN
             SELECT s.card_id, s.completed_rows, s.last_balance_log_id, b.new_balance,
                    b.transaction_id, s.signed_sum, s.indeterminate_rows, s.last_transaction
               FROM summary AS s
-              -- the slice's or batch's own condition on b too: without it the planner hashed
-              -- the whole log (a seq scan of every row) to read back one row per card
-              LEFT JOIN app_transaction_log AS b ON b.log_id = s.last_balance_log_id AND %6$s
+              -- the slice's or batch's own rows: reading back from the whole log, the planner
+              -- hashed all of it (a seq scan of every row) for each slice or large batch
+              LEFT JOIN log_rows AS b ON b.log_id = s.last_balance_log_id
              ORDER BY s.card_id COLLATE "C"  -- the order only makes the writes local: bytes sort faster
             ON CONFLICT (card_id) DO UPDATE SET
                 completed_rows = m.completed_rows + EXCLUDED.completed_rows,
@@ -235,13 +242,12 @@ BEGIN
                pg_snapshot_xmax(snap.s)::text::bigint, snap.s::text
           FROM snap, seen
         $sql$,
-        CASE WHEN v_bulk THEN 'l.log_id > $2 AND l.log_id <= $3' ELSE 'l.log_id = ANY ($1)' END,
+        CASE WHEN v_bulk THEN 'NOT MATERIALIZED' ELSE 'MATERIALIZED' END,
         CASE WHEN v_bulk
              THEN '(SELECT count(*) FROM app_transaction_log AS l WHERE l.log_id > $2 AND l.log_id <= $3)'
              ELSE 'NULL::bigint' END,
         CASE WHEN v_bulk THEN '''{}''::text[]'
-             ELSE '(SELECT coalesce(array_agg(DISTINCT l.card_id), ''{}'')
-                      FROM app_transaction_log AS l WHERE l.log_id = ANY ($1))' END,
+             ELSE '(SELECT coalesce(array_agg(DISTINCT l.card_id), ''{}'') FROM log_rows AS l)' END,
         -- the ids of the slice this snapshot cannot see (none, the usual case, by the count)
         CASE WHEN v_bulk
              THEN 'CASE WHEN seen.n = $3 - $2 THEN ''{}''::int8multirange ELSE (
@@ -257,7 +263,7 @@ BEGIN
                         WHERE i.id - i.previous_id > 1) END'
              ELSE 'NULL::int8multirange' END,
         monitoring_card_summary_sql('l', '$4', '$5'),
-        CASE WHEN v_bulk THEN 'b.log_id > $2 AND b.log_id <= $3' ELSE 'b.log_id = ANY ($1)' END)
+        CASE WHEN v_bulk THEN 'l.log_id > $2 AND l.log_id <= $3' ELSE 'l.log_id = ANY ($1)' END)
        INTO v_cards_folded, touched_cards, v_seen, v_gaps, v_xmax, v_snapshot
       USING v_ids, v_from, v_to, v_settings.credit_transaction_types,
             v_settings.debit_transaction_types, v_settings.mirror_edge_function_names;

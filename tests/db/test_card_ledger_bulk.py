@@ -371,6 +371,13 @@ async def test_far_behind_a_critical_run_does_not_wait_for_the_medium_jobs_slice
     assert (await _watermark(conn))["last_log_id"] is None
 
 
+# rows this transaction has read from the log so far (heap tuples: seq scans and index fetches)
+FETCHED = (
+    "SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0)"
+    " FROM pg_stat_xact_user_tables WHERE relname = 'app_transaction_log'"
+)
+
+
 async def test_a_slice_reads_its_own_rows_not_the_whole_log(conn: asyncpg.Connection) -> None:
     """A slice reads back each card's last balance row by its id. Without the slice's own
     range on that read, the planner chose (at 10 M log rows) to hash the whole log for every
@@ -385,16 +392,45 @@ async def test_a_slice_reads_its_own_rows_not_the_whole_log(conn: asyncpg.Connec
     async with conn.transaction():
         for setting in ("enable_nestloop", "enable_mergejoin", "enable_seqscan"):
             await conn.execute(f"SET LOCAL {setting} = off")
-        before = await conn.fetchval(
-            "SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0)"
-            " FROM pg_stat_xact_user_tables WHERE relname = 'app_transaction_log'"
-        )
+        before = await conn.fetchval(FETCHED)
         folded = await _fold(conn)
-        fetched = await conn.fetchval(
-            "SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0)"
-            " FROM pg_stat_xact_user_tables WHERE relname = 'app_transaction_log'"
-        )
+        fetched = await conn.fetchval(FETCHED)
 
     assert (folded["rows_folded"], folded["backlog"]) == (100, True)
     # the slice's rows, read by its few passes: far from the log's 3 000
     assert fetched - before <= 5 * 100, fetched - before
+
+
+async def test_a_batch_fold_reads_its_rows_once_not_the_whole_log(
+    conn: asyncpg.Connection,
+) -> None:
+    """Near the head the fold claims batches. Its three reads of a batch by the id array
+    (summary, last balances, cards) are one now, and the last balances are not read back
+    from the whole log (the planner hashed all of it for a large batch: at the default medium
+    interval and a festival's payment rate, every medium run)."""
+    await conn.execute(
+        "UPDATE monitoring_settings SET catch_up_bulk_rows = 100000, ledger_batch_size = 1000"
+    )
+    rng = random.Random(1932)
+    await conn.executemany(INSERT, _random_rows(rng, 3000, 200))
+    while (await _fold(conn))["backlog"]:
+        pass
+    await conn.executemany(INSERT, _random_rows(rng, 100, 200))
+
+    async with conn.transaction():
+        for setting in ("enable_nestloop", "enable_mergejoin", "enable_seqscan"):
+            await conn.execute(f"SET LOCAL {setting} = off")
+        before = await conn.fetchval(FETCHED)
+        folded = await _fold(conn)
+        fetched = await conn.fetchval(FETCHED) - before
+
+    assert (folded["rows_folded"], folded["backlog"]) == (100, False)
+    new_cards = await conn.fetchval(
+        "SELECT array_agg(DISTINCT card_id ORDER BY card_id) FROM app_transaction_log"
+        " WHERE log_id > (SELECT max(log_id) - 100 FROM app_transaction_log)"
+    )
+    assert sorted(folded["touched_cards"]) == new_cards
+    # the claim's read of the new ids and the batch's one read: not the log's 3 100 rows, and
+    # not the three reads of the batch (300) of before
+    assert fetched <= 2 * 100, fetched
+    assert await _ledger(conn) == await _brute_force(conn)
