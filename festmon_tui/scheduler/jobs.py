@@ -77,9 +77,12 @@ def build_jobs(settings: Settings, database: JobDatabase) -> tuple[JobSpec, ...]
         medium_backlog = outcome.backlog
         return outcome
 
-    # The critical job leaves a far-behind card ledger build (a first run on a large log) to
-    # the medium job: that job then starts at once rather than at its first delay (15 s) or
-    # its next interval (issue 19.3).
+    # The critical job leaves a far-behind card ledger build to the medium job: that job then
+    # starts at once rather than at its next interval (issue 19.3). A rebuild while festmon
+    # runs (the unlogged ledger emptied by a crash, a transaction type setting changed) waited
+    # up to the medium interval (120 s) with no balance compared meanwhile. (A first run's
+    # build starts with the medium job's first run at 15 s: at 10 M log rows the critical
+    # job's first run, which says so, takes longer than that.)
     medium_wake = asyncio.Event()
 
     async def critical(fence: LeaseFence | None) -> JobOutcome:

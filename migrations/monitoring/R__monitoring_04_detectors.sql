@@ -367,7 +367,8 @@ $$;
 --   (monitoring_merge_rule_result), "rounds": how many rounds ran, and "ledger_build_waiting":
 --   the card ledger's build is far behind (monitoring_card_ledger_far_behind()), which this
 --   job leaves to the medium job — the scheduler then starts that job at once instead of at
---   its first delay or next interval (issue 19.3: a first run's build began 15 s late).
+--   its next interval (issue 19.3: a rebuild while festmon runs, e.g. of the unlogged ledger
+--   after a crash, waited for the medium interval).
 -- ---------------------------------------------------------------------------------------------
 CREATE OR REPLACE FUNCTION run_critical_detection_batches(p_budget_ms integer)
 RETURNS jsonb

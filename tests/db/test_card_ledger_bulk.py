@@ -434,3 +434,29 @@ async def test_a_batch_fold_reads_its_rows_once_not_the_whole_log(
     # not the three reads of the batch (300) of before
     assert fetched <= 2 * 100, fetched
     assert await _ledger(conn) == await _brute_force(conn)
+
+
+async def test_a_rebuild_after_a_crash_tells_the_scheduler_to_start_the_medium_job(
+    conn: asyncpg.Connection,
+) -> None:
+    """The unlogged ledger emptied by a crash on a large log: the critical job's fold starts the
+    rebuild, then leaves it to the medium job and says so (ledger_build_waiting), so that the
+    scheduler starts that job now instead of at its next interval (up to 120 s)."""
+    await conn.execute(
+        "UPDATE monitoring_settings SET catch_up_bulk_rows = 100, catch_up_slice_rows = 150,"
+        " ledger_batch_size = 1000"
+    )
+    await conn.executemany(INSERT, _random_rows(random.Random(79), 600, 40))
+    for _ in range(20):
+        critical = json.loads(await conn.fetchval("SELECT run_critical_detection()"))
+        if not critical["backlog"] and (await _watermark(conn))["caught_up_at"] is not None:
+            break
+    assert critical["ledger_build_waiting"] is False
+
+    # what crash recovery does to the unlogged ledger (the logged watermark is kept)
+    await conn.execute("TRUNCATE monitoring_card_ledger, monitoring_card_ledger_state")
+    await conn.executemany(INSERT, _random_rows(random.Random(80), 10, 40))
+    critical = json.loads(await conn.fetchval("SELECT run_critical_detection()"))
+
+    assert critical["rules"]["balance_mismatch_detection"]["ledger_rebuilt"] is True
+    assert critical["ledger_build_waiting"] is True

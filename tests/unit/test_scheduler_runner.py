@@ -220,8 +220,9 @@ async def _run_jobs_until(clock: FakeClock, database: LedgerBuild, runs: int) ->
 
 
 async def test_a_ledger_build_left_by_the_critical_job_starts_the_medium_job_at_once() -> None:
-    """Issue 19.3: on a first run at 10 M log rows the medium job, which builds the card
-    ledger while the critical job catches up its rules, began 15 s late (its first delay)."""
+    """Issue 19.3: a card ledger build the critical job leaves to the medium job (a rebuild
+    of the unlogged ledger after a crash, a changed transaction type setting) waited for the
+    medium job's next run, up to its interval (120 s); here its first delay (15 s)."""
     clock = FakeClock()
     database = LedgerBuild(clock, waiting=[True])
 
