@@ -125,13 +125,16 @@ BEGIN
                ORDER BY l.log_id DESC
                LIMIT 1) AS s ON true
     ), first_rows AS MATERIALIZED (
-        -- a card's first fresh row: its ledger row (one primary-key probe each)
+        -- a card's first fresh row: its ledger row (one primary-key probe each), unless the
+        -- step found a row above the ledger's last id, which is then the latest (the ledger
+        -- holds nothing above its last id, its gaps' rows are below it)
         SELECT f.*, m.last_balance_log_id, m.last_balance_transaction_id, m.last_balance
           FROM stepped AS f
           LEFT JOIN LATERAL (
               SELECT x.last_balance_log_id, x.last_balance_transaction_id, x.last_balance
                 FROM monitoring_card_ledger AS x
-               WHERE x.card_id = f.card_id COLLATE "C"  -- the ledger's key compares bytes (V0011)
+               WHERE f.step_log_id IS NULL  -- in here: a join condition would not spare the probe
+                 AND x.card_id = f.card_id COLLATE "C"  -- the ledger's key compares bytes (V0011)
                LIMIT 1) AS m ON true
          WHERE f.lag_log_id IS NULL
            AND EXISTS (SELECT 1 FROM ledger_ok)

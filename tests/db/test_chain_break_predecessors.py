@@ -157,3 +157,35 @@ async def test_the_ledger_still_vouches_while_the_medium_job_has_not_folded_the_
     [data] = await _breaks(conn)
     assert (data["log_id"], data["preceding_log_id"]) == (c1_order, c1_recharge)
     assert data["preceding_new_balance"] == Decimal("49.00")
+
+
+async def test_a_card_with_a_row_above_the_fold_costs_no_ledger_probe(
+    conn: asyncpg.Connection,
+) -> None:
+    """Issue 19.1: the step that finds a card's row above the ledger's last id has found the
+    predecessor (the ledger holds nothing newer), so the ledger's row is not read for it: one
+    random probe less per payment of a card that paid since the last fold."""
+    await put_card(conn, "C1", "50.00")
+    await put_card(conn, "C2", "50.00")
+    await log_row(conn, "C1", kind="stripe_recharge", amount="50.00", previous="0.00", new="50.00")
+    await log_row(conn, "C2", kind="stripe_recharge", amount="50.00", previous="0.00", new="50.00")
+    await _critical(conn)  # builds the ledger (the first run folds)
+    await log_row(conn, "C2", kind="bar_order", amount="10.00", previous="50.00", new="40.00")
+    await _critical(conn)  # judges it; the ledger stays behind
+    await log_row(conn, "C1", kind="bar_order", amount="10.00", previous="50.00", new="40.00")
+    await log_row(conn, "C2", kind="bar_order", amount="5.00", previous="40.00", new="35.00")
+
+    probes = (
+        "SELECT coalesce(idx_scan, 0) FROM pg_stat_xact_user_tables"
+        " WHERE relname = 'monitoring_card_ledger'"
+    )
+    async with conn.transaction():
+        before = await conn.fetchval(probes)
+        result = json.loads(
+            await conn.fetchval("SELECT monitoring_run_rule('balance_chain_break', NULL, 1)")
+        )
+        probed = await conn.fetchval(probes) - before
+
+    assert (result["success"], result["rows_examined"]) == (True, 2), result
+    assert probed == 1  # C1's; C2's predecessor is its order above the fold
+    assert await _breaks(conn) == []
