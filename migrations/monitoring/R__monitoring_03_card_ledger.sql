@@ -192,7 +192,7 @@ BEGIN
         v_to := least(v_head, v_from + v_settings.catch_up_slice_rows);
     END IF;
     -- One statement, one snapshot: the rows folded, and (a slice) the ids it could not see.
-    -- The last balance is the row of the card's highest such id, read back by primary key.
+    -- The last balance is the row of the card's highest such id, read back from the rows read.
     EXECUTE format($sql$
         WITH snap AS MATERIALIZED (
             SELECT pg_current_snapshot() AS s
