@@ -218,7 +218,7 @@ BEGIN
                    b.transaction_id, s.signed_sum, s.indeterminate_rows, s.last_transaction
               FROM summary AS s
               -- the slice's or batch's own rows: reading back from the whole log, the planner
-              -- hashed all of it (a seq scan of every row) for each slice or large batch
+              -- hashed all of it (a seq scan of every row) for each slice of a first build
               LEFT JOIN log_rows AS b ON b.log_id = s.last_balance_log_id
              ORDER BY s.card_id COLLATE "C"  -- the order only makes the writes local: bytes sort faster
             ON CONFLICT (card_id) DO UPDATE SET

@@ -406,8 +406,8 @@ async def test_a_batch_fold_reads_its_rows_once_not_the_whole_log(
 ) -> None:
     """Near the head the fold claims batches. Its three reads of a batch by the id array
     (summary, last balances, cards) are one now, and the last balances are not read back
-    from the whole log (the planner hashed all of it for a large batch: at the default medium
-    interval and a festival's payment rate, every medium run)."""
+    from the whole log: held to the join strategies the planner chose for a 10 M slice, a
+    batch's read-back read every log row too."""
     await conn.execute(
         "UPDATE monitoring_settings SET catch_up_bulk_rows = 100000, ledger_batch_size = 1000"
     )
