@@ -92,6 +92,33 @@ async def _write(
         await c.executemany(INSERT_SCAN, scans)
 
 
+async def _run_critical(conn: asyncpg.Connection, cutoff: datetime | None) -> str:
+    """One critical run; with `cutoff`, the first run, whose lookback starts at `cutoff`.
+
+    A first run's lookback starts at now() - initial_lookback, and now() is the moment its
+    transaction began: two clones' first runs, milliseconds apart, would each judge a slightly
+    different history (a window the spike rule counts in one and not in the other). One
+    transaction that sets initial_lookback to now() - cutoff and runs gives every rule's
+    watermark the same initial_cutoff in both clones.
+    """
+    if cutoff is None:
+        return str(await conn.fetchval("SELECT run_critical_detection_batches(0)"))
+    async with conn.transaction():
+        await conn.execute(
+            "UPDATE monitoring_settings SET initial_lookback = now() - $1::timestamptz"
+            " WHERE id = 1",
+            cutoff,
+        )
+        result = await conn.fetchval("SELECT run_critical_detection_batches(0)")
+    # every watermark with a lookback (the card ledger has none) started at the one cutoff
+    cutoffs = await conn.fetch(
+        "SELECT DISTINCT initial_cutoff FROM monitoring_detector_watermarks"
+        " WHERE detector_name <> 'card_ledger'"
+    )
+    assert [r["initial_cutoff"] for r in cutoffs] == [cutoff]
+    return str(result)
+
+
 async def test_set_based_claims_find_what_the_per_row_path_finds(
     two_databases: tuple[str, str],
 ) -> None:
@@ -102,12 +129,13 @@ async def test_set_based_claims_find_what_the_per_row_path_finds(
     set_based_runs: dict[str, int] = dict.fromkeys(SET_BASED_RULES, 0)
     try:
         base = await bulk.fetchval("SELECT date_trunc('second', now()) - interval '30 minutes'")
+        # the first run's lookback starts here in both clones (see _run_critical)
+        cutoff = base + timedelta(minutes=6)
         for c, threshold in ((bulk, 1), (per_row, 2_000_000_000)):
             await c.execute(NO_SIGNAL)
             await c.execute(
                 "UPDATE monitoring_settings SET catch_up_set_rows = $1,"
-                " detection_batch_size = 120, initial_lookback = interval '24 minutes'"
-                " WHERE id = 1",
+                " detection_batch_size = 120 WHERE id = 1",
                 threshold,
             )
         traffic, scans = Traffic(193, base), Scans(193, base)
@@ -150,10 +178,9 @@ async def test_set_based_claims_find_what_the_per_row_path_finds(
             ]
             await _write(both, retry, [])
 
-            results = [
-                json.loads(await c.fetchval("SELECT run_critical_detection_batches(0)"))
-                for c in both
-            ]
+            results = []
+            for c in both:
+                results.append(json.loads(await _run_critical(c, cutoff if step == 0 else None)))
             for result in results:
                 assert result["success"] is True, result
             for rule in SET_BASED_RULES:
