@@ -461,3 +461,31 @@ async def test_a_rebuild_after_a_crash_tells_the_scheduler_to_start_the_medium_j
 
     assert critical["rules"]["balance_mismatch_detection"]["ledger_rebuilt"] is True
     assert critical["ledger_build_waiting"] is True
+
+
+async def test_a_build_that_updates_every_card_in_every_slice_keeps_its_updates_hot(
+    conn: asyncpg.Connection,
+) -> None:
+    """Each slice of a first build updates the row of every card it has rows of (the
+    benchmark's 10 M log rows: every slice half the cards, ten updates per card). With room on
+    the ledger's pages (fillfactor 40, V0070) every such update is HOT: the new version on the
+    same page, no index entry written; at 70 a third of them were not (benchmarks/RESULTS.md)."""
+    await conn.execute(
+        "UPDATE monitoring_settings SET catch_up_bulk_rows = 100, catch_up_slice_rows = 400"
+    )
+    # every 400-id slice has one completed row of each of 400 cards
+    rows = [
+        (f"card-{card:04d}", "bar_order", "completed", Decimal("1.00"), Decimal(slice_), None)
+        for slice_ in range(8)
+        for card in range(400)
+    ]
+    await conn.executemany(INSERT, rows)
+    while (await _fold(conn))["backlog"]:
+        pass
+    await conn.execute("SELECT pg_stat_force_next_flush()")
+    updates = await conn.fetchrow(
+        "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables"
+        " WHERE relname = 'monitoring_card_ledger'"
+    )
+    assert updates["n_tup_upd"] >= 7 * 400, updates  # the slices after the first update
+    assert updates["n_tup_hot_upd"] == updates["n_tup_upd"], updates

@@ -1,0 +1,11 @@
+-- festmon monitoring schema, step 70 (versioned: applied once; issue 19.3). Idempotent.
+--
+-- monitoring_card_ledger fillfactor 70 -> 40. The ledger's first build updates each card's row
+-- once per slice the card has rows in (about ten times at 10 M log rows, 1 M cards: every
+-- 500 000-id slice of the benchmark's log touches half the cards). At 70 the room on a page
+-- was used up within the build: 1.9 M of 3 M updates were HOT (no index entry, the old
+-- version pruned in place), and the others each wrote a ledger index entry. At 40 all 3 M were
+-- HOT, and those slices took 24.0 s against 27.3 s (six alternating pairs on one server,
+-- benchmarks/RESULTS.md); the table ended smaller (279 MB against 304 MB), since pruned pages
+-- are reused. Existing pages keep their layout until the next rebuild rewrites them.
+ALTER TABLE monitoring_card_ledger SET (fillfactor = 40);
