@@ -17,17 +17,11 @@ TPL=$1; RUNS=${2:-15}; CARDS=${3:-100000}; RATE=${4:-600}
 PGBENCH=${PGBENCH:-pgbench}
 HERE=$(cd "$(dirname "$0")" && pwd)
 DB=prof_critical
-P=(psql -qAt -v ON_ERROR_STOP=1)
-"${P[@]}" -d postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB TEMPLATE $TPL" >/dev/null
-python -m festmon_tui db migrate --with-payment-schema \
-    --database-url "postgresql://${PGUSER:-postgres}@/$DB?host=${PGHOST}&port=${PGPORT:-5432}" >/dev/null
-"${P[@]}" -d $DB -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev/null
+. "$HERE/profile_common.sh"
+profile_clone $DB "$TPL"
 FLAG=$(mktemp -u)
 (
-    for _ in 1 2 3 4 5 6 7 8; do echo "SELECT run_critical_detection_batches(20000) IS NULL;"; done
-    echo "SELECT run_medium_detection_batches(60000, true) IS NULL;"
-    echo "SELECT pg_stat_statements_reset() IS NULL;"
-    echo "SET pg_stat_statements.track_planning = on;"
+    profile_catch_up_sql
     echo "\\! touch $FLAG"  # caught up: the payments start
     for _ in $(seq 1 "$RUNS"); do echo "SELECT pg_sleep(2); SELECT run_critical_detection_batches(20000) IS NULL;"; done
 ) | "${P[@]}" -d $DB >/dev/null &

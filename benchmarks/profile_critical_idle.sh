@@ -11,17 +11,10 @@
 set -euo pipefail
 TPL=$1; RUNS=${2:-40}
 DB=prof_critical_idle
-P=(psql -qAt -v ON_ERROR_STOP=1)
-"${P[@]}" -d postgres -c "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB TEMPLATE $TPL" >/dev/null
-python -m festmon_tui db migrate --with-payment-schema \
-    --database-url "postgresql://${PGUSER:-postgres}@/$DB?host=${PGHOST}&port=${PGPORT:-5432}" >/dev/null
-"${P[@]}" -d $DB -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev/null
+. "$(cd "$(dirname "$0")" && pwd)/profile_common.sh"
+profile_clone $DB "$TPL"
 (
-    for _ in 1 2 3 4 5 6 7 8; do echo "SELECT run_critical_detection_batches(20000) IS NULL;"; done
-    echo "SELECT run_medium_detection_batches(60000, true) IS NULL;"
-    for _ in 1 2 3 4 5 6; do echo "SELECT run_critical_detection_batches(20000) IS NULL;"; done
-    echo "SELECT pg_stat_statements_reset() IS NULL;"
-    echo "SET pg_stat_statements.track_planning = on;"
+    profile_catch_up_sql 6
     for _ in $(seq 1 "$RUNS"); do echo "SELECT run_critical_detection_batches(20000) IS NOT NULL;"; done
 ) | "${P[@]}" -d $DB >/dev/null
 echo "idle critical run: $("${P[@]}" -d $DB -c "
