@@ -81,11 +81,18 @@ $$;
 --   ledger emptied by a crash (it is unlogged: no monitoring_card_ledger_state row, V0004):
 --   the ledger is emptied and folded again from the first log row (rebuilt = true).
 --   While it is being built (not caught up since) and more than catch_up_bulk_rows ids behind
---   the newest row, a run folds set-based slices instead of a batch (issue 19.3): each the
---   rows of the next catch_up_slice_rows ids, read as an id range in one statement (GROUP BY
---   card, no id array); the ids this snapshot cannot see become gaps and its snapshot a
---   pending run, as monitoring_claim_rows records them, so the batches that take over near
---   the head read late commits exactly once. Slices only in the first half of the caller's
+--   the newest row, a run folds set-based slices instead of a batch (issue 19.3). The log is
+--   read in ranges of up to catch_up_range_rows ids (V0080), each range in one statement per
+--   catch_up_slice_rows ids: a slice is the rows of the range of one hash partition of the
+--   cards, read as an id range (GROUP BY card, no id array), so each card is written once per
+--   range (slices of ids wrote each card once per slice: at 10 M rows, 1 M cards, 8 M upserts
+--   for 1 M ledger rows). The range's first slice counts its ids: the ids its snapshot cannot
+--   see become gaps and its snapshot a pending run, as monitoring_claim_rows records them, so
+--   the batches that take over near the head read late commits exactly once; the range's
+--   other slices leave those ids out (a row committed since is a gap's, read once, later).
+--   The watermark passes the range when its last slice is folded; until then the range
+--   (monitoring_card_ledger_state.build_range) says which partition is next, and a run goes
+--   on with it, near the head too. Slices only in the first half of the caller's
 --   statement_timeout since its transaction began: one if the call starts in it (none after:
 --   e.g. a job that waited for the other job's fold, whose lock is held to its commit), more
 --   while another one (at twice the last one's time) would still end in it. The jobs, which
@@ -121,6 +128,10 @@ DECLARE
     v_snapshot      text;
     v_timeout_ms    bigint;
     v_slice_started timestamptz;
+    v_range         jsonb;    -- the range whose partitions are being folded (see the header)
+    v_parts         integer;
+    v_part          integer;
+    v_share         bigint;
 BEGIN
     v_settings := monitoring_settings_get();
     v_config := monitoring_card_ledger_config(v_settings);
@@ -147,7 +158,8 @@ BEGIN
         TRUNCATE monitoring_card_ledger;
         INSERT INTO monitoring_card_ledger_state (id, built_at) VALUES (1, now())
         ON CONFLICT (id) DO UPDATE SET built_at = EXCLUDED.built_at, sweep_snapshot = NULL,
-                                       sweep_config = NULL, swept_at = NULL, full_sweep_at = NULL;
+                                       sweep_config = NULL, swept_at = NULL, full_sweep_at = NULL,
+                                       build_range = NULL;
         UPDATE monitoring_detector_watermarks
            SET last_log_id = 0, safe_log_id = 0, pending_gaps = '{}', pending_runs = '[]',
                total_examined = 0, state_config = v_config, initialized_at = now(),
@@ -161,7 +173,11 @@ BEGIN
     -- (no log table: the claim below says so, as for every rule)
     IF v_wm.caught_up_at IS NULL AND to_regclass('app_transaction_log') IS NOT NULL THEN
         v_head := coalesce((SELECT max(l.log_id) FROM app_transaction_log AS l), 0);
-        v_bulk := v_head - v_wm.last_log_id > v_settings.catch_up_bulk_rows;
+        -- a range with partitions left goes on, near the head too (its ids are not all folded)
+        SELECT s.build_range INTO v_range
+          FROM monitoring_card_ledger_state AS s
+         WHERE s.id = 1 AND (s.build_range ->> 'from')::bigint = v_wm.last_log_id;
+        v_bulk := v_range IS NOT NULL OR v_head - v_wm.last_log_id > v_settings.catch_up_bulk_rows;
     END IF;
     IF v_bulk THEN
         rows_folded := 0;
@@ -188,8 +204,19 @@ BEGIN
     LOOP  -- once for a batch; per slice while far behind and the time allows (see above)
     IF v_bulk THEN
         v_slice_started := clock_timestamp();
-        v_from := v_to;
-        v_to := least(v_head, v_from + v_settings.catch_up_slice_rows);
+        IF v_range IS NULL THEN  -- a new range: its first slice
+            v_from := v_to;
+            v_to := least(v_head, v_from + greatest(v_settings.catch_up_range_rows,
+                                                    v_settings.catch_up_slice_rows));
+            v_parts := ceil((v_to - v_from)::numeric / v_settings.catch_up_slice_rows)::integer;
+            v_part := 0;
+        ELSE
+            v_from := (v_range ->> 'from')::bigint;
+            v_to := (v_range ->> 'to')::bigint;
+            v_parts := (v_range ->> 'parts')::integer;
+            v_part := (v_range ->> 'next')::integer;
+            v_gaps := (v_range ->> 'gaps')::int8multirange;
+        END IF;
     END IF;
     -- One statement, one snapshot: the rows folded, and (a slice) the ids it could not see.
     -- The last balance is the row of the card's highest such id, read back from the rows read.
@@ -205,11 +232,12 @@ BEGIN
               FROM app_transaction_log AS l
              WHERE %6$s
         ), summary AS (
-            SELECT l.card_id, %5$s
+            -- grouped by bytes: the ledger's order (V0011), and a faster sort than the locale's
+            SELECT l.card_id COLLATE "C" AS card_id, %5$s
               FROM log_rows AS l
              WHERE l.status = 'completed'
                AND coalesce(l.edge_function_name, '') <> ALL ($6)
-             GROUP BY l.card_id
+             GROUP BY 1
         ), folded AS (
             INSERT INTO monitoring_card_ledger AS m (
                 card_id, completed_rows, last_balance_log_id, last_balance,
@@ -220,7 +248,7 @@ BEGIN
               -- the slice's or batch's own rows: reading back from the whole log, the planner
               -- hashed all of it (a seq scan of every row) for each slice of a first build
               LEFT JOIN log_rows AS b ON b.log_id = s.last_balance_log_id
-             ORDER BY s.card_id COLLATE "C"  -- the order only makes the writes local: bytes sort faster
+             ORDER BY s.card_id  -- the order only makes the writes local
             ON CONFLICT (card_id) DO UPDATE SET
                 completed_rows = m.completed_rows + EXCLUDED.completed_rows,
                 last_balance_log_id = CASE WHEN EXCLUDED.last_balance_log_id > coalesce(m.last_balance_log_id, -1)
@@ -243,13 +271,13 @@ BEGIN
           FROM snap, seen
         $sql$,
         CASE WHEN v_bulk THEN 'NOT MATERIALIZED' ELSE 'MATERIALIZED' END,
-        CASE WHEN v_bulk
+        CASE WHEN v_bulk AND v_part = 0
              THEN '(SELECT count(*) FROM app_transaction_log AS l WHERE l.log_id > $2 AND l.log_id <= $3)'
              ELSE 'NULL::bigint' END,
         CASE WHEN v_bulk THEN '''{}''::text[]'
              ELSE '(SELECT coalesce(array_agg(DISTINCT l.card_id), ''{}'') FROM log_rows AS l)' END,
-        -- the ids of the slice this snapshot cannot see (none, the usual case, by the count)
-        CASE WHEN v_bulk
+        -- the ids of the range this snapshot cannot see (none, the usual case, by the count)
+        CASE WHEN v_bulk AND v_part = 0
              THEN 'CASE WHEN seen.n = $3 - $2 THEN ''{}''::int8multirange ELSE (
                        SELECT coalesce(range_agg(int8range(i.previous_id + 1, i.id)), ''{}'')
                          FROM (SELECT l.log_id AS id,
@@ -263,33 +291,66 @@ BEGIN
                         WHERE i.id - i.previous_id > 1) END'
              ELSE 'NULL::int8multirange' END,
         monitoring_card_summary_sql('l', '$4', '$5'),
-        CASE WHEN v_bulk THEN 'l.log_id > $2 AND l.log_id <= $3' ELSE 'l.log_id = ANY ($1)' END)
+        CASE WHEN NOT v_bulk THEN 'l.log_id = ANY ($1)'
+             ELSE 'l.log_id > $2 AND l.log_id <= $3'
+                  -- the partition's cards; later slices leave out the first one's invisible ids
+                  || CASE WHEN v_parts > 1 THEN ' AND (hashtext(l.card_id) & 2147483647) % $7 = $8' ELSE '' END
+                  || CASE WHEN v_part > 0 THEN ' AND NOT l.log_id <@ $9' ELSE '' END END)
        INTO v_cards_folded, touched_cards, v_seen, v_gaps, v_xmax, v_snapshot
       USING v_ids, v_from, v_to, v_settings.credit_transaction_types,
-            v_settings.debit_transaction_types, v_settings.mirror_edge_function_names;
+            v_settings.debit_transaction_types, v_settings.mirror_edge_function_names,
+            v_parts, v_part, (v_range ->> 'gaps')::int8multirange;
 
     IF v_bulk THEN
-        rows_folded := rows_folded + v_seen;
-        backlog := v_to < v_head;
-        -- What monitoring_claim_rows records for the ids it passes (see there): the slice's
-        -- invisible ids as gaps, its snapshot as a run that makes them safe once it is over.
-        UPDATE monitoring_detector_watermarks
-           SET last_log_id = v_to,
-               pending_gaps = pending_gaps + v_gaps,
-               pending_runs = pending_runs || jsonb_build_array(jsonb_build_object(
-                                  'last_log_id', v_to, 'xmax', v_xmax, 'at', now())),
-               backlog = monitoring_fold_card_ledger.backlog,
-               last_examined_at = now(),
-               last_examined_count = v_seen,
-               total_examined = total_examined + v_seen,
-               last_snapshot = v_snapshot,
-               caught_up_at = CASE WHEN monitoring_fold_card_ledger.backlog THEN NULL ELSE now() END,
-               updated_at = now()
-         WHERE detector_name = 'card_ledger';
+        IF v_part = 0 THEN  -- what the range's first slice saw, for the watermark at its end
+            v_range := jsonb_build_object(
+                'from', v_from, 'to', v_to, 'parts', v_parts, 'gaps', v_gaps::text,
+                'xmax', v_xmax, 'snapshot', v_snapshot, 'at', now(), 'seen', v_seen);
+        END IF;
+        -- this slice's share of the range's rows (the progress counts them as it goes)
+        v_share := (v_range ->> 'seen')::bigint * (v_part + 1) / v_parts
+                   - (v_range ->> 'seen')::bigint * v_part / v_parts;
+        rows_folded := rows_folded + v_share;
+        IF v_part + 1 < v_parts THEN  -- partitions left: the range is kept, the watermark waits
+            v_range := v_range || jsonb_build_object('next', v_part + 1);
+            UPDATE monitoring_card_ledger_state SET build_range = v_range WHERE id = 1;
+            backlog := true;
+            UPDATE monitoring_detector_watermarks
+               SET backlog = true,
+                   last_examined_at = now(),
+                   last_examined_count = v_share,
+                   total_examined = total_examined + v_share,
+                   updated_at = now()
+             WHERE detector_name = 'card_ledger';
+        ELSE
+            UPDATE monitoring_card_ledger_state SET build_range = NULL
+             WHERE id = 1 AND build_range IS NOT NULL;
+            backlog := v_to < v_head;
+            -- What monitoring_claim_rows records for the ids it passes (see there): the
+            -- range's invisible ids as gaps, its first slice's snapshot as a run that makes
+            -- them safe once it is over.
+            UPDATE monitoring_detector_watermarks
+               SET last_log_id = v_to,
+                   pending_gaps = pending_gaps + (v_range ->> 'gaps')::int8multirange,
+                   pending_runs = pending_runs || jsonb_build_array(jsonb_build_object(
+                                      'last_log_id', v_to, 'xmax', (v_range ->> 'xmax')::bigint,
+                                      'at', v_range -> 'at')),
+                   backlog = monitoring_fold_card_ledger.backlog,
+                   last_examined_at = now(),
+                   last_examined_count = v_share,
+                   total_examined = total_examined + v_share,
+                   last_snapshot = v_range ->> 'snapshot',
+                   caught_up_at = CASE WHEN monitoring_fold_card_ledger.backlog THEN NULL ELSE now() END,
+                   updated_at = now()
+             WHERE detector_name = 'card_ledger';
+            v_range := NULL;
+        END IF;
     END IF;
     -- Another slice only if it would still end (taking twice as long as this one) in the
-    -- first half of the timeout; near the head the batches take over from the next call.
-    EXIT WHEN NOT v_bulk OR NOT backlog OR v_head - v_to <= v_settings.catch_up_bulk_rows
+    -- first half of the timeout; near the head (no range left half done) the batches take
+    -- over from the next call.
+    EXIT WHEN NOT v_bulk OR NOT backlog
+           OR (v_range IS NULL AND v_head - v_to <= v_settings.catch_up_bulk_rows)
            OR v_timeout_ms <= 0
            OR clock_timestamp() + 2 * (clock_timestamp() - v_slice_started)
               > now() + make_interval(secs => v_timeout_ms / 2 / 1000.0);

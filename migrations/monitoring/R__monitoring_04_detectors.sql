@@ -571,7 +571,8 @@ $$;
 --   row of its table, so that `festmon status` and the dashboard can show a catch-up.
 --   [{"detector", "source", "rows_behind" (ids between the watermark and the newest row: an
 --     upper bound, sequence gaps included; no count of the rows, which at 10 M rows would
---     itself be a load), "percent_done" (rows examined since the watermark was (re)initialised
+--     itself be a load; a card ledger range folded by card partitions, V0080, counts as done
+--     in the share of its partitions folded), "percent_done" (rows examined since the watermark was (re)initialised
 --     against those plus rows_behind), "rows_per_second" (examined since initialisation over
 --     the time it took, while catching up), "eta_seconds" (rows_behind / rows_per_second),
 --     "caught_up" (no backlog and caught up once)}], ordered by detector.
@@ -589,7 +590,12 @@ BEGIN
         SELECT 'nfc_scan_log', (SELECT max(s.scan_log_id) FROM nfc_scan_log AS s)
     ), progress AS (
         SELECT w.detector_name, w.source_table,
-               greatest(coalesce(h.head, 0) - coalesce(w.last_log_id, 0), 0) AS behind,
+               -- the card ledger's range being folded by partitions (V0080): its ids count
+               -- as done in the share of partitions folded
+               greatest(coalesce(h.head, 0) - coalesce(w.last_log_id, 0)
+                        - coalesce(((b.build_range ->> 'to')::bigint - w.last_log_id)
+                                   * (b.build_range ->> 'next')::bigint
+                                   / (b.build_range ->> 'parts')::bigint, 0), 0) AS behind,
                w.total_examined,
                NOT w.backlog AND w.caught_up_at IS NOT NULL AS caught_up,
                CASE WHEN w.last_examined_at > w.initialized_at
@@ -597,6 +603,9 @@ BEGIN
                          / extract(epoch FROM w.last_examined_at - w.initialized_at) END AS rate
           FROM monitoring_detector_watermarks AS w
           JOIN heads AS h ON h.source = w.source_table
+          LEFT JOIN monitoring_card_ledger_state AS b
+            ON w.detector_name = 'card_ledger'
+           AND (b.build_range ->> 'from')::bigint = w.last_log_id
     )
     SELECT coalesce(jsonb_agg(jsonb_build_object(
                'detector', p.detector_name,

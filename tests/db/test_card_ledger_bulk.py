@@ -123,6 +123,7 @@ async def test_a_bulk_build_equals_the_brute_force_ledger_with_gaps_and_a_late_c
     rng = random.Random(1903)
     await conn.execute(
         "UPDATE monitoring_settings SET catch_up_bulk_rows = 100, catch_up_slice_rows = 700,"
+        " catch_up_range_rows = 700,"
         " ledger_batch_size = 40, late_commit_grace = '0'"
     )
     await conn.executemany(INSERT, _random_rows(rng, 300, 60))
@@ -178,7 +179,8 @@ async def test_a_bulk_slice_without_invisible_ids_records_no_gap(
     conn: asyncpg.Connection,
 ) -> None:
     await conn.execute(
-        "UPDATE monitoring_settings SET catch_up_bulk_rows = 10, catch_up_slice_rows = 1000"
+        "UPDATE monitoring_settings SET catch_up_bulk_rows = 10, catch_up_slice_rows = 1000,"
+        " catch_up_range_rows = 1000"
     )
     await conn.executemany(INSERT, _random_rows(random.Random(7), 200, 20))
 
@@ -198,6 +200,7 @@ async def test_under_a_statement_timeout_one_call_folds_slices_up_to_the_batches
     plenty), stopping where the batches take over; without one, one slice a call."""
     await conn.execute(
         "UPDATE monitoring_settings SET catch_up_bulk_rows = 300, catch_up_slice_rows = 150,"
+        " catch_up_range_rows = 150,"
         " ledger_batch_size = 40"
     )
     rng = random.Random(193)
@@ -236,7 +239,8 @@ async def test_a_call_past_half_its_statement_timeout_folds_no_slice(
     """A job that waited (for the other job's fold) until half its timeout had passed leaves
     the slice to its next run instead of running over its timeout."""
     await conn.execute(
-        "UPDATE monitoring_settings SET catch_up_bulk_rows = 10, catch_up_slice_rows = 50"
+        "UPDATE monitoring_settings SET catch_up_bulk_rows = 10, catch_up_slice_rows = 50,"
+        " catch_up_range_rows = 50"
     )
     await conn.executemany(INSERT, _random_rows(random.Random(31), 200, 20))
     await _fold(conn)  # the build starts: one slice
@@ -258,6 +262,7 @@ async def test_the_sweep_after_a_bulk_build_finds_exactly_the_wrong_cards(
 ) -> None:
     await conn.execute(
         "UPDATE monitoring_settings SET catch_up_bulk_rows = 50, catch_up_slice_rows = 120,"
+        " catch_up_range_rows = 120,"
         " ledger_batch_size = 30"
     )
     # 40 cards with consistent chains: a top-up, then bar orders.
@@ -304,6 +309,7 @@ async def test_far_behind_the_critical_job_leaves_the_build_to_the_medium_job(
     build ends as before."""
     await conn.execute(
         "UPDATE monitoring_settings SET catch_up_bulk_rows = 100, catch_up_slice_rows = 150,"
+        " catch_up_range_rows = 150,"
         " ledger_batch_size = 40, detection_batch_size = 60"
     )
     rng = random.Random(77)
@@ -353,6 +359,7 @@ async def test_far_behind_a_critical_run_does_not_wait_for_the_medium_jobs_slice
     rule failed on its lock): it leaves the build to the job that holds the lock."""
     await conn.execute(
         "UPDATE monitoring_settings SET catch_up_bulk_rows = 100, catch_up_slice_rows = 150,"
+        " catch_up_range_rows = 150,"
         " rule_lock_timeout = interval '30 seconds'"
     )
     await conn.executemany(INSERT, _random_rows(random.Random(78), 600, 40))
@@ -396,7 +403,8 @@ async def test_a_slice_reads_its_own_rows_not_the_whole_log(conn: asyncpg.Connec
     there are forced here; the rows the fold fetched from the log must follow the slice, not
     the table."""
     await conn.execute(
-        "UPDATE monitoring_settings SET catch_up_bulk_rows = 100, catch_up_slice_rows = 100"
+        "UPDATE monitoring_settings SET catch_up_bulk_rows = 100, catch_up_slice_rows = 100,"
+        " catch_up_range_rows = 100"
     )
     await conn.executemany(INSERT, _random_rows(random.Random(1931), 3000, 200))
 
@@ -445,6 +453,7 @@ async def test_a_rebuild_after_a_crash_tells_the_scheduler_to_start_the_medium_j
     scheduler starts that job now instead of at its next interval (up to 120 s)."""
     await conn.execute(
         "UPDATE monitoring_settings SET catch_up_bulk_rows = 100, catch_up_slice_rows = 150,"
+        " catch_up_range_rows = 150,"
         " ledger_batch_size = 1000"
     )
     await conn.executemany(INSERT, _random_rows(random.Random(79), 600, 40))
@@ -471,7 +480,8 @@ async def test_a_build_that_updates_every_card_in_every_slice_keeps_its_updates_
     the ledger's pages (fillfactor 40, V0070) every such update is HOT: the new version on the
     same page, no index entry written; at 70 a third of them were not (benchmarks/RESULTS.md)."""
     await conn.execute(
-        "UPDATE monitoring_settings SET catch_up_bulk_rows = 100, catch_up_slice_rows = 400"
+        "UPDATE monitoring_settings SET catch_up_bulk_rows = 100, catch_up_slice_rows = 400,"
+        " catch_up_range_rows = 400"
     )
     # every 400-id slice has one completed row of each of 400 cards
     rows = [
@@ -489,3 +499,90 @@ async def test_a_build_that_updates_every_card_in_every_slice_keeps_its_updates_
     )
     assert updates["n_tup_upd"] >= 7 * 400, updates  # the slices after the first update
     assert updates["n_tup_hot_upd"] == updates["n_tup_upd"], updates
+
+
+async def _progress(conn: asyncpg.Connection) -> dict[str, Any]:
+    progress = json.loads(await conn.fetchval("SELECT monitoring_catch_up_progress()"))
+    return next(p for p in progress if p["detector"] == "card_ledger")
+
+
+async def _ledger_writes(conn: asyncpg.Connection) -> tuple[int, int]:
+    await conn.execute("SELECT pg_stat_force_next_flush()")
+    row = await conn.fetchrow(
+        "SELECT n_tup_ins, n_tup_upd FROM pg_stat_user_tables"
+        " WHERE relname = 'monitoring_card_ledger'"
+    )
+    return row["n_tup_ins"], row["n_tup_upd"]
+
+
+async def test_a_build_by_card_partitions_writes_each_card_once_and_equals_the_brute_force(
+    conn: asyncpg.Connection, db_dsn: str
+) -> None:
+    """A range of the log (catch_up_range_rows ids) is folded in one statement per
+    catch_up_slice_rows ids, each the range's rows of one hash partition of the cards (V0080):
+    each card is written once, where slices of ids wrote it once per slice. The range's first
+    statement records the ids it cannot see; the other partitions leave them out even once
+    committed, and the batches near the head fold them later, once."""
+    rng = random.Random(1980)
+    await conn.execute(
+        "UPDATE monitoring_settings SET catch_up_bulk_rows = 100, catch_up_slice_rows = 300,"
+        " catch_up_range_rows = 5000, ledger_batch_size = 40, late_commit_grace = '0'"
+    )
+    await conn.executemany(INSERT, _random_rows(rng, 300, 60))
+    base = await conn.fetchval("SELECT min(log_id) - 1 FROM app_transaction_log")
+    rolled_back = conn.transaction()
+    await rolled_back.start()
+    await conn.executemany(INSERT, _random_rows(rng, 25, 60))
+    await rolled_back.rollback()
+    late = await asyncpg.connect(db_dsn)
+    try:
+        # open while the range's first partition is read, committed before the second
+        late_tx = late.transaction()
+        await late_tx.start()
+        late_id = await late.fetchval(
+            INSERT + " RETURNING log_id",
+            "card-0007",
+            "stripe_recharge",
+            "completed",
+            Decimal("12.34"),
+            Decimal("99.99"),
+            None,
+        )
+        await conn.executemany(INSERT, _random_rows(rng, 1500, 60))
+        first = await _fold(conn)
+        wm = await _watermark(conn)
+        await late_tx.commit()
+    finally:
+        await late.close()
+
+    head = base + 1826
+    assert late_id == base + 326
+    assert (first["rebuilt"], first["backlog"], first["touched_cards"]) == (True, True, [])
+    # the whole backlog is one range in ceil(1826 / 300) = 7 partitions; the watermark waits
+    # for the range's last one, the progress counts the first
+    assert wm["last_log_id"] == base
+    assert 0 < first["rows_folded"] < 1800
+    assert (await _progress(conn))["rows_behind"] == head - base - 1826 * 1 // 7
+    # a range begun is finished by partitions even where the batches would take over now
+    await conn.execute("UPDATE monitoring_settings SET catch_up_bulk_rows = 100000")
+    for _ in range(5):
+        await _fold(conn)
+    assert (await _watermark(conn))["last_log_id"] == base
+    last = await _fold(conn)  # the seventh
+
+    wm = await _watermark(conn)
+    assert wm["last_log_id"] == head
+    assert await _gaps(conn) == f"{{[{base + 301},{base + 327})}}"
+    assert (await _progress(conn))["rows_behind"] == 0
+    assert last["backlog"] is False and wm["caught_up_at"] is not None
+    cards = await conn.fetchval("SELECT count(*) FROM monitoring_card_ledger")
+    assert await _ledger_writes(conn) == (cards, 0)  # each card once: no update
+    # without the late row (a gap until the batches read it), though it is committed
+    assert (await _ledger(conn))["card-0007"][0] == (await _brute_force(conn))["card-0007"][0] - 1
+
+    await conn.executemany(INSERT, _random_rows(rng, 10, 60))
+    await _fold(conn)  # a batch: the new rows and the late row, once
+    ledger = await _ledger(conn)
+    assert ledger == await _brute_force(conn)
+    assert ledger["card-0007"][1] >= late_id
+

@@ -408,6 +408,7 @@ async def test_far_behind_a_ledger_build_the_signal_leaves_the_sweep_to_the_medi
     # a rebuild (the settings the ledger is folded with changed) that is far behind
     await conn.execute(
         "UPDATE monitoring_settings SET catch_up_bulk_rows = 1, catch_up_slice_rows = 2,"
+        " catch_up_range_rows = 2,"
         " credit_transaction_types = credit_transaction_types || '{gift}'::text[],"
         " detection_batch_size = 5"
     )
