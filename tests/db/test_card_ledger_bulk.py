@@ -585,4 +585,3 @@ async def test_a_build_by_card_partitions_writes_each_card_once_and_equals_the_b
     ledger = await _ledger(conn)
     assert ledger == await _brute_force(conn)
     assert ledger["card-0007"][1] >= late_id
-
