@@ -91,8 +91,11 @@ $$;
 --   the batches that take over near the head read late commits exactly once; the range's
 --   other slices leave those ids out (a row committed since is a gap's, read once, later).
 --   The watermark passes the range when its last slice is folded; until then the range
---   (monitoring_card_ledger_state.build_range) says which partition is next, and a run goes
---   on with it, near the head too. Slices only in the first half of the caller's
+--   (monitoring_card_ledger_state.build_range) says which partitions are left, and a run goes
+--   on with it, near the head too. A slice that took more than a third of the caller's
+--   statement_timeout splits each partition left in two (and the next range starts with at
+--   least twice its partitions), so a slower server than the slice size was chosen for gets
+--   shorter slices before one runs over the timeout. Slices only in the first half of the caller's
 --   statement_timeout since its transaction began: one if the call starts in it (none after:
 --   e.g. a job that waited for the other job's fold, whose lock is held to its commit), more
 --   while another one (at twice the last one's time) would still end in it. The jobs, which
@@ -129,8 +132,11 @@ DECLARE
     v_timeout_ms    bigint;
     v_slice_started timestamptz;
     v_range         jsonb;    -- the range whose partitions are being folded (see the header)
-    v_parts         integer;
+    v_last          jsonb;    -- the last slice's partitions and time: {parts, slice_ms}
+    v_parts         integer;  -- the partitions' modulus
+    v_todo          integer[];  -- the partitions left, the next first
     v_part          integer;
+    v_first         boolean;  -- the range's first slice
     v_share         bigint;
 BEGIN
     v_settings := monitoring_settings_get();
@@ -174,9 +180,8 @@ BEGIN
     IF v_wm.caught_up_at IS NULL AND to_regclass('app_transaction_log') IS NOT NULL THEN
         v_head := coalesce((SELECT max(l.log_id) FROM app_transaction_log AS l), 0);
         -- a range with partitions left goes on, near the head too (its ids are not all folded)
-        SELECT s.build_range INTO v_range
-          FROM monitoring_card_ledger_state AS s
-         WHERE s.id = 1 AND (s.build_range ->> 'from')::bigint = v_wm.last_log_id;
+        SELECT s.build_range INTO v_last FROM monitoring_card_ledger_state AS s WHERE s.id = 1;
+        v_range := CASE WHEN (v_last ->> 'from')::bigint = v_wm.last_log_id THEN v_last END;
         v_bulk := v_range IS NOT NULL OR v_head - v_wm.last_log_id > v_settings.catch_up_bulk_rows;
     END IF;
     IF v_bulk THEN
@@ -204,19 +209,32 @@ BEGIN
     LOOP  -- once for a batch; per slice while far behind and the time allows (see above)
     IF v_bulk THEN
         v_slice_started := clock_timestamp();
-        IF v_range IS NULL THEN  -- a new range: its first slice
+        v_first := v_range IS NULL;
+        IF v_first THEN  -- a new range: its first slice
             v_from := v_to;
             v_to := least(v_head, v_from + greatest(v_settings.catch_up_range_rows,
                                                     v_settings.catch_up_slice_rows));
             v_parts := ceil((v_to - v_from)::numeric / v_settings.catch_up_slice_rows)::integer;
-            v_part := 0;
+            -- at least the last range's partitions if its last slice was found too long
+            IF v_timeout_ms > 0 AND (v_last ->> 'slice_ms')::numeric > v_timeout_ms / 3.0 THEN
+                v_parts := greatest(v_parts, 2 * (v_last ->> 'parts')::integer);
+            END IF;
+            v_todo := ARRAY(SELECT generate_series(0, v_parts - 1));
         ELSE
             v_from := (v_range ->> 'from')::bigint;
             v_to := (v_range ->> 'to')::bigint;
             v_parts := (v_range ->> 'parts')::integer;
-            v_part := (v_range ->> 'next')::integer;
-            v_gaps := (v_range ->> 'gaps')::int8multirange;
+            v_todo := ARRAY(SELECT jsonb_array_elements_text(v_range -> 'todo')::integer);
+            -- The last slice took more than a third of the timeout (a slower or busier
+            -- server than the slice size was chosen for): each partition left is split in two
+            -- (hash % P = t is hash % 2P in {t, t + P}), before a slice runs over the timeout,
+            -- is cancelled and is tried again for ever.
+            IF v_timeout_ms > 0 AND (v_range ->> 'slice_ms')::numeric > v_timeout_ms / 3.0 THEN
+                v_todo := v_todo || ARRAY(SELECT t + v_parts FROM unnest(v_todo) AS t);
+                v_parts := 2 * v_parts;
+            END IF;
         END IF;
+        v_part := v_todo[1];
     END IF;
     -- One statement, one snapshot: the rows folded, and (a slice) the ids it could not see.
     -- The last balance is the row of the card's highest such id, read back from the rows read.
@@ -271,13 +289,13 @@ BEGIN
           FROM snap, seen
         $sql$,
         CASE WHEN v_bulk THEN 'NOT MATERIALIZED' ELSE 'MATERIALIZED' END,
-        CASE WHEN v_bulk AND v_part = 0
+        CASE WHEN v_bulk AND v_first
              THEN '(SELECT count(*) FROM app_transaction_log AS l WHERE l.log_id > $2 AND l.log_id <= $3)'
              ELSE 'NULL::bigint' END,
         CASE WHEN v_bulk THEN '''{}''::text[]'
              ELSE '(SELECT coalesce(array_agg(DISTINCT l.card_id), ''{}'') FROM log_rows AS l)' END,
         -- the ids of the range this snapshot cannot see (none, the usual case, by the count)
-        CASE WHEN v_bulk AND v_part = 0
+        CASE WHEN v_bulk AND v_first
              THEN 'CASE WHEN seen.n = $3 - $2 THEN ''{}''::int8multirange ELSE (
                        SELECT coalesce(range_agg(int8range(i.previous_id + 1, i.id)), ''{}'')
                          FROM (SELECT l.log_id AS id,
@@ -295,24 +313,29 @@ BEGIN
              ELSE 'l.log_id > $2 AND l.log_id <= $3'
                   -- the partition's cards; later slices leave out the first one's invisible ids
                   || CASE WHEN v_parts > 1 THEN ' AND (hashtext(l.card_id) & 2147483647) % $7 = $8' ELSE '' END
-                  || CASE WHEN v_part > 0 THEN ' AND NOT l.log_id <@ $9' ELSE '' END END)
+                  || CASE WHEN NOT v_first THEN ' AND NOT l.log_id <@ $9' ELSE '' END END)
        INTO v_cards_folded, touched_cards, v_seen, v_gaps, v_xmax, v_snapshot
       USING v_ids, v_from, v_to, v_settings.credit_transaction_types,
             v_settings.debit_transaction_types, v_settings.mirror_edge_function_names,
             v_parts, v_part, (v_range ->> 'gaps')::int8multirange;
 
     IF v_bulk THEN
-        IF v_part = 0 THEN  -- what the range's first slice saw, for the watermark at its end
+        IF v_first THEN  -- what the range's first slice saw, for the watermark at its end
             v_range := jsonb_build_object(
-                'from', v_from, 'to', v_to, 'parts', v_parts, 'gaps', v_gaps::text,
+                'from', v_from, 'to', v_to, 'gaps', v_gaps::text,
                 'xmax', v_xmax, 'snapshot', v_snapshot, 'at', now(), 'seen', v_seen);
         END IF;
-        -- this slice's share of the range's rows (the progress counts them as it goes)
-        v_share := (v_range ->> 'seen')::bigint * (v_part + 1) / v_parts
-                   - (v_range ->> 'seen')::bigint * v_part / v_parts;
+        -- this slice's share of the range's rows (the progress counts them as it goes): the
+        -- share of partitions done after it less before it (a split keeps the share)
+        v_share := (v_range ->> 'seen')::bigint * (v_parts - cardinality(v_todo) + 1) / v_parts
+                   - (v_range ->> 'seen')::bigint * (v_parts - cardinality(v_todo)) / v_parts;
         rows_folded := rows_folded + v_share;
-        IF v_part + 1 < v_parts THEN  -- partitions left: the range is kept, the watermark waits
-            v_range := v_range || jsonb_build_object('next', v_part + 1);
+        v_todo := v_todo[2:];
+        v_last := jsonb_build_object(
+            'parts', v_parts,
+            'slice_ms', round(extract(epoch FROM clock_timestamp() - v_slice_started) * 1000));
+        IF cardinality(v_todo) > 0 THEN  -- partitions left: the range is kept, the watermark waits
+            v_range := v_range || v_last || jsonb_build_object('todo', to_jsonb(v_todo));
             UPDATE monitoring_card_ledger_state SET build_range = v_range WHERE id = 1;
             backlog := true;
             UPDATE monitoring_detector_watermarks
@@ -323,8 +346,8 @@ BEGIN
                    updated_at = now()
              WHERE detector_name = 'card_ledger';
         ELSE
-            UPDATE monitoring_card_ledger_state SET build_range = NULL
-             WHERE id = 1 AND build_range IS NOT NULL;
+            -- no range: what the next range's first slice starts from
+            UPDATE monitoring_card_ledger_state SET build_range = v_last WHERE id = 1;
             backlog := v_to < v_head;
             -- What monitoring_claim_rows records for the ids it passes (see there): the
             -- range's invisible ids as gaps, its first slice's snapshot as a run that makes

@@ -594,7 +594,8 @@ BEGIN
                -- as done in the share of partitions folded
                greatest(coalesce(h.head, 0) - coalesce(w.last_log_id, 0)
                         - coalesce(((b.build_range ->> 'to')::bigint - w.last_log_id)
-                                   * (b.build_range ->> 'next')::bigint
+                                   * ((b.build_range ->> 'parts')::bigint
+                                      - jsonb_array_length(b.build_range -> 'todo'))
                                    / (b.build_range ->> 'parts')::bigint, 0), 0) AS behind,
                w.total_examined,
                NOT w.backlog AND w.caught_up_at IS NOT NULL AS caught_up,

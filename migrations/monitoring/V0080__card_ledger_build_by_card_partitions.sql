@@ -13,8 +13,9 @@
 --   * catch_up_slice_rows: its default 500 000 -> 2 500 000 (rows one statement folds). A
 --     database still at the old default is moved to the new one; a value set by hand is kept.
 --   * monitoring_card_ledger_state.build_range: the range being built while its partitions
---     are folded over several job runs ({from, to, parts, next, gaps, xmax, snapshot, at,
---     seen}); unlogged like the ledger, so a crash forgets it with the ledger it describes.
+--     are folded over several job runs ({from, to, parts, todo, gaps, xmax, snapshot, at,
+--     seen, slice_ms}), between ranges the last slice's {parts, slice_ms}; unlogged like the
+--     ledger, so a crash forgets it with the ledger it describes.
 
 -- IF NOT EXISTS: a column already there keeps its definition, its check included.
 ALTER TABLE monitoring_settings
@@ -30,4 +31,4 @@ COMMENT ON COLUMN monitoring_settings.catch_up_slice_rows IS
 
 ALTER TABLE monitoring_card_ledger_state ADD COLUMN IF NOT EXISTS build_range jsonb;
 COMMENT ON COLUMN monitoring_card_ledger_state.build_range IS
-    'the range of log ids whose card partitions are being folded (first build): from, to, parts, next partition, the ids its first statement could not see (gaps), that statement''s snapshot (xmax, snapshot, at) and its count of rows (seen); NULL between ranges';
+    'the range of log ids whose card partitions are being folded (first build): from, to, parts (the modulus), todo (the partitions left), the ids its first statement could not see (gaps), that statement''s snapshot (xmax, snapshot, at), its count of rows (seen) and the last slice''s time (slice_ms, a partition is split in two when it passes a third of the statement timeout); between ranges only parts and slice_ms';

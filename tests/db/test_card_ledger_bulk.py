@@ -585,3 +585,34 @@ async def test_a_build_by_card_partitions_writes_each_card_once_and_equals_the_b
     ledger = await _ledger(conn)
     assert ledger == await _brute_force(conn)
     assert ledger["card-0007"][1] >= late_id
+
+
+async def test_a_slice_near_the_timeout_splits_the_partitions_left_in_two(
+    conn: asyncpg.Connection,
+) -> None:
+    """A slice that took more than a third of the job's statement timeout (a slower server
+    than catch_up_slice_rows was chosen for) makes the partitions left half as large, before
+    one runs over the timeout and is tried again for ever; the ledger is the same."""
+    await conn.execute(
+        "UPDATE monitoring_settings SET catch_up_bulk_rows = 100, catch_up_slice_rows = 300,"
+        " catch_up_range_rows = 5000"
+    )
+    await conn.executemany(INSERT, _random_rows(random.Random(1981), 1800, 60))
+    await _fold(conn)  # no statement timeout: one slice, 1 of 6 partitions
+    # that slice as a slow server would have taken it: 250 s of the 10 min timeout below
+    await conn.execute(
+        "UPDATE monitoring_card_ledger_state"
+        " SET build_range = build_range || '{\"slice_ms\": 250000}'"
+    )
+
+    async with conn.transaction():
+        await conn.execute("SET LOCAL statement_timeout = '10min'")
+        built = await _fold(conn)  # the 5 partitions left as 10, all in this call
+
+    state = json.loads(await conn.fetchval("SELECT build_range FROM monitoring_card_ledger_state"))
+    assert state["parts"] == 12 and "todo" not in state
+    assert built["backlog"] is False
+    assert (await _watermark(conn))["caught_up_at"] is not None
+    cards = await conn.fetchval("SELECT count(*) FROM monitoring_card_ledger")
+    assert await _ledger_writes(conn) == (cards, 0)
+    assert await _ledger(conn) == await _brute_force(conn)
