@@ -92,7 +92,7 @@ $$;
 --   other slices leave those ids out (a row committed since is a gap's, read once, later).
 --   The watermark passes the range when its last slice is folded; until then the range
 --   (monitoring_card_ledger_state.build_range) says which partitions are left, and a run goes
---   on with it, near the head too. A slice that took more than a third of the caller's
+--   on with it, near the head too. A slice that took more than half the caller's
 --   statement_timeout splits each partition left in two (and the next range starts with at
 --   least twice its partitions), so a slower server than the slice size was chosen for gets
 --   shorter slices before one runs over the timeout. Slices only in the first half of the caller's
@@ -216,7 +216,7 @@ BEGIN
                                                     v_settings.catch_up_slice_rows));
             v_parts := ceil((v_to - v_from)::numeric / v_settings.catch_up_slice_rows)::integer;
             -- at least the last range's partitions if its last slice was found too long
-            IF v_timeout_ms > 0 AND (v_last ->> 'slice_ms')::numeric > v_timeout_ms / 3.0 THEN
+            IF v_timeout_ms > 0 AND (v_last ->> 'slice_ms')::numeric > v_timeout_ms / 2.0 THEN
                 v_parts := greatest(v_parts, 2 * (v_last ->> 'parts')::integer);
             END IF;
             v_todo := ARRAY(SELECT generate_series(0, v_parts - 1));
@@ -225,11 +225,11 @@ BEGIN
             v_to := (v_range ->> 'to')::bigint;
             v_parts := (v_range ->> 'parts')::integer;
             v_todo := ARRAY(SELECT jsonb_array_elements_text(v_range -> 'todo')::integer);
-            -- The last slice took more than a third of the timeout (a slower or busier
+            -- The last slice took more than half the timeout (a slower or busier
             -- server than the slice size was chosen for): each partition left is split in two
             -- (hash % P = t is hash % 2P in {t, t + P}), before a slice runs over the timeout,
             -- is cancelled and is tried again for ever.
-            IF v_timeout_ms > 0 AND (v_range ->> 'slice_ms')::numeric > v_timeout_ms / 3.0 THEN
+            IF v_timeout_ms > 0 AND (v_range ->> 'slice_ms')::numeric > v_timeout_ms / 2.0 THEN
                 v_todo := v_todo || ARRAY(SELECT t + v_parts FROM unnest(v_todo) AS t);
                 v_parts := 2 * v_parts;
             END IF;

@@ -31,4 +31,4 @@ COMMENT ON COLUMN monitoring_settings.catch_up_slice_rows IS
 
 ALTER TABLE monitoring_card_ledger_state ADD COLUMN IF NOT EXISTS build_range jsonb;
 COMMENT ON COLUMN monitoring_card_ledger_state.build_range IS
-    'the range of log ids whose card partitions are being folded (first build): from, to, parts (the modulus), todo (the partitions left), the ids its first statement could not see (gaps), that statement''s snapshot (xmax, snapshot, at), its count of rows (seen) and the last slice''s time (slice_ms, a partition is split in two when it passes a third of the statement timeout); between ranges only parts and slice_ms';
+    'the range of log ids whose card partitions are being folded (first build): from, to, parts (the modulus), todo (the partitions left), the ids its first statement could not see (gaps), that statement''s snapshot (xmax, snapshot, at), its count of rows (seen) and the last slice''s time (slice_ms, a partition is split in two when it passes half the statement timeout); between ranges only parts and slice_ms';

@@ -590,7 +590,7 @@ async def test_a_build_by_card_partitions_writes_each_card_once_and_equals_the_b
 async def test_a_slice_near_the_timeout_splits_the_partitions_left_in_two(
     conn: asyncpg.Connection,
 ) -> None:
-    """A slice that took more than a third of the job's statement timeout (a slower server
+    """A slice that took more than half the job's statement timeout (a slower server
     than catch_up_slice_rows was chosen for) makes the partitions left half as large, before
     one runs over the timeout and is tried again for ever; the ledger is the same."""
     await conn.execute(
@@ -599,10 +599,10 @@ async def test_a_slice_near_the_timeout_splits_the_partitions_left_in_two(
     )
     await conn.executemany(INSERT, _random_rows(random.Random(1981), 1800, 60))
     await _fold(conn)  # no statement timeout: one slice, 1 of 6 partitions
-    # that slice as a slow server would have taken it: 250 s of the 10 min timeout below
+    # that slice as a slow server would have taken it: 400 s of the 10 min timeout below
     await conn.execute(
         "UPDATE monitoring_card_ledger_state"
-        " SET build_range = build_range || '{\"slice_ms\": 250000}'"
+        " SET build_range = build_range || '{\"slice_ms\": 400000}'"
     )
 
     async with conn.transaction():
