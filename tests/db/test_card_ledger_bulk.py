@@ -117,25 +117,21 @@ async def _gaps(conn: asyncpg.Connection) -> str:
     )
 
 
-async def test_a_bulk_build_equals_the_brute_force_ledger_with_gaps_and_a_late_commit(
-    conn: asyncpg.Connection, db_dsn: str
-) -> None:
-    rng = random.Random(1903)
-    await conn.execute(
-        "UPDATE monitoring_settings SET catch_up_bulk_rows = 100, catch_up_slice_rows = 700,"
-        " catch_up_range_rows = 700,"
-        " ledger_batch_size = 40, late_commit_grace = '0'"
-    )
+async def _first_fold_with_a_late_commit(
+    conn: asyncpg.Connection, db_dsn: str, rng: random.Random
+) -> tuple[int, int, asyncpg.Record, asyncpg.Record]:
+    """300 rows, 25 ids of a transaction that rolls back (never visible: gaps for ever), a row
+    of card-0007 whose transaction is still open while the first fold reads past its id
+    (committed after it), 1 500 more rows. Returns the id before the first row, the late
+    row's id, the first fold's result and the watermark right after it."""
     await conn.executemany(INSERT, _random_rows(rng, 300, 60))
     base = await conn.fetchval("SELECT min(log_id) - 1 FROM app_transaction_log")
-    # Ids taken by a transaction that rolls back: never visible, gaps for ever.
     rolled_back = conn.transaction()
     await rolled_back.start()
     await conn.executemany(INSERT, _random_rows(rng, 25, 60))
     await rolled_back.rollback()
     late = await asyncpg.connect(db_dsn)
     try:
-        # A row whose transaction is still open while the first slice reads past its id.
         late_tx = late.transaction()
         await late_tx.start()
         late_id = await late.fetchval(
@@ -148,12 +144,24 @@ async def test_a_bulk_build_equals_the_brute_force_ledger_with_gaps_and_a_late_c
             None,
         )
         await conn.executemany(INSERT, _random_rows(rng, 1500, 60))
-
         first = await _fold(conn)
         wm = await _watermark(conn)
         await late_tx.commit()
     finally:
         await late.close()
+    return base, late_id, first, wm
+
+
+async def test_a_bulk_build_equals_the_brute_force_ledger_with_gaps_and_a_late_commit(
+    conn: asyncpg.Connection, db_dsn: str
+) -> None:
+    rng = random.Random(1903)
+    await conn.execute(
+        "UPDATE monitoring_settings SET catch_up_bulk_rows = 100, catch_up_slice_rows = 700,"
+        " catch_up_range_rows = 700,"
+        " ledger_batch_size = 40, late_commit_grace = '0'"
+    )
+    base, late_id, first, wm = await _first_fold_with_a_late_commit(conn, db_dsn, rng)
 
     assert late_id == base + 326
     assert (first["rebuilt"], first["backlog"], first["touched_cards"]) == (True, True, [])
@@ -528,32 +536,8 @@ async def test_a_build_by_card_partitions_writes_each_card_once_and_equals_the_b
         "UPDATE monitoring_settings SET catch_up_bulk_rows = 100, catch_up_slice_rows = 300,"
         " catch_up_range_rows = 5000, ledger_batch_size = 40, late_commit_grace = '0'"
     )
-    await conn.executemany(INSERT, _random_rows(rng, 300, 60))
-    base = await conn.fetchval("SELECT min(log_id) - 1 FROM app_transaction_log")
-    rolled_back = conn.transaction()
-    await rolled_back.start()
-    await conn.executemany(INSERT, _random_rows(rng, 25, 60))
-    await rolled_back.rollback()
-    late = await asyncpg.connect(db_dsn)
-    try:
-        # open while the range's first partition is read, committed before the second
-        late_tx = late.transaction()
-        await late_tx.start()
-        late_id = await late.fetchval(
-            INSERT + " RETURNING log_id",
-            "card-0007",
-            "stripe_recharge",
-            "completed",
-            Decimal("12.34"),
-            Decimal("99.99"),
-            None,
-        )
-        await conn.executemany(INSERT, _random_rows(rng, 1500, 60))
-        first = await _fold(conn)
-        wm = await _watermark(conn)
-        await late_tx.commit()
-    finally:
-        await late.close()
+    # the late row: open while the range's first partition is read, committed before the second
+    base, late_id, first, wm = await _first_fold_with_a_late_commit(conn, db_dsn, rng)
 
     head = base + 1826
     assert late_id == base + 326
