@@ -137,6 +137,7 @@ DECLARE
     v_todo          integer[];  -- the partitions left, the next first
     v_part          integer;
     v_first         boolean;  -- the range's first slice
+    v_split         boolean;  -- the last slice was too long: shorter ones
     v_share         bigint;
 BEGIN
     v_settings := monitoring_settings_get();
@@ -210,13 +211,17 @@ BEGIN
     IF v_bulk THEN
         v_slice_started := clock_timestamp();
         v_first := v_range IS NULL;
+        -- The last slice (this range's, or the last range's: v_last) took more than half the
+        -- timeout (a slower or busier server than the slice size was chosen for): shorter
+        -- slices from now on, before one runs over the timeout, is cancelled and is tried
+        -- again for ever.
+        v_split := v_timeout_ms > 0 AND (v_last ->> 'slice_ms')::numeric > v_timeout_ms / 2.0;
         IF v_first THEN  -- a new range: its first slice
             v_from := v_to;
             v_to := least(v_head, v_from + greatest(v_settings.catch_up_range_rows,
                                                     v_settings.catch_up_slice_rows));
             v_parts := ceil((v_to - v_from)::numeric / v_settings.catch_up_slice_rows)::integer;
-            -- at least the last range's partitions if its last slice was found too long
-            IF v_timeout_ms > 0 AND (v_last ->> 'slice_ms')::numeric > v_timeout_ms / 2.0 THEN
+            IF v_split THEN  -- at least twice the last range's partitions
                 v_parts := greatest(v_parts, 2 * (v_last ->> 'parts')::integer);
             END IF;
             v_todo := ARRAY(SELECT generate_series(0, v_parts - 1));
@@ -225,11 +230,7 @@ BEGIN
             v_to := (v_range ->> 'to')::bigint;
             v_parts := (v_range ->> 'parts')::integer;
             v_todo := ARRAY(SELECT jsonb_array_elements_text(v_range -> 'todo')::integer);
-            -- The last slice took more than half the timeout (a slower or busier
-            -- server than the slice size was chosen for): each partition left is split in two
-            -- (hash % P = t is hash % 2P in {t, t + P}), before a slice runs over the timeout,
-            -- is cancelled and is tried again for ever.
-            IF v_timeout_ms > 0 AND (v_range ->> 'slice_ms')::numeric > v_timeout_ms / 2.0 THEN
+            IF v_split THEN  -- each partition left in two: hash % P = t is hash % 2P in {t, t + P}
                 v_todo := v_todo || ARRAY(SELECT t + v_parts FROM unnest(v_todo) AS t);
                 v_parts := 2 * v_parts;
             END IF;

@@ -152,6 +152,15 @@ async def _first_fold_with_a_late_commit(
     return base, late_id, first, wm
 
 
+async def _ledger_writes(conn: asyncpg.Connection) -> asyncpg.Record:
+    """The ledger's row inserts, updates and HOT updates so far (statistics flushed first)."""
+    await conn.execute("SELECT pg_stat_force_next_flush()")
+    return await conn.fetchrow(
+        "SELECT n_tup_ins, n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables"
+        " WHERE relname = 'monitoring_card_ledger'"
+    )
+
+
 async def test_a_bulk_build_equals_the_brute_force_ledger_with_gaps_and_a_late_commit(
     conn: asyncpg.Connection, db_dsn: str
 ) -> None:
@@ -500,11 +509,7 @@ async def test_a_build_that_updates_every_card_in_every_slice_keeps_its_updates_
     await conn.executemany(INSERT, rows)
     while (await _fold(conn))["backlog"]:
         pass
-    await conn.execute("SELECT pg_stat_force_next_flush()")
-    updates = await conn.fetchrow(
-        "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables"
-        " WHERE relname = 'monitoring_card_ledger'"
-    )
+    updates = await _ledger_writes(conn)
     assert updates["n_tup_upd"] >= 7 * 400, updates  # the slices after the first update
     assert updates["n_tup_hot_upd"] == updates["n_tup_upd"], updates
 
@@ -512,15 +517,6 @@ async def test_a_build_that_updates_every_card_in_every_slice_keeps_its_updates_
 async def _progress(conn: asyncpg.Connection) -> dict[str, Any]:
     progress = json.loads(await conn.fetchval("SELECT monitoring_catch_up_progress()"))
     return next(p for p in progress if p["detector"] == "card_ledger")
-
-
-async def _ledger_writes(conn: asyncpg.Connection) -> tuple[int, int]:
-    await conn.execute("SELECT pg_stat_force_next_flush()")
-    row = await conn.fetchrow(
-        "SELECT n_tup_ins, n_tup_upd FROM pg_stat_user_tables"
-        " WHERE relname = 'monitoring_card_ledger'"
-    )
-    return row["n_tup_ins"], row["n_tup_upd"]
 
 
 async def test_a_build_by_card_partitions_writes_each_card_once_and_equals_the_brute_force(
@@ -560,7 +556,8 @@ async def test_a_build_by_card_partitions_writes_each_card_once_and_equals_the_b
     assert (await _progress(conn))["rows_behind"] == 0
     assert last["backlog"] is False and wm["caught_up_at"] is not None
     cards = await conn.fetchval("SELECT count(*) FROM monitoring_card_ledger")
-    assert await _ledger_writes(conn) == (cards, 0)  # each card once: no update
+    writes = await _ledger_writes(conn)
+    assert (writes["n_tup_ins"], writes["n_tup_upd"]) == (cards, 0)  # each card once: no update
     # without the late row (a gap until the batches read it), though it is committed
     assert (await _ledger(conn))["card-0007"][0] == (await _brute_force(conn))["card-0007"][0] - 1
 
@@ -598,5 +595,6 @@ async def test_a_slice_near_the_timeout_splits_the_partitions_left_in_two(
     assert built["backlog"] is False
     assert (await _watermark(conn))["caught_up_at"] is not None
     cards = await conn.fetchval("SELECT count(*) FROM monitoring_card_ledger")
-    assert await _ledger_writes(conn) == (cards, 0)
+    writes = await _ledger_writes(conn)
+    assert (writes["n_tup_ins"], writes["n_tup_upd"]) == (cards, 0)
     assert await _ledger(conn) == await _brute_force(conn)
