@@ -15,14 +15,16 @@ history with benchmarks/generate_festival.py. festmon itself is not installed in
 
 run, in one sitting:
   1. clones the template (CREATE DATABASE ... TEMPLATE), so every run starts from the same data;
-  2. pgbench pays alone at a fixed rate (--rate, benchmarks/pgbench_bar_order.sql: random cards)
-     for --alone-seconds: payment latency p50 / p95 / p99 alone;
+  2. after a CHECKPOINT, pgbench pays alone at a fixed rate (--rate,
+     benchmarks/pgbench_bar_order.sql: random cards) for --alone-seconds: payment latency
+     p50 / p95 / p99 alone;
   3. installs festmon: `festmon db migrate` (migrate(), timed), initial_lookback anchored to 24
      hours before the newest generated row (as bench_detection.py does);
-  4. runs festmon's scheduler jobs as `festmon run --headless` does (scheduler.jobs.build_jobs and
-     scheduler.runner.JobRunner under the breaker, DetectionRepository with the circuit timeout
-     as statement timeout; critical every --critical-ms, medium every --medium-ms, a job that
-     reports a backlog runs again at once) while pgbench keeps paying at the same rate, until
+  4. after another CHECKPOINT, runs festmon's scheduler jobs as `festmon run --headless` does
+     (scheduler.jobs.build_jobs and scheduler.runner.JobRunner under the breaker,
+     DetectionRepository with the circuit timeout as statement timeout; critical every
+     --critical-ms, medium every --medium-ms, a job that reports a backlog runs again at once)
+     while pgbench keeps paying at the same rate, until
      every watermark of monitoring_catch_up_progress() is caught up (the card ledger's
      included) and both detection jobs have run: the time to catch up;
   5. reports the payment latency during the catch-up against alone, every job run's duration
@@ -68,6 +70,17 @@ from festmon_tui.scheduler.runner import JobRun, JobRunner  # noqa: E402
 from festmon_tui.settings import load_settings  # noqa: E402
 
 PROGRESS_SQL = "SELECT monitoring_catch_up_progress()"
+
+# The server's WAL and checkpoint counters (PostgreSQL 14+), read at each window's ends. While a
+# checkpoint runs, a page's first change writes a full-page image into the WAL, and the
+# payments' commits wait on a bigger WAL flush: a checkpoint in one window and not the other
+# shows up as festmon's cost. Each window starts right after a CHECKPOINT, so both begin from
+# the same state; a checkpoint inside a window is reported.
+WAL_SQL = """
+SELECT w.wal_records, w.wal_fpi, w.wal_bytes::bigint AS wal_bytes,
+       b.checkpoints_timed + b.checkpoints_req AS checkpoints
+  FROM pg_stat_wal AS w, pg_stat_bgwriter AS b
+"""
 
 
 def _url(server: str, database: str) -> str:
@@ -166,6 +179,25 @@ class Payments:
         doc["latency_ms_max"] = round(max(latencies, default=float("nan")), 3)
         return doc
 
+    def by_jobs_running(
+        self, jobs: list[tuple[float, float]], start: float, end: float
+    ) -> dict[str, dict[str, Any]]:
+        """The service time in [start, end] by how many detection jobs (critical, medium) were
+        running when each payment finished: what festmon's concurrent work costs a payment."""
+        groups: dict[str, list[float]] = {}
+        for t, lat, lag in self.samples:
+            if start <= t <= end:
+                running = sum(1 for a, b in jobs if a <= t <= b)
+                groups.setdefault(str(running), []).append(lat - lag)
+        return {
+            k: {
+                "payments": len(v),
+                "service_ms_p50": round(_percentile(v, 0.5), 3),
+                "service_ms_p95": round(_percentile(v, 0.95), 3),
+            }
+            for k, v in sorted(groups.items())
+        }
+
 
 async def _payments_for(payments: Payments, seconds: float) -> tuple[float, float]:
     stop = asyncio.Event()
@@ -175,6 +207,23 @@ async def _payments_for(payments: Payments, seconds: float) -> tuple[float, floa
     stop.set()
     await task
     return start, time.time()
+
+
+async def _wal_counters(conn: asyncpg.Connection) -> dict[str, int]:
+    row = await conn.fetchrow(WAL_SQL)
+    return dict(row) if row is not None else {}
+
+
+def _wal_window(before: dict[str, int], after: dict[str, int], seconds: float) -> dict[str, Any]:
+    """WAL written per second and checkpoints begun between two readings of WAL_SQL."""
+    diff = {k: after[k] - before[k] for k in before}
+    seconds = max(seconds, 1e-9)
+    return {
+        "wal_mb_per_s": round(diff["wal_bytes"] / 1e6 / seconds, 2),
+        "wal_fpi_per_s": round(diff["wal_fpi"] / seconds, 1),
+        "wal_records_per_s": round(diff["wal_records"] / seconds, 1),
+        "checkpoints": diff["checkpoints"],
+    }
 
 
 def _caught_up(progress: list[dict[str, Any]]) -> bool:
@@ -211,8 +260,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await conn.execute("SELECT count(*) FROM table_cards")
         payments = Payments(args, dsn, cards, workdir)
 
+        await conn.execute("CHECKPOINT")  # the clone's WAL would start one in a window
+        wal_before = await _wal_counters(conn)
         start, end = await _payments_for(payments, args.alone_seconds)
         results["alone"] = payments.window(start + 1, end)
+        results["alone"]["wal"] = _wal_window(wal_before, await _wal_counters(conn), end - start)
         print(f"alone: {results['alone']}", flush=True)
 
         started = time.perf_counter()
@@ -254,6 +306,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             on_run=runs.append,
         )
         stop = asyncio.Event()
+        await conn.execute("CHECKPOINT")  # as before the payments alone
+        wal_before = await _wal_counters(conn)
         pay_task = asyncio.create_task(payments.run(stop))
         catch_up_start = time.time()
         jobs_task = asyncio.create_task(runner.run(None))
@@ -293,10 +347,22 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         else:
             results["caught_up_s"] = round(done_at - catch_up_start, 1)
         results["during"] = payments.window(catch_up_start, done_at)
+        results["during"]["wal"] = _wal_window(
+            wal_before, await _wal_counters(conn), time.time() - catch_up_start
+        )
         for name in ("latency_ms", "service_ms"):
             results[f"{name}_p95_ratio"] = round(
                 results["during"][f"{name}_p95"] / results["alone"][f"{name}_p95"], 2
             )
+        results["during_by_jobs"] = payments.by_jobs_running(
+            [
+                (r.started_at.timestamp(), r.started_at.timestamp() + r.duration_ms / 1000)
+                for r in runs
+                if r.name in ("critical", "medium")
+            ],
+            catch_up_start,
+            done_at,
+        )
         results["payment_failures"] = payments.failed
         results["job_timeout_ms"] = timeout_ms
         results["job_runs"] = [
@@ -350,6 +416,17 @@ def _report(results: dict[str, Any]) -> None:
             f"{label} {w['tps']} tps; latency p50 / p95 / p99 {w['latency_ms_p50']} / "
             f"{w['latency_ms_p95']} / {w['latency_ms_p99']} ms; service time "
             f"{w['service_ms_p50']} / {w['service_ms_p95']} / {w['service_ms_p99']} ms"
+        )
+    for label, w in (("WAL alone:", alone), ("WAL during:", during)):
+        wal = w.get("wal", {})
+        print(
+            f"{label} {wal.get('wal_mb_per_s')} MB/s, {wal.get('wal_fpi_per_s')} full-page "
+            f"images/s, checkpoints begun {wal.get('checkpoints')}"
+        )
+    for running, w in results.get("during_by_jobs", {}).items():
+        print(
+            f"  with {running} detection job(s) running: {w['payments']} payments, service "
+            f"time p50 / p95 {w['service_ms_p50']} / {w['service_ms_p95']} ms"
         )
     print(
         f"p95 during / alone: latency ×{results['latency_ms_p95_ratio']}, "

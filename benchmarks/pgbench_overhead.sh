@@ -22,7 +22,8 @@
 # festmon's sessions held on payment tables, festmon's job time (from its log), and the CPU
 # its database sessions used against the payment sessions' (read from /proc, so only when the
 # server runs on this machine), per run and the median: on a shared, noisy machine TPS ratios
-# swing with other load, the CPU split much less.
+# swing with other load, the CPU split much less. The critical and medium jobs' durations in the
+# runs with festmon (median, p90, max) are issue 19.4's "under payment load" figures.
 set -euo pipefail
 
 DSN=${1:?usage: $0 DSN [ROUNDS] [SECONDS] [CLIENTS]}
@@ -146,8 +147,9 @@ one_run() {  # $1 = label (alone | with), $2 = round
     local busy=-
     if [ "$label" = with ]; then
         # festmon's database time during the run: the durations of the jobs it logged.
-        busy=$(tail -n "+$((first_line + 1))" "$dir/festmon.log" | grep -o 'job [a-z]* [a-zA-Z]* in [0-9]* ms' |
-            awk -v d="$DURATION" '{ms += $(NF-1)} END {printf "%.1f%%", ms / (d * 10)}')
+        tail -n "+$((first_line + 1))" "$dir/festmon.log" | grep -o 'job [a-z]* [a-zA-Z]* in [0-9]* ms' \
+            > "$dir/jobs.txt" || true
+        busy=$(awk -v d="$DURATION" '{ms += $(NF-1)} END {printf "%.1f%%", ms / (d * 10)}' "$dir/jobs.txt")
         stop_festmon
     fi
     local tps p samples waits festmon_waits load_end
@@ -176,6 +178,12 @@ echo "== mean TPS and latency by configuration"
 for label in alone with; do
     awk -v l="$label" '$1 == l {n++; t += $5} END {if (n) printf "%-5s mean tps %.1f over %d runs\n", l, t/n, n}' "$OUT/summary.txt"
     printf '%-5s p50/p95/p99 ms over all its transactions: %s\n' "$label" "$(percentiles "$OUT"/*-"$label"/tx.*)"
+done
+echo "== festmon's job runs during the runs with it (ms: median, 90th percentile, max)"
+for job in critical medium; do
+    cat "$OUT"/*-with/jobs.txt 2> /dev/null | awk -v j="$job" '$2 == j {print $(NF-1)}' | sort -n |
+        awk -v j="$job" '{v[NR] = $1} END {if (NR) printf "%-8s %d runs: median %d, p90 %d, max %d ms\n",
+            j, NR, v[int((NR + 1) / 2)], v[int(NR * 0.9 + 0.999)], v[NR]; else printf "%-8s no run\n", j}'
 done
 echo "== festmon's share of backend CPU in the runs with it (payments + festmon = 100 %)"
 awk '$1 == "with" {for (i = 1; i <= NF; i++) { split($i, kv, "=")
