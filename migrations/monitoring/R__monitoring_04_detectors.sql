@@ -356,10 +356,10 @@ $$;
 --   rules') in the first round when monitoring_balance_signal_check() fires (a
 --   table_cards write that no log row explains: R__monitoring_03_balance_signal.sql).
 --   p_budget_ms = 0: one run of each rule, each examining at most detection_batch_size rows.
---   p_budget_ms > 0 (the scheduler): each rule run examines up to ten batches
---   (p_claim_batches = 10 for each rule run), and a rule that still reports a backlog runs
---   again, in the same transaction, until it has none or p_budget_ms have passed since the
---   call started. At high payment rates one call then catches up every new row without a
+--   p_budget_ms > 0 (the scheduler): each rule run examines up to 1-10 batches (the same
+--   p_claim_batches for every rule of a round, adapted below), and a rule that still reports
+--   a backlog runs again, in the same transaction, until it has none or p_budget_ms have
+--   passed since the call started. At high payment rates one call then catches up every new row without a
 --   round trip, a transaction, a lease check and a round of per-run overhead per batch. Rules
 --   run in the fixed order in every round, and a second round takes only locks the first one
 --   holds already, so the lock order (deadlock freedom) is kept. A rule that fails stops.
@@ -369,11 +369,41 @@ $$;
 --   job leaves to the medium job — the scheduler then starts that job at once instead of at
 --   its next interval (issue 19.3: a rebuild while festmon runs, e.g. of the unlogged ledger
 --   after a crash, waited for the medium interval).
+--   The claim size while behind adapts (issue 19.3, V0090): a run starts with
+--   monitoring_critical_claim.batches (1 to 10; half of it when the last run that began never
+--   ended: monitoring_critical_rounds_begun ahead of monitoring_critical_rounds_ended, i.e.
+--   it was cancelled), and after each round monitoring_critical_next_batches() sizes the next
+--   one from that round's time against the statement timeout. Ten batches a round from the
+--   first run took 15-17 s of the 30 s timeout at 10 M log rows (27 s on a busier machine);
+--   on a slower server such a round would be cancelled and repeated for ever.
 --   plan_cache_mode = force_generic_plan: the rules' statements are planned once per session
 --   and their plans kept. Left to choose, PostgreSQL planned most of them again on every run
 --   (their custom plans, for the few rows of an idle run, looked cheaper than a generic plan):
 --   ~8.6 ms of planning per run at 600 payments/s, a tenth of the job (issue 19.1).
 -- ---------------------------------------------------------------------------------------------
+-- ---------------------------------------------------------------------------------------------
+-- monitoring_critical_next_batches(p_batches, p_round_ms, p_timeout_ms, p_full, p_may_grow)
+--   -> integer
+--
+--   The critical job's next claim size (batches per rule run, 1 to 10) after a round of
+--   p_batches that took p_round_ms under a statement timeout of p_timeout_ms: half after a
+--   round longer than a third of the timeout (a cancelled round loses all its work, and the
+--   next may be slower still); double after a full round (p_full: a rule still behind, so
+--   the claims were full) shorter than an eighth of it, unless p_may_grow is false (the run
+--   after a cancelled one does not grow back at once); otherwise the same.
+-- ---------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION monitoring_critical_next_batches(
+    p_batches integer, p_round_ms numeric, p_timeout_ms numeric, p_full boolean,
+    p_may_grow boolean)
+RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE WHEN p_round_ms > p_timeout_ms / 3 THEN greatest(1, p_batches / 2)
+                WHEN p_full AND p_may_grow AND p_round_ms < p_timeout_ms / 8
+                    THEN least(10, p_batches * 2)
+                ELSE least(10, greatest(1, p_batches)) END
+$$;
+
+
 CREATE OR REPLACE FUNCTION run_critical_detection_batches(p_budget_ms integer)
 RETURNS jsonb
 LANGUAGE plpgsql
@@ -391,16 +421,39 @@ DECLARE
     v_result   jsonb;
     v_totals   jsonb := '{}'::jsonb;
     v_rounds   integer := 0;
-    v_batches  integer := CASE WHEN p_budget_ms > 0 THEN 10 ELSE 1 END;
+    v_batches  integer := 1;
     v_sweep    boolean;
     v_signal   boolean := false;
     v_backlog  boolean;
+    v_stored   integer;      -- monitoring_critical_claim.batches as this run found it
+    v_grow     boolean := true;
+    v_run      bigint;       -- this run's value of monitoring_critical_rounds_begun
+    v_timeout  numeric;      -- the caller's statement_timeout in ms (30 s when none)
+    v_round_at timestamptz;
+    v_round_ms numeric;
 BEGIN
     PERFORM set_config('synchronous_commit', 'off', true);  -- see the file header
+    IF p_budget_ms > 0 THEN
+        -- the claim size while behind (see the header): the stored one, or half of it when
+        -- the last run that began never ended (cancelled, most likely by the timeout)
+        SELECT c.batches INTO v_stored FROM monitoring_critical_claim AS c WHERE c.id = 1;
+        v_batches := least(10, greatest(1, coalesce(v_stored, 1)));
+        IF (SELECT b.last_value FROM monitoring_critical_rounds_begun AS b)
+           > (SELECT e.last_value FROM monitoring_critical_rounds_ended AS e) THEN
+            v_batches := greatest(1, v_batches / 2);
+            v_grow := false;
+        END IF;
+        v_run := nextval('monitoring_critical_rounds_begun');
+        -- ('30s', '300ms', '0': PostgreSQL's units are interval input too; pg_settings, a
+        -- scan of every setting, would cost this job more than the rest of this bookkeeping)
+        v_timeout := coalesce(nullif(extract(epoch FROM current_setting('statement_timeout')
+                                                        ::interval) * 1000, 0), 30000);
+    END IF;
     v_pending := v_order;
     LOOP
         v_rounds := v_rounds + 1;
         v_next := '{}';
+        v_round_at := clock_timestamp();
         FOREACH v_rule IN ARRAY v_order LOOP
             CONTINUE WHEN NOT (v_rule = ANY (v_pending));
             -- issue 19.5: a table_cards write no log row explains sweeps now (the signal, in
@@ -440,9 +493,24 @@ BEGIN
             END IF;
         END LOOP;
         v_pending := v_next;
+        IF p_budget_ms > 0 THEN
+            -- the next round's size (this call's, and the next run's); the rules behind all
+            -- claimed the same size, so the next round's claims are still taken in lockstep
+            v_round_ms := extract(epoch FROM clock_timestamp() - v_round_at) * 1000;
+            v_batches := monitoring_critical_next_batches(
+                v_batches, v_round_ms, v_timeout, cardinality(v_pending) > 0, v_grow);
+        END IF;
         EXIT WHEN cardinality(v_pending) = 0
                OR clock_timestamp() >= v_started + make_interval(secs => greatest(p_budget_ms, 0) / 1000.0);
     END LOOP;
+    IF p_budget_ms > 0 THEN
+        IF v_batches IS DISTINCT FROM v_stored THEN
+            UPDATE monitoring_critical_claim
+               SET batches = v_batches, round_ms = round(v_round_ms, 1), changed_at = now()
+             WHERE id = 1;
+        END IF;
+        PERFORM setval('monitoring_critical_rounds_ended', v_run);  -- this run ended
+    END IF;
     RETURN monitoring_job_result(
         'critical', v_started,
         (SELECT jsonb_agg(v_totals -> u.rule ORDER BY u.ord)
@@ -640,6 +708,7 @@ SELECT monitoring_grant_to_writer(
     'run_medium_detection()',
     'monitoring_merge_rule_result(jsonb, jsonb)',
     'monitoring_run_rule_while_behind(text, timestamptz, integer)',
+    'monitoring_critical_next_batches(integer, numeric, numeric, boolean, boolean)',
     'run_critical_detection_batches(integer)',
     'run_medium_detection_batches(integer, boolean)');
 GRANT EXECUTE ON FUNCTION monitoring_catch_up_progress() TO monitoring_writer, monitoring_reader;

@@ -48,10 +48,17 @@ async def _deductions(conn: asyncpg.Connection) -> list[tuple[str, int]]:
     return [(r["card_id"], r["occurrence_count"]) for r in rows]
 
 
+async def _claim_batches(conn: asyncpg.Connection, batches: int) -> None:
+    """The critical job's claim size as a catch-up leaves it once its rounds are quick (it starts
+    at one batch and doubles: see the tests of the adaptive size below)."""
+    await conn.execute("UPDATE monitoring_critical_claim SET batches = $1", batches)
+
+
 async def test_one_critical_call_with_a_budget_catches_up_every_batch_exactly_once(
     conn: asyncpg.Connection,
 ) -> None:
     await conn.execute("UPDATE monitoring_settings SET detection_batch_size = 10")
+    await _claim_batches(conn, 10)
     now = await conn.fetchval("SELECT now()")
     await _failed(conn, 25, now - timedelta(minutes=30), "B")
 
@@ -77,6 +84,7 @@ async def test_beyond_ten_batches_a_rule_runs_again_in_the_same_call(
     conn: asyncpg.Connection,
 ) -> None:
     await conn.execute("UPDATE monitoring_settings SET detection_batch_size = 2")
+    await _claim_batches(conn, 10)
     now = await conn.fetchval("SELECT now()")
     await _failed(conn, 45, now - timedelta(minutes=30), "R")
 

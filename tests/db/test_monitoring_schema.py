@@ -23,6 +23,7 @@ MONITORING_RELATIONS = (
     "monitoring_settings",
     "monitoring_scheduler_lease",
     "monitoring_cycle_runs",
+    "monitoring_critical_claim",
     "monitoring_dashboard_summary",
     "system_health_trend",
 )
