@@ -19,7 +19,8 @@ run, in one sitting:
      benchmarks/pgbench_bar_order.sql: random cards) for --alone-seconds: payment latency
      p50 / p95 / p99 alone;
   3. installs festmon: `festmon db migrate` (migrate(), timed), initial_lookback anchored to 24
-     hours before the newest generated row (as bench_detection.py does);
+     hours before the newest generated row (as bench_detection.py does; read before step 2's
+     payments add rows stamped now(), which made the lookback shrink as the template aged);
   4. after another CHECKPOINT, runs festmon's scheduler jobs as `festmon run --headless` does
      (scheduler.jobs.build_jobs and scheduler.runner.JobRunner under the breaker,
      DetectionRepository with the circuit timeout as statement timeout; critical every
@@ -256,6 +257,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         results["shared_buffers"] = await conn.fetchval("SHOW shared_buffers")
         results["log_rows"] = await conn.fetchval("SELECT count(*) FROM app_transaction_log")
         results["cards"] = cards = await conn.fetchval("SELECT count(*) FROM table_cards")
+        # The newest generated row, read before the payments below add rows stamped now(): the
+        # lookback is anchored to it, so it covers the same history in every sitting.
+        newest = await conn.fetchval('SELECT max("timestamp") FROM app_transaction_log')
+        results["lookback_rows"] = await conn.fetchval(
+            "SELECT count(*) FROM app_transaction_log"
+            " WHERE \"timestamp\" > $1::timestamptz - interval '24 hours'",
+            newest,
+        )
         # Warm the payment path once, so "alone" and "during" start from the same cache.
         await conn.execute("SELECT count(*) FROM table_cards")
         payments = Payments(args, dsn, cards, workdir)
@@ -271,11 +280,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await migrate(conn, with_payment_schema=True)
         results["migrate_s"] = round(time.perf_counter() - started, 2)
         await conn.execute(
-            """
-            UPDATE monitoring_settings
-               SET initial_lookback = now() - (SELECT max("timestamp") FROM app_transaction_log)
-                                      + interval '24 hours'
-            """
+            "UPDATE monitoring_settings"
+            " SET initial_lookback = now() - $1::timestamptz + interval '24 hours'",
+            newest,
         )
         print(f"migrate: {results['migrate_s']} s", flush=True)
 
@@ -408,7 +415,10 @@ def _report(results: dict[str, Any]) -> None:
         f"{results['template']}: {results['log_rows']} log rows, {results['cards']} cards, "
         f"PostgreSQL {results['server']}, shared_buffers {results['shared_buffers']}"
     )
-    print(f"install (db migrate): {results['migrate_s']} s")
+    print(
+        f"install (db migrate): {results['migrate_s']} s; log rows in the 24 h lookback: "
+        f"{results.get('lookback_rows')}"
+    )
     print(f"caught up (every watermark at the head, ledger built): {results['caught_up_s']} s")
     alone, during = results["alone"], results["during"]
     for label, w in (("payments alone: ", alone), ("during catch-up:", during)):
