@@ -374,7 +374,7 @@ $$;
 --   ended: monitoring_critical_rounds_begun ahead of monitoring_critical_rounds_ended, i.e.
 --   it was cancelled), and after each round monitoring_critical_next_batches() sizes the next
 --   one from that round's time against the statement timeout. Ten batches a round from the
---   first run took 15-17 s of the 30 s timeout at 10 M log rows (27 s on a busier machine);
+--   first run took 14.8 s of the 30 s timeout at 10 M log rows, 3 M of them in the lookback;
 --   on a slower server such a round would be cancelled and repeated for ever.
 --   plan_cache_mode = force_generic_plan: the rules' statements are planned once per session
 --   and their plans kept. Left to choose, PostgreSQL planned most of them again on every run
@@ -387,18 +387,21 @@ $$;
 --
 --   The critical job's next claim size (batches per rule run, 1 to 10) after a round of
 --   p_batches that took p_round_ms under a statement timeout of p_timeout_ms: half after a
---   round longer than a third of the timeout (a cancelled round loses all its work, and the
+--   round longer than half the timeout (a cancelled round loses all its work, and the
 --   next may be slower still); double after a full round (p_full: a rule still behind, so
---   the claims were full) shorter than an eighth of it, unless p_may_grow is false (the run
---   after a cancelled one does not grow back at once); otherwise the same.
+--   the claims were full) shorter than a quarter of it, unless p_may_grow is false (the run
+--   after a cancelled one does not grow back at once); otherwise the same. A round has a
+--   large fixed part (at 10 M log rows a first run's rounds of one batch took ~5 s, of ten
+--   ~7.5 s), so rounds are kept as large as the timeout safely allows; the card ledger's
+--   slices split at the same half of the timeout.
 -- ---------------------------------------------------------------------------------------------
 CREATE OR REPLACE FUNCTION monitoring_critical_next_batches(
     p_batches integer, p_round_ms numeric, p_timeout_ms numeric, p_full boolean,
     p_may_grow boolean)
 RETURNS integer
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT CASE WHEN p_round_ms > p_timeout_ms / 3 THEN greatest(1, p_batches / 2)
-                WHEN p_full AND p_may_grow AND p_round_ms < p_timeout_ms / 8
+    SELECT CASE WHEN p_round_ms > p_timeout_ms / 2 THEN greatest(1, p_batches / 2)
+                WHEN p_full AND p_may_grow AND p_round_ms < p_timeout_ms / 4
                     THEN least(10, p_batches * 2)
                 ELSE least(10, greatest(1, p_batches)) END
 $$;
@@ -437,7 +440,7 @@ BEGIN
         -- the claim size while behind (see the header): the stored one, or half of it when
         -- the last run that began never ended (cancelled, most likely by the timeout)
         SELECT c.batches INTO v_stored FROM monitoring_critical_claim AS c WHERE c.id = 1;
-        v_batches := least(10, greatest(1, coalesce(v_stored, 1)));
+        v_batches := least(10, greatest(1, coalesce(v_stored, 10)));
         IF (SELECT b.last_value FROM monitoring_critical_rounds_begun AS b)
            > (SELECT e.last_value FROM monitoring_critical_rounds_ended AS e) THEN
             v_batches := greatest(1, v_batches / 2);

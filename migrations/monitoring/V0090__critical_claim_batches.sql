@@ -2,15 +2,18 @@
 --
 -- How many batches the scheduler's critical job claims per rule run while it catches up. It
 -- was always ten (10 x detection_batch_size rows per rule, 200 000 by default): on the 10 M
--- benchmark the first run's one round of the eight rules took 15-17 s of its 30 s statement
--- timeout, and 27 s on a busier machine (benchmarks/RESULTS.md, session 12). On a slower
--- server that round would pass the timeout, be cancelled with everything it did, and be
--- retried at the same size for ever. Now the size adapts (run_critical_detection_batches):
+-- benchmark (3 M of its rows in the 24 h lookback) the first run's one round of the eight
+-- rules took 14.8 s of its 30 s statement timeout (benchmarks/RESULTS.md, session 12). On a
+-- server twice as slow that round would pass the timeout, be cancelled with everything it
+-- did, and be retried at the same size for ever. Now the size adapts
+-- (run_critical_detection_batches):
 --   * monitoring_critical_claim (one row): batches, the claim size in batches (1-10) the next
---     run starts with; it starts at 1, doubles after a full round (a rule still behind) that
---     took less than an eighth of the statement timeout, halves after a round that took more
---     than a third. Written only when it changes (a few times per catch-up, never per run in
---     the steady state);
+--     run starts with: 10 at first, as before (a round has a large fixed part, so smaller
+--     rounds catch up more slowly: starting at one batch and doubling, the first run at 10 M
+--     took 141.6 and 157.8 s against 134.8 s); halved after a round that took more than
+--     half the statement timeout, doubled (up to 10) after a full round (a rule still
+--     behind) that took less than a quarter. Written only when it changes (never in the
+--     steady state);
 --   * monitoring_critical_rounds_begun / monitoring_critical_rounds_ended: a run takes the
 --     next value of the first when it starts and sets the second to it when it ends. Sequences
 --     are not transactional, so a run that was cancelled (statement timeout, a lost
@@ -19,7 +22,7 @@
 
 CREATE TABLE IF NOT EXISTS monitoring_critical_claim (
     id          integer PRIMARY KEY DEFAULT 1 CHECK (id = 1),
-    batches     integer NOT NULL DEFAULT 1 CHECK (batches BETWEEN 1 AND 10),
+    batches     integer NOT NULL DEFAULT 10 CHECK (batches BETWEEN 1 AND 10),
     round_ms    numeric,
     changed_at  timestamptz NOT NULL DEFAULT now()
 );

@@ -1,9 +1,9 @@
 """The critical job's claim size while it catches up adapts to its statement timeout (V0090).
 
-Ten batches a rule run from the first run took 15-17 s of the 30 s timeout at 10 M log rows
-(27 s on a busier machine): on a slower server that round would be cancelled, and repeated at
-the same size for ever. The size now starts at one batch, doubles after a quick full round,
-halves after a slow one, and a cancelled run makes the next one claim half.
+Ten batches a rule run from the first run took 14.8 s of the 30 s timeout at 10 M log rows
+(3 M of them in the lookback): on a server twice as slow that round would be cancelled, and
+repeated at the same size for ever. The size now halves after a slow round, doubles back
+(up to ten) after a quick full one, and a cancelled run makes the next one claim half.
 """
 
 from __future__ import annotations
@@ -47,11 +47,12 @@ async def behind(conn: asyncpg.Connection) -> asyncpg.Connection:
     return conn
 
 
-async def test_the_claim_starts_at_one_batch_and_doubles_while_the_rounds_are_quick(
+async def test_a_claim_cut_to_one_batch_doubles_back_while_the_rounds_are_quick(
     behind: asyncpg.Connection,
 ) -> None:
     conn = behind
-    assert (await _stored(conn))["batches"] == 1
+    assert (await _stored(conn))["batches"] == 10  # as before V0090
+    await conn.execute("UPDATE monitoring_critical_claim SET batches = 1")
 
     claims = [await _one_round(conn) for _ in range(6)]
 
@@ -103,10 +104,11 @@ async def test_a_cancelled_run_makes_the_next_one_claim_half_and_not_grow_at_onc
 @pytest.mark.parametrize(
     ("batches", "round_ms", "full", "may_grow", "expected"),
     [
-        (4, 10_001, True, True, 2),  # over a third of 30 s: half
+        (4, 15_001, True, True, 2),  # over half of 30 s: half
         (1, 29_000, True, True, 1),  # never below one batch
-        (4, 10_000, True, True, 4),  # between an eighth and a third: kept
-        (4, 3_749, True, True, 8),  # under an eighth, rules still behind: double
+        (4, 15_000, True, True, 4),  # between a quarter and half: kept
+        (4, 7_500, True, True, 4),
+        (4, 7_499, True, True, 8),  # under a quarter, rules still behind: double
         (8, 100, True, True, 10),  # at most ten
         (4, 100, False, True, 4),  # caught up: the size was not what limited the round
         (4, 100, True, False, 4),  # right after a cancelled run: no growth yet

@@ -49,8 +49,8 @@ async def _deductions(conn: asyncpg.Connection) -> list[tuple[str, int]]:
 
 
 async def _claim_batches(conn: asyncpg.Connection, batches: int) -> None:
-    """The critical job's claim size as a catch-up leaves it once its rounds are quick (it starts
-    at one batch and doubles: see the tests of the adaptive size below)."""
+    """The critical job's claim size while behind (ten unless slow rounds halved it:
+    test_critical_claim_size.py), set so that these tests do not depend on it."""
     await conn.execute("UPDATE monitoring_critical_claim SET batches = $1", batches)
 
 
