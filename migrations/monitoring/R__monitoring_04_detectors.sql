@@ -344,44 +344,6 @@ $$;
 
 
 -- ---------------------------------------------------------------------------------------------
--- run_critical_detection_batches(p_budget_ms integer) -> jsonb   (scheduler "critical" job)
---
---   Every incremental rule from its watermark, in the lock order of the file header:
---   balance_deduction_on_failure, consecutive_failures, system_failure_spike (issue 19.5; its
---   buckets keep a run's cost to its new rows), balance_chain_break,
---   balance_mismatch_detection and negative_balance_detection on the cards of new log rows,
---   temporal_duplicate_detection, concurrent_transaction_detection. Cost grows with the new
---   rows, not with history. balance_mismatch_detection and negative_balance_detection also run
---   as the sweeps (after their incremental run, which keeps their claim in step with the other
---   rules') in the first round when monitoring_balance_signal_check() fires (a
---   table_cards write that no log row explains: R__monitoring_03_balance_signal.sql).
---   p_budget_ms = 0: one run of each rule, each examining at most detection_batch_size rows.
---   p_budget_ms > 0 (the scheduler): each rule run examines up to 1-10 batches (the same
---   p_claim_batches for every rule of a round, adapted below), and a rule that still reports
---   a backlog runs again, in the same transaction, until it has none or p_budget_ms have
---   passed since the call started. At high payment rates one call then catches up every new row without a
---   round trip, a transaction, a lease check and a round of per-run overhead per batch. Rules
---   run in the fixed order in every round, and a second round takes only locks the first one
---   holds already, so the lock order (deadlock freedom) is kept. A rule that fails stops.
---   Result: monitoring_job_result with job = 'critical', per rule the sum of its runs
---   (monitoring_merge_rule_result), "rounds": how many rounds ran, and "ledger_build_waiting":
---   the card ledger's build is far behind (monitoring_card_ledger_far_behind()), which this
---   job leaves to the medium job — the scheduler then starts that job at once instead of at
---   its next interval (issue 19.3: a rebuild while festmon runs, e.g. of the unlogged ledger
---   after a crash, waited for the medium interval).
---   The claim size while behind adapts (issue 19.3, V0090): a run starts with
---   monitoring_critical_claim.batches (1 to 10; half of it when the last run that began never
---   ended: monitoring_critical_rounds_begun ahead of monitoring_critical_rounds_ended, i.e.
---   it was cancelled), and after each round monitoring_critical_next_batches() sizes the next
---   one from that round's time against the statement timeout. Ten batches a round from the
---   first run took 14.8 s of the 30 s timeout at 10 M log rows, 3 M of them in the lookback;
---   on a slower server such a round would be cancelled and repeated for ever.
---   plan_cache_mode = force_generic_plan: the rules' statements are planned once per session
---   and their plans kept. Left to choose, PostgreSQL planned most of them again on every run
---   (their custom plans, for the few rows of an idle run, looked cheaper than a generic plan):
---   ~8.6 ms of planning per run at 600 payments/s, a tenth of the job (issue 19.1).
--- ---------------------------------------------------------------------------------------------
--- ---------------------------------------------------------------------------------------------
 -- monitoring_critical_next_batches(p_batches, p_round_ms, p_timeout_ms, p_full, p_may_grow)
 --   -> integer
 --
@@ -407,6 +369,45 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
 $$;
 
 
+-- ---------------------------------------------------------------------------------------------
+-- run_critical_detection_batches(p_budget_ms integer) -> jsonb   (scheduler "critical" job)
+--
+--   Every incremental rule from its watermark, in the lock order of the file header:
+--   balance_deduction_on_failure, consecutive_failures, system_failure_spike (issue 19.5; its
+--   buckets keep a run's cost to its new rows), balance_chain_break,
+--   balance_mismatch_detection and negative_balance_detection on the cards of new log rows,
+--   temporal_duplicate_detection, concurrent_transaction_detection. Cost grows with the new
+--   rows, not with history. balance_mismatch_detection and negative_balance_detection also run
+--   as the sweeps (after their incremental run, which keeps their claim in step with the other
+--   rules') in the first round when monitoring_balance_signal_check() fires (a
+--   table_cards write that no log row explains: R__monitoring_03_balance_signal.sql).
+--   p_budget_ms = 0: one run of each rule, each examining at most detection_batch_size rows.
+--   p_budget_ms > 0 (the scheduler): each rule run examines up to 1-10 batches (the same
+--   p_claim_batches for every rule of a round, adapted below), and a rule that still reports
+--   a backlog runs again, in the same transaction, until it has none or p_budget_ms have
+--   passed since the call started. At high payment rates one call then catches up every new
+--   row without a round trip, a transaction, a lease check and a round of per-run overhead
+--   per batch. Rules
+--   run in the fixed order in every round, and a second round takes only locks the first one
+--   holds already, so the lock order (deadlock freedom) is kept. A rule that fails stops.
+--   Result: monitoring_job_result with job = 'critical', per rule the sum of its runs
+--   (monitoring_merge_rule_result), "rounds": how many rounds ran, and "ledger_build_waiting":
+--   the card ledger's build is far behind (monitoring_card_ledger_far_behind()), which this
+--   job leaves to the medium job — the scheduler then starts that job at once instead of at
+--   its next interval (issue 19.3: a rebuild while festmon runs, e.g. of the unlogged ledger
+--   after a crash, waited for the medium interval).
+--   The claim size while behind adapts (issue 19.3, V0090): a run starts with
+--   monitoring_critical_claim.batches (1 to 10; half of it when the last run that began never
+--   ended: monitoring_critical_rounds_begun ahead of monitoring_critical_rounds_ended, i.e.
+--   it was cancelled), and after each round monitoring_critical_next_batches() sizes the next
+--   one from that round's time against the statement timeout. Ten batches a round from the
+--   first run took 14.8 s of the 30 s timeout at 10 M log rows, 3 M of them in the lookback;
+--   on a slower server such a round would be cancelled and repeated for ever.
+--   plan_cache_mode = force_generic_plan: the rules' statements are planned once per session
+--   and their plans kept. Left to choose, PostgreSQL planned most of them again on every run
+--   (their custom plans, for the few rows of an idle run, looked cheaper than a generic plan):
+--   ~8.6 ms of planning per run at 600 payments/s, a tenth of the job (issue 19.1).
+-- ---------------------------------------------------------------------------------------------
 CREATE OR REPLACE FUNCTION run_critical_detection_batches(p_budget_ms integer)
 RETURNS jsonb
 LANGUAGE plpgsql
