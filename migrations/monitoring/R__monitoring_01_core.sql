@@ -71,6 +71,21 @@ $$;
 
 
 -- ---------------------------------------------------------------------------------------------
+-- monitoring_statement_timeout_ms() -> bigint
+--   The caller's statement_timeout in ms (0: none). A job function reads it to bound its own
+--   work: a statement_timeout set inside a function would not bound the running call, so the
+--   job's caller sets it (SET LOCAL) and the function sizes its slices and rounds against it.
+--   '30s', '300ms', '0': PostgreSQL's units are interval input too (pg_settings, a scan of
+--   every setting, would cost more than the rest of the critical job's bookkeeping).
+-- ---------------------------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION monitoring_statement_timeout_ms()
+RETURNS bigint
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT round(extract(epoch FROM current_setting('statement_timeout')::interval) * 1000)::bigint
+$$;
+
+
+-- ---------------------------------------------------------------------------------------------
 -- monitoring_ids_in_scope(bigint[], boolean[]) -> bigint[]
 --   The ids whose flag (same position) is true, in ascending order ('{}' when none); all the
 --   ids, unchanged, when the flags are NULL.
@@ -710,6 +725,7 @@ $$;
 
 -- the functions above: no PUBLIC access, executed by the writer role
 SELECT monitoring_grant_to_writer(
+    'monitoring_statement_timeout_ms()',
     'monitoring_settings_get()',
     'monitoring_upsert_events(text, jsonb)',
     'create_monitoring_event(text, text, text, text, uuid, numeric, numeric, jsonb, jsonb)',

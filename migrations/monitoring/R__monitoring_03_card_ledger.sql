@@ -191,7 +191,7 @@ BEGIN
         v_to := v_wm.last_log_id;
         -- The caller's statement_timeout (the job's): slices only in the first half of it since
         -- the job's transaction started (see the header); without one, one slice a call.
-        v_timeout_ms := (SELECT s.setting::bigint FROM pg_settings AS s WHERE s.name = 'statement_timeout');
+        v_timeout_ms := monitoring_statement_timeout_ms();
         IF v_timeout_ms > 0
            AND clock_timestamp() > now() + make_interval(secs => v_timeout_ms / 2 / 1000.0) THEN
             touched_cards := '{}';

@@ -441,17 +441,14 @@ BEGIN
         -- the claim size while behind (see the header): the stored one, or half of it when
         -- the last run that began never ended (cancelled, most likely by the timeout)
         SELECT c.batches INTO v_stored FROM monitoring_critical_claim AS c WHERE c.id = 1;
-        v_batches := least(10, greatest(1, coalesce(v_stored, 10)));
+        v_batches := coalesce(v_stored, 10);  -- 1 to 10: the column's check
         IF (SELECT b.last_value FROM monitoring_critical_rounds_begun AS b)
            > (SELECT e.last_value FROM monitoring_critical_rounds_ended AS e) THEN
             v_batches := greatest(1, v_batches / 2);
             v_grow := false;
         END IF;
         v_run := nextval('monitoring_critical_rounds_begun');
-        -- ('30s', '300ms', '0': PostgreSQL's units are interval input too; pg_settings, a
-        -- scan of every setting, would cost this job more than the rest of this bookkeeping)
-        v_timeout := coalesce(nullif(extract(epoch FROM current_setting('statement_timeout')
-                                                        ::interval) * 1000, 0), 30000);
+        v_timeout := coalesce(nullif(monitoring_statement_timeout_ms(), 0), 30000);
     END IF;
     v_pending := v_order;
     LOOP
